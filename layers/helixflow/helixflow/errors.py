@@ -1,0 +1,103 @@
+"""Named errors of the pipeline.
+
+Step Functions sees a Lambda exception's class name as the error name, so every failure a user can act on is
+its own class and the state machine can Catch it by name. Each carries a stable machine code and, where it
+applies, a position in the offending file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where in a file a defect is. All counts are 1-based except the byte offset (0-based, into the
+    decompressed stream)."""
+
+    file: str | None = None
+    record: int | None = None
+    line: int | None = None
+    byte_offset: int | None = None
+
+
+class HelixflowError(Exception):
+    """Base of every named error. ``code`` is stable across releases; ``message`` is for people."""
+
+    default_code = "ERROR"
+
+    def __init__(self, message: str, *, code: str | None = None, position: Position | None = None,
+                 details: dict[str, Any] | None = None) -> None:
+        self.code = code or self.default_code
+        self.message = message
+        self.position = position or Position()
+        self.details = details or {}
+        super().__init__(self._render())
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def _render(self) -> str:
+        where = []
+        p = self.position
+        if p.file:
+            where.append(p.file)
+        if p.record is not None:
+            where.append(f"record {p.record}")
+        if p.line is not None:
+            where.append(f"line {p.line}")
+        if p.byte_offset is not None:
+            where.append(f"byte {p.byte_offset}")
+        suffix = f" ({', '.join(where)})" if where else ""
+        return f"{self.code}: {self.message}{suffix}"
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"error": self.name, "code": self.code, "message": self.message}
+        out.update({k: v for k, v in asdict(self.position).items()})
+        if self.details:
+            out["details"] = self.details
+        return out
+
+
+class InvalidFastq(HelixflowError):
+    default_code = "INVALID_FASTQ"
+
+
+class InvalidKey(HelixflowError):
+    """An object key that is not a FASTQ name under incoming/ or would escape its prefix."""
+
+    default_code = "INVALID_KEY"
+
+
+class InvalidParameters(HelixflowError):
+    """A sidecar parameters file or --params that does not match the schema."""
+
+    default_code = "INVALID_PARAMETERS"
+
+
+class InputTooLarge(HelixflowError):
+    """No placement can run this input (e.g. above what the Lambda path handles while no cluster is set)."""
+
+    default_code = "INPUT_TOO_LARGE"
+
+
+class IncompleteResults(HelixflowError):
+    """Publish found an expected output missing; nothing is published."""
+
+    default_code = "INCOMPLETE_RESULTS"
+
+
+@dataclass
+class ErrorReport:
+    """The body of errors/<sample>/<run_id>/error.json."""
+
+    error: str
+    code: str
+    message: str
+    file: str | None = None
+    record: int | None = None
+    line: int | None = None
+    byte_offset: int | None = None
+    details: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,1 @@
+"""helixflow.phase2"""
