@@ -7,7 +7,8 @@ applies, a position in the offending file.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import json
+from dataclasses import asdict, dataclass
 from typing import Any
 
 
@@ -33,13 +34,15 @@ class HelixflowError(Exception):
         self.message = message
         self.position = position or Position()
         self.details = details or {}
-        super().__init__(self._render())
+        # The Lambda runtime reports str(exception) as errorMessage, and RecordFailure reads the code and
+        # position back from it, so the exception's text is its JSON form; describe() is the human form.
+        super().__init__(json.dumps(self.to_dict(), separators=(",", ":")))
 
     @property
     def name(self) -> str:
         return type(self).__name__
 
-    def _render(self) -> str:
+    def describe(self) -> str:
         where = []
         p = self.position
         if p.file:
@@ -87,17 +90,3 @@ class IncompleteResults(HelixflowError):
     """Publish found an expected output missing; nothing is published."""
 
     default_code = "INCOMPLETE_RESULTS"
-
-
-@dataclass
-class ErrorReport:
-    """The body of errors/<sample>/<run_id>/error.json."""
-
-    error: str
-    code: str
-    message: str
-    file: str | None = None
-    record: int | None = None
-    line: int | None = None
-    byte_offset: int | None = None
-    details: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,78 @@
+"""Shared pieces of the Smith-Waterman-Gotoh kernels (CPU and CUDA): scoring, base codes, input checks.
+
+Kept free of numba imports that pull in a target, so both ``sw`` (CPU) and ``sw_cuda`` can use it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# 2-bit code per byte value for the aligners: A/C/G/T (any case) -> 0..3, every other symbol -> N_CODE.
+N_CODE = 4
+BASE_CODE = np.full(256, N_CODE, dtype=np.uint8)
+for _i, _b in enumerate(b"ACGT"):
+    BASE_CODE[_b] = _i
+    BASE_CODE[ord(chr(_b).lower())] = _i
+
+# The score-only kernels run in float32 (CPU) and int32 (GPU). float32 holds every integer below 2**24 exactly,
+# so all scores, and every intermediate (at least -PAD_PENALTY - max_score), must stay below that.
+EXACT_LIMIT = 1 << 23
+# Substitution score of a padding cell (a lane's query or target is shorter than the group's longest). It
+# sinks any diagonal path through padding below zero, so padding never produces a score of its own.
+PAD_PENALTY = 1 << 22
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """Local alignment scoring. Gaps use parasail's convention: a gap of length L costs
+    ``gap_open + (L - 1) * gap_extend`` (the defaults equal bwa-mem's ``-O 6 -E 1``)."""
+
+    match: int = 1          # identical bases (A, C, G, T; case-insensitive)
+    mismatch: int = -4      # different bases
+    n_score: int = -1       # either base is N (or any other non-ACGT symbol), even N against N
+    gap_open: int = 7
+    gap_extend: int = 1
+
+    def substitution(self, a: int, b: int) -> int:
+        """Score of aligning base codes ``a`` and ``b`` (values of ``BASE_CODE``)."""
+        if a == N_CODE or b == N_CODE:
+            return self.n_score
+        return self.match if a == b else self.mismatch
+
+    def gap(self, length: int) -> int:
+        """Cost (positive) of one gap of ``length`` >= 1 bases."""
+        return self.gap_open + (length - 1) * self.gap_extend
+
+
+def check_scoring(scoring: Scoring) -> None:
+    """Reject scorings the kernels cannot handle exactly. ``gap_open`` must be positive: padding lanes rely on
+    every gap strictly lowering the score (and a free gap open makes local alignment degenerate anyway)."""
+    values = (scoring.match, scoring.mismatch, scoring.n_score, scoring.gap_open, scoring.gap_extend)
+    if not all(isinstance(v, (int, np.integer)) for v in values):
+        raise TypeError(f"scoring values must be integers, got {scoring}")
+    if scoring.gap_open < 1 or scoring.gap_extend < 0:
+        raise ValueError(f"need gap_open >= 1 and gap_extend >= 0, got {scoring}")
+    if max(abs(v) for v in values) >= PAD_PENALTY // 4:
+        raise ValueError(f"scoring values too large for exact kernels: {scoring}")
+
+
+def check_packed(query_buf: np.ndarray, query_offsets: np.ndarray, target_buf: np.ndarray,
+                 target_offsets: np.ndarray, scoring: Scoring) -> tuple[np.ndarray, ...]:
+    """Validate and normalise packed batch inputs; returns contiguous (qbuf, qoff, tbuf, toff)."""
+    check_scoring(scoring)
+    qbuf = np.ascontiguousarray(query_buf, dtype=np.uint8)
+    tbuf = np.ascontiguousarray(target_buf, dtype=np.uint8)
+    qoff = np.ascontiguousarray(query_offsets, dtype=np.int64)
+    toff = np.ascontiguousarray(target_offsets, dtype=np.int64)
+    if qoff.ndim != 1 or toff.ndim != 1 or qoff.shape[0] < 1 or qoff.shape != toff.shape:
+        raise ValueError("query_offsets and target_offsets must be 1-D of equal length n + 1")
+    for name, off, buf in (("query", qoff, qbuf), ("target", toff, tbuf)):
+        if np.any(np.diff(off) < 0) or off[0] < 0 or off[-1] > buf.shape[0]:
+            raise ValueError(f"{name}_offsets must be non-decreasing and within the buffer")
+    longest = int(max(np.diff(qoff).max(initial=0), np.diff(toff).max(initial=0)))
+    top = max(abs(scoring.match), abs(scoring.n_score), 1)
+    if top * (longest + 1) + PAD_PENALTY >= EXACT_LIMIT:
+        raise ValueError(f"sequences of length {longest} may overflow the exact score range")
+    return qbuf, qoff, tbuf, toff

@@ -1,0 +1,234 @@
+"""Minimizer index searcher (the CPU searcher).
+
+Choices:
+- k = ``K`` = 15, window w = ``W`` = 10: the minimizer of every w consecutive canonical k-mers (smallest
+  64-bit mixed hash, leftmost on ties), about 2/(w+1) of positions. k is odd, so no k-mer is its own reverse
+  complement and each minimizer has a defined strand. 15-mers are unique in random sequence up to ~10^9 bp,
+  and a 150 bp read with a 1 % error rate keeps most of its ~27 minimizers intact.
+- Minimizers occurring more than ``MAX_OCCURRENCES`` = 200 times in the reference (low complexity, high-copy
+  repeats) are skipped during search, bounding work per read the way bwa and minimap2 cap seed occurrences.
+- Hits vote for a (strand, diagonal = reference position - read position) pair. Hits whose diagonals lie within
+  ``MAX_DIAGONAL_GAP`` = 16 of each other join one group, so one locus with indels up to that size stays one
+  candidate. A read keeps its ``MAX_CANDIDATES`` = 8 groups with the most votes, and only groups with at
+  least ``MIN_VOTE_FRACTION`` = 1/8 of the best group's votes (weaker groups are seed noise, not a
+  competing locus; a diverged paralog that loses even these seeds scores far below the true locus anyway).
+- Each group becomes the region [first diagonal - ``PAD``, last diagonal + read length + ``PAD``] of its contig
+  with ``PAD`` = 16, so Smith–Waterman can place indels and clipped ends near the seeds.
+The index is a hash-sorted table (hashes, positions, strands) - three flat arrays, cheap to broadcast over MPI
+and deterministic to rebuild.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit, prange
+
+from helixflow.embedding import BASE_CODE
+from helixflow.phase2.candidates import Candidates
+from helixflow.phase2.reference import Reference
+
+K = 15
+W = 10
+MAX_OCCURRENCES = 200
+MAX_DIAGONAL_GAP = 16
+MAX_CANDIDATES = 8
+MIN_VOTE_FRACTION = 0.125
+PAD = 16
+
+_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+_INVALID = np.uint64(0xFFFFFFFFFFFFFFFF)
+# Puts the two strands' diagonals in disjoint key ranges, so sorting groups by strand first.
+_STRAND_KEY = np.int64(1) << np.int64(52)
+
+
+@njit(cache=True, inline="always")
+def _mix(x):
+    # splitmix64's finaliser: a bijection, so distinct k-mers never collide and the order is pseudo-random.
+    x = ((x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)) & _MASK64
+    x = ((x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)) & _MASK64
+    return x ^ (x >> np.uint64(31))
+
+
+@njit(cache=True)
+def minimizers(seq, k, w, out_hash, out_pos, out_strand):
+    """Write the (w, k) minimizers of ``seq`` into the out arrays (capacity >= len(seq)); return the count.
+    ``out_strand`` is 0 when the forward k-mer is the canonical one, 1 when its reverse complement is."""
+    n_kmers = seq.shape[0] - k + 1
+    if n_kmers <= 0:
+        return 0
+    hashes = np.empty(n_kmers, dtype=np.uint64)
+    strands = np.empty(n_kmers, dtype=np.uint8)
+    kmask = np.uint64((1 << (2 * k)) - 1)
+    shift = np.uint64(2 * (k - 1))
+    fwd = np.uint64(0)
+    rev = np.uint64(0)
+    valid = 0
+    for i in range(seq.shape[0]):
+        c = BASE_CODE[seq[i]]
+        if c > 3:
+            valid = 0
+            fwd = np.uint64(0)
+            rev = np.uint64(0)
+        else:
+            fwd = ((fwd << np.uint64(2)) | np.uint64(c)) & kmask
+            rev = (rev >> np.uint64(2)) | (np.uint64(3 - c) << shift)
+            valid += 1
+        if i >= k - 1:
+            j = i - k + 1
+            if valid >= k:
+                if fwd < rev:
+                    hashes[j] = _mix(fwd)
+                    strands[j] = 0
+                else:
+                    hashes[j] = _mix(rev)
+                    strands[j] = 1
+            else:
+                hashes[j] = _INVALID
+                strands[j] = 0
+    count = 0
+    last = -1
+    n_windows = max(n_kmers - w + 1, 1)
+    for start in range(n_windows):
+        best = start
+        for j in range(start + 1, min(start + w, n_kmers)):
+            if hashes[j] < hashes[best]:
+                best = j
+        if best != last and hashes[best] != _INVALID:
+            out_hash[count] = hashes[best]
+            out_pos[count] = best
+            out_strand[count] = strands[best]
+            count += 1
+            last = best
+    return count
+
+
+@njit(cache=True)
+def _build(buffer, offsets, k, w):
+    total = buffer.shape[0]
+    hashes = np.empty(total, dtype=np.uint64)
+    positions = np.empty(total, dtype=np.int64)
+    strands = np.empty(total, dtype=np.uint8)
+    count = 0
+    for c in range(offsets.shape[0] - 1):
+        lo = offsets[c]
+        n = minimizers(buffer[lo:offsets[c + 1]], k, w, hashes[count:], positions[count:], strands[count:])
+        for j in range(count, count + n):
+            positions[j] += lo
+        count += n
+    order = np.argsort(hashes[:count], kind="mergesort")
+    return hashes[:count][order], positions[:count][order], strands[:count][order]
+
+
+@njit(cache=True, parallel=True)
+def _search(seq, seq_offsets, idx_hash, idx_pos, idx_strand, ref_offsets, k, w, max_occurrences,
+            max_gap, max_candidates, min_vote_fraction, pad, out_strand, out_contig, out_start, out_end,
+            out_votes, out_count):
+    n_reads = seq_offsets.shape[0] - 1
+    for r in prange(n_reads):
+        read = seq[seq_offsets[r]:seq_offsets[r + 1]]
+        length = read.shape[0]
+        out_count[r] = 0
+        if length < k:
+            continue
+        m_hash = np.empty(length, dtype=np.uint64)
+        m_pos = np.empty(length, dtype=np.int64)
+        m_strand = np.empty(length, dtype=np.uint8)
+        n_min = minimizers(read, k, w, m_hash, m_pos, m_strand)
+        lo = np.empty(n_min, dtype=np.int64)
+        hi = np.empty(n_min, dtype=np.int64)
+        n_hits = 0
+        for m in range(n_min):
+            lo[m] = np.searchsorted(idx_hash, m_hash[m], side="left")
+            hi[m] = np.searchsorted(idx_hash, m_hash[m], side="right")
+            if hi[m] - lo[m] > max_occurrences:
+                hi[m] = lo[m]
+            n_hits += hi[m] - lo[m]
+        if n_hits == 0:
+            continue
+        keys = np.empty(n_hits, dtype=np.int64)
+        h = 0
+        for m in range(n_min):
+            for j in range(lo[m], hi[m]):
+                if idx_strand[j] == m_strand[m]:
+                    keys[h] = idx_pos[j] - m_pos[m] + length
+                else:
+                    # The read's reverse complement carries this k-mer at length - pos - k.
+                    keys[h] = _STRAND_KEY + idx_pos[j] - (length - m_pos[m] - k) + length
+                h += 1
+        keys.sort()
+        # Best groups so far, kept sorted by votes (descending); ties keep the earlier (smaller) key.
+        best_votes = np.zeros(max_candidates, dtype=np.int64)
+        best_first = np.zeros(max_candidates, dtype=np.int64)
+        best_last = np.zeros(max_candidates, dtype=np.int64)
+        n_best = 0
+        g = 0
+        while g < n_hits:
+            e = g + 1
+            while e < n_hits and keys[e] - keys[e - 1] <= max_gap:
+                e += 1
+            votes = e - g
+            if n_best < max_candidates or votes > best_votes[n_best - 1]:
+                slot = min(n_best, max_candidates - 1)
+                while slot > 0 and best_votes[slot - 1] < votes:
+                    best_votes[slot] = best_votes[slot - 1]
+                    best_first[slot] = best_first[slot - 1]
+                    best_last[slot] = best_last[slot - 1]
+                    slot -= 1
+                best_votes[slot] = votes
+                best_first[slot] = keys[g]
+                best_last[slot] = keys[e - 1]
+                n_best = min(n_best + 1, max_candidates)
+            g = e
+        kept = 0
+        for b in range(n_best):
+            if best_votes[b] < min_vote_fraction * best_votes[0]:
+                break
+            strand = 1 if best_first[b] >= _STRAND_KEY else 0
+            first = best_first[b] - strand * _STRAND_KEY - length
+            last = best_last[b] - strand * _STRAND_KEY - length
+            middle = min(max((first + last) // 2 + length // 2, 0), ref_offsets[-1] - 1)
+            contig = np.searchsorted(ref_offsets, middle, side="right") - 1
+            start = max(first - pad, ref_offsets[contig])
+            end = min(last + length + pad, ref_offsets[contig + 1])
+            if end - start < k:
+                continue
+            out_strand[r, kept] = strand
+            out_contig[r, kept] = contig
+            out_start[r, kept] = start - ref_offsets[contig]
+            out_end[r, kept] = end - ref_offsets[contig]
+            out_votes[r, kept] = best_votes[b]
+            kept += 1
+        out_count[r] = kept
+
+
+@dataclass(frozen=True)
+class MinimizerIndex:
+    """Hash-sorted minimizers of a reference (positions are global: contig offset + position)."""
+
+    hashes: np.ndarray
+    positions: np.ndarray
+    strands: np.ndarray
+    ref_offsets: np.ndarray
+
+    @classmethod
+    def build(cls, reference: Reference) -> MinimizerIndex:
+        hashes, positions, strands = _build(reference.buffer, reference.offsets, K, W)
+        return cls(hashes, positions, strands, reference.offsets)
+
+    def search(self, seq: np.ndarray, seq_offsets: np.ndarray) -> Candidates:
+        n = seq_offsets.shape[0] - 1
+        shape = (n, MAX_CANDIDATES)
+        strand = np.zeros(shape, np.int8)
+        contig = np.zeros(shape, np.int32)
+        start = np.zeros(shape, np.int64)
+        end = np.zeros(shape, np.int64)
+        votes = np.zeros(shape, np.float32)
+        count = np.zeros(n, np.int64)
+        _search(seq, seq_offsets, self.hashes, self.positions, self.strands, self.ref_offsets, K, W,
+                MAX_OCCURRENCES, MAX_DIAGONAL_GAP, MAX_CANDIDATES, MIN_VOTE_FRACTION, PAD, strand, contig, start,
+                end, votes, count)
+        keep = np.arange(MAX_CANDIDATES)[None, :] < count[:, None]
+        return Candidates(np.repeat(np.arange(n, dtype=np.int64), count), strand[keep], contig[keep], start[keep],
+                          end[keep], votes[keep])

@@ -1,0 +1,212 @@
+"""Reads for Phase 2: Phase 1's embeddings Parquet, or FASTQ(.gz) (one file, or R1 and R2).
+
+Reads are held packed (uint8 buffer + int64 offsets) for the Numba kernels. Mates are paired by read id
+(trailing ``/1``/``/2`` and anything after the first whitespace removed), not by row adjacency, so any row
+order Phase 1 writes pairs correctly. A mate whose partner is absent (Phase 1 dropped it) is treated as a
+single-end read.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from helixflow import embedding
+from helixflow.errors import HelixflowError, InvalidFastq, Position
+
+
+class InvalidReads(HelixflowError):
+    """Reads that cannot be used: no reads, or embeddings built with another construction.
+
+    Codes: READS_NOT_FOUND, NO_READS, EMBEDDING_MISMATCH, UNSUPPORTED_FORMAT."""
+
+    default_code = "INVALID_READS"
+
+
+@dataclass
+class ReadBatch:
+    ids: list[str]
+    mates: np.ndarray  # int8: 0 single-end, 1 / 2 mate
+    seq: np.ndarray  # uint8 packed
+    seq_offsets: np.ndarray  # int64 (n + 1,)
+    qual: np.ndarray  # uint8 packed, same offsets as seq
+    embeddings: np.ndarray | None = None  # float32 (n, DIMS) when read from Parquet
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def sequence(self, i: int) -> bytes:
+        return self.seq[self.seq_offsets[i]:self.seq_offsets[i + 1]].tobytes()
+
+    def quality(self, i: int) -> bytes:
+        return self.qual[self.seq_offsets[i]:self.seq_offsets[i + 1]].tobytes()
+
+    def embed(self) -> np.ndarray:
+        """The Phase 1 embedding of every read (computed with the same construction when not stored)."""
+        if self.embeddings is None:
+            self.embeddings = embedding.embed_packed(self.seq, self.seq_offsets)
+        return self.embeddings
+
+    def take(self, rows: np.ndarray) -> ReadBatch:
+        rows = np.asarray(rows, dtype=np.int64)
+        lengths = np.diff(self.seq_offsets)[rows]
+        offsets = np.zeros(rows.size + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        index = np.repeat(self.seq_offsets[rows] - offsets[:-1], lengths) + np.arange(offsets[-1])
+        return ReadBatch([self.ids[r] for r in rows.tolist()], self.mates[rows], self.seq[index], offsets,
+                         self.qual[index], None if self.embeddings is None else self.embeddings[rows])
+
+
+def _pack(strings: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    buffer, offsets = embedding.pack(list(strings))
+    return buffer.copy(), offsets
+
+
+def normalise_id(name: str) -> str:
+    name = name.split(maxsplit=1)[0] if name.strip() else name
+    return name[:-2] if name.endswith(("/1", "/2")) else name
+
+
+def _open_text(path: str):
+    if path.endswith(".gz"):
+        from isal import igzip
+
+        return igzip.open(path, "rb")
+    return open(path, "rb")
+
+
+def _parse_fastq(path: str) -> tuple[list[str], list[bytes], list[bytes]]:
+    ids: list[str] = []
+    seqs: list[bytes] = []
+    quals: list[bytes] = []
+    with _open_text(path) as handle:
+        lines = handle.read().split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    if len(lines) % 4:
+        raise InvalidFastq("file ends inside a record", code="TRUNCATED_RECORD",
+                           position=Position(file=path, record=len(lines) // 4 + 1, line=len(lines)))
+    for r in range(len(lines) // 4):
+        header, seq, plus, qual = (line.rstrip(b"\r") for line in lines[4 * r:4 * r + 4])
+        where = Position(file=path, record=r + 1, line=4 * r + 1)
+        if not header.startswith(b"@"):
+            raise InvalidFastq("record header does not start with '@'", code="MISSING_AT", position=where)
+        if not plus.startswith(b"+"):
+            raise InvalidFastq("separator line does not start with '+'", code="MISSING_PLUS",
+                               position=Position(file=path, record=r + 1, line=4 * r + 3))
+        if len(seq) != len(qual):
+            raise InvalidFastq("sequence and quality lengths differ", code="SEQ_QUAL_LENGTH_MISMATCH",
+                               position=where)
+        ids.append(normalise_id(header[1:].decode(errors="replace")))
+        seqs.append(seq.upper())
+        quals.append(qual)
+    return ids, seqs, quals
+
+
+def read_fastq(paths: Sequence[str | os.PathLike]) -> ReadBatch:
+    """One FASTQ (single-end) or two (R1, R2: mates interleaved in the batch as 1, 2, 1, 2, ...)."""
+    paths = [os.fspath(p) for p in paths]
+    parsed = [_parse_fastq(p) for p in paths]
+    if len(parsed) == 1:
+        ids, seqs, quals = parsed[0]
+        mates = np.zeros(len(ids), dtype=np.int8)
+    else:
+        (ids1, seqs1, quals1), (ids2, seqs2, quals2) = parsed
+        if ids1 != ids2:
+            record = next((i for i, (a, b) in enumerate(zip(ids1, ids2)) if a != b), min(len(ids1), len(ids2)))
+            raise InvalidFastq("R1 and R2 read ids differ or the files hold different numbers of records",
+                               code="MATE_ID_MISMATCH", position=Position(file=paths[1], record=record + 1))
+        ids = [i for i in ids1 for _ in (1, 2)]
+        seqs = [s for pair in zip(seqs1, seqs2) for s in pair]
+        quals = [q for pair in zip(quals1, quals2) for q in pair]
+        mates = np.tile(np.array([1, 2], dtype=np.int8), len(ids1))
+    seq, offsets = _pack(seqs)
+    qual, _ = _pack(quals)
+    return ReadBatch(ids, mates, seq, offsets, qual)
+
+
+def _check_embedding_metadata(path: str, metadata: dict[bytes, bytes] | None) -> None:
+    expected = embedding.parquet_schema().metadata
+    if metadata is None:
+        return
+    for key, value in expected.items():
+        if key in metadata and metadata[key] != value:
+            raise InvalidReads(f"embeddings were built with {key.decode()}={metadata[key].decode()}, "
+                               f"this build expects {value.decode()}", code="EMBEDDING_MISMATCH",
+                               position=Position(file=path))
+
+
+def read_parquet(path: str | os.PathLike, row_groups: Sequence[int] | None = None) -> ReadBatch:
+    """Phase 1's ``embeddings/<sample>.parquet`` (all row groups, or the given ones)."""
+    import pyarrow.parquet as pq
+
+    path = os.fspath(path)
+    parquet = pq.ParquetFile(path)
+    _check_embedding_metadata(path, parquet.schema_arrow.metadata)
+    columns = ["read_id", "mate", "sequence", "quality", "embedding"]
+    table = (parquet.read(columns=columns) if row_groups is None
+             else parquet.read_row_groups(list(row_groups), columns=columns))
+    ids = [normalise_id(i) for i in table.column("read_id").to_pylist()]
+    seq, offsets = _pack([s.encode().upper() for s in table.column("sequence").to_pylist()])
+    qual, _ = _pack([q.encode() for q in table.column("quality").to_pylist()])
+    vectors = table.column("embedding").combine_chunks()
+    flat = vectors.flatten().to_numpy(zero_copy_only=False)
+    embeddings = flat.astype(np.float32).reshape(len(ids), embedding.DIMS)
+    mates = table.column("mate").to_numpy().astype(np.int8)
+    return ReadBatch(ids, mates, seq, offsets, qual, embeddings)
+
+
+def read_reads(paths: Sequence[str | os.PathLike]) -> ReadBatch:
+    """READS as the commands take them: a Parquet file, or one or two FASTQ(.gz) files."""
+    paths = [os.fspath(p) for p in paths]
+    for p in paths:
+        if not os.path.isfile(p):
+            raise InvalidReads(f"reads file not found: {p}", code="READS_NOT_FOUND", position=Position(file=p))
+    if paths[0].endswith(".parquet"):
+        if len(paths) != 1:
+            raise InvalidReads("a Parquet input holds both mates; pass it alone", code="UNSUPPORTED_FORMAT")
+        batch = read_parquet(paths[0])
+    elif len(paths) in (1, 2):
+        batch = read_fastq(paths)
+    else:
+        raise InvalidReads("pass one Parquet file, or one or two FASTQ files", code="UNSUPPORTED_FORMAT")
+    if len(batch) == 0:
+        raise InvalidReads("no reads in the input", code="NO_READS", position=Position(file=paths[0]))
+    return batch
+
+
+@dataclass(frozen=True)
+class Fragments:
+    """Reads grouped into fragments: ``first[i]`` is a row, ``second[i]`` its mate's row or -1."""
+
+    first: np.ndarray
+    second: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.first.shape[0])
+
+
+def fragments(ids: Sequence[str], mates: np.ndarray) -> Fragments:
+    """Pair mate 1 and mate 2 rows by read id, in order of first appearance (mate 1 first in each pair)."""
+    first: list[int] = []
+    second: list[int] = []
+    open_pairs: dict[str, int] = {}
+    for row, (read_id, mate) in enumerate(zip(ids, mates.tolist())):
+        if mate == 0:
+            first.append(row)
+            second.append(-1)
+            continue
+        slot = open_pairs.pop(read_id, None)
+        if slot is None:
+            open_pairs[read_id] = len(first)
+            first.append(row)
+            second.append(-1)
+        elif mate == 1:
+            second[slot] = first[slot]
+            first[slot] = row
+        else:
+            second[slot] = row
+    return Fragments(np.asarray(first, dtype=np.int64), np.asarray(second, dtype=np.int64))

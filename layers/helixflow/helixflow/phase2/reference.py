@@ -1,0 +1,144 @@
+"""Reference genome: FASTA reading and the overlapping windows the dense searcher embeds.
+
+The reference is held as one uint8 buffer (uppercase; every IUPAC ambiguity code becomes ``N``, because the
+aligner scores any non-ACGT symbol the same way) with int64 contig offsets, so Numba kernels and MPI
+broadcasts take it as plain arrays.
+
+Windows: ``WINDOW_SIZE`` = 300 bp every ``WINDOW_STEP`` = 150 bp along each contig (the last window is
+anchored at the contig end so the tail is covered). Any stretch of up to ``WINDOW_SIZE - WINDOW_STEP + 1`` =
+151 bp lies entirely inside at least one window, so a 150 bp read always has a window holding all of its
+k-mers; longer reads get their verification region extended (see ``dense.py``). Each window stands for both
+strands: the Phase 1 embedding is canonical (a sequence and its reverse complement get the same vector), so
+the strand is decided later by Smith–Waterman, which aligns the read and its reverse complement.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from helixflow.errors import HelixflowError, Position
+
+WINDOW_SIZE = 300
+WINDOW_STEP = 150
+
+_IUPAC = set(b"ACGTURYSWKMBDHVN")
+# Byte -> normalised reference symbol: ACGT kept, U read as T, every other IUPAC code -> N; 0 marks invalid.
+_NORMALISE = np.zeros(256, dtype=np.uint8)
+for _b in _IUPAC:
+    for _c in (_b, ord(chr(_b).lower())):
+        _NORMALISE[_c] = _b if _b in b"ACGT" else (ord("T") if _b == ord("U") else ord("N"))
+
+
+class InvalidReference(HelixflowError):
+    """The reference FASTA is missing, empty or malformed.
+
+    Codes: REFERENCE_NOT_FOUND, NO_SEQUENCES, SEQUENCE_BEFORE_HEADER, EMPTY_NAME, DUPLICATE_NAME,
+    EMPTY_SEQUENCE, INVALID_SYMBOL."""
+
+    default_code = "INVALID_REFERENCE"
+
+
+@dataclass(frozen=True)
+class Reference:
+    names: tuple[str, ...]
+    buffer: np.ndarray  # uint8, contigs back to back
+    offsets: np.ndarray  # int64 (n_contigs + 1,)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def contig(self, index: int) -> np.ndarray:
+        return self.buffer[self.offsets[index]:self.offsets[index + 1]]
+
+
+def read_fasta(path: str | os.PathLike) -> Reference:
+    """Read a (optionally gzipped) FASTA file. Raises ``InvalidReference`` on the first defect."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise InvalidReference(f"reference FASTA not found: {path}", code="REFERENCE_NOT_FOUND",
+                               position=Position(file=path))
+    opener = gzip.open if path.endswith(".gz") else open
+    names: list[str] = []
+    chunks: list[list[bytes]] = []
+    header_lines: list[int] = []
+    with opener(path, "rb") as handle:
+        for line_number, raw in enumerate(handle, start=1):
+            line = raw.rstrip(b"\r\n")
+            if line.startswith(b">"):
+                name = line[1:].split(maxsplit=1)[0].decode(errors="replace") if line[1:].strip() else ""
+                if not name:
+                    raise InvalidReference("FASTA header without a name", code="EMPTY_NAME",
+                                           position=Position(file=path, line=line_number))
+                if name in names:
+                    raise InvalidReference(f"contig name {name!r} appears twice", code="DUPLICATE_NAME",
+                                           position=Position(file=path, line=line_number))
+                names.append(name)
+                chunks.append([])
+                header_lines.append(line_number)
+            elif line.strip():
+                if not names:
+                    raise InvalidReference("sequence line before the first '>' header",
+                                           code="SEQUENCE_BEFORE_HEADER",
+                                           position=Position(file=path, line=line_number))
+                line = line.strip()
+                normalised = _NORMALISE[np.frombuffer(line, dtype=np.uint8)]
+                bad = np.flatnonzero(normalised == 0)
+                if bad.size:
+                    symbol = chr(line[bad[0]])
+                    raise InvalidReference(f"invalid sequence symbol {symbol!r} in contig {names[-1]!r}",
+                                           code="INVALID_SYMBOL",
+                                           position=Position(file=path, line=line_number))
+                chunks[-1].append(normalised.tobytes())
+    if not names:
+        raise InvalidReference("the reference holds no sequence", code="NO_SEQUENCES",
+                               position=Position(file=path))
+    sequences = [b"".join(c) for c in chunks]
+    for name, seq, line_number in zip(names, sequences, header_lines):
+        if not seq:
+            raise InvalidReference(f"contig {name!r} has no bases", code="EMPTY_SEQUENCE",
+                                   position=Position(file=path, line=line_number))
+    offsets = np.zeros(len(sequences) + 1, dtype=np.int64)
+    np.cumsum([len(s) for s in sequences], out=offsets[1:])
+    return Reference(tuple(names), np.frombuffer(b"".join(sequences), dtype=np.uint8).copy(), offsets)
+
+
+@dataclass(frozen=True)
+class Windows:
+    contig: np.ndarray  # int32
+    start: np.ndarray  # int64, contig-local, 0-based
+    end: np.ndarray  # int64, exclusive
+
+    def __len__(self) -> int:
+        return int(self.contig.shape[0])
+
+    def packed(self, reference: Reference) -> tuple[np.ndarray, np.ndarray]:
+        """Window sequences as (buffer, offsets) views for ``embedding.embed_packed``."""
+        global_start = reference.offsets[self.contig] + self.start
+        lengths = self.end - self.start
+        offsets = np.zeros(len(self) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        index = np.repeat(global_start - offsets[:-1], lengths) + np.arange(offsets[-1])
+        return reference.buffer[index], offsets
+
+
+def windows(reference: Reference, size: int = WINDOW_SIZE, step: int = WINDOW_STEP) -> Windows:
+    """Overlapping windows along every contig (a contig shorter than ``size`` is one window)."""
+    if not 0 < step <= size:
+        raise ValueError(f"need 0 < step <= size, got step={step}, size={size}")
+    contigs, starts = [], []
+    for index, length in enumerate(reference.lengths.tolist()):
+        last = max(length - size, 0)
+        contig_starts = np.arange(0, last + 1, step, dtype=np.int64)
+        if contig_starts[-1] != last:
+            contig_starts = np.append(contig_starts, last)
+        contigs.append(np.full(contig_starts.size, index, dtype=np.int32))
+        starts.append(contig_starts)
+    contig = np.concatenate(contigs)
+    start = np.concatenate(starts)
+    end = np.minimum(start + size, reference.lengths[contig])
+    return Windows(contig, start, end)

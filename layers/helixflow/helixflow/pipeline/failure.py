@@ -1,0 +1,73 @@
+"""RecordFailure: the Catch branch's error document, errors/<sample>/<run_id>/error.json.
+
+Step Functions hands the caught error as {"Error": name, "Cause": text}. For a Lambda error the Cause is the
+runtime's JSON (errorType, errorMessage, stackTrace); for our named errors errorMessage is itself the JSON of
+``HelixflowError.to_dict()``, so the code and the position survive the trip.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timezone
+from typing import Any
+
+from helixflow.errors import InvalidKey
+from helixflow.pipeline.keys import errors_prefix, safe_component
+
+_UNRESOLVED_SAMPLE = "_unresolved"
+_POSITION_FIELDS = ("file", "record", "line", "byte_offset")
+
+
+def describe_failure(failure: dict[str, Any]) -> dict[str, Any]:
+    error = failure.get("Error", "States.Runtime")
+    cause_text = failure.get("Cause") or ""
+    document: dict[str, Any] = {"error": error, "code": error, "message": cause_text}
+    try:
+        cause = json.loads(cause_text)
+    except (json.JSONDecodeError, TypeError):
+        return document
+    if not isinstance(cause, dict):
+        return document
+    message = cause.get("errorMessage", cause_text)
+    document["message"] = message
+    try:
+        named = json.loads(message)
+    except (json.JSONDecodeError, TypeError):
+        named = None
+    if isinstance(named, dict) and named.get("error") == error:
+        document.update({k: v for k, v in named.items() if k in ("code", "message", "details", *_POSITION_FIELDS)})
+    if cause.get("stackTrace"):
+        document["stack_trace"] = cause["stackTrace"]
+    return document
+
+
+def record_failure(*, s3: Any, bucket: str, state: dict[str, Any]) -> dict[str, Any]:
+    """Write error.json for a failed run and return it. ``state`` is the execution's state at the Catch."""
+    run_id = state["run_id"]
+    request = state.get("sample") or {}
+    sample = request.get("sample") or _sample_hint(state)
+    document = describe_failure(state.get("failure", {}))
+    document.update({"sample": sample, "run_id": run_id, "execution_arn": state.get("execution_arn"),
+                     "recorded": datetime.now(timezone.utc).isoformat()})
+    for field in _POSITION_FIELDS:
+        document.setdefault(field, None)
+    key = errors_prefix(sample, run_id) + "error.json"
+    s3.put_object(Bucket=bucket, Key=key, Body=(json.dumps(document, indent=2) + "\n").encode(),
+                  ContentType="application/json")
+    return {"error_key": key, **document}
+
+
+def _sample_hint(state: dict[str, Any]) -> str:
+    """Best-effort sample folder when ResolveSample itself failed (e.g. an unsafe key)."""
+    key = ((state.get("event") or {}).get("detail") or {}).get("object", {}).get("key", "")
+    stem = re.sub(r"(\.f(ast)?q)(\.gz)?$", "", key.rsplit("/", 1)[-1])
+    try:
+        return safe_component(stem) if stem else _UNRESOLVED_SAMPLE
+    except InvalidKey:  # the name itself is unsafe, so it must not become a path
+        return _UNRESOLVED_SAMPLE
+
+
+def bucket_of(state: dict[str, Any]) -> str:
+    request = state.get("sample") or {}
+    return request.get("bucket") or state["event"]["detail"]["bucket"]["name"]
