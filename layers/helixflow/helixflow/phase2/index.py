@@ -27,6 +27,7 @@ from numba import njit, prange
 
 from helixflow.embedding import BASE_CODE
 from helixflow.phase2.candidates import Candidates
+from helixflow.phase2.reads import ReadBatch
 from helixflow.phase2.reference import Reference
 
 K = 15
@@ -217,8 +218,9 @@ class MinimizerIndex:
         hashes, positions, strands = _build(reference.buffer, reference.offsets, K, W)
         return cls(hashes, positions, strands, reference.offsets)
 
-    def search(self, seq: np.ndarray, seq_offsets: np.ndarray) -> Candidates:
-        n = seq_offsets.shape[0] - 1
+    def search(self, batch: ReadBatch) -> Candidates:
+        seq, seq_offsets = batch.seq, batch.seq_offsets
+        n = len(batch)
         shape = (n, MAX_CANDIDATES)
         strand = np.zeros(shape, np.int8)
         contig = np.zeros(shape, np.int32)

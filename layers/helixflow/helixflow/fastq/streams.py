@@ -1,0 +1,245 @@
+"""Open a binary source and yield its decompressed bytes in bounded chunks.
+
+The format is decided by the first bytes (magic numbers), never by the file name, because objects arrive
+under arbitrary keys:
+
+* gzip magic ``1f 8b``: gzip, decompressed member by member with ISA-L (``isal.isal_zlib``), so that
+  multi-member files (``cat a.gz b.gz``, ``pigz --independent``) and BGZF (gzip members carrying a ``BC``
+  extra subfield, as written by ``bgzip`` and htslib) are read to the end. The format is reported as
+  ``"bgzf"`` when the first member carries the ``BC`` subfield, ``"gzip"`` otherwise.
+* bzip2, xz, zstd, lz4 and zip magic: ``UNSUPPORTED_COMPRESSION`` (named, so the user knows to recompress).
+* anything else: passed through as uncompressed text; the FASTQ validator decides whether it is FASTQ.
+
+Decompression is a loop over ``decompressobj`` that this module controls rather than ``gzip.GzipFile``,
+which makes the three gzip defects distinguishable and locatable:
+
+* ``TRUNCATED_GZIP``: the input ends inside a member (an interrupted upload or copy).
+* ``TRAILING_GARBAGE``: bytes after the last member that do not start another member. Strict on purpose,
+  including the zero padding that ``gzip -d`` tolerates with a warning: an object in the bucket should be
+  exactly what was written.
+* ``CORRUPT_GZIP``: invalid deflate data, a bad header, or a CRC-32 / length mismatch in a member trailer.
+
+Each carries the decompressed byte offset reached (``Position.byte_offset``) and, in ``details``, the
+compressed byte offset where the failing member starts and how far the reader had got (``compressed_offset``,
+``member_offset``, ``member``). Record and line are filled in by the validator, which knows them.
+
+Memory is bounded: the source is read ``read_size`` bytes at a time and every decompression call is capped
+at ``chunk_size`` output bytes, so a highly compressible member cannot expand into one huge buffer.
+The SHA-256 of the bytes as stored is computed on the way (cheap next to inflating them), for manifests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from typing import Protocol
+
+from isal import isal_zlib
+
+from helixflow.errors import InvalidFastq, Position
+
+DEFAULT_CHUNK_SIZE = 1 << 20  # decompressed bytes per chunk handed to the validator
+DEFAULT_READ_SIZE = 1 << 18  # compressed bytes per read from the source
+
+GZIP_MAGIC = b"\x1f\x8b"
+_GZIP_WBITS = 31  # 16 + 15: a gzip wrapper around a 32 KiB-window deflate stream
+_FLAG_EXTRA = 0x04
+
+# Magic numbers of containers we recognise but do not read. Checked in order; the first match wins.
+_UNSUPPORTED_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"BZh", "bzip2"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+    (b"\x04\x22\x4d\x18", "lz4"),
+    (b"PK\x03\x04", "zip"),
+)
+_MAGIC_PEEK = 18  # enough for every magic above and for a gzip header up to the BGZF 'BC' subfield
+
+
+class BinarySource(Protocol):
+    """What the validator reads: a local file opened 'rb' or a botocore StreamingBody."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+class DecompressedStream:
+    """Iterate decompressed chunks of ``source``; after iteration, the counters describe the input.
+
+    ``compression`` is known right after construction (it reads the first bytes to decide), so a caller can
+    report the format even when validation later fails.
+    """
+
+    def __init__(self, source: BinarySource, *, name: str, chunk_size: int = DEFAULT_CHUNK_SIZE,
+                 read_size: int = DEFAULT_READ_SIZE, progress: Callable[[int], None] | None = None) -> None:
+        self.name = name
+        self._source = source
+        self._chunk_size = chunk_size
+        self._read_size = read_size
+        self._progress = progress
+        self._sha256 = hashlib.sha256()
+        self._source_done = False
+        self.compressed_bytes = 0  # bytes read from the source so far
+        self.decompressed_bytes = 0  # bytes yielded so far
+        self.gzip_members = 0
+        self._head = self._read_at_least(_MAGIC_PEEK)
+        self.compression = self._detect(self._head)
+
+    @property
+    def sha256(self) -> str:
+        """Hex SHA-256 of the bytes read from the source (the whole input once iteration has finished)."""
+        return self._sha256.hexdigest()
+
+    def __iter__(self) -> Iterator[bytes]:
+        if self.compression == "none":
+            return self._plain_chunks()
+        return self._coalesced(self._gzip_chunks())
+
+    # -- reading the source ---------------------------------------------------------------------------------
+
+    def _read(self) -> bytes:
+        """One read from the source; b"" only at its end."""
+        if self._source_done:
+            return b""
+        data = self._source.read(self._read_size)
+        if not data:
+            self._source_done = True
+            return b""
+        self.compressed_bytes += len(data)
+        self._sha256.update(data)
+        if self._progress is not None:
+            self._progress(len(data))
+        return data
+
+    def _read_at_least(self, size: int) -> bytes:
+        # A streaming body may return fewer bytes than asked for before its end, so loop.
+        data = b""
+        while len(data) < size:
+            more = self._read()
+            if not more:
+                break
+            data += more
+        return data
+
+    def _detect(self, head: bytes) -> str:
+        for magic, label in _UNSUPPORTED_MAGIC:
+            if head.startswith(magic):
+                raise InvalidFastq(
+                    f"the input is {label}-compressed; only uncompressed, gzip and BGZF FASTQ are supported "
+                    f"(recompress with gzip or bgzip)",
+                    code="UNSUPPORTED_COMPRESSION", position=Position(file=self.name, byte_offset=0),
+                    details={"compression": label})
+        if not head.startswith(GZIP_MAGIC):
+            return "none"
+        return "bgzf" if _has_bgzf_subfield(head) else "gzip"
+
+    # -- plain ----------------------------------------------------------------------------------------------
+
+    def _plain_chunks(self) -> Iterator[bytes]:
+        pending = self._head
+        while True:
+            while len(pending) < self._chunk_size:
+                more = self._read()
+                if not more:
+                    break
+                pending += more
+            if not pending:
+                return
+            chunk, pending = pending[: self._chunk_size], pending[self._chunk_size:]
+            self.decompressed_bytes += len(chunk)
+            yield chunk
+
+    # -- gzip -----------------------------------------------------------------------------------------------
+
+    def _gzip_chunks(self) -> Iterator[bytes]:
+        data = self._head  # compressed bytes not yet given to a decompressor
+        data_offset = 0  # compressed offset of data[0]
+        while True:
+            # Between members: the rest must be empty or start another member.
+            if len(data) < len(GZIP_MAGIC):
+                data += self._read_at_least(len(GZIP_MAGIC) - len(data))
+            if not data:
+                return
+            if not data.startswith(GZIP_MAGIC):
+                raise self._error(
+                    "TRAILING_GARBAGE",
+                    f"the bytes after the last gzip member (from compressed byte {data_offset}) do not start "
+                    f"another gzip member",
+                    member_offset=data_offset, compressed_offset=data_offset)
+            member_offset = data_offset
+            self.gzip_members += 1
+            inflater = isal_zlib.decompressobj(wbits=_GZIP_WBITS)
+            while not inflater.eof:
+                if not data:
+                    data = self._read()
+                if not data:
+                    # The source is exhausted. The inflater may still hold output it produced without needing
+                    # more input (capped by chunk_size last time); drain that before judging the member cut.
+                    out = self._inflate(inflater, b"", member_offset, data_offset)
+                    if out:
+                        self.decompressed_bytes += len(out)
+                        yield out
+                        continue
+                    raise self._error(
+                        "TRUNCATED_GZIP",
+                        f"the gzip stream ends inside member {self.gzip_members} (started at compressed byte "
+                        f"{member_offset}); the file was cut short",
+                        member_offset=member_offset, compressed_offset=data_offset)
+                out = self._inflate(inflater, data, member_offset, data_offset)
+                # Input the inflater did not take is either held back by the output cap (unconsumed_tail) or,
+                # once the member has ended, the bytes after it (unused_data).
+                rest = inflater.unused_data if inflater.eof else inflater.unconsumed_tail
+                data_offset += len(data) - len(rest)
+                data = rest
+                if out:
+                    self.decompressed_bytes += len(out)
+                    yield out
+
+    def _coalesced(self, pieces: Iterator[bytes]) -> Iterator[bytes]:
+        """Join small outputs (a BGZF member inflates to at most 64 KiB) into chunks of about chunk_size, so
+        the validator's per-chunk overhead stays small next to its per-byte work."""
+        pending: list[bytes] = []
+        pending_size = 0
+        try:
+            for piece in pieces:
+                pending.append(piece)
+                pending_size += len(piece)
+                if pending_size >= self._chunk_size:
+                    yield b"".join(pending)
+                    pending, pending_size = [], 0
+        except InvalidFastq:
+            # Hand over what was inflated before the defect first: a FASTQ defect in it comes earlier in the
+            # file, and the validator needs it to place the gzip error at the right record and line.
+            if pending:
+                yield b"".join(pending)
+            raise
+        if pending:
+            yield b"".join(pending)
+
+    def _inflate(self, inflater, data: bytes, member_offset: int, data_offset: int) -> bytes:
+        try:
+            return inflater.decompress(data, self._chunk_size)
+        except isal_zlib.error as exc:
+            raise self._error(
+                "CORRUPT_GZIP",
+                f"gzip member {self.gzip_members} (started at compressed byte {member_offset}) is corrupt: {exc}",
+                member_offset=member_offset, compressed_offset=data_offset) from None
+
+    def _error(self, code: str, message: str, *, member_offset: int, compressed_offset: int) -> InvalidFastq:
+        return InvalidFastq(
+            message, code=code, position=Position(file=self.name, byte_offset=self.decompressed_bytes),
+            details={"member": self.gzip_members, "member_offset": member_offset,
+                     "compressed_offset": compressed_offset})
+
+
+def _has_bgzf_subfield(head: bytes) -> bool:
+    """True when a gzip header carries the BGZF 'BC' extra subfield (SAM spec, section 4.1)."""
+    if len(head) < 12 or not head[3] & _FLAG_EXTRA:
+        return False
+    extra_length = int.from_bytes(head[10:12], "little")
+    extra = head[12: 12 + extra_length]
+    while len(extra) >= 4:
+        subfield_length = int.from_bytes(extra[2:4], "little")
+        if extra[:2] == b"BC":
+            return True
+        extra = extra[4 + subfield_length:]
+    return False

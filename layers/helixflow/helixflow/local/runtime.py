@@ -1,0 +1,161 @@
+"""Local Lambda runtime: runs our real handlers in warm worker processes, one pool per function.
+
+moto cannot run Python handlers without Docker, so the local stack routes moto's invoke path here. Each
+function gets its own environment (the template's variables, the layer first on the path, the moto endpoint),
+each concurrent invocation its own process (as Lambda gives each concurrent request its own execution
+environment), and a worker is reused while warm. ``inject_fault`` makes the next invocations of a function
+fail the way the Lambda service itself fails (e.g. ServiceException), so retries can be exercised end to end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+import threading
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from helixflow.local.template import FunctionSpec
+
+
+class ServiceFault(Exception):
+    """An injected failure of the Lambda service (not of the handler)."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+@dataclass
+class _Worker:
+    process: subprocess.Popen
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+
+class _Pool:
+    def __init__(self, spec: FunctionSpec, env: dict[str, str], log_path: Path, max_workers: int) -> None:
+        self.spec = spec
+        self.env = env
+        self.log_path = log_path
+        self.idle: list[_Worker] = []
+        self.all: list[_Worker] = []
+        self.lock = threading.Lock()
+        self.slots = threading.Semaphore(max_workers)
+
+    def _spawn(self) -> _Worker:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
+        try:
+            process = subprocess.Popen([sys.executable, "-m", "helixflow.local.worker"], cwd=self.spec.code_dir,
+                                       env=self.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                                       text=True, bufsize=1)
+        finally:
+            log.close()
+        worker = _Worker(process)
+        with self.lock:
+            self.all.append(worker)
+        return worker
+
+    def invoke(self, event: Any) -> tuple[dict[str, Any], bool]:
+        with self.slots:
+            with self.lock:
+                while self.idle and not self.idle[-1].alive():
+                    self.idle.pop()
+                worker = self.idle.pop() if self.idle else None
+            worker = worker or self._spawn()
+            reply = self._call(worker, event)
+            if worker.alive():
+                with self.lock:
+                    self.idle.append(worker)
+            return reply
+
+    def _call(self, worker: _Worker, event: Any) -> tuple[dict[str, Any], bool]:
+        request_id = str(uuid.uuid4())
+        process = worker.process
+        try:
+            process.stdin.write(json.dumps({"event": event, "request_id": request_id}) + "\n")
+            process.stdin.flush()
+        except BrokenPipeError:
+            return _runtime_error("Runtime.ExitError", f"worker of {self.spec.name} exited"), True
+        ready, _, _ = select.select([process.stdout], [], [], self.spec.timeout + 5)
+        line = process.stdout.readline() if ready else ""
+        if not ready:
+            process.kill()
+            return _runtime_error("Sandbox.Timedout", f"Task timed out after {self.spec.timeout} seconds"), True
+        if not line:
+            return _runtime_error("Runtime.ExitError", f"worker of {self.spec.name} exited "
+                                                       f"with {process.wait()}"), True
+        reply = json.loads(line)
+        return reply["payload"], not reply["ok"]
+
+    def close(self) -> None:
+        with self.lock:
+            workers, self.all, self.idle = self.all, [], []
+        for worker in workers:
+            if worker.alive():
+                worker.process.stdin.close()
+                try:
+                    worker.process.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    worker.process.kill()
+
+
+def _runtime_error(error_type: str, message: str) -> dict[str, Any]:
+    return {"errorType": error_type, "errorMessage": message, "stackTrace": []}
+
+
+class LambdaRuntime:
+    def __init__(self, specs: list[FunctionSpec], *, endpoint_url: str, region: str, log_dir: Path,
+                 max_concurrency: int = 4) -> None:
+        self.specs = {spec.name: spec for spec in specs}
+        self.by_logical_id = {spec.logical_id: spec.name for spec in specs}
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.pools = {spec.name: _Pool(spec, self._environment(spec, endpoint_url, region), log_dir /
+                                       f"{spec.logical_id}.log", max_concurrency) for spec in specs}
+        self.faults: dict[str, list[str]] = defaultdict(list)
+        self.fault_lock = threading.Lock()
+
+    @staticmethod
+    def _environment(spec: FunctionSpec, endpoint_url: str, region: str) -> dict[str, str]:
+        path = [str(spec.code_dir.resolve()), *(str(d.resolve()) for d in spec.layer_dirs)]
+        inherited = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR", "NUMBA_CACHE_DIR")}
+        return {
+            **inherited,
+            **spec.environment,
+            "PYTHONPATH": os.pathsep.join(path),
+            "_HANDLER": spec.handler,
+            "AWS_LAMBDA_FUNCTION_NAME": spec.name,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
+            "AWS_LAMBDA_FUNCTION_TIMEOUT": str(spec.timeout),
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_REGION": region,
+            "AWS_DEFAULT_REGION": region,
+            "AWS_ENDPOINT_URL": endpoint_url,
+            "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",
+            # No X-Ray daemon locally; tracing stays on in AWS.
+            "POWERTOOLS_TRACE_DISABLED": "true",
+        }
+
+    def inject_fault(self, function: str, error_code: str = "ServiceException", times: int = 1) -> None:
+        name = self.by_logical_id.get(function, function)
+        with self.fault_lock:
+            self.faults[name].extend([error_code] * times)
+
+    def invoke(self, function_name: str, event: Any) -> tuple[dict[str, Any], bool]:
+        """(payload, errored) for one invocation; raises ServiceFault for an injected service failure."""
+        with self.fault_lock:
+            if self.faults[function_name]:
+                raise ServiceFault(self.faults[function_name].pop(0))
+        return self.pools[function_name].invoke(event)
+
+    def close(self) -> None:
+        for pool in self.pools.values():
+            pool.close()

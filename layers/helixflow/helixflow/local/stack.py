@@ -1,0 +1,285 @@
+"""The local stack: moto (with its Step Functions interpreter) + our real Lambdas + the S3 event poller.
+
+Everything is created from template.yaml. One process holds it all: `helixflow local up` starts this module
+as a detached process that writes ``stack.json`` into the state directory once ready; tests and
+`helixflow run` without a running stack start it in-process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+import zipfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from helixflow.local.events import eventbridge_object_created, execution_name
+from helixflow.local.runtime import LambdaRuntime, ServiceFault
+from helixflow.local.template import LocalNames, Template
+
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+STACK_NAME = "helixflow-local"
+STACK_FILE = "stack.json"
+FASTQ_SUFFIXES = (".fastq", ".fq", ".fastq.gz", ".fq.gz")
+log = logging.getLogger("helixflow.local")
+
+_active_runtime: LambdaRuntime | None = None
+
+
+def repository_root() -> Path:
+    """The checkout holding template.yaml (the package is installed editable from layers/helixflow)."""
+    configured = os.environ.get("HELIXFLOW_HOME")
+    candidates = [Path(configured)] if configured else []
+    candidates += [Path(__file__).resolve().parents[4], Path.cwd()]
+    for candidate in candidates:
+        if (candidate / "template.yaml").is_file() and (candidate / "statemachines").is_dir():
+            return candidate
+    raise FileNotFoundError("cannot find template.yaml; set HELIXFLOW_HOME to the helixflow checkout")
+
+
+def default_state_dir() -> Path:
+    return Path(os.environ.get("HELIXFLOW_STATE_DIR", Path.home() / ".helixflow" / "local"))
+
+
+@dataclass
+class StackInfo:
+    endpoint_url: str
+    region: str
+    bucket: str
+    state_machine_arn: str
+    queue_url: str
+    pid: int
+    state_dir: str
+
+    def client(self, service: str) -> Any:
+        return boto3.client(service, endpoint_url=self.endpoint_url, region_name=self.region,
+                            aws_access_key_id="local", aws_secret_access_key="local")
+
+    @classmethod
+    def load(cls, state_dir: Path) -> StackInfo | None:
+        path = state_dir / STACK_FILE
+        if not path.is_file():
+            return None
+        return cls(**json.loads(path.read_text()))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _route_moto_invoke_to_runtime() -> None:
+    """moto 5.2 runs a Lambda through LambdaFunction._invoke_lambda (Docker); run our handlers instead."""
+    from moto.awslambda.models import LambdaFunction
+    from moto.core.exceptions import JsonRESTError
+
+    def invoke(function: LambdaFunction, event: Any = None) -> tuple[str, bool, str]:
+        if _active_runtime is None:
+            raise JsonRESTError("ServiceException", "helixflow local runtime is not running")
+        try:
+            payload, errored = _active_runtime.invoke(function.function_name, event if event is not None else {})
+        except ServiceFault as fault:
+            raise JsonRESTError(fault.code, "fault injected by the helixflow local stack") from None
+        return json.dumps(payload), errored, ""
+
+    LambdaFunction._invoke_lambda = invoke
+
+
+class LocalStack:
+    def __init__(self, state_dir: Path, *, root: Path | None = None, port: int | None = None,
+                 max_concurrency: int = 4) -> None:
+        self.root = root or repository_root()
+        self.state_dir = state_dir
+        self.port = port or _free_port()
+        self.endpoint_url = f"http://127.0.0.1:{self.port}"
+        self.max_concurrency = max_concurrency
+        self.template = Template(self.root / "template.yaml")
+        self.names = LocalNames(STACK_NAME, REGION, ACCOUNT)
+        self.runtime: LambdaRuntime | None = None
+        self.info: StackInfo | None = None
+        self._server = None
+        self._stopping = threading.Event()
+        self._poller: threading.Thread | None = None
+        self.started_executions: list[dict[str, str]] = []
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> StackInfo:
+        global _active_runtime
+        from moto.core.config import default_user_config
+        from moto.server import ThreadedMotoServer
+
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        # Request lines and moto's per-state failure traces would drown the pipeline's own output.
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        logging.getLogger("moto").setLevel(logging.ERROR)
+        # moto's Step Functions engine calls Lambda through its own server at this port.
+        os.environ["MOTO_PORT"] = str(self.port)
+        default_user_config["stepfunctions"]["execute_state_machine"] = True
+        _route_moto_invoke_to_runtime()
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self._server.start()
+        self.info = self._provision()
+        _active_runtime = self.runtime
+        self._poller = threading.Thread(target=self._poll_events, name="s3-event-poller", daemon=True)
+        self._poller.start()
+        return self.info
+
+    def stop(self) -> None:
+        global _active_runtime
+        self._stopping.set()
+        if self._poller:
+            self._poller.join(timeout=5)
+        if self.runtime:
+            self.runtime.close()
+        if _active_runtime is self.runtime:
+            _active_runtime = None
+        if self._server:
+            self._server.stop()
+
+    def __enter__(self) -> LocalStack:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def client(self, service: str) -> Any:
+        return boto3.client(service, endpoint_url=self.endpoint_url, region_name=REGION,
+                            aws_access_key_id="local", aws_secret_access_key="local")
+
+    # ------------------------------------------------------------------ resources from template.yaml
+    def _provision(self) -> StackInfo:
+        for logical_id in self.template.resources:
+            self.names.physical[logical_id] = f"{STACK_NAME}-{logical_id}"
+        bucket = self._create_bucket()
+        self._create_tables()
+        role_arn = self.client("iam").create_role(
+            RoleName=f"{STACK_NAME}-execution", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17",
+                                                                                   "Statement": []}))["Role"]["Arn"]
+        lambda_client = self.client("lambda")
+        for logical_id in self.template.of_type("AWS::Serverless::Function"):
+            self.names.arns[logical_id] = (f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:"
+                                           f"{self.names.physical[logical_id]}")
+        specs = self.template.functions(self.names)
+        for spec in specs:
+            lambda_client.create_function(
+                FunctionName=spec.name, Runtime="python3.11", Role=role_arn, Handler=spec.handler,
+                Code={"ZipFile": _zip_directory(spec.code_dir)}, Timeout=spec.timeout, MemorySize=spec.memory_mb,
+                Environment={"Variables": spec.environment})
+        self.runtime = LambdaRuntime(specs, endpoint_url=self.endpoint_url, region=REGION,
+                                     log_dir=self.state_dir / "logs", max_concurrency=self.max_concurrency)
+        logical_id, definition = self.template.state_machine(self.names)
+        state_machine_arn = self.client("stepfunctions").create_state_machine(
+            name=f"{STACK_NAME}-pipeline", definition=definition, roleArn=role_arn)["stateMachineArn"]
+        queue_url = self._connect_bucket_to_queue(bucket)
+        return StackInfo(endpoint_url=self.endpoint_url, region=REGION, bucket=bucket,
+                         state_machine_arn=state_machine_arn, queue_url=queue_url, pid=os.getpid(),
+                         state_dir=str(self.state_dir))
+
+    def _create_bucket(self) -> str:
+        (logical_id, _), = self.template.of_type("AWS::S3::Bucket").items()
+        bucket = self.names.physical[logical_id].lower()
+        self.names.physical[logical_id] = bucket
+        self.names.arns[logical_id] = f"arn:aws:s3:::{bucket}"
+        s3 = self.client("s3")
+        s3.create_bucket(Bucket=bucket)
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+        s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True})
+        return bucket
+
+    def _create_tables(self) -> None:
+        dynamodb = self.client("dynamodb")
+        for logical_id, resource in self.template.of_type("AWS::DynamoDB::Table").items():
+            props = resource["Properties"]
+            name = self.names.physical[logical_id]
+            dynamodb.create_table(TableName=name, AttributeDefinitions=props["AttributeDefinitions"],
+                                  KeySchema=props["KeySchema"], BillingMode=props["BillingMode"])
+            ttl = props.get("TimeToLiveSpecification")
+            if ttl:
+                dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl)
+            self.names.arns[logical_id] = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}"
+
+    def _connect_bucket_to_queue(self, bucket: str) -> str:
+        sqs = self.client("sqs")
+        queue_url = sqs.create_queue(QueueName=f"{STACK_NAME}-object-created")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        # One configuration per suffix mirrors the template's EventBridge rule (incoming/*.fastq, ...).
+        self.client("s3").put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={
+            "QueueConfigurations": [
+                {"QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*"],
+                 "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "incoming/"},
+                                                    {"Name": "suffix", "Value": suffix}]}}}
+                for suffix in FASTQ_SUFFIXES]})
+        return queue_url
+
+    # ------------------------------------------------------------------ events
+    def _poll_events(self) -> None:
+        sqs = self.client("sqs")
+        sfn = self.client("stepfunctions")
+        while not self._stopping.is_set():
+            try:
+                messages = sqs.receive_message(QueueUrl=self.info.queue_url, MaxNumberOfMessages=10,
+                                               WaitTimeSeconds=1).get("Messages", [])
+            except Exception:  # the server is going away during shutdown
+                if self._stopping.is_set():
+                    return
+                raise
+            for message in messages:
+                for record in json.loads(message["Body"]).get("Records", []):
+                    if not record.get("eventName", "").startswith("ObjectCreated"):
+                        continue
+                    event = eventbridge_object_created(record, account=ACCOUNT)
+                    name = execution_name()
+                    arn = sfn.start_execution(stateMachineArn=self.info.state_machine_arn, name=name,
+                                              input=json.dumps(event))["executionArn"]
+                    self.started_executions.append({"key": event["detail"]["object"]["key"], "arn": arn})
+                    log.info("started %s for s3://%s/%s", name, event["detail"]["bucket"]["name"],
+                             event["detail"]["object"]["key"])
+                sqs.delete_message(QueueUrl=self.info.queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def _zip_directory(directory: Path) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path in sorted(directory.rglob("*.py")):
+            archive.write(path, path.relative_to(directory))
+    return buffer.getvalue()
+
+
+def serve(state_dir: Path) -> None:
+    """Run the stack until SIGTERM/SIGINT; stack.json exists exactly while it serves."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    stack = LocalStack(state_dir)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    info = stack.start()
+    stack_file = state_dir / STACK_FILE
+    temporary = stack_file.with_suffix(".tmp")
+    temporary.write_text(json.dumps(asdict(info), indent=2))
+    temporary.replace(stack_file)
+    log.info("local stack ready at %s", info.endpoint_url)
+    try:
+        stop.wait()
+    finally:
+        stack_file.unlink(missing_ok=True)
+        stack.stop()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="helixflow local stack (started by `helixflow local up`)")
+    parser.add_argument("--state-dir", type=Path, default=default_state_dir())
+    serve(parser.parse_args().state_dir)

@@ -1,0 +1,73 @@
+"""`helixflow align` and `helixflow cluster`: the Phase 2 engine on one machine (no MPI).
+
+Exit status: 0 on success; 2 with ``<ErrorName>: <message>`` on stderr for a named error (bad reference,
+missing or empty reads, no GPU when --device cuda).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from helixflow.errors import HelixflowError
+from helixflow.phase2.engine import DEVICES, SEARCHERS
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    transient=False, console=None)
+
+
+def _fail(error: HelixflowError) -> None:
+    click.echo(f"{error.name}: {error}", err=True)
+    sys.exit(2)
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads is not None:
+        import numba
+
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+
+
+@click.command("align")
+@click.argument("reads", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--reference", required=True, type=click.Path(dir_okay=False), help="Reference FASTA(.gz).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="Output .sam, or .bam (coordinate-sorted and indexed; needs samtools).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads (default: all cores).")
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@click.option("--searcher", type=click.Choice(SEARCHERS), default="index", show_default=True,
+              help="Candidate search: minimizer index (CPU) or dense embedding similarity (CPU BLAS / CUDA).")
+@click.option("--sample", default=None, help="Sample / read group name (default: from the READS file name).")
+@click.option("--max-insert", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Longest fragment a proper pair may span.")
+def align_command(reads, reference, out, threads, device, searcher, sample, max_insert):
+    """Map READS (Phase 1's embeddings Parquet, or FASTQ[.gz] R1 [R2]) to --reference; write SAM/BAM."""
+    from helixflow.phase2 import sam
+    from helixflow.phase2.engine import build_searcher, resolve_device, sample_name
+    from helixflow.phase2.mapper import MapOptions, map_reads
+    from helixflow.phase2.reads import read_reads
+    from helixflow.phase2.reference import read_fasta
+
+    try:
+        _set_threads(threads)
+        device = resolve_device(device)
+        ref = read_fasta(reference)
+        batch = read_reads(reads)
+        sample = sample or sample_name(reads)
+        with _progress() as progress:
+            task = progress.add_task(f"index ({searcher})", total=None)
+            search = build_searcher(searcher, ref, device)
+            progress.update(task, description=f"align ({searcher}, {device})", total=len(batch), completed=0)
+            mapping, frags = map_reads(batch, ref, search, MapOptions(max_insert=max_insert, threads=threads,
+                                                                      device=device),
+                                       progress=lambda n: progress.advance(task, n))
+        body = sam.records(batch, mapping, frags, ref, sample)
+        sam.write_alignments(out, sam.header(ref, sample, sys.argv), body, threads=threads or 1)
+    except HelixflowError as error:
+        _fail(error)
+    mapped = int(mapping.mapped.sum())
+    click.echo(f"{mapped}/{len(batch)} reads mapped -> {out}", err=True)

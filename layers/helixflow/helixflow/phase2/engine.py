@@ -1,0 +1,63 @@
+"""What the commands and the MPI driver share: device and searcher choice, sample naming, one align/cluster
+pass over a batch of reads. Both callers use these functions, which is what makes a one-rank and a many-rank
+run produce the same bytes."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+
+from helixflow.errors import HelixflowError
+from helixflow.phase2.reference import Reference
+
+SEARCHERS = ("index", "dense")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class DeviceUnavailable(HelixflowError):
+    """``--device cuda`` was asked for on a machine without a usable CUDA GPU."""
+
+    default_code = "CUDA_UNAVAILABLE"
+
+
+def cuda_available() -> bool:
+    try:
+        from numba import cuda
+
+        return bool(cuda.is_available())
+    except Exception:  # numba-cuda missing or the driver failed to load: both mean "no GPU here"
+        return False
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if cuda_available() else "cpu"
+    if device == "cuda" and not cuda_available():
+        raise DeviceUnavailable("no CUDA GPU is available; use --device cpu or auto")
+    return device
+
+
+def build_searcher(kind: str, reference: Reference, device: str):
+    """The candidate searcher for ``reference``; both return ``candidates.Candidates``."""
+    if kind == "index":
+        from helixflow.phase2.index import MinimizerIndex
+
+        return MinimizerIndex.build(reference)
+    if kind == "dense":
+        from helixflow.phase2.dense import DenseSearcher
+
+        return DenseSearcher.build(reference, device=device)
+    raise ValueError(f"searcher must be one of {SEARCHERS}, got {kind!r}")
+
+
+_SAMPLE_SUFFIXES = re.compile(r"(\.(parquet|fastq|fq)(\.gz)?)$", re.IGNORECASE)
+_MATE_SUFFIX = re.compile(r"([._](R?[12]))$")
+
+
+def sample_name(paths: Sequence[str | os.PathLike]) -> str:
+    """Sample name from the first reads file: ``S1_R1.fastq.gz`` and ``embeddings/S1.parquet`` give ``S1``."""
+    stem = _SAMPLE_SUFFIXES.sub("", os.path.basename(os.fspath(paths[0])))
+    if len(paths) == 2:
+        stem = _MATE_SUFFIX.sub("", stem)
+    return stem or "sample"

@@ -1,0 +1,296 @@
+"""Read mapping: candidate search -> Smith–Waterman verification -> best hit, MAPQ, pairing, CIGAR.
+
+Every candidate a searcher proposes is scored with ``sw.score_batch`` (local alignment of the read, or its
+reverse complement, against the candidate region of the forward reference). Per read:
+- the best hit is the highest score; ties go to the lower contig, then the lower reference end, then the
+  forward strand, so the choice never depends on searcher order (MPI rank counts and searchers agree);
+- the second-best score (SAM tag XS) is the best among hits at a different locus: another contig or strand,
+  or a reference end more than ``SAME_LOCUS`` = 10 bp away (two candidate regions covering one locus are one
+  hit, not a repeat);
+- a read is unmapped when its best score is below ``MIN_SCORE`` = 30 (bwa mem's -T default);
+- MAPQ = min(60, ``MAPQ_PER_SCORE`` x (AS - max(XS, MIN_SCORE - 1))) with ``MAPQ_PER_SCORE`` = 3. With
+  match 1 / mismatch -4 one mismatch costs 5 points, so a locus that wins by a single mismatch gets MAPQ 15
+  (a single sequencing error at that base would flip it), by two mismatches 30, by four or more 60; a hit with
+  no competitor is capped by how far it clears the noise floor MIN_SCORE, so short, weak local hits stay low.
+
+Paired-end (mates from ``reads.fragments``): every combination of the two mates' verified hits is scored as
+AS1 + AS2, minus ``UNPAIRED_PENALTY`` = 17 (bwa mem's -U) unless the pair is proper. Proper pair rule: same
+contig, opposite strands, the forward mate starts at or before the reverse mate's end (FR orientation), and the
+fragment (leftmost start to rightmost end) is at most ``max_insert`` (default ``MAX_INSERT`` = 1000 bp; a fixed
+bound rather than one estimated from the batch, so MPI ranks decide identically). A mate in a proper pair gets
+MAPQ = min(single-end formula without competitor, 3 x (best pair score - best pair score with this mate at
+another locus)): a mate in a repeat is rescued by a uniquely placed partner, while a fragment lying wholly in a
+repeat keeps MAPQ 0. Mates are not searched for near their partner (no mate
+rescue by local search): a mate without its own candidates stays unmapped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+from helixflow.phase2 import sw
+from helixflow.phase2.candidates import Candidates
+from helixflow.phase2.reads import Fragments, ReadBatch, fragments
+from helixflow.phase2.reference import Reference
+
+MIN_SCORE = 30
+MAPQ_PER_SCORE = 3
+MAX_MAPQ = 60
+SAME_LOCUS = 10
+UNPAIRED_PENALTY = 17
+MAX_INSERT = 1000
+# Reads mapped per step: bounds memory for the packed candidate buffers and paces the progress bar.
+CHUNK_READS = 20_000
+
+_COMPLEMENT = np.arange(256, dtype=np.uint8)
+for _a, _b in zip(b"ACGTNacgtn", b"TGCANtgcan"):
+    _COMPLEMENT[_a] = _b
+
+
+@njit(cache=True)
+def reverse_complement_packed(seq, offsets, complement):
+    out = np.empty_like(seq)
+    for r in range(offsets.shape[0] - 1):
+        lo = offsets[r]
+        hi = offsets[r + 1]
+        for i in range(hi - lo):
+            out[lo + i] = complement[seq[hi - 1 - i]]
+    return out
+
+
+@njit(cache=True)
+def gather_packed(source, starts, lengths):
+    """Copy ``source[starts[i]:starts[i]+lengths[i]]`` back to back; return (buffer, offsets)."""
+    offsets = np.zeros(starts.shape[0] + 1, dtype=np.int64)
+    for i in range(starts.shape[0]):
+        offsets[i + 1] = offsets[i] + lengths[i]
+    out = np.empty(offsets[-1], dtype=np.uint8)
+    for i in range(starts.shape[0]):
+        out[offsets[i]:offsets[i + 1]] = source[starts[i]:starts[i] + lengths[i]]
+    return out, offsets
+
+
+@njit(cache=True, inline="always")
+def _same_locus(strand, contig, ref_end, a, b, same_locus):
+    return strand[a] == strand[b] and contig[a] == contig[b] and abs(ref_end[a] - ref_end[b]) <= same_locus
+
+
+@njit(cache=True)
+def _better(score, contig, ref_end, strand, a, b):
+    """True when hit a ranks above hit b (score, then lower contig, lower end, forward strand)."""
+    if score[a] != score[b]:
+        return score[a] > score[b]
+    if contig[a] != contig[b]:
+        return contig[a] < contig[b]
+    if ref_end[a] != ref_end[b]:
+        return ref_end[a] < ref_end[b]
+    return strand[a] < strand[b]
+
+
+@njit(cache=True)
+def rank_hits(first_candidate, score, strand, contig, ref_end, same_locus, out_best, out_second):
+    """Per read (candidates ``first_candidate[r]:first_candidate[r+1]``): best hit index (-1 none) and the
+    best score at another locus (-1 none)."""
+    for r in range(first_candidate.shape[0] - 1):
+        best = -1
+        for c in range(first_candidate[r], first_candidate[r + 1]):
+            if score[c] > 0 and (best < 0 or _better(score, contig, ref_end, strand, c, best)):
+                best = c
+        second = -1
+        if best >= 0:
+            for c in range(first_candidate[r], first_candidate[r + 1]):
+                if score[c] > second and score[c] > 0 and not _same_locus(strand, contig, ref_end, c, best,
+                                                                         same_locus):
+                    second = score[c]
+        out_best[r] = best
+        out_second[r] = second
+
+
+@njit(cache=True, inline="always")
+def _proper(strand, contig, ref_start, ref_end, a, b, max_insert):
+    if contig[a] != contig[b] or strand[a] == strand[b]:
+        return False
+    fwd, rev = (a, b) if strand[a] == 0 else (b, a)
+    if ref_start[fwd] > ref_end[rev]:
+        return False
+    return max(ref_end[a], ref_end[b]) - min(ref_start[a], ref_start[b]) <= max_insert
+
+
+@njit(cache=True)
+def pair_hits(first_candidate, mate_a, mate_b, score, strand, contig, ref_start, ref_end, same_locus,
+              max_insert, unpaired_penalty, min_score, out_best, out_pair_margin, out_proper):
+    """For fragments (rows ``mate_a[f]``, ``mate_b[f]``): choose the hit pair with the highest pair score.
+    Writes each mate's chosen hit into ``out_best[row]``, its pair-score margin over the best pair with that
+    mate elsewhere into ``out_pair_margin[row]`` (-1 when no such pair) and ``out_proper[row]``."""
+    for f in range(mate_a.shape[0]):
+        ra = mate_a[f]
+        rb = mate_b[f]
+        best_a = -1
+        best_b = -1
+        best_pair = -(1 << 30)
+        best_is_proper = False
+        for a in range(first_candidate[ra], first_candidate[ra + 1]):
+            if score[a] < min_score:
+                continue
+            for b in range(first_candidate[rb], first_candidate[rb + 1]):
+                if score[b] < min_score:
+                    continue
+                proper = _proper(strand, contig, ref_start, ref_end, a, b, max_insert)
+                pair = score[a] + score[b] - (0 if proper else unpaired_penalty)
+                better = pair > best_pair
+                if pair == best_pair:
+                    # Same tie rule as single-end ranking, mate a first.
+                    if a != best_a:
+                        better = _better(score, contig, ref_end, strand, a, best_a)
+                    else:
+                        better = _better(score, contig, ref_end, strand, b, best_b)
+                if better:
+                    best_pair = pair
+                    best_a = a
+                    best_b = b
+                    best_is_proper = proper
+        if best_a < 0:
+            continue  # fewer than two mapped mates: single-end choices stand
+        second_a = -(1 << 30)
+        second_b = -(1 << 30)
+        for a in range(first_candidate[ra], first_candidate[ra + 1]):
+            if score[a] < min_score:
+                continue
+            for b in range(first_candidate[rb], first_candidate[rb + 1]):
+                if score[b] < min_score:
+                    continue
+                proper = _proper(strand, contig, ref_start, ref_end, a, b, max_insert)
+                pair = score[a] + score[b] - (0 if proper else unpaired_penalty)
+                if not _same_locus(strand, contig, ref_end, a, best_a, same_locus):
+                    second_a = max(second_a, pair)
+                if not _same_locus(strand, contig, ref_end, b, best_b, same_locus):
+                    second_b = max(second_b, pair)
+        out_best[ra] = best_a
+        out_best[rb] = best_b
+        out_pair_margin[ra] = best_pair - second_a if second_a > -(1 << 30) else -1
+        out_pair_margin[rb] = best_pair - second_b if second_b > -(1 << 30) else -1
+        out_proper[ra] = best_is_proper
+        out_proper[rb] = best_is_proper
+
+
+def mapq(score: int, second: int) -> int:
+    return int(min(MAX_MAPQ, MAPQ_PER_SCORE * (score - max(second, MIN_SCORE - 1))))
+
+
+@dataclass
+class Mapping:
+    """Per-read result, indexed like the batch's rows."""
+
+    mapped: np.ndarray  # bool
+    strand: np.ndarray  # int8 (1: the read aligned as its reverse complement)
+    contig: np.ndarray  # int32
+    pos: np.ndarray  # int64, 0-based leftmost reference base
+    end: np.ndarray  # int64, exclusive reference end
+    mapq: np.ndarray  # int32
+    score: np.ndarray  # int32 (AS)
+    second: np.ndarray  # int32 (XS, -1 none)
+    nm: np.ndarray  # int32
+    proper: np.ndarray  # bool
+    cigar: list[str]
+
+    @classmethod
+    def unmapped(cls, n: int) -> Mapping:
+        return cls(np.zeros(n, bool), np.zeros(n, np.int8), np.full(n, -1, np.int32), np.full(n, -1, np.int64),
+                   np.full(n, -1, np.int64), np.zeros(n, np.int32), np.zeros(n, np.int32),
+                   np.full(n, -1, np.int32), np.zeros(n, np.int32), np.zeros(n, bool), ["*"] * n)
+
+
+@dataclass(frozen=True)
+class MapOptions:
+    scoring: sw.Scoring = sw.Scoring()
+    max_insert: int = MAX_INSERT
+    threads: int | None = None
+    device: str = "cpu"  # "cpu" or "cuda" (resolved by the caller)
+
+
+def _map_chunk(batch: ReadBatch, frags: Fragments, reference: Reference, searcher, options: MapOptions,
+               out: Mapping) -> None:
+    n = len(batch)
+    lengths = np.diff(batch.seq_offsets)
+    candidates: Candidates = searcher.search(batch)
+    both_strands = np.concatenate([batch.seq, reverse_complement_packed(batch.seq, batch.seq_offsets,
+                                                                        _COMPLEMENT)])
+    query_start = batch.seq_offsets[candidates.read] + candidates.strand.astype(np.int64) * batch.seq.shape[0]
+    query, query_offsets = gather_packed(both_strands, query_start, lengths[candidates.read])
+    target_start = reference.offsets[candidates.contig] + candidates.start
+    target, target_offsets = gather_packed(reference.buffer, target_start, candidates.end - candidates.start)
+    score, query_end, target_end = sw.score_batch(query, query_offsets, target, target_offsets, options.scoring,
+                                                  threads=options.threads, device=options.device)
+    score = np.asarray(score, dtype=np.int32)
+    # Reference span of each hit: its end is exact; its start is estimated from the query end (only used
+    # for pairing and loci, the reported position comes from the traceback).
+    ref_end = np.where(score > 0, candidates.start + target_end + 1, -1).astype(np.int64)
+    ref_start = ref_end - (np.asarray(query_end, dtype=np.int64) + 1)
+    first_candidate = np.searchsorted(candidates.read, np.arange(n + 1)).astype(np.int64)
+    best = np.full(n, -1, np.int64)
+    second = np.full(n, -1, np.int64)
+    rank_hits(first_candidate, score, candidates.strand, candidates.contig, ref_end, SAME_LOCUS, best, second)
+    pair_margin = np.full(n, -1, np.int64)
+    proper = np.zeros(n, bool)
+    paired = frags.second >= 0
+    if paired.any():
+        pair_hits(first_candidate, frags.first[paired], frags.second[paired], score, candidates.strand,
+                  candidates.contig, ref_start, ref_end, SAME_LOCUS, options.max_insert, UNPAIRED_PENALTY,
+                  MIN_SCORE, best, pair_margin, proper)
+
+    for r in np.flatnonzero(best >= 0).tolist():
+        c = int(best[r])
+        if score[c] < MIN_SCORE:
+            continue
+        lo, hi = int(query_offsets[c]), int(query_offsets[c + 1])
+        tlo, thi = int(target_offsets[c]), int(target_offsets[c + 1])
+        alignment = sw.align(query[lo:hi], target[tlo:thi], options.scoring)
+        if proper[r] and pair_margin[r] >= 0:
+            row_mapq = min(mapq(int(score[c]), -1), MAPQ_PER_SCORE * int(pair_margin[r]))
+        else:
+            row_mapq = mapq(int(score[c]), int(second[r]))
+        out.mapped[r] = True
+        out.strand[r] = candidates.strand[c]
+        out.contig[r] = candidates.contig[c]
+        out.pos[r] = candidates.start[c] + alignment.target_start
+        out.end[r] = candidates.start[c] + alignment.target_end
+        out.score[r] = alignment.score
+        out.second[r] = second[r]
+        out.mapq[r] = row_mapq
+        out.nm[r] = alignment.nm
+        out.proper[r] = proper[r]
+        out.cigar[r] = alignment.cigar
+
+
+def map_reads(batch: ReadBatch, reference: Reference, searcher, options: MapOptions = MapOptions(),
+              progress=None) -> tuple[Mapping, Fragments]:
+    """Map every read of ``batch``. ``progress(n_reads_done)`` is called after each chunk."""
+    frags = fragments(batch.ids, batch.mates)
+    result = Mapping.unmapped(len(batch))
+    fragment_rows = np.stack([frags.first, frags.second], axis=1)
+    reads_per_fragment = 1 + (frags.second >= 0)
+    boundaries = np.searchsorted(np.cumsum(reads_per_fragment),
+                                 np.arange(CHUNK_READS, len(batch) + CHUNK_READS, CHUNK_READS), side="right")
+    start = 0
+    for stop in np.unique(np.append(boundaries, len(frags))).tolist():
+        if stop <= start:
+            continue
+        rows = fragment_rows[start:stop].ravel()
+        rows = rows[rows >= 0]
+        chunk = batch.take(rows)
+        chunk_frags = fragments(chunk.ids, chunk.mates)
+        chunk_result = Mapping.unmapped(len(chunk))
+        _map_chunk(chunk, chunk_frags, reference, searcher, options, chunk_result)
+        for name, values in vars(chunk_result).items():
+            if name == "cigar":
+                for row, cigar in zip(rows.tolist(), values):
+                    result.cigar[row] = cigar
+            else:
+                getattr(result, name)[rows] = values
+        if progress is not None:
+            progress(len(rows))
+        start = stop
+    return result, frags

@@ -1,0 +1,358 @@
+"""Smith-Waterman-Gotoh local alignment: batched score-only kernel (Numba, CPU) and single-pair traceback.
+
+Model
+- Local alignment with affine gaps (Gotoh). Gap of length L costs ``gap_open + (L-1) * gap_extend``, which is
+  parasail's convention (``parasail.sw_*(s1, s2, open, extend, matrix)``); scores equal parasail's with the
+  matrix ``matrix_create("ACGTN", match, mismatch)`` whose N row/column (and '*' for other symbols) is set to
+  ``n_score``.
+- Bases: A/C/G/T in any case; every other symbol scores as N: ``n_score`` against anything, N against N too.
+- Ends (``score_batch``): 0-based, inclusive, of the best cell. Ties between cells with the best score are
+  broken by the smallest target position, then the smallest query position - parasail's striped kernels use
+  the same rule. A best score of 0 (no positive cell, or an empty sequence) reports ends (-1, -1).
+  ``sw_cuda.score_batch_cuda`` follows the identical rule.
+- Traceback (``align``): starts from that same best cell; at each cell prefers the diagonal, then a deletion,
+  then an insertion, and inside a gap prefers opening it here over extending it (shortest gaps); tracing back
+  from the end this way places a gap inside a repeat at its leftmost position. It stops at
+  the first cell whose score is 0, so leading zero-scoring columns are left out of the alignment.
+- CIGAR: SAM ops M (match or mismatch), I (query base not in target), D (target base not in query) and S
+  (soft clip of the unaligned query ends), so the CIGAR's query length is always len(query). A score-0
+  alignment is all soft clip (``"{len(query)}S"``, or ``""`` for an empty query) with empty spans at 0.
+
+Score-only kernel layout (the hot path): inter-sequence SIMD. Pairs are sorted by length and taken LANES at
+a time; the DP column of a group is a float32 array [query_len, LANES], so the innermost loop runs over
+independent pairs and LLVM vectorises it. float32 is exact here: every value is an integer far below 2**24
+(checked by ``_sw_common.check_packed``), and only +, - and max are used, so ``fastmath`` cannot change
+a result. Lanes shorter than the group's longest query/target are padded; padded target columns score
+``-PAD_PENALTY`` so they can never reach the best score, and padded query rows are ignored when picking the
+best cell. The best cell is found from per-row maxima (value, first column reaching it), which keeps the
+inner loop branch-free.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from helixflow.phase2._sw_common import BASE_CODE, N_CODE, PAD_PENALTY, Scoring, check_packed, check_scoring
+
+__all__ = ["Scoring", "Alignment", "score_batch", "align", "LANES", "cigar_query_length"]
+
+# Pairs processed together by one vectorised DP sweep: 16 float32 = one AVX-512 register or two AVX2 ones.
+LANES = 16
+# Query code of N in the score-only kernel: negative, so it never equals a target code (0..3, N_CODE).
+_QUERY_N = -1.0
+
+
+@njit(cache=True, fastmath=True, nogil=True)
+def _score_group(qbuf, qoff, tbuf, toff, pairs, code, match, mismatch, n_score, gap_open, gap_extend,
+                 out_score, out_qend, out_tend):
+    """Score up to LANES pairs (``pairs`` holds their indices) in one vectorised sweep."""
+    nl = pairs.shape[0]
+    qlen = np.zeros(LANES, dtype=np.int64)
+    tlen = np.zeros(LANES, dtype=np.int64)
+    for lane in range(nl):
+        p = pairs[lane]
+        qlen[lane] = qoff[p + 1] - qoff[p]
+        tlen[lane] = toff[p + 1] - toff[p]
+    rows = qlen.max()
+    cols = tlen.max()
+
+    # Query codes per row and lane; padded rows keep code 0 (their cells are never read back).
+    qcode = np.zeros((rows, LANES), dtype=np.float32)
+    # Per target column and lane: the target code and the three substitution scores the inner loop selects
+    # from: query base equal to it, query base different from it, query N.
+    tcode = np.zeros((cols, LANES), dtype=np.float32)
+    s_equal = np.full((cols, LANES), -PAD_PENALTY, dtype=np.float32)
+    s_differ = np.full((cols, LANES), -PAD_PENALTY, dtype=np.float32)
+    s_query_n = np.full((cols, LANES), -PAD_PENALTY, dtype=np.float32)
+    for lane in range(nl):
+        p = pairs[lane]
+        for i in range(qlen[lane]):
+            c = code[qbuf[qoff[p] + i]]
+            qcode[i, lane] = _QUERY_N if c == N_CODE else c
+        for j in range(tlen[lane]):
+            c = code[tbuf[toff[p] + j]]
+            tcode[j, lane] = c
+            s_query_n[j, lane] = n_score
+            if c == N_CODE:
+                s_equal[j, lane] = n_score
+                s_differ[j, lane] = n_score
+            else:
+                s_equal[j, lane] = match
+                s_differ[j, lane] = mismatch
+
+    h_col = np.zeros((rows, LANES), dtype=np.float32)     # H of the previous column, overwritten in place
+    e_col = np.zeros((rows, LANES), dtype=np.float32)     # E (gap along the target) entering this column
+    row_best = np.zeros((rows, LANES), dtype=np.float32)  # best H seen in each row so far
+    row_best_col = np.zeros((rows, LANES), dtype=np.float32)  # first column where row_best was reached
+    f = np.zeros(LANES, dtype=np.float32)                 # F (gap along the query) carried down the column
+    diag = np.zeros(LANES, dtype=np.float32)              # H(i-1, j-1)
+    # Boundary E/F start at 0 instead of -inf: they only enter H through max(0, ...), so H is unchanged.
+    go = np.float32(gap_open)
+    ge = np.float32(gap_extend)
+    for j in range(cols):
+        col = np.float32(j)
+        for lane in range(LANES):
+            f[lane] = 0.0
+            diag[lane] = 0.0
+        for i in range(rows):
+            for lane in range(LANES):
+                q = qcode[i, lane]
+                s = s_equal[j, lane] if q == tcode[j, lane] else s_differ[j, lane]
+                s = s_query_n[j, lane] if q < 0.0 else s
+                e = e_col[i, lane]
+                fl = f[lane]
+                h = max(max(diag[lane] + s, e), max(fl, np.float32(0.0)))
+                diag[lane] = h_col[i, lane]
+                h_col[i, lane] = h
+                h_open = h - go
+                e_col[i, lane] = max(e - ge, h_open)
+                f[lane] = max(fl - ge, h_open)
+                rb = row_best[i, lane]
+                row_best_col[i, lane] = col if h > rb else row_best_col[i, lane]
+                row_best[i, lane] = max(h, rb)
+
+    for lane in range(nl):
+        best = np.float32(0.0)
+        best_i = -1
+        best_j = np.float32(0.0)
+        for i in range(qlen[lane]):
+            v = row_best[i, lane]
+            if v > best or (v == best and best > 0.0 and row_best_col[i, lane] < best_j):
+                best = v
+                best_i = i
+                best_j = row_best_col[i, lane]
+        p = pairs[lane]
+        out_score[p] = np.int32(best)
+        out_qend[p] = best_i
+        out_tend[p] = np.int32(best_j) if best_i >= 0 else -1
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def _score_all(qbuf, qoff, tbuf, toff, order, code, match, mismatch, n_score, gap_open, gap_extend,
+               out_score, out_qend, out_tend):
+    groups = (order.shape[0] + LANES - 1) // LANES
+    for g in prange(groups):
+        stop = min((g + 1) * LANES, order.shape[0])
+        _score_group(qbuf, qoff, tbuf, toff, order[g * LANES:stop], code, match, mismatch, n_score,
+                     gap_open, gap_extend, out_score, out_qend, out_tend)
+
+
+def length_order(query_offsets: np.ndarray, target_offsets: np.ndarray) -> np.ndarray:
+    """Pair indices sorted by (query length, target length), so the pairs sharing a SIMD group (CPU) or a
+    warp (GPU) have similar lengths and little padding."""
+    return np.lexsort((np.diff(target_offsets), np.diff(query_offsets))).astype(np.int64)
+
+
+def score_batch(query_buf: np.ndarray, query_offsets: np.ndarray,
+                target_buf: np.ndarray, target_offsets: np.ndarray,
+                scoring: Scoring = Scoring(), *, threads: int | None = None, device: str = "cpu",
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Best local alignment score of each pair i = query i vs target i.
+
+    Inputs are packed as ``helixflow.embedding.pack`` produces (uint8 buffer, int64 offsets of length n+1).
+    Returns (score int32[n], query_end int32[n], target_end int32[n]); ends are 0-based and inclusive of the
+    best cell, ties broken by smallest target end then smallest query end, (-1, -1) when the score is 0.
+
+    ``threads``: Numba worker threads for this call (default: Numba's current setting).
+    ``device``: "cpu" (default), "cuda" (``sw_cuda.score_batch_cuda``) or "auto" (CUDA when
+    ``numba.cuda.is_available()``, else CPU). All give identical results.
+    """
+    if device not in ("cpu", "cuda", "auto"):
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'auto', got {device!r}")
+    if device != "cpu":
+        from helixflow.phase2 import sw_cuda  # imports numba.cuda only when asked for
+
+        if device == "cuda" or sw_cuda.cuda_available():
+            return sw_cuda.score_batch_cuda(query_buf, query_offsets, target_buf, target_offsets, scoring)
+    qbuf, qoff, tbuf, toff = check_packed(query_buf, query_offsets, target_buf, target_offsets, scoring)
+    n = qoff.shape[0] - 1
+    score = np.zeros(n, dtype=np.int32)
+    qend = np.full(n, -1, dtype=np.int32)
+    tend = np.full(n, -1, dtype=np.int32)
+    if n == 0:
+        return score, qend, tend
+    previous_threads = numba.get_num_threads()
+    if threads is not None:
+        numba.set_num_threads(threads)
+    try:
+        _score_all(qbuf, qoff, tbuf, toff, length_order(qoff, toff), BASE_CODE, scoring.match,
+                   scoring.mismatch, scoring.n_score, scoring.gap_open, scoring.gap_extend, score, qend, tend)
+    finally:
+        numba.set_num_threads(previous_threads)
+    return score, qend, tend
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Single pair with traceback
+
+# Trace byte per cell: bits 0-1 say where H came from, bit 2 / bit 3 say E / F extended an existing gap.
+_FROM_ZERO, _FROM_DIAG, _FROM_E, _FROM_F = 0, 1, 2, 3
+_E_EXTENDS = 4
+_F_EXTENDS = 8
+_OP_M, _OP_I, _OP_D = 0, 1, 2
+_OP_CHARS = "MID"
+_NEG_INF = -(1 << 30)
+
+
+@njit(cache=True, nogil=True)
+def _align_kernel(q, t, match, mismatch, n_score, gap_open, gap_extend):
+    """Full DP with trace bytes. Returns (score, query_end, target_end (exclusive), ops reversed as uint8,
+    query_start, target_start, matches)."""
+    m = q.shape[0]
+    n = t.shape[0]
+    trace = np.zeros((m, n), dtype=np.uint8)
+    h_prev = np.zeros(n + 1, dtype=np.int32)   # row i-1, index j+1 (index 0 is the boundary column)
+    h_cur = np.zeros(n + 1, dtype=np.int32)
+    f_col = np.full(n, _NEG_INF, dtype=np.int32)  # F(i-1, j) for each column
+    best = 0
+    best_i = -1
+    best_j = -1
+    for i in range(m):
+        e = _NEG_INF
+        h_cur[0] = 0
+        for j in range(n):
+            a = q[i]
+            b = t[j]
+            if a == N_CODE or b == N_CODE:
+                s = n_score
+            elif a == b:
+                s = match
+            else:
+                s = mismatch
+            # E(i, j): gap along the target ending at column j, from H(i, j-1) or E(i, j-1).
+            e_open = h_cur[j] - gap_open
+            e_ext = e - gap_extend
+            tb = 0
+            if e_ext > e_open:
+                e = e_ext
+                tb |= _E_EXTENDS
+            else:
+                e = e_open
+            f_open = h_prev[j + 1] - gap_open
+            f_ext = f_col[j] - gap_extend
+            if f_ext > f_open:
+                fv = f_ext
+                tb |= _F_EXTENDS
+            else:
+                fv = f_open
+            f_col[j] = fv
+            d = h_prev[j] + s
+            h = 0
+            src = _FROM_ZERO
+            if d > h:
+                h = d
+                src = _FROM_DIAG
+            if e > h:
+                h = e
+                src = _FROM_E
+            if fv > h:
+                h = fv
+                src = _FROM_F
+            trace[i, j] = tb | src
+            h_cur[j + 1] = h
+            # Same tie rule as the score-only kernels: smallest target position, then smallest query one.
+            if h > best or (h == best and h > 0 and (j < best_j or (j == best_j and i < best_i))):
+                best = h
+                best_i = i
+                best_j = j
+        h_prev, h_cur = h_cur, h_prev
+
+    ops = np.empty(m + n, dtype=np.uint8)
+    n_ops = 0
+    matches = 0
+    if best == 0:
+        return 0, 0, 0, ops[:0], 0, 0, 0
+    i = best_i
+    j = best_j
+    state = _FROM_DIAG  # in H
+    while i >= 0 and j >= 0:
+        tb = trace[i, j]
+        if state == _FROM_DIAG:
+            src = tb & 3
+            if src == _FROM_ZERO:
+                break
+            if src == _FROM_DIAG:
+                ops[n_ops] = _OP_M
+                if q[i] == t[j] and q[i] != N_CODE:
+                    matches += 1
+                i -= 1
+                j -= 1
+                n_ops += 1
+                continue
+            state = src
+        if state == _FROM_E:
+            ops[n_ops] = _OP_D
+            state = _FROM_E if tb & _E_EXTENDS else _FROM_DIAG
+            j -= 1
+        else:
+            ops[n_ops] = _OP_I
+            state = _FROM_F if tb & _F_EXTENDS else _FROM_DIAG
+            i -= 1
+        n_ops += 1
+    return best, best_i + 1, best_j + 1, ops[:n_ops], i + 1, j + 1, matches
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """A local alignment of one query against one target (spans are 0-based, end exclusive)."""
+
+    score: int
+    query_start: int
+    query_end: int
+    target_start: int
+    target_end: int
+    cigar: str   # M/I/D with S soft clips; consumes exactly len(query) query bases
+    nm: int      # edit distance over the aligned span: M columns that are not identical ACGT bases, + I + D
+    matches: int  # M columns with identical A/C/G/T bases
+
+
+def _as_codes(seq: bytes | bytearray | np.ndarray) -> np.ndarray:
+    raw = np.frombuffer(bytes(seq), dtype=np.uint8) if isinstance(seq, (bytes, bytearray)) else \
+        np.ascontiguousarray(seq, dtype=np.uint8)
+    return BASE_CODE[raw]
+
+
+def align(query: bytes | np.ndarray, target: bytes | np.ndarray, scoring: Scoring = Scoring()) -> Alignment:
+    """Best local alignment of ``query`` against ``target`` with traceback (see the module docstring for the
+    tie rules). The score equals ``score_batch``'s for the same pair."""
+    check_scoring(scoring)
+    q = _as_codes(query)
+    t = _as_codes(target)
+    score, q_end, t_end, ops_rev, q_start, t_start, matches = _align_kernel(
+        q, t, scoring.match, scoring.mismatch, scoring.n_score, scoring.gap_open, scoring.gap_extend)
+    ops = ops_rev[::-1]
+    parts = [f"{q_start}S"] if q_start else []
+    gap_bases = 0
+    k = 0
+    while k < ops.shape[0]:
+        run = k
+        while run < ops.shape[0] and ops[run] == ops[k]:
+            run += 1
+        parts.append(f"{run - k}{_OP_CHARS[ops[k]]}")
+        if ops[k] != _OP_M:
+            gap_bases += run - k
+        k = run
+    if q.shape[0] - q_end:
+        parts.append(f"{q.shape[0] - q_end}S")
+    m_columns = int(np.count_nonzero(ops == _OP_M))
+    return Alignment(score=int(score), query_start=int(q_start), query_end=int(q_end),
+                     target_start=int(t_start), target_end=int(t_end), cigar="".join(parts),
+                     nm=m_columns - int(matches) + gap_bases, matches=int(matches))
+
+
+def cigar_query_length(cigar: str) -> int:
+    """Query bases a CIGAR consumes (M, I, S, =, X)."""
+    total = 0
+    number = ""
+    for ch in cigar:
+        if ch.isdigit():
+            number += ch
+        else:
+            if ch in "MIS=X":
+                total += int(number)
+            number = ""
+    return total

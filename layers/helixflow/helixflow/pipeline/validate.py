@@ -1,0 +1,30 @@
+"""Validate stage: stream the sample's object(s) from S3 through the FASTQ validator.
+
+Objects are read with IfMatch on the etag the event carried, so a run validates exactly the version that
+started it (a concurrent overwrite fails the read instead of mixing versions).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from helixflow.fastq.validator import validate_fastq
+
+
+def _open(s3: Any, bucket: str, item: dict[str, Any]) -> Any:
+    return s3.get_object(Bucket=bucket, Key=item["key"], IfMatch=item["etag"])["Body"]
+
+
+def validate_sample(*, s3: Any, request: dict[str, Any]) -> dict[str, Any]:
+    bucket, inputs = request["bucket"], request["inputs"]
+    allow_phred64 = bool(request.get("params", {}).get("allow_phred64", False))
+    first = inputs[0]
+    mate = inputs[1] if len(inputs) > 1 else None
+    report = validate_fastq(
+        _open(s3, bucket, first), name=first["key"],
+        mate_source=_open(s3, bucket, mate) if mate else None, mate_name=mate["key"] if mate else None,
+        allow_phred64=allow_phred64)
+    summary = dataclasses.asdict(report)
+    return {"records": summary["records"], "bases": summary["bases"], "paired": mate is not None,
+            "reports": summary}
