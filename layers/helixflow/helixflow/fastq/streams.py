@@ -96,11 +96,11 @@ class DecompressedStream:
 
     # -- reading the source ---------------------------------------------------------------------------------
 
-    def _read(self) -> bytes:
+    def _read(self, size: int | None = None) -> bytes:
         """One read from the source; b"" only at its end."""
         if self._source_done:
             return b""
-        data = self._source.read(self._read_size)
+        data = self._source.read(size or self._read_size)
         if not data:
             self._source_done = True
             return b""
@@ -138,7 +138,8 @@ class DecompressedStream:
         pending = self._head
         while True:
             while len(pending) < self._chunk_size:
-                more = self._read()
+                # Uncompressed input is read a whole chunk at a time: no inflating to interleave with.
+                more = self._read(self._chunk_size - len(pending))
                 if not more:
                     break
                 pending += more

@@ -170,7 +170,7 @@ class FastqReader:
             if self._to_skip_records:
                 drop = min(self._to_skip_records, batch.n)
                 self._to_skip_records -= drop
-                batch = _slice(batch, drop, batch.n)
+                batch = slice_batch(batch, drop, batch.n)
                 if batch.n == 0:
                     continue
             if self._records_left is not None:
@@ -269,7 +269,7 @@ def _batch_from_index(data: np.ndarray, index: _Index, first_record: int, first_
                        starts[:, 3], first_record, first_byte)
 
 
-def _slice(batch: RecordBatch, lo: int, hi: int) -> RecordBatch:
+def slice_batch(batch: RecordBatch, lo: int, hi: int) -> RecordBatch:
     return replace(batch, name_start=batch.name_start[lo:hi], name_end=batch.name_end[lo:hi],
                    seq_start=batch.seq_start[lo:hi], seq_len=batch.seq_len[lo:hi],
                    qual_start=batch.qual_start[lo:hi], first_record=batch.first_record + lo)

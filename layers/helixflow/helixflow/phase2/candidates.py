@@ -23,11 +23,10 @@ class Candidates:
     start: np.ndarray  # int64, contig-local, 0-based
     end: np.ndarray  # int64, exclusive
     evidence: np.ndarray  # float32
+    # Per read (not per candidate): the searcher saw more loci as good as these than it returned, so the
+    # true locus may be missing from the list (the mapper then never raises the read's MAPQ through its mate).
+    overflow: np.ndarray  # bool (n_reads,)
 
     def __len__(self) -> int:
         return int(self.read.shape[0])
 
-    @classmethod
-    def empty(cls) -> Candidates:
-        return cls(np.zeros(0, np.int64), np.zeros(0, np.int8), np.zeros(0, np.int32), np.zeros(0, np.int64),
-                   np.zeros(0, np.int64), np.zeros(0, np.float32))

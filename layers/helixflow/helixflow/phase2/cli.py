@@ -21,7 +21,7 @@ def _progress() -> Progress:
 
 
 def _fail(error: HelixflowError) -> None:
-    click.echo(f"{error.name}: {error}", err=True)
+    click.echo(f"{error.name}: {error.describe()}", err=True)
     sys.exit(2)
 
 

@@ -12,6 +12,7 @@ Choices:
   candidate. A read keeps its ``MAX_CANDIDATES`` = 8 groups with the most votes, and only groups with at
   least ``MIN_VOTE_FRACTION`` = 1/8 of the best group's votes (weaker groups are seed noise, not a
   competing locus; a diverged paralog that loses even these seeds scores far below the true locus anyway).
+  A read with more qualifying groups than ``MAX_CANDIDATES`` is flagged ``overflow``.
 - Each group becomes the region [first diagonal - ``PAD``, last diagonal + read length + ``PAD``] of its contig
   with ``PAD`` = 16, so Smith–Waterman can place indels and clipped ends near the seeds.
 The index is a hash-sorted table (hashes, positions, strands) - three flat arrays, cheap to broadcast over MPI
@@ -125,7 +126,7 @@ def _build(buffer, offsets, k, w):
 @njit(cache=True, parallel=True)
 def _search(seq, seq_offsets, idx_hash, idx_pos, idx_strand, ref_offsets, k, w, max_occurrences,
             max_gap, max_candidates, min_vote_fraction, pad, out_strand, out_contig, out_start, out_end,
-            out_votes, out_count):
+            out_votes, out_count, out_overflow):
     n_reads = seq_offsets.shape[0] - 1
     for r in prange(n_reads):
         read = seq[seq_offsets[r]:seq_offsets[r + 1]]
@@ -182,6 +183,18 @@ def _search(seq, seq_offsets, idx_hash, idx_pos, idx_strand, ref_offsets, k, w, 
                 best_last[slot] = keys[e - 1]
                 n_best = min(n_best + 1, max_candidates)
             g = e
+        # A read with more qualifying groups than it may keep (tandem arrays, high-copy repeats) is flagged,
+        # so the mapper does not trust a placement made among a truncated set of loci.
+        qualifying = 0
+        g = 0
+        while g < n_hits:
+            e = g + 1
+            while e < n_hits and keys[e] - keys[e - 1] <= max_gap:
+                e += 1
+            if e - g >= min_vote_fraction * best_votes[0]:
+                qualifying += 1
+            g = e
+        out_overflow[r] = qualifying > max_candidates
         kept = 0
         for b in range(n_best):
             if best_votes[b] < min_vote_fraction * best_votes[0]:
@@ -228,9 +241,10 @@ class MinimizerIndex:
         end = np.zeros(shape, np.int64)
         votes = np.zeros(shape, np.float32)
         count = np.zeros(n, np.int64)
+        overflow = np.zeros(n, np.bool_)
         _search(seq, seq_offsets, self.hashes, self.positions, self.strands, self.ref_offsets, K, W,
                 MAX_OCCURRENCES, MAX_DIAGONAL_GAP, MAX_CANDIDATES, MIN_VOTE_FRACTION, PAD, strand, contig, start,
-                end, votes, count)
+                end, votes, count, overflow)
         keep = np.arange(MAX_CANDIDATES)[None, :] < count[:, None]
         return Candidates(np.repeat(np.arange(n, dtype=np.int64), count), strand[keep], contig[keep], start[keep],
-                          end[keep], votes[keep])
+                          end[keep], votes[keep], overflow)

@@ -20,7 +20,8 @@ fragment (leftmost start to rightmost end) is at most ``max_insert`` (default ``
 bound rather than one estimated from the batch, so MPI ranks decide identically). A mate in a proper pair gets
 MAPQ = min(single-end formula without competitor, 3 x (best pair score - best pair score with this mate at
 another locus)): a mate in a repeat is rescued by a uniquely placed partner, while a fragment lying wholly in a
-repeat keeps MAPQ 0. Mates are not searched for near their partner (no mate
+repeat keeps MAPQ 0. A mate whose searcher list overflowed (more equally good loci than candidates, e.g. a
+tandem array) keeps its single-end MAPQ: the competing loci it would be compared with were not all scored. Mates are not searched for near their partner (no mate
 rescue by local search): a mate without its own candidates stays unmapped.
 """
 
@@ -248,7 +249,7 @@ def _map_chunk(batch: ReadBatch, frags: Fragments, reference: Reference, searche
         lo, hi = int(query_offsets[c]), int(query_offsets[c + 1])
         tlo, thi = int(target_offsets[c]), int(target_offsets[c + 1])
         alignment = sw.align(query[lo:hi], target[tlo:thi], options.scoring)
-        if proper[r] and pair_margin[r] >= 0:
+        if proper[r] and pair_margin[r] >= 0 and not candidates.overflow[r]:
             row_mapq = min(mapq(int(score[c]), -1), MAPQ_PER_SCORE * int(pair_margin[r]))
         else:
             row_mapq = mapq(int(score[c]), int(second[r]))

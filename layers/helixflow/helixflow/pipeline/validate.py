@@ -6,7 +6,6 @@ started it (a concurrent overwrite fails the read instead of mixing versions).
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from helixflow.fastq.validator import validate_fastq
@@ -25,6 +24,6 @@ def validate_sample(*, s3: Any, request: dict[str, Any]) -> dict[str, Any]:
         _open(s3, bucket, first), name=first["key"],
         mate_source=_open(s3, bucket, mate) if mate else None, mate_name=mate["key"] if mate else None,
         allow_phred64=allow_phred64)
-    summary = dataclasses.asdict(report)
-    return {"records": summary["records"], "bases": summary["bases"], "paired": mate is not None,
-            "reports": summary}
+    summary = report.to_dict()
+    return {"records": summary["records"], "bases": summary["bases"], "paired": summary["paired"],
+            "reports": summary["files"]}

@@ -1,0 +1,228 @@
+"""`helixflow local up|down|status`, `helixflow run` and `helixflow demo`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from helixflow.errors import HelixflowError
+from helixflow.local.client import RunOutcome, collect, submit, wait_for_run
+from helixflow.local.stack import STACK_FILE, LocalStack, StackInfo, default_state_dir
+
+console = Console(stderr=True)
+out = Console()
+PID_FILE = "stack.pid"
+READY_TIMEOUT_S = 90
+
+state_dir_option = click.option("--state-dir", type=click.Path(path_type=Path), default=default_state_dir,
+                                show_default="$HELIXFLOW_STATE_DIR or ~/.helixflow/local",
+                                help="Where the local stack keeps its pid, logs and endpoint.")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _our_stack_process(pid: int) -> bool:
+    """Only signal a process `local up` started: the pid file could be stale and the pid reused."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"helixflow.local.stack" in cmdline
+
+
+def running_stack(state_dir: Path) -> StackInfo | None:
+    info = StackInfo.load(state_dir)
+    if info is None or not _alive(info.pid) or not _our_stack_process(info.pid):
+        return None
+    try:
+        info.client("stepfunctions").describe_state_machine(stateMachineArn=info.state_machine_arn)
+    except Exception:
+        return None
+    return info
+
+
+@contextmanager
+def stack_for_command(state_dir: Path) -> Iterator[StackInfo]:
+    """The running local stack, or one started for this command alone."""
+    info = running_stack(state_dir)
+    if info is not None:
+        console.print(f"[dim]using the local stack at {info.endpoint_url}[/dim]")
+        yield info
+        return
+    console.print("[dim]starting a local stack for this command (`helixflow local up` keeps one running)[/dim]")
+    with LocalStack(Path(tempfile.mkdtemp(prefix="run-", dir=_ensure(state_dir)))) as stack:
+        yield stack.info
+
+
+def _ensure(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@click.group("local")
+def local_group() -> None:
+    """The local stack: moto (Step Functions, S3, Lambda, DynamoDB, SQS) running our real handlers."""
+
+
+@local_group.command("up")
+@state_dir_option
+def local_up(state_dir: Path) -> None:
+    """Start the local stack in the background."""
+    info = running_stack(state_dir)
+    if info is not None:
+        out.print(f"local stack already running (pid {info.pid}) at {info.endpoint_url}")
+        return
+    _ensure(state_dir)
+    (state_dir / STACK_FILE).unlink(missing_ok=True)
+    with open(state_dir / "stack.log", "ab") as log:
+        process = subprocess.Popen([sys.executable, "-m", "helixflow.local.stack", "--state-dir", str(state_dir)],
+                                   stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+    (state_dir / PID_FILE).write_text(str(process.pid))
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    with console.status("starting moto, Lambda workers and the event poller"):
+        while (info := running_stack(state_dir)) is None:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise click.ClickException(f"the local stack did not start; see {state_dir / 'stack.log'}")
+            time.sleep(0.3)
+    _print_info(info)
+
+
+@local_group.command("down")
+@state_dir_option
+def local_down(state_dir: Path) -> None:
+    """Stop the stack that `local up` started (and nothing else)."""
+    pid_file = state_dir / PID_FILE
+    if not pid_file.is_file():
+        out.print("no local stack was started from this state directory")
+        return
+    pid = int(pid_file.read_text())
+    if _alive(pid) and _our_stack_process(pid):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+        out.print(f"local stack (pid {pid}) stopped")
+    else:
+        out.print(f"local stack (pid {pid}) was not running")
+    pid_file.unlink(missing_ok=True)
+    (state_dir / STACK_FILE).unlink(missing_ok=True)
+
+
+@local_group.command("status")
+@state_dir_option
+def local_status(state_dir: Path) -> None:
+    """Show whether the local stack runs, where, and its recent executions."""
+    info = running_stack(state_dir)
+    if info is None:
+        out.print("local stack: not running")
+        sys.exit(3)
+    _print_info(info)
+    executions = info.client("stepfunctions").list_executions(stateMachineArn=info.state_machine_arn)["executions"]
+    for execution in executions[:10]:
+        out.print(f"  {execution['name']}  {execution['status']}")
+
+
+def _print_info(info: StackInfo) -> None:
+    out.print(f"local stack running (pid {info.pid})\n  endpoint      {info.endpoint_url}\n"
+              f"  bucket        s3://{info.bucket}/incoming/\n  state machine {info.state_machine_arn}\n"
+              f"  logs          {info.state_dir}/logs/\n"
+              f"  use it with   AWS_ENDPOINT_URL={info.endpoint_url} AWS_ACCESS_KEY_ID=local "
+              f"AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION={info.region}")
+
+
+def run_reads(info: StackInfo, reads: list[Path], out_dir: Path, params: dict | None,
+              timeout: float) -> RunOutcome:
+    uploaded = submit(info, reads, params)
+    console.print(f"uploaded {', '.join(f's3://{info.bucket}/{key}' for key, _ in uploaded)}")
+    with console.status("waiting for the execution") as status:
+        described = wait_for_run(info, uploaded, timeout=timeout,
+                                 on_progress=lambda state: status.update(f"execution is in [bold]{state}[/bold]"))
+    return collect(info, described, out_dir)
+
+
+def print_outcome(outcome: RunOutcome) -> None:
+    if outcome.succeeded:
+        out.print(f"[green]SUCCEEDED[/green] {outcome.sample} run {outcome.run_id}")
+        for entry in outcome.manifest["files"]:
+            out.print(f"  {entry['size']:>12,d}  {entry['path']}  sha256:{entry['sha256'][:12]}")
+        out.print(f"results: {outcome.local_dir}  (manifest.json lists every file)")
+        return
+    document = outcome.error_document or {}
+    out.print(f"[red]FAILED[/red] {outcome.sample} run {outcome.run_id}: [bold]{outcome.error}[/bold]"
+              + (f" ({document['code']})" if document.get("code") else ""))
+    if document.get("message"):
+        out.print(f"  {document['message']}")
+    position = ", ".join(f"{k} {document[k]}" for k in ("file", "record", "line", "byte_offset")
+                         if document.get(k) is not None)
+    if position:
+        out.print(f"  at {position}")
+    if outcome.local_dir:
+        out.print(f"error report: {outcome.local_dir / 'error.json'}")
+
+
+@click.command("run")
+@click.argument("reads", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("helixflow-results"), show_default=True)
+@click.option("--params", "params_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="JSON run parameters (uploaded as the sample's sidecar incoming/<sample>.json).")
+@click.option("--timeout", type=float, default=3600, show_default=True, help="Seconds to wait for the run.")
+@state_dir_option
+def run_command(reads: tuple[Path, ...], out_dir: Path, params_file: Path | None, timeout: float,
+                state_dir: Path) -> None:
+    """Run the pipeline on R1 [R2] through the local stack; exit 0 when the execution succeeded."""
+    if len(reads) > 2:
+        raise click.UsageError("give one FASTQ (single-end) or two (R1 R2)")
+    try:
+        params = json.loads(params_file.read_text()) if params_file else None
+        with stack_for_command(state_dir) as info:
+            outcome = run_reads(info, list(reads), out_dir, params, timeout)
+    except HelixflowError as error:
+        console.print(f"[red]{error.name}[/red]: {error.describe()}")
+        sys.exit(2)
+    print_outcome(outcome)
+    sys.exit(0 if outcome.succeeded else 1)
+
+
+@click.command("demo")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("helixflow-demo"), show_default=True)
+@click.option("--pairs", type=int, default=2000, show_default=True, help="Read pairs in the demo sample.")
+@state_dir_option
+def demo_command(out_dir: Path, pairs: int, state_dir: Path) -> None:
+    """Run a generated paired-end sample (succeeds) and a broken file (fails with its named error)."""
+    from helixflow.local.demo_data import write_broken_sample, write_paired_sample
+
+    inputs = out_dir / "inputs"
+    r1, r2, _reference = write_paired_sample(inputs, pairs=pairs)
+    broken = write_broken_sample(inputs)
+    started = time.monotonic()
+    with stack_for_command(state_dir) as info:
+        good = run_reads(info, [r1, r2], out_dir, None, timeout=1800)
+        print_outcome(good)
+        bad = run_reads(info, [broken], out_dir, None, timeout=600)
+        print_outcome(bad)
+    out.print(f"demo finished in {time.monotonic() - started:.1f} s; open {out_dir}/")
+    expected = good.succeeded and not bad.succeeded and bad.error == "InvalidFastq"
+    sys.exit(0 if expected else 1)

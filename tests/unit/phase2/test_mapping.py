@@ -1,0 +1,219 @@
+"""`helixflow align` on simulated reads from a genome with repeats: placement against the truth, MAPQ
+calibration, pairing, SAM validity, inputs and named errors."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+from phase2_truth import placed_correctly, sam_records, write_pair
+
+from helixflow import embedding
+from helixflow.phase2 import simulate
+from helixflow.phase2.cli import align_command
+from helixflow.phase2.reads import InvalidReads, read_reads
+from helixflow.phase2.reference import InvalidReference, read_fasta
+
+needs_samtools = pytest.mark.skipif(shutil.which("samtools") is None, reason="samtools not installed")
+
+
+def run_align(*args: str | os.PathLike) -> None:
+    result = CliRunner().invoke(align_command, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+
+
+@pytest.fixture(scope="module")
+def single_sam(tmp_path_factory, repeat_fasta, single_reads) -> Path:
+    directory = tmp_path_factory.mktemp("single")
+    reads = directory / "S1.fastq"
+    simulate.write_fastq(reads, single_reads)
+    out = directory / "S1.sam"
+    run_align(reads, "--reference", repeat_fasta, "--out", out, "--threads", "2", "--device", "cpu")
+    return out
+
+
+@pytest.fixture(scope="module")
+def paired_sam(tmp_path_factory, repeat_fasta, paired_reads) -> Path:
+    directory = tmp_path_factory.mktemp("paired")
+    r1, r2 = write_pair(directory, paired_reads)
+    out = directory / "S1.sam"
+    run_align(r1, r2, "--reference", repeat_fasta, "--out", out, "--device", "cpu")
+    return out
+
+
+def test_single_end_reads_are_placed_at_their_true_origin(single_sam, single_reads):
+    records = sam_records(single_sam)
+    assert [r[0] for r in records] == [r.name for r in single_reads]  # one primary record per read, in order
+    correct = np.array([placed_correctly(rec, truth) for rec, truth in zip(records, single_reads)])
+    tied = np.array([f"XS:i:{rec[12][5:]}" in rec[11:] for rec in records])  # best score equals XS
+    # ~14 % of this genome is exact repeat copies, where a read's placement is a coin flip between ties.
+    assert correct.mean() >= 0.88
+    assert correct[~tied].mean() >= 0.995
+    assert tied.mean() <= 0.2
+
+
+def test_confident_mapq_means_correct_placement(single_sam, single_reads):
+    records = sam_records(single_sam)
+    confident = [placed_correctly(rec, truth) for rec, truth in zip(records, single_reads) if int(rec[4]) >= 20]
+    assert len(confident) >= 0.8 * len(records)
+    assert np.mean(confident) >= 0.995
+
+
+def test_reads_in_exact_repeats_get_mapq_zero_and_equal_xs(single_sam):
+    tags = [dict(t.split(":", 1) for t in rec[11:]) for rec in sam_records(single_sam)]
+    ambiguous = [(t, rec) for t, rec in zip(tags, sam_records(single_sam)) if "XS" in t and
+                 t["XS"] == t["AS"]]
+    assert ambiguous, "the genome's exact repeats should produce reads with equal best and second scores"
+    assert all(int(rec[4]) == 0 for _, rec in ambiguous)
+
+
+def test_paired_reads_are_placed_and_flagged_as_proper_pairs(paired_sam, paired_reads):
+    records = sam_records(paired_sam)
+    assert [r[0] for r in records] == [r.name[:-2] for r in paired_reads]
+    correct = np.array([placed_correctly(rec, truth) for rec, truth in zip(records, paired_reads)])
+    confident = np.array([int(rec[4]) >= 20 for rec in records])
+    # Fragments lying wholly inside an exact repeat copy are coin flips; every other read must be right.
+    assert correct.mean() >= 0.9
+    assert correct[confident].mean() >= 0.995
+    flags = np.array([int(r[1]) for r in records])
+    assert np.all(flags & 1)
+    assert np.all(flags[0::2] & 0x40) and np.all(flags[1::2] & 0x80)
+    assert np.mean(flags & 2 > 0) >= 0.95
+    for first, second in zip(records[0::2], records[1::2]):
+        if int(first[1]) & 2:
+            tlen_first, tlen_second = int(first[8]), int(second[8])
+            assert tlen_first == -tlen_second and 150 <= abs(tlen_first) <= 1000
+            assert first[6] == "=" and int(first[7]) == int(second[3]) and int(second[7]) == int(first[3])
+            assert bool(int(first[1]) & 0x20) == bool(int(second[1]) & 0x10)
+
+
+def test_a_unique_mate_rescues_the_mapq_of_a_mate_in_a_repeat(paired_sam, paired_reads):
+    records = sam_records(paired_sam)
+    tags = [dict(t.split(":", 1) for t in rec[11:]) for rec in records]
+    rescued = [placed_correctly(rec, truth) for rec, tag, truth in zip(records, tags, paired_reads)
+               if "XS" in tag and tag["XS"] == tag["AS"] and int(rec[4]) >= 20]
+    assert rescued, "some mates in exact repeats should be placed confidently through their partner"
+    assert all(rescued)
+
+
+@needs_samtools
+def test_samtools_accepts_the_sam_and_counts_every_read(paired_sam, paired_reads):
+    subprocess.run(["samtools", "quickcheck", "-v", str(paired_sam)], check=True)
+    flagstat = subprocess.run(["samtools", "flagstat", str(paired_sam)], check=True, capture_output=True,
+                              text=True).stdout
+    assert flagstat.splitlines()[0].startswith(f"{len(paired_reads)} + 0 in total")
+    assert f"{len(paired_reads)} + 0 paired in sequencing" in flagstat
+
+
+def test_header_names_contigs_read_group_and_program(paired_sam, repeat_genome):
+    header = [line for line in paired_sam.read_text().splitlines() if line.startswith("@")]
+    assert header[0].startswith("@HD\tVN:1.6\tSO:")
+    assert [line for line in header if line.startswith("@SQ")] == [
+        f"@SQ\tSN:{name}\tLN:{len(seq)}" for name, seq in repeat_genome.items()]
+    assert "@RG\tID:S1\tSM:S1\tPL:ILLUMINA" in header
+    assert any(line.startswith("@PG\tID:helixflow") and "\tCL:" in line for line in header)
+    assert all(rec[-1] == "RG:Z:S1" for rec in sam_records(paired_sam))
+
+
+def test_program_line_records_the_full_command_line(tmp_path, repeat_fasta, single_reads):
+    reads = tmp_path / "few.fastq"
+    simulate.write_fastq(reads, single_reads[:20])
+    out = tmp_path / "few.sam"
+    helixflow = Path(sys.executable).with_name("helixflow")
+    subprocess.run([str(helixflow), "align", str(reads), "--reference", str(repeat_fasta), "--out", str(out),
+                    "--searcher", "index", "--threads", "1"], check=True, capture_output=True)
+    program = next(line for line in out.read_text().splitlines() if line.startswith("@PG"))
+    assert program.endswith(f"CL:{helixflow} align {reads} --reference {repeat_fasta} --out {out} "
+                            "--searcher index --threads 1")
+
+
+def test_reads_from_nowhere_are_kept_as_unmapped_records(tmp_path, repeat_fasta, single_reads):
+    rng = np.random.default_rng(3)
+    foreign = [simulate.SimulatedRead(f"random{i}", rng.choice(list(b"ACGT"), 150).astype(np.uint8).tobytes(),
+                                      b"I" * 150, "none", 0, False) for i in range(5)]
+    reads = tmp_path / "mixed.fastq"
+    simulate.write_fastq(reads, single_reads[:5] + foreign)
+    out = tmp_path / "mixed.sam"
+    run_align(reads, "--reference", repeat_fasta, "--out", out)
+    records = sam_records(out)
+    assert len(records) == 10
+    for rec in records[5:]:
+        assert int(rec[1]) == 4 and rec[2] == "*" and rec[3] == "0" and rec[5] == "*"
+        assert len(rec[9]) == 150
+
+
+@needs_samtools
+def test_bam_output_is_coordinate_sorted_and_indexed(tmp_path, repeat_fasta, paired_reads):
+    r1, r2 = write_pair(tmp_path, paired_reads[:200])
+    out = tmp_path / "S1.bam"
+    run_align(r1, r2, "--reference", repeat_fasta, "--out", out)
+    assert (tmp_path / "S1.bam.bai").exists()
+    header = subprocess.run(["samtools", "view", "-H", str(out)], check=True, capture_output=True,
+                            text=True).stdout
+    assert "SO:coordinate" in header
+    positions = subprocess.run(["samtools", "view", str(out)], check=True, capture_output=True,
+                               text=True).stdout.splitlines()
+    assert len(positions) == 200
+
+
+def test_parquet_input_gives_the_same_alignments_as_fastq(tmp_path, repeat_fasta, paired_reads):
+    subset = paired_reads[:100]
+    r1, r2 = write_pair(tmp_path, subset)
+    sequences = [r.sequence for r in subset]
+    table = pa.table({
+        "read_id": [r.name[:-2] for r in subset],
+        "mate": pa.array([1, 2] * (len(subset) // 2), pa.int8()),
+        "sequence": [s.decode() for s in sequences],
+        "quality": [r.quality.decode() for r in subset],
+        "embedding": pa.FixedSizeListArray.from_arrays(
+            pa.array(embedding.embed(sequences).astype(np.float16).ravel()), embedding.DIMS),
+    }, schema=embedding.parquet_schema())
+    parquet = tmp_path / "S1.parquet"
+    pq.write_table(table, parquet, row_group_size=32)
+    run_align(parquet, "--reference", repeat_fasta, "--out", tmp_path / "from_parquet.sam")
+    run_align(r1, r2, "--reference", repeat_fasta, "--out", tmp_path / "from_fastq.sam")
+    assert sam_records(tmp_path / "from_parquet.sam") == sam_records(tmp_path / "from_fastq.sam")
+
+
+@pytest.mark.parametrize("content, code", [
+    (b"ACGT\n>chr1\nACGT\n", "SEQUENCE_BEFORE_HEADER"),
+    (b">chr1\nACGTXACGT\n", "INVALID_SYMBOL"),
+    (b">chr1\n>chr2\nACGT\n", "EMPTY_SEQUENCE"),
+    (b">chr1\nACGT\n>chr1\nACGT\n", "DUPLICATE_NAME"),
+    (b"", "NO_SEQUENCES"),
+])
+def test_malformed_reference_raises_a_named_error_with_its_line(tmp_path, content, code):
+    path = tmp_path / "bad.fa"
+    path.write_bytes(content)
+    with pytest.raises(InvalidReference) as raised:
+        read_fasta(path)
+    assert raised.value.code == code
+
+
+def test_reference_iupac_codes_are_read_as_n(tmp_path):
+    path = tmp_path / "iupac.fa"
+    path.write_bytes(b">chr1 description\nacgtRYkm\nNNAC\n")
+    reference = read_fasta(path)
+    assert reference.names == ("chr1",)
+    assert reference.contig(0).tobytes() == b"ACGTNNNNNNAC"
+
+
+def test_cli_reports_missing_reference_and_empty_reads_by_name(tmp_path, repeat_fasta):
+    reads = tmp_path / "empty.fastq"
+    reads.write_bytes(b"")
+    missing = CliRunner().invoke(align_command, [str(reads), "--reference", str(tmp_path / "nope.fa"),
+                                                 "--out", str(tmp_path / "o.sam")])
+    assert missing.exit_code == 2 and "InvalidReference: REFERENCE_NOT_FOUND" in missing.output
+    empty = CliRunner().invoke(align_command, [str(reads), "--reference", str(repeat_fasta),
+                                               "--out", str(tmp_path / "o.sam")])
+    assert empty.exit_code == 2 and "InvalidReads: NO_READS" in empty.output
+    with pytest.raises(InvalidReads):
+        read_reads([tmp_path / "absent.fastq"])

@@ -1,0 +1,68 @@
+import pytest
+
+from helixflow.errors import InvalidKey
+from helixflow.pipeline.keys import errors_prefix, parse_incoming_key, results_prefix
+
+
+@pytest.mark.parametrize(
+    ("key", "sample", "mate", "folder"),
+    [
+        ("incoming/S1.fastq.gz", "S1", 0, "incoming/"),
+        ("incoming/S1_R1.fastq.gz", "S1", 1, "incoming/"),
+        ("incoming/S1_R2.fq", "S1", 2, "incoming/"),
+        ("incoming/S1_1.fq.gz", "S1", 1, "incoming/"),
+        ("incoming/S1_2.fastq", "S1", 2, "incoming/"),
+        ("incoming/S1_L001_R1_001.fastq.gz", "S1_L001", 1, "incoming/"),
+        ("incoming/S1_L001_R2_001.fastq.gz", "S1_L001", 2, "incoming/"),
+        ("incoming/projectA/tumour-3.fastq", "tumour-3", 0, "incoming/projectA/"),
+        # S3 -> SQS notifications percent-encode the key; it is decoded once.
+        ("incoming%2FS2_R1.fastq.gz", "S2", 1, "incoming/"),
+    ],
+)
+def test_sample_id_and_mate_come_from_the_file_name(key, sample, mate, folder):
+    parsed = parse_incoming_key(key)
+    assert (parsed.sample, parsed.mate, parsed.folder) == (sample, mate, folder)
+
+
+def test_mates_share_pairing_identity_and_sidecar():
+    r1, r2 = parse_incoming_key("incoming/p/S1_R1.fq.gz"), parse_incoming_key("incoming/p/S1_R2.fq.gz")
+    assert r1.pairing_key == r2.pairing_key == "incoming/p/S1"
+    assert r1.sidecar_key == "incoming/p/S1.json"
+
+
+@pytest.mark.parametrize(
+    ("key", "code"),
+    [
+        ("results/S1.fastq", "OUTSIDE_PREFIX"),
+        ("incoming/../results/evil.fastq", "UNSAFE_KEY"),
+        ("incoming%2F..%2Fresults%2Fevil.fastq", "UNSAFE_KEY"),
+        ("incoming/./S1.fastq", "UNSAFE_KEY"),
+        ("incoming//S1.fastq", "UNSAFE_KEY"),
+        ("incoming/a b.fastq", "UNSAFE_KEY"),
+        ("incoming/a+b.fastq", "UNSAFE_KEY"),  # '+' decodes to a space
+        ("incoming/$(reboot).fastq", "UNSAFE_KEY"),
+        ("incoming/S1.fastq;rm", "UNSAFE_KEY"),
+        ("incoming/S1.bam", "NOT_FASTQ_NAME"),
+        ("incoming/S1.FASTQ", "NOT_FASTQ_NAME"),
+        ("incoming/.fastq", "BAD_SAMPLE_NAME"),
+        ("incoming/_R1.fastq", "BAD_SAMPLE_NAME"),
+    ],
+)
+def test_unsafe_or_foreign_keys_are_rejected_with_a_named_code(key, code):
+    with pytest.raises(InvalidKey) as caught:
+        parse_incoming_key(key)
+    assert caught.value.code == code
+
+
+def test_overlong_key_is_rejected():
+    with pytest.raises(InvalidKey):
+        parse_incoming_key("incoming/" + "a" * 600 + ".fastq")
+
+
+def test_output_prefixes_stay_inside_their_folder():
+    assert results_prefix("S1", "run-1") == "results/S1/run-1/"
+    assert errors_prefix("S1", "run-1") == "errors/S1/run-1/"
+    with pytest.raises(InvalidKey):
+        results_prefix("..", "run-1")
+    with pytest.raises(InvalidKey):
+        errors_prefix("S1", "a/b")
