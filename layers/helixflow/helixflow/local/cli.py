@@ -20,8 +20,8 @@ from helixflow.errors import HelixflowError
 from helixflow.local.client import RunOutcome, collect, submit, wait_for_run
 from helixflow.local.stack import STACK_FILE, LocalStack, StackInfo, default_state_dir
 
-console = Console(stderr=True)
-out = Console()
+console = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
 PID_FILE = "stack.pid"
 READY_TIMEOUT_S = 90
 

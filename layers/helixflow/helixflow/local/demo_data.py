@@ -11,6 +11,7 @@ import numpy as np
 TRUSEQ_ADAPTER_R1 = "AGATCGGAAGAGCACACGTCTGAACTCCAGTCA"
 TRUSEQ_ADAPTER_R2 = "AGATCGGAAGAGCGTCGTGTAGGGAAAGAGTGT"
 _COMPLEMENT = bytes.maketrans(b"ACGT", b"TGCA")
+_BASES = np.frombuffer(b"ACGT", dtype=np.uint8)
 
 
 def _quality(rng: np.random.Generator, length: int) -> np.ndarray:
@@ -25,7 +26,7 @@ def _read(rng: np.random.Generator, fragment: bytes, adapter: str, length: int) 
     quality = _quality(rng, length)
     error_probability = 10.0 ** (-quality / 10)
     for position in np.flatnonzero(rng.random(length) < error_probability):
-        sequence[position] = b"ACGT"[(b"ACGT".index(sequence[position]) + rng.integers(1, 4)) % 4]
+        sequence[position] = _BASES[(b"ACGT".index(sequence[position]) + int(rng.integers(1, 4))) % 4]
     return bytes(sequence), bytes((quality + 33).astype(np.uint8))
 
 
@@ -33,7 +34,7 @@ def write_paired_sample(directory: Path, sample: str = "demo", pairs: int = 2000
                         seed: int = 7) -> tuple[Path, Path, Path]:
     """Write <sample>_R1/_R2.fastq.gz and the genome (FASTA) they come from."""
     rng = np.random.default_rng(seed)
-    genome = bytes(rng.choice(list(b"ACGT"), size=20_000))
+    genome = rng.choice(_BASES, size=20_000).tobytes()
     directory.mkdir(parents=True, exist_ok=True)
     r1_path, r2_path = directory / f"{sample}_R1.fastq.gz", directory / f"{sample}_R2.fastq.gz"
     with gzip.open(r1_path, "wb", compresslevel=1) as r1, gzip.open(r2_path, "wb", compresslevel=1) as r2:
@@ -59,7 +60,7 @@ def write_broken_sample(directory: Path, sample: str = "broken", records: int = 
     path = directory / f"{sample}.fastq"
     with path.open("wb") as out:
         for index in range(1, records + 1):
-            sequence = bytes(rng.choice(list(b"ACGT"), size=100))
+            sequence = rng.choice(_BASES, size=100).tobytes()
             quality = bytes((_quality(rng, 100) + 33).astype(np.uint8))
             if index == broken_record:
                 quality = quality[:-1]

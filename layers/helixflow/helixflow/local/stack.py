@@ -123,7 +123,10 @@ class LocalStack:
         # Request lines and moto's per-state failure traces would drown the pipeline's own output.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         logging.getLogger("moto").setLevel(logging.ERROR)
+        # It logs every caught task failure at ERROR; our Catch branch records those in errors/.
+        logging.getLogger("moto.stepfunctions.parser.asl.component.eval_component").setLevel(logging.CRITICAL)
         # moto's Step Functions engine calls Lambda through its own server at this port.
+        self._restore = (os.environ.get("MOTO_PORT"), default_user_config["stepfunctions"]["execute_state_machine"])
         os.environ["MOTO_PORT"] = str(self.port)
         default_user_config["stepfunctions"]["execute_state_machine"] = True
         _route_moto_invoke_to_runtime()
@@ -146,6 +149,14 @@ class LocalStack:
             _active_runtime = None
         if self._server:
             self._server.stop()
+            from moto.core.config import default_user_config
+
+            port, executes = self._restore
+            default_user_config["stepfunctions"]["execute_state_machine"] = executes
+            if port is None:
+                os.environ.pop("MOTO_PORT", None)
+            else:
+                os.environ["MOTO_PORT"] = port
 
     def __enter__(self) -> LocalStack:
         self.start()

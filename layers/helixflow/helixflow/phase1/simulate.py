@@ -4,7 +4,7 @@ Reads are fragments of a random genome (or a given one) with a fragment-length d
 is shorter than the read, the read runs into the adapter (TruSeq by default) and then into poly-G (what
 two-colour chemistry reports after the end of the library). Qualities decay along the read with per-read noise
 and a fraction of reads with a low-quality 3' tail; substitution errors are drawn from the qualities, and a
-base with quality 2 is written as N. A fraction of fragments are exact PCR duplicates.
+base with quality 2 is written as N. A fraction of fragments are PCR duplicates (same fragment, their own errors).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def _qualities(rng, n, length, mean_start=36.0, mean_end=28.0, bad_tail_fraction
 
 
 def _apply_errors(rng, seq, qual):
-    p_err = 10.0 ** (-qual / 10.0)
+    p_err = 10.0 ** (-qual.astype(np.float64) / 10.0)
     hit = rng.random(seq.shape) < p_err * 4 / 3  # a random substitute equals the base a quarter of the time
     seq = np.where(hit, _BASES[rng.integers(0, 4, seq.shape)], seq)
     return np.where(qual <= 2, np.uint8(ord("N")), seq)

@@ -37,7 +37,7 @@ def describe_failure(failure: dict[str, Any]) -> dict[str, Any]:
         named = None
     if isinstance(named, dict) and named.get("error") == error:
         document.update({k: v for k, v in named.items() if k in ("code", "message", "details", *_POSITION_FIELDS)})
-    if cause.get("stackTrace"):
+    elif cause.get("stackTrace"):  # an unexpected error: the trace is what a maintainer needs
         document["stack_trace"] = cause["stackTrace"]
     return document
 

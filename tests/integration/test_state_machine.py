@@ -1,0 +1,155 @@
+"""statemachines/pipeline.asl.json run end to end by moto's Step Functions interpreter, with our real Lambda
+handlers, resources created from template.yaml, and S3 events delivered through the local poller."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from helixflow.local.client import collect, submit, wait_for_run
+from helixflow.local.stack import LocalStack
+
+pytestmark = pytest.mark.integration
+
+RECORDS = b"".join(b"@read%d\n%s\n+\n%s\n" % (i, b"ACGTTGCA" * 10, b"I" * 80) for i in range(1, 41))
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    with LocalStack(tmp_path_factory.mktemp("stack")) as running:
+        yield running
+
+
+def _write(directory: Path, name: str, body: bytes) -> Path:
+    path = directory / name
+    path.write_bytes(gzip.compress(body) if name.endswith(".gz") else body)
+    return path
+
+
+def _run(stack, tmp_path, reads, params=None):
+    uploaded = submit(stack.info, reads, params)
+    described = wait_for_run(stack.info, uploaded, timeout=120)
+    return collect(stack.info, described, tmp_path / "out"), uploaded
+
+
+def _history(stack, arn):
+    sfn = stack.client("stepfunctions")
+    return [e for page in sfn.get_paginator("get_execution_history").paginate(executionArn=arn)
+            for e in page["events"]]
+
+
+def _runs_of(stack, sample: str) -> set[str]:
+    s3 = stack.client("s3")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=stack.info.bucket, Prefix=f"results/{sample}/").get(
+        "Contents", [])]
+    return {key.split("/")[2] for key in keys}
+
+
+def test_valid_file_is_published_with_a_verifiable_manifest(stack, tmp_path):
+    reads = _write(tmp_path, "happy.fastq.gz", RECORDS)
+    outcome, _ = _run(stack, tmp_path, [reads])
+    assert outcome.succeeded, outcome.error_document
+    paths = {entry["path"] for entry in outcome.manifest["files"]}
+    assert {"pipeline_info/params.json", "pipeline_info/trace.tsv", "pipeline_info/software_versions.yml"} <= paths
+    for entry in outcome.manifest["files"]:
+        data = (outcome.local_dir / entry["path"]).read_bytes()
+        assert (len(data), hashlib.sha256(data).hexdigest()) == (entry["size"], entry["sha256"])
+    params = json.loads((outcome.local_dir / "pipeline_info/params.json").read_text())
+    assert params["stages"]["validation"]["records"] == 40
+    # The input is still there, byte for byte.
+    body = stack.client("s3").get_object(Bucket=stack.info.bucket, Key="incoming/happy.fastq.gz")["Body"].read()
+    assert gzip.decompress(body) == RECORDS
+
+
+def test_invalid_file_fails_with_its_named_error_and_publishes_nothing(stack, tmp_path):
+    broken = RECORDS + b"@read41\nACGT\n+\nII\n"
+    reads = _write(tmp_path, "broken.fastq", broken)
+    outcome, _ = _run(stack, tmp_path, [reads])
+    assert outcome.status == "FAILED" and outcome.error == "InvalidFastq"
+    document = outcome.error_document
+    assert (document["code"], document["record"], document["line"]) == ("SEQ_QUAL_LENGTH_MISMATCH", 41, 164)
+    assert document["byte_offset"] == len(RECORDS) + len(b"@read41\nACGT\n+\n")
+    assert document["file"] == "incoming/broken.fastq"
+    assert _runs_of(stack, "broken") == set()
+    history = _history(stack, outcome.execution_arn)
+    entered = [e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e]
+    assert entered[-2:] == ["RecordFailure", "FailRun"]
+
+
+def test_a_duplicate_event_does_not_start_a_second_run(stack, tmp_path):
+    reads = _write(tmp_path, "dup.fastq", RECORDS)
+    outcome, _ = _run(stack, tmp_path, [reads])
+    assert outcome.succeeded
+    sfn = stack.client("stepfunctions")
+    original = sfn.describe_execution(executionArn=outcome.execution_arn)["input"]
+    # EventBridge delivers at least once: the same event again, in a new execution.
+    again = sfn.start_execution(stateMachineArn=stack.info.state_machine_arn, name="redelivered-dup",
+                                input=original)["executionArn"]
+    for _ in range(200):
+        described = sfn.describe_execution(executionArn=again)
+        if described["status"] != "RUNNING":
+            break
+        time.sleep(0.1)
+    assert described["status"] == "SUCCEEDED"
+    entered = [e["stateEnteredEventDetails"]["name"] for e in _history(stack, again)
+               if "stateEnteredEventDetails" in e]
+    assert entered[-1] == "SkipDuplicateEvent"
+    assert _runs_of(stack, "dup") == {outcome.run_id}
+
+
+def test_first_mate_waits_and_the_second_starts_one_paired_run(stack, tmp_path):
+    r1 = _write(tmp_path, "pair_R1.fastq.gz", RECORDS)
+    r2 = _write(tmp_path, "pair_R2.fastq.gz", RECORDS)
+    first_uploaded = submit(stack.info, [r1])
+    first = wait_for_run_or_waiting(stack, first_uploaded)
+    assert first["status"] == "SUCCEEDED"
+    assert json.loads(first["output"])["sample"]["status"] == "waiting_for_mate"
+    outcome, _ = _run(stack, tmp_path, [r2])
+    assert outcome.succeeded
+    params = json.loads((outcome.local_dir / "pipeline_info/params.json").read_text())
+    assert [i["key"] for i in params["inputs"]] == ["incoming/pair_R1.fastq.gz", "incoming/pair_R2.fastq.gz"]
+    assert params["stages"]["validation"]["paired"] is True
+    assert _runs_of(stack, "pair") == {outcome.run_id}
+
+
+def wait_for_run_or_waiting(stack, uploaded):
+    """The single-mate execution ends as 'waiting for mate', which wait_for_run does not treat as the run."""
+    sfn = stack.client("stepfunctions")
+    key, etag = uploaded[0]
+    for _ in range(300):
+        for execution in sfn.list_executions(stateMachineArn=stack.info.state_machine_arn)["executions"]:
+            described = sfn.describe_execution(executionArn=execution["executionArn"])
+            detail = json.loads(described["input"])["detail"]["object"]
+            if (detail["key"], detail["etag"]) == (key, etag) and described["status"] != "RUNNING":
+                return described
+        time.sleep(0.1)
+    raise AssertionError("no finished execution")
+
+
+def test_a_transient_lambda_failure_is_retried_and_the_run_succeeds(stack, tmp_path):
+    stack.runtime.inject_fault("ValidateFunction", "ServiceException", times=1)
+    reads = _write(tmp_path, "flaky.fastq", RECORDS)
+    outcome, _ = _run(stack, tmp_path, [reads])
+    assert outcome.succeeded
+    with open(outcome.local_dir / "pipeline_info/trace.tsv") as trace:
+        attempts = {row["name"]: int(row["attempts"]) for row in csv.DictReader(trace, delimiter="\t")}
+    assert attempts["Validate"] == 2 and attempts["ResolveSample"] == 1
+    failures = [e for e in _history(stack, outcome.execution_arn) if e["type"] == "TaskFailed"]
+    assert [e["taskFailedEventDetails"]["error"] for e in failures] == ["Lambda.ServiceException"]
+
+
+def test_a_key_that_is_not_a_safe_name_fails_with_invalid_key(stack, tmp_path):
+    s3 = stack.client("s3")
+    s3.put_object(Bucket=stack.info.bucket, Key="incoming/bad name.fastq", Body=RECORDS)
+    etag = s3.head_object(Bucket=stack.info.bucket, Key="incoming/bad name.fastq")["ETag"].strip('"')
+    described = wait_for_run(stack.info, [("incoming/bad name.fastq", etag)], timeout=60)
+    assert (described["status"], described["error"]) == ("FAILED", "InvalidKey")
+    outcome = collect(stack.info, described, tmp_path / "out")
+    assert outcome.error_document["code"] == "UNSAFE_KEY"
+    assert outcome.local_dir.parts[-2] == "_unresolved"
