@@ -17,7 +17,7 @@ import click
 from rich.console import Console
 
 from helixflow.errors import HelixflowError
-from helixflow.local.client import RunOutcome, collect, submit, wait_for_run
+from helixflow.local.client import RunOutcome, collect, incoming_keys, submit, wait_for_run
 from helixflow.local.stack import STACK_FILE, LocalStack, StackInfo, default_state_dir
 
 console = Console(stderr=True, soft_wrap=True)
@@ -195,6 +195,7 @@ def run_command(reads: tuple[Path, ...], out_dir: Path, params_file: Path | None
     if len(reads) > 2:
         raise click.UsageError("give one FASTQ (single-end) or two (R1 R2)")
     try:
+        incoming_keys(list(reads))  # refuse names the pipeline would reject before starting anything
         params = json.loads(params_file.read_text()) if params_file else None
         with stack_for_command(state_dir) as info:
             outcome = run_reads(info, list(reads), out_dir, params, timeout)

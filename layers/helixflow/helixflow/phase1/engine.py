@@ -376,7 +376,7 @@ def write_outputs(result: ChunkResult, out_dir: str, sample: str, *, move_parts:
     from helixflow.phase1 import report
 
     paths = output_paths(out_dir, sample, result.paired)
-    for sub in ("reads", "embeddings", "qc"):
+    for sub in ("reads", "qc") + (("embeddings",) if result.embedding_parts else ()):
         os.makedirs(os.path.join(out_dir, sub), exist_ok=True)
     for mate, target in enumerate(paths["reads"]):
         _concat_files([part[mate] for part in result.reads_parts], target, move_parts)

@@ -29,6 +29,8 @@ import numpy as np
 from helixflow.phase1 import kernels
 
 PREFIX = 50
+DUPLICATION_CAPACITY = 1 << 16
+READ_SAMPLE_CAPACITY = 1 << 15
 OVERREPRESENTED_FRACTION = 0.001
 OVERREPRESENTED_MIN_SAMPLED = 10
 
@@ -119,8 +121,8 @@ class ReadStats:
 class HashSample:
     """Exact counts of a hash-threshold sample of distinct hashes (see the module docstring)."""
 
-    def __init__(self, capacity: int = 1 << 16):
-        self.capacity = capacity
+    def __init__(self, capacity: int | None = None):
+        self.capacity = capacity = capacity or DUPLICATION_CAPACITY
         size = 1 << int(np.ceil(np.log2(2 * capacity)))
         self._keys = np.zeros(size, np.uint64)
         self._counts = np.zeros(size, np.int64)
@@ -192,8 +194,8 @@ def _sampled_mask(hashes: np.ndarray, level: int) -> np.ndarray:
 class ReadSample:
     """Reads sampled by their id hash, with their sequence prefix (see the module docstring)."""
 
-    def __init__(self, capacity: int = 1 << 15):
-        self.capacity = capacity
+    def __init__(self, capacity: int | None = None):
+        self.capacity = capacity or READ_SAMPLE_CAPACITY
         self.level = 0
         self.hashes = np.zeros(0, np.uint64)
         self.prefixes = np.zeros((0, PREFIX), np.uint8)

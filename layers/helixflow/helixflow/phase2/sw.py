@@ -44,15 +44,10 @@ __all__ = ["Scoring", "Alignment", "score_batch", "align", "LANES", "cigar_query
 LANES = 16
 # Query code of N in the score-only kernel: negative, so it never equals a target code (0..3, N_CODE).
 _QUERY_N = -1.0
-# Fields of the per-row state: H of the previous column (overwritten in place), E entering this column, then
-# twice (best H seen in the row so far, first column that reached it): even columns read the first pair and
-# write the second, odd columns the reverse. Updating one copy in place ("store back the old value unless
-# the new one is larger") is compiled into AVX-512 masked stores, and loads that follow a masked store to
-# the same address cannot be forwarded from it: that stalled the loop by 10-80x depending on the data.
-_H, _E = 0, 1
-_ROW_BEST = (2, 4)
-_ROW_BEST_COL = (3, 5)
-_STATE_FIELDS = 6
+# Fields of the per-row state: H of the previous column (overwritten in place), E entering this column,
+# the best H seen in the row so far and the first column that reached it.
+_H, _E, _ROW_BEST, _ROW_BEST_COL = 0, 1, 2, 3
+_STATE_FIELDS = 4
 # Fields of the per-lane buffer (see _score_group).
 _F, _DIAG, _T_CODE, _S_EQUAL, _S_DIFFER, _S_QUERY_N = 0, 1, 2, 3, 4, 5
 _LANE_FIELDS = 6
@@ -107,8 +102,6 @@ def _score_group(qbuf, qoff, tbuf, toff, pairs, code, match, mismatch, n_score, 
     zero = np.float32(0.0)
     for j in range(cols):
         col = np.float32(j)
-        best_in, best_col_in = _ROW_BEST[j & 1], _ROW_BEST_COL[j & 1]
-        best_out, best_col_out = _ROW_BEST[1 - (j & 1)], _ROW_BEST_COL[1 - (j & 1)]
         for lane in range(LANES):
             # Boundary E/F start at 0 instead of -inf: they only enter H through max(0, ...), so H is unchanged.
             lane_buf[_F, lane] = 0.0
@@ -134,22 +127,21 @@ def _score_group(qbuf, qoff, tbuf, toff, pairs, code, match, mismatch, n_score, 
                 h_open = h - go
                 state[i, _E, lane] = max(e - ge, h_open)
                 lane_buf[_F, lane] = max(f - ge, h_open)
-                row_best = state[i, best_in, lane]
-                row_best_col = state[i, best_col_in, lane]
-                state[i, best_col_out, lane] = col if h > row_best else row_best_col
-                state[i, best_out, lane] = max(h, row_best)
+                row_best = state[i, _ROW_BEST, lane]
+                row_best_col = state[i, _ROW_BEST_COL, lane]
+                state[i, _ROW_BEST_COL, lane] = col if h > row_best else row_best_col
+                state[i, _ROW_BEST, lane] = max(h, row_best)
 
-    final_best, final_best_col = _ROW_BEST[cols & 1], _ROW_BEST_COL[cols & 1]
     for lane in range(nl):
         best = np.float32(0.0)
         best_i = -1
         best_j = np.float32(0.0)
         for i in range(qlen[lane]):
-            v = state[i, final_best, lane]
-            if v > best or (v == best and best > 0.0 and state[i, final_best_col, lane] < best_j):
+            v = state[i, _ROW_BEST, lane]
+            if v > best or (v == best and best > 0.0 and state[i, _ROW_BEST_COL, lane] < best_j):
                 best = v
                 best_i = i
-                best_j = state[i, final_best_col, lane]
+                best_j = state[i, _ROW_BEST_COL, lane]
         p = pairs[lane]
         out_score[p] = np.int32(best)
         out_qend[p] = best_i

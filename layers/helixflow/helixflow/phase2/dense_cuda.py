@@ -1,0 +1,89 @@
+"""CUDA form of the dense searcher's top-k (see ``dense.py`` for the contract; ``dense.top_k_cpu`` is its CPU
+twin and the tests compare the two under ``NUMBA_ENABLE_CUDASIM=1``). Imported only when the GPU path runs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import cuda, float32
+
+from helixflow.phase2 import dense
+
+# Threads per block of the top-k merge (one thread per read).
+MERGE_THREADS = 128
+
+
+@cuda.jit
+def similarity_kernel(queries, targets, out):
+    """out[i, j] = queries[i] . targets[j]; thread (x, y) of the grid owns cell (i, j). Each block stages
+    TILE-wide slices of its TILE queries and TILE targets in shared memory, so every global value is read once
+    per block instead of once per thread."""
+    tile_q = cuda.shared.array((dense.TILE, dense.TILE), dtype=float32)
+    tile_t = cuda.shared.array((dense.TILE, dense.TILE), dtype=float32)
+    i, j = cuda.grid(2)
+    tx = cuda.threadIdx.x
+    ty = cuda.threadIdx.y
+    dims = queries.shape[1]
+    acc = float32(0.0)
+    for base in range(0, dims, dense.TILE):
+        # tile_q[tx, d] = queries[i, base + d] and tile_t[d, ty] = targets[j, base + d]; out-of-range -> 0.
+        d = base + ty
+        tile_q[tx, ty] = queries[i, d] if i < queries.shape[0] and d < dims else float32(0.0)
+        d = base + tx
+        tile_t[tx, ty] = targets[j, d] if j < targets.shape[0] and d < dims else float32(0.0)
+        cuda.syncthreads()
+        for d in range(dense.TILE):
+            acc += tile_q[tx, d] * tile_t[d, ty]
+        cuda.syncthreads()
+    if i < out.shape[0] and j < out.shape[1]:
+        out[i, j] = acc
+
+
+@cuda.jit
+def top_k_merge_kernel(scores, column_offset, top_value, top_index):
+    """``dense.top_k_merge`` with one thread per read."""
+    r = cuda.grid(1)
+    if r >= scores.shape[0]:
+        return
+    k = top_value.shape[1]
+    for c in range(scores.shape[1]):
+        value = scores[r, c]
+        index = column_offset + c
+        last_value = top_value[r, k - 1]
+        if not (value > last_value or (value == last_value and index < top_index[r, k - 1])):
+            continue
+        j = k - 1
+        while j > 0 and (value > top_value[r, j - 1] or
+                         (value == top_value[r, j - 1] and index < top_index[r, j - 1])):
+            top_value[r, j] = top_value[r, j - 1]
+            top_index[r, j] = top_index[r, j - 1]
+            j -= 1
+        top_value[r, j] = value
+        top_index[r, j] = index
+
+
+def top_k_cuda(queries: np.ndarray, targets, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``dense.top_k_cpu`` on the GPU. ``targets`` may already be a device array (kept resident between calls);
+    blocks of ``dense.BLOCK_READS`` x ``dense.BLOCK_WINDOWS`` bound device memory."""
+    device_targets = cuda.to_device(np.ascontiguousarray(targets, dtype=np.float32)) \
+        if isinstance(targets, np.ndarray) else targets
+    n, m = queries.shape[0], device_targets.shape[0]
+    top_value, top_index = dense.empty_top(n, k)
+    block_rows, block_cols = min(dense.BLOCK_READS, max(n, 1)), min(dense.BLOCK_WINDOWS, max(m, 1))
+    scores = cuda.device_array((block_rows, block_cols), dtype=np.float32)
+    for r0 in range(0, n, dense.BLOCK_READS):
+        r1 = min(r0 + dense.BLOCK_READS, n)
+        device_queries = cuda.to_device(np.ascontiguousarray(queries[r0:r1], dtype=np.float32))
+        device_value = cuda.to_device(top_value[r0:r1])
+        device_index = cuda.to_device(top_index[r0:r1])
+        for c0 in range(0, m, dense.BLOCK_WINDOWS):
+            c1 = min(c0 + dense.BLOCK_WINDOWS, m)
+            block = scores[:r1 - r0, :c1 - c0]
+            grid = (math.ceil((r1 - r0) / dense.TILE), math.ceil((c1 - c0) / dense.TILE))
+            similarity_kernel[grid, (dense.TILE, dense.TILE)](device_queries, device_targets[c0:c1], block)
+            top_k_merge_kernel[math.ceil((r1 - r0) / MERGE_THREADS), MERGE_THREADS](block, c0, device_value,
+                                                                                   device_index)
+        top_value[r0:r1] = device_value.copy_to_host()
+        top_index[r0:r1] = device_index.copy_to_host()
+    return top_value, top_index

@@ -1,0 +1,64 @@
+"""The local stack as a user drives it: `helixflow local up`, `run`, `status`, `down`, as real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+HELIXFLOW = str(Path(sys.executable).parent / "helixflow")
+
+
+def _helixflow(*args: str, state_dir: Path, cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HELIXFLOW_STATE_DIR": str(state_dir)}
+    return subprocess.run([HELIXFLOW, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_local_up_run_status_down(tmp_path):
+    state_dir = tmp_path / "state"
+    reads = tmp_path / "cli_R1.fastq"
+    mate = tmp_path / "cli_R2.fastq"
+    record = b"@r%d\nACGTACGTAC\n+\nIIIIIIIIII\n"
+    reads.write_bytes(b"".join(record % i for i in range(5)))
+    mate.write_bytes(b"".join(record % i for i in range(5)))
+    up = _helixflow("local", "up", state_dir=state_dir, cwd=tmp_path)
+    assert up.returncode == 0, up.stdout + up.stderr
+    pid = json.loads((state_dir / "stack.json").read_text())["pid"]
+    try:
+        again = _helixflow("local", "up", state_dir=state_dir, cwd=tmp_path)
+        assert "already running" in again.stdout
+        run = _helixflow("run", str(reads), str(mate), "--out", str(tmp_path / "results"), state_dir=state_dir,
+                         cwd=tmp_path)
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert "SUCCEEDED cli run" in run.stdout
+        manifests = list((tmp_path / "results" / "results" / "cli").glob("*/manifest.json"))
+        assert len(manifests) == 1
+        status = _helixflow("local", "status", state_dir=state_dir, cwd=tmp_path)
+        assert status.returncode == 0 and "SUCCEEDED" in status.stdout
+        bad = tmp_path / "cli_bad.fastq"
+        bad.write_bytes(b"@r1\nACGT\nIIII\n")
+        failed = _helixflow("run", str(bad), "--out", str(tmp_path / "results"), state_dir=state_dir, cwd=tmp_path)
+        assert failed.returncode == 1
+        assert "InvalidFastq" in failed.stdout and "MISSING_PLUS_LINE" in failed.stdout
+    finally:
+        down = _helixflow("local", "down", state_dir=state_dir, cwd=tmp_path)
+    assert down.returncode == 0 and "stopped" in down.stdout
+    assert not Path(f"/proc/{pid}").exists() or b"helixflow.local.stack" not in Path(
+        f"/proc/{pid}/cmdline").read_bytes()
+    assert not (state_dir / "stack.json").exists()
+    stopped = _helixflow("local", "status", state_dir=state_dir, cwd=tmp_path)
+    assert stopped.returncode == 3 and "not running" in stopped.stdout
+
+
+def test_run_rejects_files_that_are_not_mates_before_uploading(tmp_path):
+    first, second = tmp_path / "a_R1.fastq", tmp_path / "b_R2.fastq"
+    for path in (first, second):
+        path.write_bytes(b"@r\nA\n+\nI\n")
+    result = _helixflow("run", str(first), str(second), state_dir=tmp_path / "state", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "InvalidKey" in result.stderr and "not mates" in result.stderr

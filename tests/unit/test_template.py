@@ -1,0 +1,135 @@
+"""template.yaml and the state machine: the linters users and AWS run, plus the security rules we promise."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helixflow.local.template import LocalNames, Template
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = Template(ROOT / "template.yaml")
+ASL_PATH = ROOT / "statemachines" / "pipeline.asl.json"
+SAM = shutil.which("sam") or str(ROOT / ".venv-sam" / "bin" / "sam")
+VENV_BIN = Path(sys.executable).parent
+
+
+def _substituted_definition(tmp_path: Path) -> Path:
+    names = LocalNames("helixflow-lint", "us-east-1", "123456789012")
+    for logical_id in TEMPLATE.resources:
+        names.physical[logical_id] = f"helixflow-lint-{logical_id}"
+        names.arns[logical_id] = f"arn:aws:lambda:us-east-1:123456789012:function:helixflow-lint-{logical_id}"
+    _, definition = TEMPLATE.state_machine(names)
+    path = tmp_path / "pipeline.json"
+    path.write_text(definition)
+    return path
+
+
+def test_cfn_lint_is_clean():
+    result = subprocess.run([str(VENV_BIN / "cfn-lint"), str(ROOT / "template.yaml")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.skipif(not Path(SAM).exists() and not os.environ.get("CI"),
+                    reason="aws-sam-cli is installed by `make install` into .venv-sam (required in CI)")
+def test_sam_validate_lint_is_clean():
+    env = {**os.environ, "SAM_CLI_TELEMETRY": "0"}
+    result = subprocess.run([SAM, "validate", "--lint", "--region", "us-east-1", "--template", "template.yaml"],
+                            cwd=ROOT, capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "is a valid SAM Template" in result.stdout + result.stderr
+
+
+def test_statelint_is_clean_on_the_substituted_definition(tmp_path):
+    result = subprocess.run([str(VENV_BIN / "statelint"), str(_substituted_definition(tmp_path))],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_definition_substitution_is_used_and_every_placeholder_defined():
+    (_, machine), = TEMPLATE.of_type("AWS::Serverless::StateMachine").items()
+    defined = set(machine["Properties"]["DefinitionSubstitutions"])
+    used = set(re.findall(r"\$\{(\w+)\}", ASL_PATH.read_text()))
+    assert defined == used
+
+
+def test_every_task_retries_transient_lambda_errors_and_catches_into_the_failure_branch():
+    states = json.loads(ASL_PATH.read_text())["States"]
+    tasks = {name: state for name, state in states.items() if state["Type"] == "Task"}
+    assert tasks
+    for name, state in tasks.items():
+        retried = {error for rule in state["Retry"] for error in rule["ErrorEquals"]}
+        assert {"Lambda.ServiceException", "Lambda.TooManyRequestsException",
+                "Lambda.SdkClientException"} <= retried, name
+        for rule in state["Retry"]:
+            assert rule["BackoffRate"] >= 1.0 and rule["MaxAttempts"] >= 1, name
+        catch = state["Catch"]
+        assert catch[-1]["ErrorEquals"] == ["States.ALL"], name
+        assert catch[-1]["Next"] == ("FailRun" if name == "RecordFailure" else "RecordFailure"), name
+        assert catch[-1]["ResultPath"].startswith("$."), name  # keeps the input for the failure branch
+    assert states["FailRun"]["Type"] == "Fail" and states["FailRun"]["ErrorPath"] == "$.failure.Error"
+
+
+def _policy_statements():
+    for logical_id, resource in TEMPLATE.resources.items():
+        for policy in resource.get("Properties", {}).get("Policies", []):
+            for statement in policy.get("Statement", []) if isinstance(policy, dict) else []:
+                yield logical_id, statement
+
+
+def test_no_allow_statement_grants_wildcard_actions():
+    statements = list(_policy_statements())
+    assert statements
+    for logical_id, statement in statements:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        assert statement["Effect"] == "Allow"
+        for action in actions:
+            assert "*" not in action, (logical_id, action)
+
+
+def test_bucket_is_encrypted_private_versioned_tls_only_and_emits_eventbridge_events():
+    (_, bucket), = TEMPLATE.of_type("AWS::S3::Bucket").items()
+    props = bucket["Properties"]
+    assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+    assert all(props["PublicAccessBlockConfiguration"].values())
+    assert props["VersioningConfiguration"]["Status"] == "Enabled"
+    assert props["NotificationConfiguration"]["EventBridgeConfiguration"]["EventBridgeEnabled"] is True
+    (_, policy), = TEMPLATE.of_type("AWS::S3::BucketPolicy").items()
+    deny = policy["Properties"]["PolicyDocument"]["Statement"][0]
+    assert deny["Effect"] == "Deny" and deny["Condition"]["Bool"]["aws:SecureTransport"] == "false"
+
+
+def test_event_rule_starts_the_pipeline_only_for_fastq_under_incoming():
+    (_, machine), = TEMPLATE.of_type("AWS::Serverless::StateMachine").items()
+    pattern = machine["Properties"]["Events"]["FastqCreated"]["Properties"]["Pattern"]
+    assert pattern["detail-type"] == ["Object Created"]
+    wildcards = sorted(rule["wildcard"] for rule in pattern["detail"]["object"]["key"])
+    assert wildcards == ["incoming/*.fastq", "incoming/*.fastq.gz", "incoming/*.fq", "incoming/*.fq.gz"]
+
+
+def test_functions_write_only_their_own_prefixes():
+    writes = {}
+    for logical_id, statement in _policy_statements():
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        if "s3:PutObject" in actions:
+            writes[logical_id] = json.dumps(statement["Resource"])
+    assert set(writes) == {"PublishFunction", "RecordFailureFunction"}
+    assert "/results/*" in writes["PublishFunction"]
+    assert "/errors/*" in writes["RecordFailureFunction"]
+    assert not any("incoming" in resource for resource in writes.values())
+
+
+def test_every_function_has_a_log_group_with_retention():
+    functions = set(TEMPLATE.of_type("AWS::Serverless::Function"))
+    groups = TEMPLATE.of_type("AWS::Logs::LogGroup").values()
+    covered = {g["Properties"]["LogGroupName"]["Fn::Sub"].split("${")[1].rstrip("}") for g in groups
+               if "/aws/lambda/" in json.dumps(g["Properties"]["LogGroupName"])}
+    assert covered == functions
+    assert all("RetentionInDays" in g["Properties"] for g in groups)
