@@ -277,9 +277,8 @@ def test_random_corruption_same_verdict_at_every_chunk_size(seed):
     data[at] = rng.choice(b"\n\r\0 .@+IACGTX\xff")
     results = {outcome(check(bytes(data), chunk_size=size)) for size in [5, 17, 257, 1 << 20]}
     assert len(results) == 1, results
-    (result,) = results
-    if result[0] != "PHRED64_NOT_SUPPORTED" and isinstance(result[1], object) and isinstance(result[0], str):
-        assert result[1].byte_offset <= at + 1 or result[0] in {"TRUNCATED_RECORD", "PAIR_COUNT_MISMATCH"}
+    if data[at] == 0:  # a NUL is wrong on any line
+        assert next(iter(results))[0] == "BINARY_DATA"
 
 
 # -- pairs ----------------------------------------------------------------------------------------------------
@@ -343,7 +342,7 @@ def test_pair_reports_the_earliest_defect_of_either_file_or_the_pairing():
     # At the same record, the file's own defect wins over the pairing.
     both = two.replace(b"@p9/2 y\nTTGCA\n+\nIIIII", b"@x9/2 y\nTTGCA\n+\nIII I")
     assert pair(one, both).code == "BAD_QUALITY_CHAR"
-    # R1's defect at record 12 beats R2 ending after 20 records... but R2 ending after 10 comes first.
+    # R1's defect at record 12 comes before R2 running out after record 20, but after R2 running out after 10.
     bad_one = one.replace(b"@p12/1 x\nACGT", b"@p12/1 x\nACGU!")
     assert pair(bad_one, two[: two.index(b"@p21/2")]).code == "BAD_SEQUENCE_CHAR"
     exc = pair(bad_one, two[: two.index(b"@p11/2")])

@@ -39,7 +39,13 @@ def art_fastq(tmp_path_factory):
     return str(d / "art.fq")
 
 
-def run_tool(*args: str, cwd=None) -> subprocess.CompletedProcess:
+@pytest.fixture(scope="session")
+def run_tool():
+    """Runs a peer tool (fastp, cutadapt, multiqc) from PATH or the venv; skips the test when it is missing."""
+    return _run_tool
+
+
+def _run_tool(*args: str, cwd=None) -> subprocess.CompletedProcess:
     tool = args[0]
     exe = shutil.which(tool) or os.path.join(os.path.dirname(os.sys.executable), tool)
     if not os.path.exists(exe):

@@ -145,6 +145,7 @@ _CLASS_TABLE = _class_table()
 _LINE_MASKS = np.array([_IN_TEXT, _IN_SEQUENCE, _IN_TEXT, _IN_QUALITY | _QUALITY_LOW | _QUALITY_HIGH], np.uint8)
 _SEQUENCE_BYTES = frozenset(SEQUENCE_ALPHABET)
 _NOT_FOUND = np.iinfo(np.int64).max
+_SAM_HEADER_TAGS = (b"@HD\t", b"@SQ\t", b"@RG\t", b"@PG\t", b"@CO\t")
 
 
 @dataclass(frozen=True)
@@ -582,6 +583,10 @@ class _Scanner:
         if h_end - h_start < 2 or buf[h_start + 1] in (_SPACE, _TAB):
             return error("BAD_HEADER", "header has an empty read id (nothing between '@' and the first space)",
                          first_line, h_start)
+        if number == 1 and buf[h_start:h_start + 4] in _SAM_HEADER_TAGS:
+            # Only reached when record 1 fails: a read named "HD" followed by a tab is still fine FASTQ.
+            return InvalidFastq("not FASTQ: this looks like SAM text (header lines '@HD', '@SQ'...)",
+                                code="NOT_FASTQ", position=Position(name, 1, 1, offset))
         found = ending_check(0, "header")
         if found:
             return found
@@ -621,9 +626,6 @@ class _Scanner:
             if wrapped:
                 return error("MULTILINE_FASTQ", "the sequence continues on the next line; wrapped (multi-line) "
                              "FASTQ is not supported (unwrap it, e.g. `seqtk seq`)", first_line + 2, p_start)
-            if number == 1 and buf[h_start:h_start + 4] in (b"@HD\t", b"@SQ\t", b"@RG\t", b"@PG\t", b"@CO\t"):
-                return InvalidFastq("not FASTQ: this looks like SAM text (header lines '@HD', '@SQ'...)",
-                                    code="NOT_FASTQ", position=Position(name, 1, 1, offset))
             return error("MISSING_PLUS_LINE", f"expected the '+' line after the sequence, found "
                          f"{_show_text(buf, p_start, p_end)}", first_line + 2, p_start)
         found = common_checks(2, "'+'")

@@ -147,7 +147,8 @@ def write_sample(directory: str | os.PathLike, n: int, *, paired: bool = True, f
                  seed: int = 7, **kwargs) -> list[str]:
     """Simulate and write a sample; returns the file paths (one, or R1 and R2)."""
     names, s1, q1, s2, q2 = simulate_pairs(n, seed=seed, paired=paired, **kwargs)
-    ext = {"plain": ".fastq", "gzip": ".fastq.gz", "bgzf": ".fastq.bgz"}[fmt]
+    # BGZF keeps the .gz suffix, as bgzip writes it: tools decide on decompression by the suffix.
+    ext = ".fastq" if fmt == "plain" else ".fastq.gz"
     os.makedirs(directory, exist_ok=True)
     if not paired:
         path = os.path.join(directory, f"sim{ext}")
