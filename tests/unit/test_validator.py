@@ -147,10 +147,11 @@ def test_bam_and_sam_are_not_fastq(form):
 @pytest.mark.parametrize("chunk_size", CHUNK_SIZES)
 def test_truncated_gzip_is_placed_where_the_data_stops(chunk_size):
     first = gzip.compress(P)
-    exc = error(first + gzip.compress(b"@r3\nACGT\n+\nIIII\n")[:12], chunk_size=chunk_size)
+    # gzip.compress writes a 10-byte header (no name); cutting there leaves member 2 without any data.
+    exc = error(first + gzip.compress(b"@r3\nACGT\n+\nIIII\n")[:10], chunk_size=chunk_size)
     assert (exc.code, exc.position.record, exc.position.line, exc.position.byte_offset) == (
         "TRUNCATED_GZIP", 3, 9, 36)
-    assert exc.details == {"member": 2, "member_offset": len(first), "compressed_offset": len(first) + 12}
+    assert exc.details == {"member": 2, "member_offset": len(first), "compressed_offset": len(first) + 10}
 
 
 def test_truncated_gzip_inside_a_record_counts_its_lines():
@@ -195,7 +196,7 @@ GOOD_FILES = [
     ("no-final-newline", P[:-1], 2, 9, 4, 5, "phred33"),
     ("crlf", P.replace(b"\n", b"\r\n"), 2, 9, 4, 5, "phred33"),
     ("zero-length-read", b"@r1\n\n+\n\n" + R1, 2, 4, 0, 4, "phred33"),
-    ("iupac-lowercase", b"@r1\nacgtRYSWKMBDHVNu\n+\n" + b"5" * 18 + b"\n", 1, 18, 18, 18, "phred33"),
+    ("iupac-lowercase", b"@r1\nacgtRYSWKMBDHVNu\n+\n" + b"5" * 16 + b"\n", 1, 16, 16, 16, "phred33"),
     ("plus-repeats-header", b"@r1 desc\nACGT\n+r1 desc\nIIII\n@r2\tx\nA\n+r2\n!\n", 2, 5, 1, 4, "phred33"),
     ("utf8-description", "@r1 Zürich\nACGT\n+\n!!!!\n".encode(), 1, 4, 4, 4, "phred33"),
     ("high-but-binned", b"@r1\nACGT\n+\nFFFF\n", 1, 4, 4, 4, "phred33"),

@@ -125,10 +125,13 @@ def test_scores_and_ends_equal_parasail(scoring):
     queries, targets = random_pairs(np.random.default_rng(7), 1500)
     score, qend, tend = run_batch(queries, targets, scoring)
     matrix = parasail_matrix(scoring)
+    # parasail's striped kernel is wrong when gap_open == gap_extend (83 of 600 pairs with 1/1, 72 with 3/3,
+    # while its serial reference parasail.sw agrees with us on all), so that case is checked against parasail.sw.
+    parasail_sw = parasail.sw_striped_16 if scoring.gap_open > scoring.gap_extend else parasail.sw
     expected = np.zeros((len(queries), 3), dtype=np.int64)
     for k, (q, t) in enumerate(zip(queries, targets)):
         if q and t:  # parasail rejects empty sequences
-            r = parasail.sw_striped_16(q, t, scoring.gap_open, scoring.gap_extend, matrix)
+            r = parasail_sw(q, t, scoring.gap_open, scoring.gap_extend, matrix)
             expected[k] = (r.score, r.end_query, r.end_ref)
     nonempty = np.array([bool(q and t) for q, t in zip(queries, targets)])
     np.testing.assert_array_equal(score[nonempty], expected[nonempty, 0])
@@ -173,7 +176,7 @@ def test_traceback_rescoring_and_spans(scoring):
         assert target_span == aln.target_end - aln.target_start
         assert aln.cigar.startswith(f"{aln.query_start}S") == (aln.query_start > 0)
         assert aln.cigar.endswith(f"{len(q) - aln.query_end}S") == (aln.query_end < len(q))
-        trace = parasail.sw_trace_striped_16(q, t, scoring.gap_open, scoring.gap_extend, matrix)
+        trace = parasail.sw_trace(q, t, scoring.gap_open, scoring.gap_extend, matrix)
         assert trace.score == aln.score
 
 

@@ -574,12 +574,12 @@ class _Scanner:
         h_start, h_end, _ = header
         if h_start == h_end:
             return error("BLANK_LINE", "blank line where a header ('@...') belongs", first_line, h_start)
-        if buf[h_start] != _AT:
-            return error("BAD_HEADER", f"header line must start with '@', found {_show_text(buf, h_start, h_end)}",
-                         first_line, h_start)
         found = common_checks(0, "header")
         if found:
             return found
+        if buf[h_start] != _AT:
+            return error("BAD_HEADER", f"header line must start with '@', found {_show_text(buf, h_start, h_end)}",
+                         first_line, h_start)
         if h_end - h_start < 2 or buf[h_start + 1] in (_SPACE, _TAB):
             return error("BAD_HEADER", "header has an empty read id (nothing between '@' and the first space)",
                          first_line, h_start)
@@ -618,6 +618,9 @@ class _Scanner:
             if s_start == s_end:
                 return error("BLANK_LINE", "blank line after the header (an empty read still has its '+' line "
                              "right after the empty sequence line)", first_line + 1, s_start)
+            found = common_checks(2, "third")
+            if found:
+                return found
             if p_end == p_start:
                 return error("BLANK_LINE", "blank line where the '+' line belongs", first_line + 2, p_start)
             wrapped = self._wrapped_sequence(buf, lines, line, 2, eof=eof)

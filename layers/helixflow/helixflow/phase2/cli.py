@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 import click
+import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from helixflow.errors import HelixflowError
@@ -71,3 +72,35 @@ def align_command(reads, reference, out, threads, device, searcher, sample, max_
         _fail(error)
     mapped = int(mapping.mapped.sum())
     click.echo(f"{mapped}/{len(batch)} reads mapped -> {out}", err=True)
+
+
+@click.command("cluster")
+@click.argument("reads", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output <sample>.clusters.tsv.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads (default: all cores).")
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+def cluster_command(reads, out, threads, device):
+    """Cluster READS (Parquet or FASTQ[.gz] R1 [R2]) into overlapping groups via a confirmed k-NN read graph."""
+    from helixflow.phase2 import dense, graph
+    from helixflow.phase2.engine import resolve_device
+    from helixflow.phase2.reads import read_reads
+
+    try:
+        _set_threads(threads)
+        device = resolve_device(device)
+        batch = read_reads(reads)
+        with _progress() as progress:
+            task = progress.add_task("neighbours", total=3)
+            vectors = dense.storage_precision(batch.embed())
+            pairs = graph.neighbour_pairs(vectors, np.arange(len(batch), dtype=np.int64), device)
+            progress.update(task, advance=1, description="confirm (Smith-Waterman)")
+            confirmed = pairs[graph.confirm_pairs(batch, pairs, threads=threads, device=device)]
+            progress.update(task, advance=1, description="components")
+            table = graph.clusters_tsv(batch, confirmed)
+            progress.update(task, advance=1)
+        with open(out, "w") as handle:
+            handle.write(table)
+    except HelixflowError as error:
+        _fail(error)
+    clusters = len({line.split("\t")[1] for line in table.splitlines()[1:]})
+    click.echo(f"{len(batch)} reads, {len(confirmed)} confirmed edges, {clusters} clusters -> {out}", err=True)

@@ -24,7 +24,6 @@ identical top-k except between windows whose similarities differ by less than th
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np

@@ -4,7 +4,9 @@ Model
 - Local alignment with affine gaps (Gotoh). Gap of length L costs ``gap_open + (L-1) * gap_extend``, which is
   parasail's convention (``parasail.sw_*(s1, s2, open, extend, matrix)``); scores equal parasail's with the
   matrix ``matrix_create("ACGTN", match, mismatch)`` whose N row/column (and '*' for other symbols) is set to
-  ``n_score``.
+  ``n_score``. Requires (``_sw_common.check_scoring``) gap_open >= 1 and
+  0 <= gap_extend <= gap_open. (parasail's striped kernels are wrong when gap_open == gap_extend; its serial
+  ``parasail.sw`` agrees with these kernels there too.)
 - Bases: A/C/G/T in any case; every other symbol scores as N: ``n_score`` against anything, N against N too.
 - Ends (``score_batch``): 0-based, inclusive, of the best cell. Ties between cells with the best score are
   broken by the smallest target position, then the smallest query position - parasail's striped kernels use
