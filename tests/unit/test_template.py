@@ -133,3 +133,19 @@ def test_every_function_has_a_log_group_with_retention():
                if "/aws/lambda/" in json.dumps(g["Properties"]["LogGroupName"])}
     assert covered == functions
     assert all("RetentionInDays" in g["Properties"] for g in groups)
+
+
+@pytest.mark.skipif(not Path(SAM).exists() and not os.environ.get("CI"),
+                    reason="aws-sam-cli is installed by `make install` into .venv-sam (required in CI)")
+def test_sam_build_packages_handlers_and_the_layer_for_the_lambda_runtime(tmp_path):
+    env = {**os.environ, "SAM_CLI_TELEMETRY": "0"}
+    result = subprocess.run([SAM, "build", "--no-cached", "--build-dir", str(tmp_path / "build"),
+                             "--template", "template.yaml"], cwd=ROOT, capture_output=True, text=True, env=env,
+                            timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    layer = tmp_path / "build" / "HelixflowLayer" / "python"
+    assert (layer / "helixflow" / "pipeline" / "resolve.py").is_file()
+    # Wheels resolved for the Lambda platform (manylinux2014), not this machine.
+    assert list(layer.glob("numpy-*.dist-info")) and list(layer.glob("isal-*.dist-info"))
+    for function in TEMPLATE.of_type("AWS::Serverless::Function"):
+        assert (tmp_path / "build" / function / "app.py").is_file()

@@ -282,6 +282,62 @@ def test_random_corruption_same_verdict_at_every_chunk_size(seed):
         assert next(iter(results))[0] == "BINARY_DATA"
 
 
+IUPAC = set(b"ACGTUNRYSWKMBDHVacgtunryswkmbdhv")
+
+
+def reference_is_valid(data: bytes) -> bool:
+    """The policies in the validator's docstring, written the slow and obvious way, as an oracle."""
+    if not data or data[0] != ord("@"):
+        return False
+    lines = data.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()
+    crlf = lines[0].endswith(b"\r") and b"\n" in data
+    content = []
+    for i, line in enumerate(lines):
+        unterminated = i == len(lines) - 1 and not data.endswith(b"\n")
+        if not unterminated:
+            if line.endswith(b"\r") != crlf:
+                return False
+            line = line[:-1] if crlf else line
+        content.append(line)
+    if len(content) % 4:
+        return False
+    for k in range(0, len(content), 4):
+        header, seq, plus, qual = content[k:k + 4]
+        if any((b < 32 and b != 9) or b == 127 for b in header + plus):
+            return False
+        if not header.startswith(b"@") or len(header) < 2 or header[1] in b" \t":
+            return False
+        read_id = header[1:].replace(b"\t", b" ").split(b" ")[0]
+        if not plus.startswith(b"+") or plus[1:] not in (b"", header[1:], read_id):
+            return False
+        if any(b not in IUPAC for b in seq) or any(not 33 <= b <= 126 for b in qual) or len(seq) != len(qual):
+            return False
+    return True
+
+
+def test_vectorised_verdict_matches_a_line_by_line_reference():
+    """Mutated files (bytes replaced, deleted, inserted; CRLF too): valid exactly when the reference says so."""
+    disagreements = []
+    for seed in range(400):
+        rng = random.Random(seed)
+        data = bytearray(random_fastq(rng, 6, crlf=seed % 4 == 0))
+        for _ in range(rng.randint(1, 2)):
+            at, byte = rng.randrange(len(data)), rng.choice(b"\n\r\0 .@+IACGTX\xff\t")
+            operation = rng.randrange(3)
+            if operation == 0:
+                data[at] = byte
+            elif operation == 1:
+                del data[at]
+            else:
+                data.insert(at, byte)
+        ours = not isinstance(check(bytes(data), chunk_size=rng.choice([3, 1 << 20])), InvalidFastq)
+        if ours != reference_is_valid(bytes(data)):
+            disagreements.append(bytes(data))
+    assert not disagreements
+
+
 # -- pairs ----------------------------------------------------------------------------------------------------
 
 def pair(first: bytes, second: bytes, **kwargs):

@@ -25,11 +25,11 @@ def brute_force_top_k(queries, targets, k):
 
 
 def unit_vectors(rng, n, dims=256):
-    v = rng.standard_normal((n, dims)).astype(np.float32)
-    return v / np.linalg.norm(v, axis=1, keepdims=True)
+    v = rng.standard_normal((n, dims))
+    return dense.storage_precision(v / np.linalg.norm(v, axis=1, keepdims=True))
 
 
-def test_blocked_cpu_top_k_equals_a_full_sort(monkeypatch):
+def test_blocked_cpu_top_k_equals_a_full_sort_exactly(monkeypatch):
     rng = np.random.default_rng(1)
     queries, targets = unit_vectors(rng, 50), unit_vectors(rng, 90)
     targets[7] = targets[3]  # an exact tie: the lower window index must win
@@ -40,24 +40,25 @@ def test_blocked_cpu_top_k_equals_a_full_sort(monkeypatch):
     values, indices = dense.top_k_cpu(queries, targets, 5)
     expected_values, expected_indices = brute_force_top_k(queries, targets, 5)
     np.testing.assert_array_equal(indices, expected_indices)
-    np.testing.assert_allclose(values, expected_values, rtol=1e-5)
+    # Storage-precision vectors multiply exactly in float64, so blocking cannot change a single bit.
+    np.testing.assert_array_equal(values, expected_values)
     assert indices[0, 0] == 3 and indices[0, 1] == 7
 
 
-def test_cuda_kernels_match_the_cpu_path_under_the_simulator():
+def test_cuda_kernels_give_bit_identical_top_k_under_the_simulator():
     script = textwrap.dedent("""
         import numpy as np
         from helixflow.phase2 import dense, dense_cuda
         rng = np.random.default_rng(2)
         def unit(n):
-            v = rng.standard_normal((n, 256)).astype(np.float32)
-            return v / np.linalg.norm(v, axis=1, keepdims=True)
+            v = rng.standard_normal((n, 256))
+            return dense.storage_precision(v / np.linalg.norm(v, axis=1, keepdims=True))
         queries, targets = unit(21), unit(37)   # not multiples of TILE: exercises the bounds guards
         dense.BLOCK_READS, dense.BLOCK_WINDOWS = 16, 20   # several read and window blocks
         gpu_values, gpu_indices = dense_cuda.top_k_cuda(queries, targets, 4)
         cpu_values, cpu_indices = dense.top_k_cpu(queries, targets, 4)
         assert (gpu_indices == cpu_indices).all(), (gpu_indices, cpu_indices)
-        assert np.allclose(gpu_values, cpu_values, rtol=1e-5, atol=1e-6)
+        assert (gpu_values == cpu_values).all()   # exact: see dense.py
         print("ok")
     """)
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")

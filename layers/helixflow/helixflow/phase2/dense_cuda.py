@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import cuda, float32
+from numba import cuda, float64
 
 from helixflow.phase2 import dense
 
@@ -19,19 +19,19 @@ def similarity_kernel(queries, targets, out):
     """out[i, j] = queries[i] . targets[j]; thread (x, y) of the grid owns cell (i, j). Each block stages
     TILE-wide slices of its TILE queries and TILE targets in shared memory, so every global value is read once
     per block instead of once per thread."""
-    tile_q = cuda.shared.array((dense.TILE, dense.TILE), dtype=float32)
-    tile_t = cuda.shared.array((dense.TILE, dense.TILE), dtype=float32)
+    tile_q = cuda.shared.array((dense.TILE, dense.TILE), dtype=float64)
+    tile_t = cuda.shared.array((dense.TILE, dense.TILE), dtype=float64)
     i, j = cuda.grid(2)
     tx = cuda.threadIdx.x
     ty = cuda.threadIdx.y
     dims = queries.shape[1]
-    acc = float32(0.0)
+    acc = float64(0.0)
     for base in range(0, dims, dense.TILE):
         # tile_q[tx, d] = queries[i, base + d] and tile_t[d, ty] = targets[j, base + d]; out-of-range -> 0.
         d = base + ty
-        tile_q[tx, ty] = queries[i, d] if i < queries.shape[0] and d < dims else float32(0.0)
+        tile_q[tx, ty] = queries[i, d] if i < queries.shape[0] and d < dims else float64(0.0)
         d = base + tx
-        tile_t[tx, ty] = targets[j, d] if j < targets.shape[0] and d < dims else float32(0.0)
+        tile_t[tx, ty] = targets[j, d] if j < targets.shape[0] and d < dims else float64(0.0)
         cuda.syncthreads()
         for d in range(dense.TILE):
             acc += tile_q[tx, d] * tile_t[d, ty]
@@ -66,15 +66,15 @@ def top_k_merge_kernel(scores, column_offset, top_value, top_index):
 def top_k_cuda(queries: np.ndarray, targets, k: int) -> tuple[np.ndarray, np.ndarray]:
     """``dense.top_k_cpu`` on the GPU. ``targets`` may already be a device array (kept resident between calls);
     blocks of ``dense.BLOCK_READS`` x ``dense.BLOCK_WINDOWS`` bound device memory."""
-    device_targets = cuda.to_device(np.ascontiguousarray(targets, dtype=np.float32)) \
+    device_targets = cuda.to_device(np.ascontiguousarray(targets, dtype=np.float64)) \
         if isinstance(targets, np.ndarray) else targets
     n, m = queries.shape[0], device_targets.shape[0]
     top_value, top_index = dense.empty_top(n, k)
     block_rows, block_cols = min(dense.BLOCK_READS, max(n, 1)), min(dense.BLOCK_WINDOWS, max(m, 1))
-    scores = cuda.device_array((block_rows, block_cols), dtype=np.float32)
+    scores = cuda.device_array((block_rows, block_cols), dtype=np.float64)
     for r0 in range(0, n, dense.BLOCK_READS):
         r1 = min(r0 + dense.BLOCK_READS, n)
-        device_queries = cuda.to_device(np.ascontiguousarray(queries[r0:r1], dtype=np.float32))
+        device_queries = cuda.to_device(np.ascontiguousarray(queries[r0:r1], dtype=np.float64))
         device_value = cuda.to_device(top_value[r0:r1])
         device_index = cuda.to_device(top_index[r0:r1])
         for c0 in range(0, m, dense.BLOCK_WINDOWS):

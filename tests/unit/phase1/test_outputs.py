@@ -1,0 +1,96 @@
+"""The results layout: MultiQC reads the fastp JSON and the custom content, the HTML report is one offline page,
+the Parquet embeddings follow the shared schema, and the command line runs the engine."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+
+import numpy as np
+import pyarrow.parquet as pq
+from click.testing import CliRunner
+
+from helixflow import embedding
+from helixflow.phase1 import engine
+from helixflow.phase1.cli import preprocess_command
+
+
+def test_multiqc_reads_the_fastp_json_and_custom_content(tmp_path, single_gz, run_tool):
+    engine.process_file(single_gz, None, str(tmp_path / "out"), "sampleA")
+    run_tool("multiqc", str(tmp_path / "out" / "qc"), "-o", str(tmp_path / "mqc"), "--no-ansi", "-f")
+    data = tmp_path / "mqc" / "multiqc_data"
+    fastp_rows = (data / "multiqc_fastp.txt").read_text().splitlines()
+    assert fastp_rows[1].split("\t")[0] == "sampleA"
+    header = fastp_rows[0].split("\t")
+    row = dict(zip(header, fastp_rows[1].split("\t")))
+    doc = json.loads((tmp_path / "out" / "qc" / "sampleA.fastp.json").read_text())
+    assert float(row["before_filtering_total_reads"]) == doc["summary"]["before_filtering"]["total_reads"] == 6000
+    custom = [p for p in data.iterdir() if "helixflow_embeddings" in p.name]
+    assert custom, sorted(p.name for p in data.iterdir())
+    assert "sampleA" in custom[0].read_text()
+
+
+def test_html_report_is_self_contained(tmp_path, pair_bgzf):
+    paths = engine.write_outputs(
+        engine.process_chunk((engine.whole_file(pair_bgzf[0]), engine.whole_file(pair_bgzf[1])),
+                             engine.resolve_params(engine.Params(), *pair_bgzf), str(tmp_path / "parts")),
+        str(tmp_path / "out"), "pairX")
+    page = open(paths["html"]).read()
+    assert page.count("<svg") >= 12
+    assert not re.search(r"(src|href)\s*=\s*[\"']?(https?:)?//", page)
+    assert "<script" not in page
+    assert "Read 2: quality per position" in page and "Insert size" in page
+
+
+def test_parquet_rows_are_the_kept_reads_with_their_embeddings(tmp_path, pair_bgzf):
+    result = engine.process_file(*pair_bgzf, str(tmp_path / "out"), "p")
+    paths = engine.output_paths(str(tmp_path / "out"), "p", True)
+    table = pq.read_table(paths["embeddings"])
+    assert table.schema.equals(embedding.parquet_schema(), check_metadata=True)
+    kept = result.trim.status_counts[0]
+    assert table.num_rows == kept
+    mates = table.column("mate").to_numpy()
+    assert (mates[0::2] == 1).all() and (mates[1::2] == 2).all()
+    r1 = gzip.open(paths["reads"][0]).read().split(b"\n")
+    assert [s.decode() for s in r1[1::4][:50]] == table.column("sequence").to_pylist()[0:100:2]
+    assert table.column("read_id").to_pylist()[0] == r1[0][1:].split()[0].decode()
+    seqs = [s.encode() for s in table.column("sequence").to_pylist()[:200]]
+    stored = np.asarray(table.column("embedding").to_pylist()[:200], dtype=np.float32)
+    np.testing.assert_allclose(stored, embedding.embed(seqs), atol=2e-3)
+
+
+def test_cosine_rises_with_shared_kmers():
+    rng = np.random.default_rng(9)
+    base = bytes(np.frombuffer(b"ACGT", np.uint8)[rng.integers(0, 4, 150)])
+    variants = []
+    for changed in (0, 10, 30, 60, 90, 120, 150):
+        tail = bytes(np.frombuffer(b"ACGT", np.uint8)[rng.integers(0, 4, changed)])
+        variants.append(base[: 150 - changed] + tail)
+    vectors = embedding.embed([base] + variants)
+    cosine = vectors[1:] @ vectors[0]
+    assert abs(cosine[0] - 1.0) < 1e-5
+    assert (np.diff(cosine) < 0).all(), cosine
+    assert abs(cosine[-1]) < 0.25
+
+
+def test_preprocess_command(tmp_path, single_gz):
+    out = tmp_path / "out"
+    res = CliRunner().invoke(preprocess_command, [single_gz, "--out", str(out), "--sample", "cliS", "--quiet",
+                                                  "--adapter", "AGATCGGAAGAGC", "--min-length", "30",
+                                                  "--no-embeddings"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads((out / "qc" / "cliS.fastp.json").read_text())
+    assert doc["adapter_cutting"]["read1_adapter_sequence"] == "AGATCGGAAGAGC"
+    assert doc["filtering_result"]["too_short_reads"] > 0
+    lengths = [len(s) for s in gzip.open(out / "reads" / "cliS.trimmed.fastq.gz").read().split(b"\n")[1::4]]
+    assert min(lengths) >= 30
+    assert not (out / "embeddings").exists()
+
+
+def test_preprocess_command_reports_invalid_fastq(tmp_path):
+    bad = tmp_path / "bad.fastq"
+    bad.write_bytes(b"@r1\nACGT\n+\nIIII\n@r2\nACGT\n+\nIII\n")
+    res = CliRunner().invoke(preprocess_command, [str(bad), "--out", str(tmp_path / "out"), "--quiet"])
+    assert res.exit_code == 2
+    assert "SEQ_QUAL_LENGTH_MISMATCH" in res.output
