@@ -20,12 +20,14 @@ def test_multiqc_reads_the_fastp_json_and_custom_content(tmp_path, single_gz, ru
     engine.process_file(single_gz, None, str(tmp_path / "out"), "sampleA")
     run_tool("multiqc", str(tmp_path / "out" / "qc"), "-o", str(tmp_path / "mqc"), "--no-ansi", "-f")
     data = tmp_path / "mqc" / "multiqc_data"
-    fastp_rows = (data / "multiqc_fastp.txt").read_text().splitlines()
-    assert fastp_rows[1].split("\t")[0] == "sampleA"
-    header = fastp_rows[0].split("\t")
-    row = dict(zip(header, fastp_rows[1].split("\t")))
+    assert (data / "multiqc_fastp.txt").read_text().splitlines()[1].split("\t")[0] == "sampleA"
+    rows = [line.split("\t") for line in (data / "multiqc_general_stats.txt").read_text().splitlines()]
+    row = dict(zip(rows[0], rows[1]))
+    assert row["Sample"] == "sampleA"
     doc = json.loads((tmp_path / "out" / "qc" / "sampleA.fastp.json").read_text())
-    assert float(row["before_filtering_total_reads"]) == doc["summary"]["before_filtering"]["total_reads"] == 6000
+    kept = doc["filtering_result"]["passed_filter_reads"] / doc["summary"]["before_filtering"]["total_reads"]
+    assert abs(float(row["fastp-pct_surviving_reads"]) - 100 * kept) < 1e-6
+    assert abs(float(row["fastp-pct_duplication"]) - 100 * doc["duplication"]["rate"]) < 1e-6
     custom = [p for p in data.iterdir() if "helixflow_embeddings" in p.name]
     assert custom, sorted(p.name for p in data.iterdir())
     assert "sampleA" in custom[0].read_text()

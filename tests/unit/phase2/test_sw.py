@@ -142,6 +142,22 @@ def test_scores_and_ends_equal_parasail(scoring):
     assert np.all(score[~nonempty] == 0)
 
 
+def test_wide_scores_use_the_int64_kernel_with_same_results():
+    """Pairs whose best possible score reaches 2**14 leave the int16 SIMD kernel for the scalar one; a batch
+    mixing both must still equal parasail's 32-bit serial reference (its 16-bit kernels would saturate)."""
+    scoring = Scoring(match=100, mismatch=-150, n_score=-50, gap_open=300, gap_extend=50)
+    queries, targets = random_pairs(np.random.default_rng(9), 200, max_query=320)
+    lengths = np.array([min(len(q), len(t)) for q, t in zip(queries, targets)])
+    assert (lengths >= 164).sum() > 20 and (lengths < 164).sum() > 20  # both kernels really run
+    score, qend, tend = run_batch(queries, targets, scoring)
+    matrix = parasail_matrix(scoring)
+    for k, (q, t) in enumerate(zip(queries, targets)):
+        if q and t and score[k] > 0:
+            r = parasail.sw(q, t, scoring.gap_open, scoring.gap_extend, matrix)
+            assert (score[k], qend[k], tend[k]) == (r.score, r.end_query, r.end_ref)
+    assert score.max() >= 1 << 14
+
+
 def test_tie_rule_against_reference():
     """Two-letter low-complexity sequences make many equal-scoring cells; ends must follow the stated rule."""
     rng = np.random.default_rng(11)

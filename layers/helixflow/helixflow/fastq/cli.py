@@ -30,7 +30,6 @@ import click
 from helixflow.errors import InvalidFastq
 from helixflow.fastq.validator import ValidationReport, validate_fastq
 
-EXIT_VALID = 0
 EXIT_INVALID = 2
 EXIT_USAGE = 64
 EXIT_SOFTWARE = 70

@@ -226,7 +226,7 @@ def validate_fastq(source: BinarySource | str | os.PathLike[str], *, name: str |
         for src, src_name in ((source, name), (mate_source, mate_name)):
             if src is None:
                 continue
-            if isinstance(src, (str, os.PathLike)):
+            if isinstance(src, str | os.PathLike):
                 src_name = src_name or os.fspath(src)
                 src = stack.enter_context(open(src, "rb"))
             src_name = src_name or getattr(src, "name", None) or "<input>"
@@ -239,7 +239,7 @@ def validate_fastq(source: BinarySource | str | os.PathLike[str], *, name: str |
             _check_pair(*scanners)
         reports = tuple(s.report() for s in scanners)
     if not allow_phred64:
-        for scanner, report in zip(scanners, reports):
+        for scanner, report in zip(scanners, reports, strict=True):
             if report.quality_encoding == "phred64":
                 raise InvalidFastq(
                     f"record {scanner.first_high_quality.record}: qualities look Phred+64 (no character below "
@@ -623,7 +623,7 @@ class _Scanner:
                 return found
             if p_end == p_start:
                 return error("BLANK_LINE", "blank line where the '+' line belongs", first_line + 2, p_start)
-            wrapped = self._wrapped_sequence(buf, lines, line, 2, eof=eof)
+            wrapped = self._wrapped_sequence(buf, line, 2, eof=eof)
             if wrapped is _NEED_MORE:
                 return None if partial_ok else _NEED_MORE
             if wrapped:
@@ -663,7 +663,7 @@ class _Scanner:
                          f"{qual_length} characters", first_line + 3, q_start)
         return ending_check(3, "quality")
 
-    def _wrapped_sequence(self, buf: bytes, lines, line, k: int, *, eof: bool) -> bool | _NeedMore:
+    def _wrapped_sequence(self, buf: bytes, line: Callable, k: int, *, eof: bool) -> bool | _NeedMore:
         """Whether lines k, k+1, ... are sequence letters up to a '+' line (a wrapped record)."""
         for j in range(k, k + MULTILINE_LOOKAHEAD_LINES):
             span = line(j)

@@ -183,6 +183,15 @@ def merge_results(results: Sequence[ChunkResult]) -> ChunkResult:
     return out
 
 
+def _parquet_writer(path: str, schema):
+    """zstd level 1: the float16 vectors barely compress, so a cheap level; the list child keeps Arrow's name
+    ("item") so the file's schema equals ``embedding.parquet_schema()`` when read back."""
+    import pyarrow.parquet as pq
+
+    return pq.ParquetWriter(path, schema, compression="zstd", compression_level=1, use_dictionary=False,
+                            use_compliant_nested_type=False)
+
+
 class _Writers:
     """Trimmed FASTQ.gz per mate and the embeddings Parquet of one chunk."""
 
@@ -200,8 +209,7 @@ class _Writers:
         import pyarrow.parquet as pq
 
         if self._parquet is None:
-            self._parquet = pq.ParquetWriter(self.parquet_path, table.schema, compression="zstd",
-                                             compression_level=1, use_dictionary=False)
+            self._parquet = _parquet_writer(self.parquet_path, table.schema)
         self._parquet.write_table(table)
 
     def close(self) -> None:
@@ -212,7 +220,7 @@ class _Writers:
                 import pyarrow.parquet as pq
                 from helixflow.embedding import parquet_schema
 
-                self._parquet = pq.ParquetWriter(self.parquet_path, parquet_schema(), compression="zstd")
+                self._parquet = _parquet_writer(self.parquet_path, parquet_schema())
             self._parquet.close()
 
 
@@ -409,8 +417,7 @@ def _concat_parquet(parts: list[str], target: str, move: bool) -> None:
         for part in parts:
             source = pq.ParquetFile(part)
             if writer is None:
-                writer = pq.ParquetWriter(target, source.schema_arrow, compression="zstd", compression_level=1,
-                                          use_dictionary=False)
+                writer = _parquet_writer(target, source.schema_arrow)
             for group in range(source.num_row_groups):
                 writer.write_table(source.read_row_group(group))
     finally:

@@ -16,12 +16,10 @@ for _i, _b in enumerate(b"ACGT"):
     BASE_CODE[_b] = _i
     BASE_CODE[ord(chr(_b).lower())] = _i
 
-# The score-only kernels run in float32 (CPU) and int32 (GPU). float32 holds every integer below 2**24 exactly,
-# so all scores, and every intermediate (at least -PAD_PENALTY - max_score), must stay below that.
-EXACT_LIMIT = 1 << 23
-# Substitution score of a padding cell (a lane's query or target is shorter than the group's longest). It
-# sinks any diagonal path through padding below zero, so padding never produces a score of its own.
-PAD_PENALTY = 1 << 22
+# Scores are int32 on output and on the GPU: the best possible score of a pair must stay below this.
+SCORE_LIMIT = 1 << 30
+# |scoring values| accepted at all (keeps every intermediate of the int32/int64 kernels far from overflow).
+SCORING_VALUE_LIMIT = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -59,8 +57,8 @@ def check_scoring(scoring: Scoring) -> None:
         raise TypeError(f"scoring values must be integers, got {scoring}")
     if scoring.gap_open < 1 or not 0 <= scoring.gap_extend <= scoring.gap_open:
         raise ValueError(f"need gap_open >= 1 and 0 <= gap_extend <= gap_open, got {scoring}")
-    if max(abs(v) for v in values) >= PAD_PENALTY // 4:
-        raise ValueError(f"scoring values too large for exact kernels: {scoring}")
+    if max(abs(v) for v in values) >= SCORING_VALUE_LIMIT:
+        raise ValueError(f"scoring values must be below {SCORING_VALUE_LIMIT} in magnitude: {scoring}")
 
 
 def check_packed(query_buf: np.ndarray, query_offsets: np.ndarray, target_buf: np.ndarray,
@@ -77,7 +75,7 @@ def check_packed(query_buf: np.ndarray, query_offsets: np.ndarray, target_buf: n
         if np.any(np.diff(off) < 0) or off[0] < 0 or off[-1] > buf.shape[0]:
             raise ValueError(f"{name}_offsets must be non-decreasing and within the buffer")
     longest = int(max(np.diff(qoff).max(initial=0), np.diff(toff).max(initial=0)))
-    top = max(abs(scoring.match), abs(scoring.n_score), 1)
-    if top * (longest + 1) + PAD_PENALTY >= EXACT_LIMIT:
-        raise ValueError(f"sequences of length {longest} may overflow the exact score range")
+    top = max(scoring.match, scoring.n_score, 1)
+    if top * (longest + 1) >= SCORE_LIMIT:
+        raise ValueError(f"sequences of length {longest} may overflow int32 scores")
     return qbuf, qoff, tbuf, toff

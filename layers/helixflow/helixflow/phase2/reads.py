@@ -38,6 +38,11 @@ class ReadBatch:
     def __len__(self) -> int:
         return len(self.ids)
 
+    @classmethod
+    def empty(cls) -> ReadBatch:
+        return cls([], np.zeros(0, np.int8), np.zeros(0, np.uint8), np.zeros(1, np.int64), np.zeros(0, np.uint8),
+                   np.zeros((0, embedding.DIMS), np.float32))
+
     def sequence(self, i: int) -> bytes:
         return self.seq[self.seq_offsets[i]:self.seq_offsets[i + 1]].tobytes()
 

@@ -1,0 +1,224 @@
+"""Phase 2 under MPI: `helixflow align` / `helixflow cluster` split over ranks, merged on rank 0.
+
+    mpiexec -n 4 python mpi_phase2.py align READS [READS2] --reference FASTA --out FILE [--searcher index|dense]
+                                      [--device auto|cpu|cuda] [--threads N] [--sample NAME] [--max-insert BP]
+    mpiexec -n 4 python mpi_phase2.py cluster READS [READS2] --out FILE [--device ...] [--threads N]
+
+The output is byte-identical to a one-rank run (the tests compare ``-n 2`` with ``-n 1``), because every rank
+runs the same per-read code on a contiguous slice of fragments and rank 0 concatenates the slices in rank order.
+
+- Reads: mates are paired by read id (``reads.fragments``), fragments are dealt in contiguous runs of near-equal
+  read counts. For Phase 1's Parquet every rank reads only the small ``read_id``/``mate`` columns of the whole
+  file to agree on that split, then reads the full columns of just the row groups holding its rows.
+  Clustering needs every read's sequence (a neighbour can be anywhere), so there each rank loads all reads and
+  splits the neighbour search and Smith–Waterman confirmations by query read.
+- Reference: rank 0 reads the FASTA and builds the searcher's index (minimizer table, or window embeddings);
+  both travel to the other ranks by ``Bcast`` of numpy buffers. Building once keeps the index deterministic and
+  its cost off the other ranks; a failure on rank 0 (bad FASTA) is broadcast so every rank exits with it.
+- Results: each rank's SAM lines (or confirmed edges) are gathered with ``Gatherv`` of a uint8 (int64) buffer.
+- GPUs: with ``--device cuda`` (or ``auto`` on a GPU node) rank r uses GPU ``r % n_gpus``.
+Exit status 2 with ``<ErrorName>: <message>`` for a named error, as the single-machine commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import numpy as np
+from mpi4py import MPI
+
+from helixflow.errors import HelixflowError, Position
+from helixflow.phase2 import graph, sam
+from helixflow.phase2.dense import DenseSearcher, storage_precision
+from helixflow.phase2.engine import DEVICES, SEARCHERS, resolve_device, sample_name
+from helixflow.phase2.index import MinimizerIndex
+from helixflow.phase2.mapper import MAX_INSERT, MapOptions, map_reads
+from helixflow.phase2.reads import InvalidReads, ReadBatch, fragments, normalise_id, read_parquet, read_reads
+from helixflow.phase2.reference import Reference, Windows, read_fasta
+
+COMM = MPI.COMM_WORLD
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="mpi_phase2.py", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    align = commands.add_parser("align")
+    align.add_argument("reads", nargs="+")
+    align.add_argument("--reference", required=True)
+    align.add_argument("--out", required=True)
+    align.add_argument("--searcher", choices=SEARCHERS, default="index")
+    align.add_argument("--sample", default=None)
+    align.add_argument("--max-insert", type=int, default=MAX_INSERT)
+    cluster = commands.add_parser("cluster")
+    cluster.add_argument("reads", nargs="+")
+    cluster.add_argument("--out", required=True)
+    for sub in (align, cluster):
+        sub.add_argument("--device", choices=DEVICES, default="auto")
+        sub.add_argument("--threads", type=int, default=None)
+    return parser.parse_args(argv)
+
+
+def bcast_array(array: np.ndarray | None, root: int = 0) -> np.ndarray:
+    """Broadcast a numpy array (buffer-style ``Bcast``; shape and dtype go first as a small object)."""
+    meta = COMM.bcast(None if array is None else (array.shape, array.dtype.str), root=root)
+    if COMM.rank != root:
+        array = np.empty(meta[0], dtype=np.dtype(meta[1]))
+    array = np.ascontiguousarray(array)
+    COMM.Bcast(array, root=root)
+    return array
+
+
+def gather_bytes(data: bytes) -> bytes | None:
+    """Concatenate every rank's bytes on rank 0, in rank order (``Gatherv`` of uint8)."""
+    send = np.frombuffer(data, dtype=np.uint8)
+    counts = np.array(COMM.gather(send.size, root=0) or [], dtype=np.int64)
+    receive = np.empty(int(counts.sum()), dtype=np.uint8) if COMM.rank == 0 else None
+    COMM.Gatherv(send, [receive, counts, MPI.BYTE] if COMM.rank == 0 else None, root=0)
+    return receive.tobytes() if COMM.rank == 0 else None
+
+
+def gather_array(array: np.ndarray) -> np.ndarray | None:
+    """Concatenate every rank's int64 rows on rank 0, in rank order (``Gatherv``)."""
+    send = np.ascontiguousarray(array, dtype=np.int64)
+    counts = np.array(COMM.gather(send.size, root=0) or [], dtype=np.int64)
+    receive = np.empty(int(counts.sum()), dtype=np.int64) if COMM.rank == 0 else None
+    COMM.Gatherv(send, [receive, counts, MPI.INT64_T] if COMM.rank == 0 else None, root=0)
+    return receive.reshape(-1, *array.shape[1:]) if COMM.rank == 0 else None
+
+
+def on_rank0(build):
+    """Run ``build()`` on rank 0; if it raises a named error, every rank raises it (no rank hangs in Bcast)."""
+    result, error = None, None
+    if COMM.rank == 0:
+        try:
+            result = build()
+        except HelixflowError as raised:
+            error = raised
+    error = COMM.bcast(error, root=0)
+    if error is not None:
+        raise error
+    return result
+
+
+def share_reference(path: str) -> Reference:
+    reference = on_rank0(lambda: read_fasta(path))
+    names = COMM.bcast(reference.names if COMM.rank == 0 else None, root=0)
+    buffer = bcast_array(reference.buffer if COMM.rank == 0 else None)
+    offsets = bcast_array(reference.offsets if COMM.rank == 0 else None)
+    return Reference(tuple(names), buffer, offsets)
+
+
+def share_searcher(kind: str, reference: Reference, device: str):
+    if kind == "index":
+        built = MinimizerIndex.build(reference) if COMM.rank == 0 else None
+        parts = [bcast_array(getattr(built, name) if built else None) for name in ("hashes", "positions",
+                                                                                 "strands")]
+        return MinimizerIndex(*parts, reference.offsets)
+    built = DenseSearcher.build(reference, device) if COMM.rank == 0 else None
+    table = Windows(*(bcast_array(getattr(built.windows, name) if built else None)
+                      for name in ("contig", "start", "end")))
+    vectors = bcast_array(built.vectors if built else None)
+    return DenseSearcher(table, vectors, reference.lengths, device)
+
+
+def my_slice(weights: np.ndarray) -> slice:
+    """This rank's contiguous run of items, balanced by ``weights`` (reads per fragment)."""
+    cumulative = np.concatenate([[0], np.cumsum(weights)])
+    bounds = np.searchsorted(cumulative, np.linspace(0, cumulative[-1], COMM.size + 1), side="left")
+    bounds[0], bounds[-1] = 0, len(weights)
+    return slice(int(bounds[COMM.rank]), int(bounds[COMM.rank + 1]))
+
+
+def load_my_reads(paths: list[str]) -> ReadBatch:
+    """This rank's fragments, in file order (see the module docstring)."""
+    if len(paths) == 1 and paths[0].endswith(".parquet"):
+        return _load_my_parquet_rows(paths[0])
+    batch = read_reads(paths)
+    frags = fragments(batch.ids, batch.mates)
+    mine = my_slice(1 + (frags.second >= 0))
+    rows = np.stack([frags.first[mine], frags.second[mine]], axis=1).ravel()
+    return batch.take(rows[rows >= 0])
+
+
+def _load_my_parquet_rows(path: str) -> ReadBatch:
+    import pyarrow.parquet as pq
+
+    if not os.path.isfile(path):
+        raise InvalidReads(f"reads file not found: {path}", code="READS_NOT_FOUND", position=Position(file=path))
+    parquet = pq.ParquetFile(path)
+    if parquet.metadata.num_rows == 0:
+        raise InvalidReads("no reads in the input", code="NO_READS", position=Position(file=path))
+    keys = parquet.read(columns=["read_id", "mate"])
+    frags = fragments([normalise_id(i) for i in keys.column("read_id").to_pylist()],
+                      keys.column("mate").to_numpy().astype(np.int8))
+    mine = my_slice(1 + (frags.second >= 0))
+    rows = np.stack([frags.first[mine], frags.second[mine]], axis=1).ravel()
+    rows = rows[rows >= 0]
+    if rows.size == 0:
+        return ReadBatch.empty()
+    group_sizes = np.array([parquet.metadata.row_group(g).num_rows for g in range(parquet.num_row_groups)])
+    group_starts = np.concatenate([[0], np.cumsum(group_sizes)[:-1]])
+    group_of_row = np.searchsorted(group_starts, rows, side="right") - 1
+    groups = np.unique(group_of_row)
+    # Where each chosen group begins inside the rows read_parquet returns (the chosen groups, in order).
+    local_start = np.zeros(len(group_sizes), dtype=np.int64)
+    local_start[groups] = np.concatenate([[0], np.cumsum(group_sizes[groups])[:-1]])
+    local = read_parquet(path, row_groups=groups.tolist())
+    return local.take(local_start[group_of_row] + rows - group_starts[group_of_row])
+
+
+def select_gpu(device: str) -> None:
+    if device == "cuda":
+        from numba import cuda
+
+        cuda.select_device(COMM.rank % len(cuda.gpus))
+
+
+def run_align(args: argparse.Namespace, argv: list[str]) -> None:
+    device = resolve_device(args.device)
+    select_gpu(device)
+    reference = share_reference(args.reference)
+    searcher = share_searcher(args.searcher, reference, device)
+    batch = load_my_reads(args.reads)
+    mapping, frags = map_reads(batch, reference, searcher, MapOptions(max_insert=args.max_insert,
+                                                                       threads=args.threads, device=device))
+    sample = args.sample or sample_name(args.reads)
+    body = gather_bytes(sam.records(batch, mapping, frags, reference, sample).encode())
+    if COMM.rank == 0:
+        sam.write_alignments(args.out, sam.header(reference, sample, argv), body, threads=args.threads or 1)
+
+
+def run_cluster(args: argparse.Namespace) -> None:
+    device = resolve_device(args.device)
+    select_gpu(device)
+    batch = read_reads(args.reads)
+    vectors = storage_precision(batch.embed())
+    rows = np.arange(len(batch), dtype=np.int64)[my_slice(np.ones(len(batch), dtype=np.int64))]
+    pairs = graph.neighbour_pairs(vectors, rows, device)
+    confirmed = gather_array(pairs[graph.confirm_pairs(batch, pairs, threads=args.threads, device=device)])
+    if COMM.rank == 0:
+        edges = np.unique(confirmed, axis=0) if confirmed.size else confirmed.reshape(0, 2)
+        with open(args.out, "w") as handle:
+            handle.write(graph.clusters_tsv(batch, edges))
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv if argv is None else argv
+    args = parse_args(argv[1:])
+    if args.threads is not None:
+        import numba
+
+        numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        run_align(args, argv) if args.command == "align" else run_cluster(args)
+    except HelixflowError as error:
+        if COMM.rank == 0:
+            print(f"{error.name}: {error.describe()}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
