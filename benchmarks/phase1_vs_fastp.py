@@ -14,7 +14,7 @@ Same operations for every tool: given adapter, 3' quality trimming at Q20, minim
 - helixflow: ``--adapter ADAPTER --quality 20 --min-length 15`` with isal level 1 output, first without the
   embeddings (the like-for-like run), then with them.
 
-Reported: MB/s of uncompressed input over wall time, CPU seconds (user + sys of the process tree), MB per CPU
+Reported (GNU time): MB/s of uncompressed input over wall time, CPU seconds (user + sys of the process tree), MB per CPU
 second ("per core": fastp -w N and our compression thread use more than one core), and peak resident memory
 of each run. Ratios are helixflow (no embeddings, --threads 1) over each peer.
 """
@@ -54,17 +54,18 @@ def generate(path: str, reads: int, length: int, seed: int) -> int:
     return size
 
 
-def run(cmd: list[str]) -> dict:
-    """Wall time, CPU time and peak RSS of one command (its own rusage from wait4)."""
+def run(cmd: list[str], work: str) -> dict:
+    """Wall time, CPU time (user + sys, waited-for children included) and peak RSS of one command, measured by
+    GNU time: the rusage of a child forked from this large Python process would report the parent's pages."""
+    report = os.path.join(work, "time.txt")
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.run(["/usr/bin/time", "-f", "%U %S %M", "-o", report, *cmd], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE)
     wall = time.perf_counter() - start
-    stderr = proc.stderr.read().decode(errors="replace")
-    proc.stderr.close()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{cmd[0]} failed:\n{stderr[-2000:]}")
-    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "rss_mb": usage.ru_maxrss / 1024}
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd[0]} failed:\n{proc.stderr.decode(errors='replace')[-2000:]}")
+    user, system, max_kb = open(report).read().split()[-3:]
+    return {"wall": wall, "cpu": float(user) + float(system), "rss_mb": int(max_kb) / 1024}
 
 
 def main() -> None:
@@ -118,7 +119,7 @@ def main() -> None:
     for name, cmd in runs.items():
         if any(s in name for s in args.skip):
             continue
-        results[name] = run(cmd)
+        results[name] = run(cmd, work)
         r = results[name]
         print(f"  {name:42s} {r['wall']:7.1f} s wall  {r['cpu']:7.1f} s cpu  {mb / r['wall']:7.1f} MB/s  "
               f"{mb / r['cpu']:7.1f} MB/cpu-s  {r['rss_mb']:7.0f} MB peak", flush=True)

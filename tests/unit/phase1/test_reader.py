@@ -61,3 +61,24 @@ def test_records_larger_than_a_block(tmp_path):
             batches.append(b)
     assert sum(b.n for b in batches) == 3
     assert batches[0].seq_len[0] == len(seq)
+
+
+def test_mates_stay_in_step_when_their_batches_differ(tmp_path, monkeypatch):
+    """R2 records are three times the size of R1's, so each R2 block holds fewer records: the pair reader must
+    hand out the same records of both mates."""
+    from helixflow.phase1 import engine
+
+    monkeypatch.setattr(reader, "BLOCK_BYTES", 4096)
+    names, s1, q1, s2, q2 = simulate.simulate_pairs(500, 60, seed=2)
+    r1 = simulate.fastq_bytes(names, s1, q1, 1)
+    r2 = simulate.fastq_bytes([f"{n} {'x' * 150}" for n in names], s2, q2, 2)
+    simulate.write_fastq(tmp_path / "a_R1.fq", r1, "plain")
+    simulate.write_fastq(tmp_path / "a_R2.fq.gz", r2, "gzip")
+    params = engine.Params(quality=0, min_length=0, n_limit=-1, unqualified_percent=-1, embeddings=False)
+    engine.process_file(str(tmp_path / "a_R1.fq"), str(tmp_path / "a_R2.fq.gz"), str(tmp_path / "out"), "a", params)
+    import gzip
+
+    out = [gzip.open(p).read().split(b"\n")[0::4][:-1]
+           for p in engine.output_paths(str(tmp_path / "out"), "a", True)["reads"]]
+    ids = [[h.split()[0][1:].split(b"/")[0] for h in mate] for mate in out]
+    assert ids[0] == ids[1] == [n.encode() for n in names]

@@ -217,3 +217,39 @@ def test_cli_reports_missing_reference_and_empty_reads_by_name(tmp_path, repeat_
     assert empty.exit_code == 2 and "InvalidReads: NO_READS" in empty.output
     with pytest.raises(InvalidReads):
         read_reads([tmp_path / "absent.fastq"])
+
+
+def test_ungapped_fast_path_returns_exactly_the_traceback_alignment(repeat_genome):
+    from helixflow.phase2 import mapper, sw
+    from helixflow.phase2._sw_common import BASE_CODE
+    from helixflow.phase2.reads import _pack
+
+    rng = np.random.default_rng(9)
+    genome = repeat_genome["chrA"]
+    queries, targets = [], []
+    for _ in range(400):
+        start = int(rng.integers(50, len(genome) - 250))
+        read = bytearray(genome[start:start + 150])
+        for site in rng.choice(150, size=int(rng.integers(0, 6)), replace=False).tolist():
+            read[site] = b"ACGTN"[int(rng.integers(0, 5))]  # substitutions and Ns, anywhere (ends included)
+        if rng.random() < 0.2:
+            del read[int(rng.integers(10, 140))]  # some gapped reads, which must be left to sw.align
+        queries.append(bytes(read))
+        targets.append(genome[start - int(rng.integers(0, 30)):start + 150 + int(rng.integers(0, 30))])
+    query, query_offsets = _pack(queries)
+    target, target_offsets = _pack(targets)
+    score, query_end, target_end = sw.score_batch(query, query_offsets, target, target_offsets)
+    hits = np.arange(len(queries), dtype=np.int64)
+    ok = np.zeros(len(hits), np.bool_)
+    query_start, target_start, nm = (np.zeros(len(hits), np.int64) for _ in range(3))
+    scoring = sw.Scoring()
+    mapper.ungapped_tracebacks(query, query_offsets, target, target_offsets, hits, score, query_end, target_end,
+                               BASE_CODE, scoring.match, scoring.mismatch, scoring.n_score, ok, query_start,
+                               target_start, nm)
+    assert 0.6 <= ok.mean() < 1.0
+    for h in np.flatnonzero(ok).tolist():
+        expected = sw.align(queries[h], targets[h])
+        assert (query_start[h], target_start[h], nm[h]) == (expected.query_start, expected.target_start,
+                                                            expected.nm)
+        assert expected.cigar.replace("S", "").count("M") == 1 and "I" not in expected.cigar
+        assert expected.query_end == query_end[h] + 1 and expected.target_end == target_end[h] + 1

@@ -262,3 +262,12 @@ def test_rejects_bad_input():
         score_batch(qbuf, qoff, qbuf, qoff, device="tpu")
     empty = score_batch(qbuf[:0], np.zeros(1, dtype=np.int64), qbuf[:0], np.zeros(1, dtype=np.int64))
     assert all(x.shape == (0,) for x in empty)
+
+
+def test_auto_device_without_gpu_equals_cpu():
+    """'auto' picks CUDA only when numba.cuda.is_available(); either way the results are the CPU kernel's."""
+    queries, targets = random_pairs(np.random.default_rng(13), 40)
+    cpu = run_batch(queries, targets)
+    auto = run_batch(queries, targets, device="auto")
+    for a, b in zip(cpu, auto):
+        np.testing.assert_array_equal(a, b)

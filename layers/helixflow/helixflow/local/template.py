@@ -135,9 +135,16 @@ class Template:
             }
             layer_dirs = tuple(layers[layer["Ref"]] for layer in props.get("Layers", [])
                                if isinstance(layer, dict) and layer.get("Ref") in layers)
+            if props.get("PackageType") == "Image":
+                # The image's handlers are the .py files next to its Dockerfile; the package comes from the venv.
+                metadata = resource.get("Metadata", {})
+                code_dir = self.root / metadata.get("DockerContext", ".") / Path(metadata["Dockerfile"]).parent
+                handler = props["ImageConfig"]["Command"][0]
+            else:
+                code_dir, handler = self.root / props["CodeUri"], props["Handler"]
             specs.append(FunctionSpec(
-                logical_id=logical_id, name=names.physical[logical_id], code_dir=self.root / props["CodeUri"],
-                handler=props["Handler"], timeout=int(props.get("Timeout", 3)),
+                logical_id=logical_id, name=names.physical[logical_id], code_dir=code_dir,
+                handler=handler, timeout=int(props.get("Timeout", 3)),
                 memory_mb=int(props.get("MemorySize", 128)),
                 environment={k: str(v) for k, v in environment.items()}, layer_dirs=layer_dirs))
         return specs

@@ -40,8 +40,8 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from helixflow.phase1 import kernels
 from helixflow.errors import InvalidFastq, Position
+from helixflow.phase1 import kernels
 from helixflow.phase1.reader import Chunk, FastqReader, RecordBatch, iter_batches, slice_batch, whole_file
 from helixflow.phase1.stats import EmbeddingStats, HashSample, ReadSample, ReadStats, TrimStats
 
@@ -206,8 +206,6 @@ class _Writers:
         self._parquet = None
 
     def write_embeddings(self, table) -> None:
-        import pyarrow.parquet as pq
-
         if self._parquet is None:
             self._parquet = _parquet_writer(self.parquet_path, table.schema)
         self._parquet.write_table(table)
@@ -217,7 +215,6 @@ class _Writers:
             fh.close()
         if self.parquet_path is not None:
             if self._parquet is None:
-                import pyarrow.parquet as pq
                 from helixflow.embedding import parquet_schema
 
                 self._parquet = _parquet_writer(self.parquet_path, parquet_schema())

@@ -97,7 +97,7 @@ class RecordBatch:
         return end + 1
 
 
-def _decompressed_stream(chunk: Chunk, raw: io.BufferedReader, fmt: str, threads: int):
+def _decompressed_stream(raw: io.BufferedReader, fmt: str, threads: int):
     if fmt == "plain":
         return raw
     from isal import igzip, igzip_threaded
@@ -110,13 +110,13 @@ def _decompressed_stream(chunk: Chunk, raw: io.BufferedReader, fmt: str, threads
 class FastqReader:
     """Iterates ``RecordBatch`` objects over one ``Chunk``. ``progress`` reports compressed bytes consumed."""
 
-    def __init__(self, chunk: Chunk, *, decompress_thread: bool = True, block_bytes: int = BLOCK_BYTES):
+    def __init__(self, chunk: Chunk, *, decompress_thread: bool = True, block_bytes: int | None = None):
         self.chunk = chunk
         self.format = detect_format(chunk.path)
         self._raw = open(chunk.path, "rb")
         self._raw.seek(chunk.offset)
-        self._stream = _decompressed_stream(chunk, self._raw, self.format, 1 if decompress_thread else 0)
-        self._block = block_bytes
+        self._stream = _decompressed_stream(self._raw, self.format, 1 if decompress_thread else 0)
+        self._block = block_bytes or BLOCK_BYTES
         self._pending = b""
         self._remaining = chunk.length
         self._eof = False

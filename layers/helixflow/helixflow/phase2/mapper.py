@@ -13,6 +13,9 @@ reverse complement, against the candidate region of the forward reference). Per 
   (a single sequencing error at that base would flip it), by two mismatches 30, by four or more 60; a hit with
   no competitor is capped by how far it clears the noise floor MIN_SCORE, so short, weak local hits stay low.
 
+CIGAR: hits whose optimum is ungapped (most reads) get their CIGAR from ``ungapped_tracebacks`` (provably the
+same alignment ``sw.align`` returns; the tests compare the two), the others from ``sw.align``'s traceback.
+
 Paired-end (mates from ``reads.fragments``): every combination of the two mates' verified hits is scored as
 AS1 + AS2, minus ``UNPAIRED_PENALTY`` = 17 (bwa mem's -U) unless the pair is proper. Proper pair rule: same
 contig, opposite strands, the forward mate starts at or before the reverse mate's end (FR orientation), and the
@@ -33,6 +36,7 @@ import numpy as np
 from numba import njit
 
 from helixflow.phase2 import sw
+from helixflow.phase2._sw_common import BASE_CODE as _SW_CODE
 from helixflow.phase2.candidates import Candidates
 from helixflow.phase2.reads import Fragments, ReadBatch, fragments
 from helixflow.phase2.reference import Reference
@@ -177,6 +181,43 @@ def pair_hits(first_candidate, mate_a, mate_b, score, strand, contig, ref_start,
         out_proper[rb] = best_is_proper
 
 
+@njit(cache=True)
+def ungapped_tracebacks(query, query_offsets, target, target_offsets, hits, score, query_end, target_end, code,
+                        match, mismatch, n_score, out_ok, out_query_start, out_target_start, out_nm):
+    """For each hit, the best ungapped local segment on the diagonal through its best cell (Kadane's scan).
+    When that segment scores the Smith–Waterman optimum, ``sw.align`` would trace back exactly along it: every
+    cell of the segment then has H equal to the segment's running score (a higher H anywhere would carry through
+    to the best cell), so the diagonal-first traceback follows the segment and stops where the running score
+    restarted from 0. Those hits get their CIGAR without a traceback (``out_ok``); the rest go to ``sw.align``."""
+    for h in range(hits.shape[0]):
+        c = hits[h]
+        q0 = query_offsets[c]
+        t0 = target_offsets[c]
+        qe = query_end[c]
+        diagonal = target_end[c] - qe
+        running = 0
+        start = max(0, -diagonal)
+        for i in range(max(0, -diagonal), qe + 1):
+            a = code[query[q0 + i]]
+            b = code[target[t0 + i + diagonal]]
+            s = n_score if a > 3 or b > 3 else (match if a == b else mismatch)
+            if running + s <= 0:
+                running = 0
+                start = i + 1
+            else:
+                running += s
+        out_ok[h] = running == score[c]
+        if out_ok[h]:
+            nm = 0
+            for i in range(start, qe + 1):
+                a = code[query[q0 + i]]
+                if a > 3 or a != code[target[t0 + i + diagonal]]:
+                    nm += 1
+            out_query_start[h] = start
+            out_target_start[h] = start + diagonal
+            out_nm[h] = nm
+
+
 def mapq(score: int, second: int) -> int:
     return int(min(MAX_MAPQ, MAPQ_PER_SCORE * (score - max(second, MIN_SCORE - 1))))
 
@@ -242,13 +283,32 @@ def _map_chunk(batch: ReadBatch, frags: Fragments, reference: Reference, searche
                   candidates.contig, ref_start, ref_end, SAME_LOCUS, options.max_insert, UNPAIRED_PENALTY,
                   MIN_SCORE, best, pair_margin, proper)
 
-    for r in np.flatnonzero(best >= 0).tolist():
-        c = int(best[r])
-        if score[c] < MIN_SCORE:
-            continue
-        lo, hi = int(query_offsets[c]), int(query_offsets[c + 1])
-        tlo, thi = int(target_offsets[c]), int(target_offsets[c + 1])
-        alignment = sw.align(query[lo:hi], target[tlo:thi], options.scoring)
+    rows = np.flatnonzero(best >= 0)
+    rows = rows[score[best[rows]] >= MIN_SCORE]
+    hits = best[rows]
+    fast = np.zeros(rows.size, np.bool_)
+    fast_query_start = np.zeros(rows.size, np.int64)
+    fast_target_start = np.zeros(rows.size, np.int64)
+    fast_nm = np.zeros(rows.size, np.int64)
+    scoring = options.scoring
+    ungapped_tracebacks(query, query_offsets, target, target_offsets, hits, score, query_end, target_end,
+                        _SW_CODE, scoring.match, scoring.mismatch, scoring.n_score, fast, fast_query_start,
+                        fast_target_start, fast_nm)
+    for h, r in enumerate(rows.tolist()):
+        c = int(hits[h])
+        length = int(query_offsets[c + 1] - query_offsets[c])
+        if fast[h]:
+            q_start, q_end = int(fast_query_start[h]), int(query_end[c]) + 1
+            t_start, t_end = int(fast_target_start[h]), int(target_end[c]) + 1
+            cigar = (f"{q_start}S" if q_start else "") + f"{q_end - q_start}M" + \
+                (f"{length - q_end}S" if length > q_end else "")
+            row_score, nm = int(score[c]), int(fast_nm[h])
+        else:
+            lo, hi = int(query_offsets[c]), int(query_offsets[c + 1])
+            tlo, thi = int(target_offsets[c]), int(target_offsets[c + 1])
+            alignment = sw.align(query[lo:hi], target[tlo:thi], scoring)
+            t_start, t_end, cigar = alignment.target_start, alignment.target_end, alignment.cigar
+            row_score, nm = alignment.score, alignment.nm
         if proper[r] and pair_margin[r] >= 0 and not candidates.overflow[r]:
             row_mapq = min(mapq(int(score[c]), -1), MAPQ_PER_SCORE * int(pair_margin[r]))
         else:
@@ -256,14 +316,14 @@ def _map_chunk(batch: ReadBatch, frags: Fragments, reference: Reference, searche
         out.mapped[r] = True
         out.strand[r] = candidates.strand[c]
         out.contig[r] = candidates.contig[c]
-        out.pos[r] = candidates.start[c] + alignment.target_start
-        out.end[r] = candidates.start[c] + alignment.target_end
-        out.score[r] = alignment.score
+        out.pos[r] = candidates.start[c] + t_start
+        out.end[r] = candidates.start[c] + t_end
+        out.score[r] = row_score
         out.second[r] = second[r]
         out.mapq[r] = row_mapq
-        out.nm[r] = alignment.nm
+        out.nm[r] = nm
         out.proper[r] = proper[r]
-        out.cigar[r] = alignment.cigar
+        out.cigar[r] = cigar
 
 
 def map_reads(batch: ReadBatch, reference: Reference, searcher, options: MapOptions = MapOptions(),

@@ -43,7 +43,7 @@ from numba import njit, prange
 
 from helixflow.phase2._sw_common import BASE_CODE, N_CODE, Scoring, check_packed, check_scoring
 
-__all__ = ["Scoring", "Alignment", "score_batch", "align", "LANES", "cigar_query_length"]
+__all__ = ["Scoring", "Alignment", "score_batch", "align", "LANES", "cigar_query_length", "length_order"]
 
 # Pairs processed together by one vectorised DP sweep.
 LANES = 32
@@ -65,7 +65,7 @@ _LANE_FIELDS = 6
 _i16 = np.int16
 
 
-@njit(cache=True, fastmath=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _score_group(qbuf, qoff, tbuf, toff, pairs, code, match, mismatch, n_score, gap_open, gap_extend,
                  out_score, out_qend, out_tend):
     """Score up to LANES pairs (``pairs`` holds their indices) in one vectorised int16 sweep."""
@@ -288,6 +288,8 @@ def score_batch(query_buf: np.ndarray, query_offsets: np.ndarray,
 _FROM_ZERO, _FROM_DIAG, _FROM_E, _FROM_F = 0, 1, 2, 3
 _E_EXTENDS = 4
 _F_EXTENDS = 8
+# Traceback states (which matrix the walk is in); they reuse the source codes so a source is its next state.
+_IN_H, _IN_E, _IN_F = _FROM_DIAG, _FROM_E, _FROM_F
 _OP_M, _OP_I, _OP_D = 0, 1, 2
 _OP_CHARS = "MID"
 _NEG_INF = -(1 << 30)
@@ -363,10 +365,10 @@ def _align_kernel(q, t, match, mismatch, n_score, gap_open, gap_extend):
         return 0, 0, 0, ops[:0], 0, 0, 0
     i = best_i
     j = best_j
-    state = _FROM_DIAG  # in H
+    state = _IN_H
     while i >= 0 and j >= 0:
         tb = trace[i, j]
-        if state == _FROM_DIAG:
+        if state == _IN_H:
             src = tb & 3
             if src == _FROM_ZERO:
                 break
@@ -379,13 +381,13 @@ def _align_kernel(q, t, match, mismatch, n_score, gap_open, gap_extend):
                 n_ops += 1
                 continue
             state = src
-        if state == _FROM_E:
+        if state == _IN_E:
             ops[n_ops] = _OP_D
-            state = _FROM_E if tb & _E_EXTENDS else _FROM_DIAG
+            state = _IN_E if tb & _E_EXTENDS else _IN_H
             j -= 1
         else:
             ops[n_ops] = _OP_I
-            state = _FROM_F if tb & _F_EXTENDS else _FROM_DIAG
+            state = _IN_F if tb & _F_EXTENDS else _IN_H
             i -= 1
         n_ops += 1
     return best, best_i + 1, best_j + 1, ops[:n_ops], i + 1, j + 1, matches

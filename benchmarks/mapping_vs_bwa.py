@@ -1,0 +1,199 @@
+"""Mapping benchmark: helixflow align against bwa mem and minimap2 -ax sr, side by side in one run.
+
+    .venv/bin/python benchmarks/mapping_vs_bwa.py [--reads 200000] [--threads 1 2] [--out benchmarks/out/mapping]
+
+Reference: lambda phage (NC_001416.1, the real genome shipped in tests/unit/phase2/genomes) grown by
+``helixflow.phase2.simulate.genome_with_repeats`` into two contigs (~113 kb) with exact and inverted repeat
+copies, 1/2/5 %-diverged paralogs, a tandem array and a 10 %-diverged homologous contig.
+Reads: ``--reads`` single-end 150 bp reads simulated by ART (``art_illumina -ss HS25``, real HiSeq 2500 error
+profiles; true positions from ART's SAM), or by helixflow's own simulator when ART is not installed.
+Every tool maps the same FASTQ once per thread count; wall time includes start-up and, for helixflow, building
+its index (bwa and minimap2 indexes are built beforehand, untimed; a tiny helixflow run first fills Numba's
+cache, also untimed). Accuracy: a read counts as placed when its primary record is on the true contig and
+strand with the leftmost base (soft clips added back) within 10 bp of the truth, over all reads; precision at
+MAPQ >= 20 is the placed fraction among reads reported with MAPQ >= 20.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from helixflow.phase2 import simulate
+
+ROOT = Path(__file__).resolve().parents[1]
+LAMBDA = ROOT / "tests" / "unit" / "phase2" / "genomes" / "lambda_virus.fa.gz"
+TOLERANCE = 10
+CONFIDENT_MAPQ = 20
+
+
+@dataclass(frozen=True)
+class Truth:
+    contig: str
+    position: int  # 0-based leftmost
+    reverse: bool
+
+
+def build_reference(directory: Path, seed: int) -> Path:
+    with gzip.open(LAMBDA, "rb") as handle:
+        base = b"".join(line.strip() for line in handle if not line.startswith(b">"))
+    path = directory / "genome.fa"
+    simulate.write_fasta(path, simulate.genome_with_repeats(base, np.random.default_rng(seed)))
+    return path
+
+
+def simulate_with_art(reference: Path, directory: Path, n_reads: int, seed: int) -> tuple[Path, dict[str, Truth]]:
+    genome_length = sum(len(line.strip()) for line in reference.read_text().splitlines() if not line.startswith(">"))
+    fold = 1.1 * n_reads * 150 / genome_length  # ART takes coverage; draw ~10 % extra, then sample exactly n
+    prefix = directory / "art"
+    subprocess.run(["art_illumina", "-ss", "HS25", "-i", str(reference), "-l", "150", "-f", f"{fold:.3f}",
+                    "-o", str(prefix), "-sam", "-na", "-rs", str(seed)], check=True, capture_output=True)
+    truth: dict[str, Truth] = {}
+    for line in open(f"{prefix}.sam"):
+        if line.startswith("@"):
+            continue
+        fields = line.split("\t", 5)
+        truth[fields[0]] = Truth(fields[2], int(fields[3]) - 1, bool(int(fields[1]) & 16))
+    with open(f"{prefix}.fq") as handle:
+        lines = handle.read().splitlines()
+    records = [lines[i:i + 4] for i in range(0, len(lines), 4)]
+    chosen = np.sort(np.random.default_rng(seed).choice(len(records), size=min(n_reads, len(records)),
+                                                        replace=False))
+    reads = directory / "reads.fastq"
+    with open(reads, "w") as out:
+        for i in chosen.tolist():
+            out.write("\n".join(records[i]) + "\n")
+    names = {records[i][0][1:].split()[0] for i in chosen.tolist()}
+    return reads, {name: truth[name] for name in names}
+
+
+def simulate_own(reference: Path, directory: Path, n_reads: int, seed: int) -> tuple[Path, dict[str, Truth]]:
+    contigs: dict[str, bytes] = {}
+    for line in reference.read_bytes().splitlines():
+        if line.startswith(b">"):
+            name = line[1:].decode()
+            contigs[name] = b""
+        else:
+            contigs[name] += line.strip()
+    reads = simulate.simulate_reads(contigs, n_reads, rng=np.random.default_rng(seed))
+    path = directory / "reads.fastq"
+    simulate.write_fastq(path, reads)
+    return path, {r.name: Truth(r.contig, r.position, r.reverse) for r in reads}
+
+
+def leading_clip(cigar: str) -> int:
+    digits = ""
+    for ch in cigar:
+        if ch.isdigit():
+            digits += ch
+        else:
+            return int(digits) if ch in "SH" else 0
+    return 0
+
+
+def evaluate(sam: Path, truth: dict[str, Truth]) -> tuple[float, float, float]:
+    """(fraction placed within TOLERANCE, fraction with MAPQ >= 20, precision at MAPQ >= 20)."""
+    placed = confident = confident_placed = 0
+    for line in open(sam):
+        if line.startswith("@"):
+            continue
+        fields = line.split("\t", 6)
+        flag = int(fields[1])
+        if flag & 0x900:  # secondary / supplementary
+            continue
+        t = truth[fields[0]]
+        ok = (not flag & 4 and fields[2] == t.contig and bool(flag & 16) == t.reverse and
+              abs(int(fields[3]) - 1 - leading_clip(fields[5]) - t.position) <= TOLERANCE)
+        placed += ok
+        if int(fields[4]) >= CONFIDENT_MAPQ and not flag & 4:
+            confident += 1
+            confident_placed += ok
+    n = len(truth)
+    return placed / n, confident / n, confident_placed / max(confident, 1)
+
+
+def timed(command: list[str], stdout: Path | None = None) -> float:
+    start = time.perf_counter()
+    if stdout is None:
+        subprocess.run(command, check=True, capture_output=True)
+    else:
+        with open(stdout, "wb") as out:
+            subprocess.run(command, check=True, stdout=out, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def helixflow_command(reads: Path, reference: Path, out: Path, threads: int, searcher: str,
+                      device: str = "cpu") -> list[str]:
+    return [str(Path(sys.executable).with_name("helixflow")), "align", str(reads), "--reference", str(reference),
+            "--out", str(out), "--threads", str(threads), "--device", device, "--searcher", searcher]
+
+
+def helixflow_mapping_throughput(reads: Path, reference: Path, out: Path, *, device: str = "cuda",
+                                 searcher: str = "dense", threads: int = 1) -> float:
+    """End-to-end `helixflow align` reads/s (for the GPU benchmark, which can call this with device="cuda")."""
+    n = sum(1 for _ in open(reads)) // 4
+    return n / timed(helixflow_command(reads, reference, out, threads, searcher, device))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reads", type=int, default=200_000)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--searchers", nargs="+", default=["index"], choices=["index", "dense"])
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "mapping")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    reference = build_reference(args.out, args.seed)
+    if shutil.which("art_illumina"):
+        reads, truth = simulate_with_art(reference, args.out, args.reads, args.seed)
+        simulator = "ART HS25"
+    else:
+        reads, truth = simulate_own(reference, args.out, args.reads, args.seed)
+        simulator = "helixflow simulator (ART not installed)"
+    for command in (["bwa", "index", str(reference)], ["minimap2", "-x", "sr", "-d", f"{reference}.mmi",
+                                                        str(reference)]):
+        subprocess.run(command, check=True, capture_output=True)
+    warm_up = args.out / "warmup.fastq"
+    warm_up.write_text("".join(open(reads).readlines()[:400]))
+    for searcher in args.searchers:
+        timed(helixflow_command(warm_up, reference, args.out / "warmup.sam", 1, searcher))
+
+    rows = []
+    for threads in args.threads:
+        tools = {f"helixflow ({s})": (helixflow_command(reads, reference, args.out / f"helixflow-{s}-{threads}.sam",
+                                                        threads, s), args.out / f"helixflow-{s}-{threads}.sam", None)
+                 for s in args.searchers}
+        tools["bwa mem"] = (["bwa", "mem", "-t", str(threads), str(reference), str(reads)], None,
+                            args.out / f"bwa-{threads}.sam")
+        tools["minimap2 -ax sr"] = (["minimap2", "-ax", "sr", "-t", str(threads), f"{reference}.mmi", str(reads)],
+                                    None, args.out / f"minimap2-{threads}.sam")
+        for name, (command, written, captured) in tools.items():
+            seconds = timed(command, captured)
+            placed, confident, precision = evaluate(written or captured, truth)
+            rows.append((name, threads, seconds, len(truth) / seconds, placed, confident, precision))
+
+    print(f"\n{len(truth)} reads x 150 bp ({simulator}) on a {reference.stat().st_size // 1000} kB genome with "
+          f"repeats; placed = within {TOLERANCE} bp of truth\n")
+    header = (f"{'tool':<20}{'thr':>4}{'wall s':>9}{'reads/s':>10}{'reads/s/core':>13}{'placed':>8}"
+              f"{'MAPQ>=20':>9}{'prec@20':>9}{'speed/bwa':>10}{'placed-bwa':>11}")
+    print(header)
+    print("-" * len(header))
+    bwa = {r[1]: r for r in rows if r[0] == "bwa mem"}
+    for name, threads, seconds, rate, placed, confident, precision in rows:
+        ref = bwa[threads]
+        print(f"{name:<20}{threads:>4}{seconds:>9.2f}{rate:>10.0f}{rate / threads:>13.0f}{placed:>8.4f}"
+              f"{confident:>9.4f}{precision:>9.4f}{rate / ref[3]:>9.2f}x{placed - ref[4]:>+11.4f}")
+
+
+if __name__ == "__main__":
+    main()

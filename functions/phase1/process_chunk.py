@@ -1,0 +1,29 @@
+"""ProcessChunk: the Phase 1 engine on one record-aligned chunk (one Distributed Map item)."""
+
+import tempfile
+from pathlib import Path
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from helixflow.pipeline.phase1_lambda import process_chunk_item
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+s3 = boto3.client("s3")
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(item: dict, context: LambdaContext) -> dict:
+    with tempfile.TemporaryDirectory() as scratch:
+        part = process_chunk_item(s3=s3, item=item["item"], request=item["sample"], params=item["params"],
+                                  scratch=Path(scratch))
+    logger.info("chunk processed", extra=part)
+    metrics.add_metric(name="Phase1ChunksProcessed", unit=MetricUnit.Count, value=1)
+    return part

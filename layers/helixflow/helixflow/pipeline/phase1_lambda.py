@@ -1,0 +1,193 @@
+"""Phase 1 on Lambda: split -> Distributed Map over record-aligned chunks -> merge.
+
+Chunking strategy (one code path for every input format):
+- Split downloads the sample to scratch and makes sure each mate is random-access: plain text and BGZF already
+  are; a plain gzip stream is not (a reader must inflate from the first byte), so Split re-blocks it once into
+  BGZF (isal level 1) and uploads that copy under work/. It then resolves the engine parameters once for the
+  sample (the auto-detected adapter), finds record boundaries every ``chunk_bytes`` decompressed bytes (the same
+  record indexes in both mates) and writes the chunk manifest: per chunk and mate an S3 object, a byte range
+  and the reader's coordinates inside that range.
+- Each map item downloads only its byte ranges (whole BGZF blocks, or the plain-text span) and runs the engine
+  on them; its trimmed reads, embeddings and statistics go to work/<sample>/<run_id>/phase1/parts/.
+- Merge adds the statistics exactly, concatenates the gzip parts (gzip members concatenate) and rewrites the
+  Parquet parts into one file, then uploads the results layout under results/<sample>/<run_id>/ and removes
+  work/. The outputs equal `helixflow preprocess` on the same input (tests/integration/test_phase1_lambda.py).
+Item payloads stay small (Step Functions' 256 KiB state limit): statistics travel through S3, not the state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from helixflow.fastq.bgzf import BgzfWriter, block_size_at
+from helixflow.pipeline.keys import safe_component
+from helixflow.pipeline.plan import plan_phase1
+
+MANIFEST_NAME = "chunks.json"
+_COPY_BYTES = 8 * 1024 * 1024
+
+
+def work_prefix(request: dict[str, Any]) -> str:
+    return f"work/{safe_component(request['sample'])}/{safe_component(request['run_id'])}/phase1/"
+
+
+def engine_params(run_params: dict[str, Any]):
+    from helixflow.phase1.engine import Params
+
+    return Params(adapter=run_params.get("adapter"), adapter2=run_params.get("adapter2"),
+                  quality=run_params.get("quality", 20), min_length=run_params.get("min_length", 15))
+
+
+def plan(request: dict[str, Any]) -> dict[str, Any]:
+    return {"phase1": plan_phase1(request["inputs"], request["params"].get("phase1", "auto")).to_dict()}
+
+
+def _download(s3: Any, bucket: str, key: str, target: Path, byte_range: tuple[int, int | None] | None = None,
+              if_match: str | None = None) -> Path:
+    """Stream an object (or a byte range of it) to scratch; ``if_match`` pins the version the run validated."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    extra = {"IfMatch": if_match} if if_match else {}
+    if byte_range is not None:
+        start, end = byte_range
+        extra["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
+    body = s3.get_object(Bucket=bucket, Key=key, **extra)["Body"]
+    with open(target, "wb") as out:
+        for piece in iter(lambda: body.read(_COPY_BYTES), b""):
+            out.write(piece)
+    return target
+
+
+def _reblock_as_bgzf(source: Path, target: Path) -> None:
+    from isal import igzip
+
+    with igzip.open(source, "rb") as stream, open(target, "wb") as sink:
+        writer = BgzfWriter(sink, level=1)
+        for piece in iter(lambda: stream.read(_COPY_BYTES), b""):
+            writer.write(piece)
+        writer.close()
+
+
+def _ranges(path: Path, fmt: str, chunks: list) -> list[tuple[tuple[int, int | None], dict[str, Any]]]:
+    """(byte range in the object, reader coordinates inside the downloaded range) per chunk."""
+    out = []
+    for index, chunk in enumerate(chunks):
+        following = chunks[index + 1] if index + 1 < len(chunks) else None
+        coordinates = {"skip": chunk.skip, "length": chunk.length, "first_record": chunk.first_record,
+                       "first_byte": chunk.first_byte}
+        if following is None:
+            end = None
+        elif fmt == "plain":
+            end = following.offset
+        else:  # BGZF: through the block where the next chunk starts, if it starts inside it
+            end = following.offset + (block_size_at(str(path), following.offset) if following.skip else 0)
+        out.append(((chunk.offset, end), coordinates))
+    return out
+
+
+def split_into_chunks(*, s3: Any, request: dict[str, Any], scratch: Path, chunk_bytes: int) -> dict[str, Any]:
+    from helixflow.phase1.engine import resolve_params
+    from helixflow.phase1.reader import detect_format, plan_chunks
+
+    bucket, prefix = request["bucket"], work_prefix(request)
+    local, sources = [], []
+    for item in request["inputs"]:
+        path = _download(s3, bucket, item["key"], scratch / "inputs" / f"mate{item['mate']}", if_match=item["etag"])
+        fmt = detect_format(path)
+        if fmt == "gzip":
+            blocked = path.with_suffix(".bgzf")
+            _reblock_as_bgzf(path, blocked)
+            path.unlink()
+            path, fmt = blocked, "bgzf"
+            source_key = f"{prefix}inputs/{os.path.basename(item['key'])}.bgzf"
+            s3.upload_file(str(path), bucket, source_key)
+        else:
+            source_key = item["key"]
+        local.append(path)
+        sources.append({"key": source_key, "format": fmt, "etag": None if source_key != item["key"] else item["etag"]})
+    params = resolve_params(engine_params(request["params"]), str(local[0]), str(local[1]) if len(local) > 1 else None)
+    planned = plan_chunks(str(local[0]), chunk_bytes, mate=str(local[1]) if len(local) > 1 else None)
+    per_mate = list(zip(*planned)) if len(local) > 1 else [planned]
+    ranges = [_ranges(path, source["format"], chunks) for path, source, chunks in zip(local, sources, per_mate)]
+    items = []
+    for index in range(len(planned)):
+        mates = []
+        for source, mate_ranges in zip(sources, ranges):
+            byte_range, coordinates = mate_ranges[index]
+            mates.append({"key": source["key"], "etag": source["etag"], "range": list(byte_range), **coordinates})
+        items.append({"index": index, "mates": mates})
+    manifest_key = prefix + MANIFEST_NAME
+    s3.put_object(Bucket=bucket, Key=manifest_key, Body=json.dumps(items).encode(), ContentType="application/json")
+    shutil.rmtree(scratch / "inputs", ignore_errors=True)
+    return {"bucket": bucket, "manifest_key": manifest_key, "chunk_count": len(items), "params": params.to_dict()}
+
+
+def part_name(index: int) -> str:
+    return f"part-{index:05d}"
+
+
+def process_chunk_item(*, s3: Any, item: dict[str, Any], request: dict[str, Any], params: dict[str, Any],
+                       scratch: Path) -> dict[str, Any]:
+    from helixflow.phase1.engine import Params, process_chunk
+    from helixflow.phase1.reader import Chunk
+
+    bucket, prefix, name = request["bucket"], work_prefix(request), part_name(item["index"])
+    chunks = []
+    for mate_index, mate in enumerate(item["mates"]):
+        local = _download(s3, bucket, mate["key"], scratch / name / f"input{mate_index}", tuple(mate["range"]),
+                          if_match=mate["etag"])
+        chunks.append(Chunk(path=str(local), offset=0, skip=mate["skip"], length=mate["length"],
+                            first_record=mate["first_record"], first_byte=mate["first_byte"]))
+    parts_dir = scratch / name / "parts"
+    result = process_chunk(tuple(chunks) if len(chunks) == 2 else chunks[0], Params(**params), str(parts_dir), name)
+    keys = {}
+    for path in [p for part in result.reads_parts for p in part] + result.embedding_parts:
+        keys[path] = f"{prefix}parts/{os.path.basename(path)}"
+        s3.upload_file(path, bucket, keys[path])
+    document = result.to_dict()
+    document["reads_parts"] = [[keys[p] for p in part] for part in result.reads_parts]
+    document["embedding_parts"] = [keys[p] for p in result.embedding_parts]
+    result_key = f"{prefix}parts/{name}.json"
+    s3.put_object(Bucket=bucket, Key=result_key, Body=json.dumps(document).encode(), ContentType="application/json")
+    shutil.rmtree(scratch / name, ignore_errors=True)
+    return {"index": item["index"], "result_key": result_key}
+
+
+def merge_chunks(*, s3: Any, request: dict[str, Any], chunk_count: int, scratch: Path) -> dict[str, Any]:
+    from helixflow.phase1.engine import ChunkResult, merge_results, write_outputs
+
+    bucket, prefix, sample = request["bucket"], work_prefix(request), request["sample"]
+
+    def local(key: str) -> str:
+        return str(_download(s3, bucket, key, scratch / "parts" / os.path.basename(key)))
+
+    results = []
+    for index in range(chunk_count):
+        document = json.loads(s3.get_object(Bucket=bucket, Key=f"{prefix}parts/{part_name(index)}.json")["Body"].read())
+        document["reads_parts"] = [[local(key) for key in part] for part in document["reads_parts"]]
+        document["embedding_parts"] = [local(key) for key in document["embedding_parts"]]
+        results.append(ChunkResult.from_dict(document))
+    merged = replace(merge_results(results), inputs=[item["key"] for item in request["inputs"]])
+    out_dir = scratch / "results"
+    paths = write_outputs(merged, str(out_dir), sample)
+    outputs = []
+    for path in sorted(p for p in out_dir.rglob("*") if p.is_file()):
+        relative = path.relative_to(out_dir).as_posix()
+        s3.upload_file(str(path), bucket, request["results_prefix"] + relative)
+        outputs.append(relative)
+    _delete_prefix(s3, bucket, prefix)
+    shutil.rmtree(scratch, ignore_errors=True)
+    return {"outputs": outputs, "reads_before": sum(s.reads for s in merged.before),
+            "reads_after": sum(s.reads for s in merged.after), "chunks": chunk_count,
+            "report": os.path.relpath(str(paths["html"]), str(out_dir))}
+
+
+def _delete_prefix(s3: Any, bucket: str, prefix: str) -> None:
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
+        if keys:
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})

@@ -1,0 +1,106 @@
+"""Plan: where Phase 1 runs, by the Mashup hybrid model.
+
+Mashup (Roy et al., 2022) places a workflow's bursty, stateless, embarrassingly parallel work on serverless
+functions and its long-running, stateful work on instances. Phase 1 over record-aligned chunks is the former
+up to the point where one Lambda can still prepare the chunks (download, re-block, find record boundaries)
+within its time and disk limits; past that the Ray cluster is the right place.
+
+The model below is explicit so its numbers can be argued with (and replaced by measurements):
+- decompressed size = stored size for plain text, ``GZIP_RATIO`` times it for gzip/BGZF (FASTQ compresses
+  about 3.5x at the levels sequencers use);
+- preparing chunks reads the input once at ``PREPARE_MB_S`` (S3 download + decompress + BGZF re-block);
+- each chunk of ``CHUNK_MB`` decompressed megabytes runs at ``LAMBDA_MB_S`` on one worker (the Phase 1
+  engine on 2 vCPUs), ``MAX_CONCURRENCY`` at a time;
+- the cluster needs ``CLUSTER_STARTUP_S`` to scale workers up, then runs at ``CLUSTER_MB_S``;
+- Lambda is chosen when preparing fits in ``SAFETY`` of the 15-minute limit, preparing and merging fit in
+  ``SAFETY`` of the scratch disk, and it is
+  not slower than the cluster. Costs are reported (GB-seconds at ``LAMBDA_USD_PER_GB_S`` vs node-hours at
+  ``CLUSTER_USD_PER_HOUR``) so the trade is visible in pipeline_info/params.json.
+Until the Ray path is wired, anything that must go to the cluster fails with ``InputTooLarge``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from helixflow.errors import InputTooLarge
+
+MB = 1024 * 1024
+GZIP_RATIO = 3.5
+PREPARE_MB_S = 150.0
+LAMBDA_MB_S = 40.0
+CHUNK_MB = 256
+MAX_CONCURRENCY = 40
+LAMBDA_TIMEOUT_S = 900
+SAFETY = 0.6
+SCRATCH_MB = 10_240  # Lambda ephemeral storage ceiling
+# Merge holds the embeddings Parquet: a 512-byte float16 vector per ~320-byte FASTQ record of 150 bp.
+EMBEDDINGS_PER_DECOMPRESSED = 1.6
+LAMBDA_MEMORY_GB = 3.0
+LAMBDA_USD_PER_GB_S = 0.0000166667
+CLUSTER_STARTUP_S = 240.0
+CLUSTER_MB_S = 160.0  # one 8-vCPU worker
+CLUSTER_USD_PER_HOUR = 0.68
+
+
+@dataclass(frozen=True)
+class Phase1Plan:
+    placement: Literal["lambda", "ray"]
+    reason: str
+    input_bytes: int
+    decompressed_mb: float
+    chunk_bytes: int
+    expected_chunks: int
+    lambda_seconds: float
+    lambda_usd: float
+    cluster_seconds: float
+    cluster_usd: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _decompressed_mb(inputs: list[dict[str, Any]]) -> float:
+    total = 0.0
+    for item in inputs:
+        ratio = GZIP_RATIO if item["key"].endswith(".gz") else 1.0
+        total += item["size"] * ratio / MB
+    return total
+
+
+def plan_phase1(inputs: list[dict[str, Any]], requested: str = "auto") -> Phase1Plan:
+    input_bytes = sum(int(item["size"]) for item in inputs)
+    decompressed = _decompressed_mb(inputs)
+    chunks = max(1, math.ceil(decompressed / CHUNK_MB))
+    prepare_s = decompressed / PREPARE_MB_S
+    waves = math.ceil(chunks / MAX_CONCURRENCY)
+    lambda_s = prepare_s + waves * min(decompressed, CHUNK_MB) / LAMBDA_MB_S
+    lambda_usd = (prepare_s + chunks * min(decompressed, CHUNK_MB) / LAMBDA_MB_S) * LAMBDA_MEMORY_GB \
+        * LAMBDA_USD_PER_GB_S
+    cluster_s = CLUSTER_STARTUP_S + decompressed / CLUSTER_MB_S
+    cluster_usd = cluster_s / 3600 * CLUSTER_USD_PER_HOUR
+    fits_time = prepare_s <= SAFETY * LAMBDA_TIMEOUT_S
+    # Chunk preparation holds the input and its BGZF copy; the merge holds the embeddings.
+    fits_disk = max(2 * input_bytes / MB, EMBEDDINGS_PER_DECOMPRESSED * decompressed) <= SAFETY * SCRATCH_MB
+    fits = fits_time and fits_disk
+
+    def plan(placement: str, reason: str) -> Phase1Plan:
+        return Phase1Plan(placement=placement, reason=reason, input_bytes=input_bytes,
+                          decompressed_mb=round(decompressed, 1), chunk_bytes=CHUNK_MB * MB, expected_chunks=chunks,
+                          lambda_seconds=round(lambda_s, 1), lambda_usd=round(lambda_usd, 4),
+                          cluster_seconds=round(cluster_s, 1), cluster_usd=round(cluster_usd, 4))
+
+    if requested == "ray" or (requested == "auto" and (not fits or cluster_s < lambda_s)):
+        why = ("requested" if requested == "ray" else
+               "chunk preparation would not fit one Lambda" if not fits else "the cluster is faster")
+        raise InputTooLarge(
+            f"Phase 1 belongs on the Ray cluster ({why}: ~{decompressed:,.0f} MB decompressed, Lambda estimate "
+            f"{lambda_s:,.0f} s vs cluster {cluster_s:,.0f} s), and the Ray path is not configured in this "
+            "deployment", code="CLUSTER_PATH_NOT_CONFIGURED", details=plan("ray", why).to_dict())
+    if not fits:
+        raise InputTooLarge(f"~{decompressed:,.0f} MB decompressed is more than the Lambda path prepares within "
+                            f"{SAFETY:.0%} of {LAMBDA_TIMEOUT_S} s and {SCRATCH_MB} MB of scratch",
+                            code="TOO_LARGE_FOR_LAMBDA", details=plan("lambda", "requested").to_dict())
+    return plan("lambda", "requested" if requested == "lambda" else "bursty: chunks finish before a cluster scales up")
