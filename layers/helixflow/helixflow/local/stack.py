@@ -98,14 +98,17 @@ def _route_moto_invoke_to_runtime() -> None:
 
 class LocalStack:
     def __init__(self, state_dir: Path, *, root: Path | None = None, port: int | None = None,
-                 max_concurrency: int = 4) -> None:
+                 max_concurrency: int = 4, parameters: dict[str, str] | None = None) -> None:
         self.root = root or repository_root()
         self.state_dir = state_dir
         self.port = port or _free_port()
         self.endpoint_url = f"http://127.0.0.1:{self.port}"
         self.max_concurrency = max_concurrency
         self.template = Template(self.root / "template.yaml")
-        self.names = LocalNames(STACK_NAME, REGION, ACCOUNT)
+        unknown = set(parameters or {}) - set(self.template.parameter_defaults())
+        if unknown:
+            raise ValueError(f"template.yaml has no parameter(s) {', '.join(sorted(unknown))}")
+        self.names = LocalNames(STACK_NAME, REGION, ACCOUNT, parameters=dict(parameters or {}))
         self.runtime: LambdaRuntime | None = None
         self.info: StackInfo | None = None
         self._server = None

@@ -60,6 +60,7 @@ class LocalNames:
     stack_name: str
     region: str
     account: str
+    parameters: dict[str, str] = field(default_factory=dict)  # like `sam deploy --parameter-overrides`
     physical: dict[str, str] = field(default_factory=dict)  # logical id -> Ref value
     arns: dict[str, str] = field(default_factory=dict)  # logical id -> Arn attribute
 
@@ -104,6 +105,8 @@ class Template:
             return pseudo[name]
         if name in names.physical:
             return names.physical[name]
+        if name in names.parameters:
+            return names.parameters[name]
         defaults = self.parameter_defaults()
         if name in defaults:
             return defaults[name]

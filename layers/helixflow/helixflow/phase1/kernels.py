@@ -253,16 +253,23 @@ def _adapter_start(data, s, front, end, adapter, min_overlap, max_error_rate):
     alen = adapter.shape[0]
     if alen == 0:
         return end
+    full_allowed = int(alen * max_error_rate)
     for p in range(front, end - min_overlap + 1):
-        overlap = min(alen, end - p)
-        allowed = int(overlap * max_error_rate)
+        overlap = end - p
+        allowed = full_allowed
+        if overlap < alen:
+            allowed = int(overlap * max_error_rate)
+        else:
+            overlap = alen
         mismatches = 0
-        for i in range(overlap):
+        i = 0
+        while i < overlap:
             a = adapter[i]
-            if a != 78 and (data[s + p + i] & np.uint8(0xDF)) != a:
+            if (data[s + p + i] & np.uint8(0xDF)) != a and a != 78:
                 mismatches += 1
                 if mismatches > allowed:
                     break
+            i += 1
         if mismatches <= allowed:
             return p
     return end

@@ -70,14 +70,14 @@ def _decompressed_mb(inputs: list[dict[str, Any]]) -> float:
     return total
 
 
-def plan_phase1(inputs: list[dict[str, Any]], requested: str = "auto") -> Phase1Plan:
+def plan_phase1(inputs: list[dict[str, Any]], requested: str = "auto", chunk_mb: int = CHUNK_MB) -> Phase1Plan:
     input_bytes = sum(int(item["size"]) for item in inputs)
     decompressed = _decompressed_mb(inputs)
-    chunks = max(1, math.ceil(decompressed / CHUNK_MB))
+    chunks = max(1, math.ceil(decompressed / chunk_mb))
     prepare_s = decompressed / PREPARE_MB_S
     waves = math.ceil(chunks / MAX_CONCURRENCY)
-    lambda_s = prepare_s + waves * min(decompressed, CHUNK_MB) / LAMBDA_MB_S
-    lambda_usd = (prepare_s + chunks * min(decompressed, CHUNK_MB) / LAMBDA_MB_S) * LAMBDA_MEMORY_GB \
+    lambda_s = prepare_s + waves * min(decompressed, chunk_mb) / LAMBDA_MB_S
+    lambda_usd = (prepare_s + chunks * min(decompressed, chunk_mb) / LAMBDA_MB_S) * LAMBDA_MEMORY_GB \
         * LAMBDA_USD_PER_GB_S
     cluster_s = CLUSTER_STARTUP_S + decompressed / CLUSTER_MB_S
     cluster_usd = cluster_s / 3600 * CLUSTER_USD_PER_HOUR
@@ -88,7 +88,7 @@ def plan_phase1(inputs: list[dict[str, Any]], requested: str = "auto") -> Phase1
 
     def plan(placement: str, reason: str) -> Phase1Plan:
         return Phase1Plan(placement=placement, reason=reason, input_bytes=input_bytes,
-                          decompressed_mb=round(decompressed, 1), chunk_bytes=CHUNK_MB * MB, expected_chunks=chunks,
+                          decompressed_mb=round(decompressed, 1), chunk_bytes=chunk_mb * MB, expected_chunks=chunks,
                           lambda_seconds=round(lambda_s, 1), lambda_usd=round(lambda_usd, 4),
                           cluster_seconds=round(cluster_s, 1), cluster_usd=round(cluster_usd, 4))
 
