@@ -167,6 +167,9 @@ def print_outcome(outcome: RunOutcome) -> None:
         for entry in outcome.manifest["files"]:
             out.print(f"  {entry['size']:>12,d}  {entry['path']}  sha256:{entry['sha256'][:12]}")
         out.print(f"results: {outcome.local_dir}  (manifest.json lists every file)")
+        for entry in outcome.manifest["files"]:
+            if entry["path"].endswith(".report.html"):
+                out.print(f"report:  {outcome.local_dir / entry['path']}")
         return
     document = outcome.error_document or {}
     out.print(f"[red]FAILED[/red] {outcome.sample} run {outcome.run_id}: [bold]{outcome.error}[/bold]"
