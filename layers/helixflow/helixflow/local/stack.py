@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import threading
+import urllib.request
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -151,6 +152,9 @@ class LocalStack:
         if _active_runtime is self.runtime:
             _active_runtime = None
         if self._server:
+            # moto's backends are process-wide: forget this stack's resources so another can start here.
+            reset = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")
+            urllib.request.urlopen(reset, timeout=10).close()
             self._server.stop()
             from moto.core.config import default_user_config
 
