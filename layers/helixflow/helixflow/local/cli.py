@@ -219,7 +219,7 @@ def demo_command(out_dir: Path, pairs: int, state_dir: Path) -> None:
     from helixflow.local.demo_data import write_broken_sample, write_paired_sample
 
     inputs = out_dir / "inputs"
-    r1, r2, _reference = write_paired_sample(inputs, pairs=pairs)
+    r1, r2 = write_paired_sample(inputs, pairs=pairs)
     broken = write_broken_sample(inputs)
     started = time.monotonic()
     with stack_for_command(state_dir) as info:

@@ -10,10 +10,10 @@ base with quality 2 is written as N. A fraction of fragments are PCR duplicates 
 from __future__ import annotations
 
 import os
-import struct
-import zlib
 
 import numpy as np
+
+from helixflow.fastq.bgzf import BgzfWriter
 
 TRUSEQ_R1 = b"AGATCGGAAGAGCACACGTCTGAACTCCAGTCA"
 TRUSEQ_R2 = b"AGATCGGAAGAGCGTCGTGTAGGGAAAGAGTGT"
@@ -120,41 +120,25 @@ def write_fastq(path: str | os.PathLike, data: bytes, fmt: str = "auto") -> None
 
             fh.write(igzip.compress(data, compresslevel=1))
         elif fmt == "bgzf":
-            fh.write(bgzf_compress(data))
+            writer = BgzfWriter(fh)
+            writer.write(data)
+            writer.close()
         else:
             raise ValueError(fmt)
 
 
-def bgzf_compress(data: bytes, block: int = 65280) -> bytes:
-    """BGZF: independent gzip members of at most 64 KiB with the 'BC' extra field, then the EOF block."""
-    out = bytearray()
-    for i in range(0, len(data), block):
-        piece = data[i : i + block]
-        comp = zlib.compressobj(6, zlib.DEFLATED, -15)
-        deflated = comp.compress(piece) + comp.flush()
-        out += _bgzf_member(deflated, piece)
-    out += _bgzf_member(b"\x03\x00", b"")
-    return bytes(out)
-
-
-def _bgzf_member(deflated: bytes, raw: bytes) -> bytes:
-    bsize = 18 + len(deflated) + 8 - 1
-    header = b"\x1f\x8b\x08\x04" + b"\x00" * 4 + b"\x00\xff" + struct.pack("<H", 6) + b"BC" + struct.pack("<HH", 2, bsize)
-    return header + deflated + struct.pack("<II", zlib.crc32(raw) & 0xFFFFFFFF, len(raw))
-
-
 def write_sample(directory: str | os.PathLike, n: int, *, paired: bool = True, fmt: str = "gzip",
-                 seed: int = 7, **kwargs) -> list[str]:
-    """Simulate and write a sample; returns the file paths (one, or R1 and R2)."""
+                 seed: int = 7, name: str = "sim", **kwargs) -> list[str]:
+    """Simulate and write a sample as <name>.fastq[.gz] or <name>_R1/_R2; returns the file paths."""
     names, s1, q1, s2, q2 = simulate_pairs(n, seed=seed, paired=paired, **kwargs)
     # BGZF keeps the .gz suffix, as bgzip writes it: tools decide on decompression by the suffix.
     ext = ".fastq" if fmt == "plain" else ".fastq.gz"
     os.makedirs(directory, exist_ok=True)
     if not paired:
-        path = os.path.join(directory, f"sim{ext}")
+        path = os.path.join(directory, f"{name}{ext}")
         write_fastq(path, fastq_bytes(names, s1, q1), fmt)
         return [path]
-    paths = [os.path.join(directory, f"sim_R{m}{ext}") for m in (1, 2)]
+    paths = [os.path.join(directory, f"{name}_R{m}{ext}") for m in (1, 2)]
     write_fastq(paths[0], fastq_bytes(names, s1, q1, 1), fmt)
     write_fastq(paths[1], fastq_bytes(names, s2, q2, 2), fmt)
     return paths
