@@ -90,3 +90,32 @@ class IncompleteResults(HelixflowError):
     """Publish found an expected output missing; nothing is published."""
 
     default_code = "INCOMPLETE_RESULTS"
+
+
+class DeviceUnavailable(HelixflowError):
+    """``--device cuda`` was asked for on a machine without a usable CUDA GPU."""
+
+    default_code = "CUDA_UNAVAILABLE"
+
+
+class InvalidReads(HelixflowError):
+    """Reads that cannot be used: no reads, or embeddings built with another construction.
+
+    Codes: READS_NOT_FOUND, NO_READS, EMBEDDING_MISMATCH, UNSUPPORTED_FORMAT."""
+
+    default_code = "INVALID_READS"
+
+
+class InvalidReference(HelixflowError):
+    """The reference FASTA is missing, empty or malformed.
+
+    Codes: REFERENCE_NOT_FOUND, NO_SEQUENCES, SEQUENCE_BEFORE_HEADER, EMPTY_NAME, DUPLICATE_NAME,
+    EMPTY_SEQUENCE, INVALID_SYMBOL."""
+
+    default_code = "INVALID_REFERENCE"
+
+
+class BamConversionFailed(HelixflowError):
+    """samtools could not sort or index the alignments (or is not installed)."""
+
+    default_code = "BAM_CONVERSION_FAILED"

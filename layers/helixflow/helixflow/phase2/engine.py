@@ -8,17 +8,11 @@ import os
 import re
 from collections.abc import Sequence
 
-from helixflow.errors import HelixflowError
+from helixflow.errors import DeviceUnavailable
 from helixflow.phase2.reference import Reference
 
 SEARCHERS = ("index", "dense")
 DEVICES = ("auto", "cpu", "cuda")
-
-
-class DeviceUnavailable(HelixflowError):
-    """``--device cuda`` was asked for on a machine without a usable CUDA GPU."""
-
-    default_code = "CUDA_UNAVAILABLE"
 
 
 def cuda_available() -> bool:

@@ -15,15 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from helixflow import embedding
-from helixflow.errors import HelixflowError, InvalidFastq, Position
-
-
-class InvalidReads(HelixflowError):
-    """Reads that cannot be used: no reads, or embeddings built with another construction.
-
-    Codes: READS_NOT_FOUND, NO_READS, EMBEDDING_MISMATCH, UNSUPPORTED_FORMAT."""
-
-    default_code = "INVALID_READS"
+from helixflow.errors import InvalidFastq, InvalidReads, Position
 
 
 @dataclass

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from helixflow.errors import HelixflowError, Position
+from helixflow.errors import InvalidReference, Position
 
 WINDOW_SIZE = 300
 WINDOW_STEP = 150
@@ -31,15 +31,6 @@ _NORMALISE = np.zeros(256, dtype=np.uint8)
 for _b in _IUPAC:
     for _c in (_b, ord(chr(_b).lower())):
         _NORMALISE[_c] = _b if _b in b"ACGT" else (ord("T") if _b == ord("U") else ord("N"))
-
-
-class InvalidReference(HelixflowError):
-    """The reference FASTA is missing, empty or malformed.
-
-    Codes: REFERENCE_NOT_FOUND, NO_SEQUENCES, SEQUENCE_BEFORE_HEADER, EMPTY_NAME, DUPLICATE_NAME,
-    EMPTY_SEQUENCE, INVALID_SYMBOL."""
-
-    default_code = "INVALID_REFERENCE"
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Sequence
 
 from helixflow import __version__
-from helixflow.errors import HelixflowError
+from helixflow.errors import BamConversionFailed
 from helixflow.phase2.mapper import Mapping
 from helixflow.phase2.reads import Fragments, ReadBatch
 from helixflow.phase2.reference import Reference
@@ -27,12 +27,6 @@ from helixflow.phase2.reference import Reference
 _FLAG_PAIRED, _FLAG_PROPER, _FLAG_UNMAPPED, _FLAG_MATE_UNMAPPED = 0x1, 0x2, 0x4, 0x8
 _FLAG_REVERSE, _FLAG_MATE_REVERSE, _FLAG_FIRST, _FLAG_SECOND = 0x10, 0x20, 0x40, 0x80
 _REVCOMP = bytes.maketrans(b"ACGTNacgtn", b"TGCANtgcan")
-
-
-class BamConversionFailed(HelixflowError):
-    """samtools could not sort or index the alignments (or is not installed)."""
-
-    default_code = "BAM_CONVERSION_FAILED"
 
 
 def _clean(value: str) -> str:
