@@ -29,13 +29,13 @@ import sys
 import numpy as np
 from mpi4py import MPI
 
-from helixflow.errors import HelixflowError, Position
+from helixflow.errors import HelixflowError, InvalidReads, Position
 from helixflow.phase2 import graph, sam
 from helixflow.phase2.dense import DenseSearcher, storage_precision
 from helixflow.phase2.engine import DEVICES, SEARCHERS, resolve_device, sample_name
 from helixflow.phase2.index import MinimizerIndex
 from helixflow.phase2.mapper import MAX_INSERT, MapOptions, map_reads
-from helixflow.phase2.reads import InvalidReads, ReadBatch, fragments, normalise_id, read_parquet, read_reads
+from helixflow.phase2.reads import ReadBatch, fragments, normalise_id, read_parquet, read_reads
 from helixflow.phase2.reference import Reference, Windows, read_fasta
 
 COMM = MPI.COMM_WORLD

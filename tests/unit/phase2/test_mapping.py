@@ -19,8 +19,9 @@ from phase2_truth import placed_correctly, sam_records, write_pair
 from helixflow import embedding
 from helixflow.phase2 import simulate
 from helixflow.phase2.cli import align_command
-from helixflow.phase2.reads import InvalidReads, read_reads
-from helixflow.phase2.reference import InvalidReference, read_fasta
+from helixflow.errors import InvalidReads, InvalidReference
+from helixflow.phase2.reads import read_reads
+from helixflow.phase2.reference import read_fasta
 
 needs_samtools = pytest.mark.skipif(shutil.which("samtools") is None, reason="samtools not installed")
 
