@@ -223,7 +223,7 @@ def test_cli_reports_missing_reference_and_empty_reads_by_name(tmp_path, repeat_
 def test_ungapped_fast_path_returns_exactly_the_traceback_alignment(repeat_genome):
     from helixflow.phase2 import mapper, sw
     from helixflow.phase2._sw_common import BASE_CODE
-    from helixflow.phase2.reads import _pack
+    from helixflow.embedding import pack
 
     rng = np.random.default_rng(9)
     genome = repeat_genome["chrA"]
@@ -237,8 +237,8 @@ def test_ungapped_fast_path_returns_exactly_the_traceback_alignment(repeat_genom
             del read[int(rng.integers(10, 140))]  # some gapped reads, which must be left to sw.align
         queries.append(bytes(read))
         targets.append(genome[start - int(rng.integers(0, 30)):start + 150 + int(rng.integers(0, 30))])
-    query, query_offsets = _pack(queries)
-    target, target_offsets = _pack(targets)
+    query, query_offsets = pack(queries)
+    target, target_offsets = pack(targets)
     score, query_end, target_end = sw.score_batch(query, query_offsets, target, target_offsets)
     hits = np.arange(len(queries), dtype=np.int64)
     ok = np.zeros(len(hits), np.bool_)

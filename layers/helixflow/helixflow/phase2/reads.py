@@ -57,9 +57,17 @@ class ReadBatch:
                          self.qual[index], None if self.embeddings is None else self.embeddings[rows])
 
 
-def _pack(strings: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
-    buffer, offsets = embedding.pack(list(strings))
-    return buffer.copy(), offsets
+def _string_column(column) -> tuple[np.ndarray, np.ndarray]:
+    """An Arrow string column as (packed bytes, int64 offsets), from its buffers without per-row objects."""
+    array = column.combine_chunks()
+    offsets = np.frombuffer(array.buffers()[1], dtype=np.int32)[array.offset:array.offset + len(array) + 1]
+    data = np.frombuffer(array.buffers()[2], dtype=np.uint8) if len(array) else np.zeros(0, np.uint8)
+    return data[offsets[0]:offsets[-1]].copy(), (offsets - offsets[0]).astype(np.int64)
+
+
+def _upper(sequence: np.ndarray) -> np.ndarray:
+    lower = (sequence >= 97) & (sequence <= 122)
+    return np.where(lower, sequence - 32, sequence).astype(np.uint8)
 
 
 def normalise_id(name: str) -> str:
@@ -67,40 +75,33 @@ def normalise_id(name: str) -> str:
     return name[:-2] if name.endswith(("/1", "/2")) else name
 
 
-def _open_text(path: str):
-    if path.endswith(".gz"):
-        from isal import igzip
+def _gather(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The byte ranges [start, start + length) of ``data``, back to back."""
+    offsets = np.zeros(lengths.size + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return data[np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])]
 
-        return igzip.open(path, "rb")
-    return open(path, "rb")
 
+def _parse_fastq(path: str) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """(normalised ids, upper-cased packed sequences, packed qualities, offsets) through Phase 1's batch
+    reader, which raises InvalidFastq with a position on a malformed record."""
+    from helixflow.phase1.reader import iter_batches, whole_file
 
-def _parse_fastq(path: str) -> tuple[list[str], list[bytes], list[bytes]]:
     ids: list[str] = []
-    seqs: list[bytes] = []
-    quals: list[bytes] = []
-    with _open_text(path) as handle:
-        lines = handle.read().split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    if len(lines) % 4:
-        raise InvalidFastq("file ends inside a record", code="TRUNCATED_RECORD",
-                           position=Position(file=path, record=len(lines) // 4 + 1, line=len(lines)))
-    for r in range(len(lines) // 4):
-        header, seq, plus, qual = (line.rstrip(b"\r") for line in lines[4 * r:4 * r + 4])
-        where = Position(file=path, record=r + 1, line=4 * r + 1)
-        if not header.startswith(b"@"):
-            raise InvalidFastq("record header does not start with '@'", code="MISSING_AT", position=where)
-        if not plus.startswith(b"+"):
-            raise InvalidFastq("separator line does not start with '+'", code="MISSING_PLUS",
-                               position=Position(file=path, record=r + 1, line=4 * r + 3))
-        if len(seq) != len(qual):
-            raise InvalidFastq("sequence and quality lengths differ", code="SEQ_QUAL_LENGTH_MISMATCH",
-                               position=where)
-        ids.append(normalise_id(header[1:].decode(errors="replace")))
-        seqs.append(seq.upper())
-        quals.append(qual)
-    return ids, seqs, quals
+    sequences, qualities, lengths = [], [], []
+    for batch in iter_batches(whole_file(path)):
+        text = batch.data.tobytes()
+        ids.extend(normalise_id(text[a:b].decode(errors="replace"))
+                   for a, b in zip(batch.name_start.tolist(), batch.name_end.tolist()))
+        sequences.append(_upper(_gather(batch.data, batch.seq_start, batch.seq_len)))
+        qualities.append(_gather(batch.data, batch.qual_start, batch.seq_len))
+        lengths.append(batch.seq_len)
+    all_lengths = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
+    offsets = np.zeros(all_lengths.size + 1, dtype=np.int64)
+    np.cumsum(all_lengths, out=offsets[1:])
+    empty = np.zeros(0, np.uint8)
+    return (ids, np.concatenate(sequences) if sequences else empty,
+            np.concatenate(qualities) if qualities else empty, offsets)
 
 
 def read_fastq(paths: Sequence[str | os.PathLike]) -> ReadBatch:
@@ -108,21 +109,28 @@ def read_fastq(paths: Sequence[str | os.PathLike]) -> ReadBatch:
     paths = [os.fspath(p) for p in paths]
     parsed = [_parse_fastq(p) for p in paths]
     if len(parsed) == 1:
-        ids, seqs, quals = parsed[0]
-        mates = np.zeros(len(ids), dtype=np.int8)
-    else:
-        (ids1, seqs1, quals1), (ids2, seqs2, quals2) = parsed
-        if ids1 != ids2:
-            record = next((i for i, (a, b) in enumerate(zip(ids1, ids2)) if a != b), min(len(ids1), len(ids2)))
-            raise InvalidFastq("R1 and R2 read ids differ or the files hold different numbers of records",
-                               code="MATE_ID_MISMATCH", position=Position(file=paths[1], record=record + 1))
-        ids = [i for i in ids1 for _ in (1, 2)]
-        seqs = [s for pair in zip(seqs1, seqs2) for s in pair]
-        quals = [q for pair in zip(quals1, quals2) for q in pair]
-        mates = np.tile(np.array([1, 2], dtype=np.int8), len(ids1))
-    seq, offsets = _pack(seqs)
-    qual, _ = _pack(quals)
-    return ReadBatch(ids, mates, seq, offsets, qual)
+        ids, seq, qual, offsets = parsed[0]
+        return ReadBatch(ids, np.zeros(len(ids), dtype=np.int8), seq, offsets, qual)
+    (ids1, seq1, qual1, off1), (ids2, seq2, qual2, off2) = parsed
+    if ids1 != ids2:
+        record = next((i for i, (a, b) in enumerate(zip(ids1, ids2)) if a != b), min(len(ids1), len(ids2)))
+        raise InvalidFastq("R1 and R2 read ids differ or the files hold different numbers of records",
+                           code="MATE_ID_MISMATCH", position=Position(file=paths[1], record=record + 1))
+    mate1 = ReadBatch(ids1, np.ones(len(ids1), np.int8), seq1, off1, qual1)
+    mate2 = ReadBatch(ids2, np.full(len(ids2), 2, np.int8), seq2, off2, qual2)
+    return _interleave(mate1, mate2)
+
+
+def _interleave(first: ReadBatch, second: ReadBatch) -> ReadBatch:
+    n = len(first)
+    combined = ReadBatch(first.ids + second.ids, np.concatenate([first.mates, second.mates]),
+                         np.concatenate([first.seq, second.seq]),
+                         np.concatenate([first.seq_offsets[:-1], second.seq_offsets + first.seq_offsets[-1]]),
+                         np.concatenate([first.qual, second.qual]))
+    order = np.empty(2 * n, dtype=np.int64)
+    order[0::2] = np.arange(n)
+    order[1::2] = np.arange(n) + n
+    return combined.take(order)
 
 
 def _check_embedding_metadata(path: str, metadata: dict[bytes, bytes] | None) -> None:
@@ -147,8 +155,9 @@ def read_parquet(path: str | os.PathLike, row_groups: Sequence[int] | None = Non
     table = (parquet.read(columns=columns) if row_groups is None
              else parquet.read_row_groups(list(row_groups), columns=columns))
     ids = [normalise_id(i) for i in table.column("read_id").to_pylist()]
-    seq, offsets = _pack([s.encode().upper() for s in table.column("sequence").to_pylist()])
-    qual, _ = _pack([q.encode() for q in table.column("quality").to_pylist()])
+    seq, offsets = _string_column(table.column("sequence"))
+    seq = _upper(seq)
+    qual, _ = _string_column(table.column("quality"))
     vectors = table.column("embedding").combine_chunks()
     flat = vectors.flatten().to_numpy(zero_copy_only=False)
     embeddings = flat.astype(np.float32).reshape(len(ids), embedding.DIMS)
