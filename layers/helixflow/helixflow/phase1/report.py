@@ -160,6 +160,20 @@ def mqc_json(result, sample: str) -> dict:
 _COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf", "#7f7f7f")
 
 
+def _nice_ticks(lo: float, hi: float, target: int = 5) -> tuple[float, float, float]:
+    """A round step (1, 2, 2.5 or 5 x 10^k) and the axis range widened to whole steps, so tick labels read
+    like 0, 500, 1,000 rather than 0, 71.2, 142."""
+    raw = (hi - lo) / max(target - 1, 1)
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    return step, math.floor(lo / step + 1e-9) * step, math.ceil(hi / step - 1e-9) * step
+
+
+def _tick_label(value: float, step: float) -> str:
+    decimals = len(f"{step:.6f}".rstrip("0").split(".")[1])  # as many as the step needs
+    return f"{value:,.{decimals}f}"
+
+
 def svg_lines(title: str, series: dict[str, list[float]], xlabel: str, ylabel: str, *, width: int = 640,
               height: int = 260, ymin: float | None = None, ymax: float | None = None, x0: int = 1) -> str:
     """A line chart as inline SVG. Each series is y values at x = x0, x0 + 1, ..."""
@@ -177,15 +191,21 @@ def svg_lines(title: str, series: dict[str, list[float]], xlabel: str, ylabel: s
     hi = max(max(v) for v in series.values()) if ymax is None else ymax
     if hi <= lo:
         hi = lo + 1
+    step, nice_lo, nice_hi = _nice_ticks(lo, hi)
+    lo = nice_lo if ymin is None else lo
+    hi = nice_hi if ymax is None else hi
     sx = pw / max(n - 1, 1)
 
     def y(v):
         return top + ph - (v - lo) / (hi - lo) * ph
 
     parts.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>')
-    for i in range(5):
-        v = lo + (hi - lo) * i / 4
-        parts.append(f'<text x="{left - 4}" y="{y(v) + 4:.1f}" text-anchor="end" font-size="10">{v:.3g}</text>')
+    for i in range(int(round((hi - lo) / step)) + 1):
+        v = lo + i * step
+        if v > hi + 1e-9:
+            break
+        parts.append(f'<text x="{left - 4}" y="{y(v) + 4:.1f}" text-anchor="end" font-size="10">'
+                     f'{_tick_label(v, step)}</text>')
         parts.append(f'<line x1="{left}" x2="{left + pw}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#eee"/>')
     for i in range(6):
         xi = (n - 1) * i / 5
