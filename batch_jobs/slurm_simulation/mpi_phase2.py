@@ -185,7 +185,7 @@ def run_align(args: argparse.Namespace, argv: list[str]) -> None:
     mapping, frags = map_reads(batch, reference, searcher, MapOptions(max_insert=args.max_insert,
                                                                        threads=args.threads, device=device))
     sample = args.sample or sample_name(args.reads)
-    body = gather_bytes(sam.records(batch, mapping, frags, reference, sample).encode())
+    body = gather_bytes(sam.records(batch, mapping, frags, reference, sample))
     if COMM.rank == 0:
         sam.write_alignments(args.out, sam.header(reference, sample, argv), body, threads=args.threads or 1)
 

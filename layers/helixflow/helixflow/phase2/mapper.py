@@ -33,7 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from helixflow.phase2 import sw
 from helixflow.phase2._sw_common import BASE_CODE as _SW_CODE
@@ -66,15 +66,65 @@ def reverse_complement_packed(seq, offsets, complement):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def gather_packed(source, starts, lengths):
     """Copy ``source[starts[i]:starts[i]+lengths[i]]`` back to back; return (buffer, offsets)."""
     offsets = np.zeros(starts.shape[0] + 1, dtype=np.int64)
     for i in range(starts.shape[0]):
         offsets[i + 1] = offsets[i] + lengths[i]
     out = np.empty(offsets[-1], dtype=np.uint8)
-    for i in range(starts.shape[0]):
+    for i in prange(starts.shape[0]):
         out[offsets[i]:offsets[i + 1]] = source[starts[i]:starts[i] + lengths[i]]
+    return out, offsets
+
+
+@njit(cache=True)
+def _cigar_length(clip_start, matched, clip_end):
+    n = 0
+    for value, op in ((clip_start, 0), (matched, 1), (clip_end, 0)):
+        if value > 0 or op == 1:
+            n += 2
+            while value >= 10:
+                n += 1
+                value //= 10
+    return n
+
+
+@njit(cache=True)
+def pack_cigars(n, rows, clip_start, matched, clip_end, gapped, gapped_cigar, gapped_offsets):
+    """Packed CIGAR text of ``n`` reads: "*" for rows not in ``rows``; ``rows[h]`` gets gapped CIGAR
+    ``gapped[h]`` (its text at ``gapped_offsets[g]:gapped_offsets[g+1]``) when that is >= 0, else the ungapped
+    "{clip_start}S{matched}M{clip_end}S" with zero-length clips left out."""
+    lengths = np.ones(n, dtype=np.int64)
+    for h in range(rows.shape[0]):
+        g = gapped[h]
+        if g >= 0:
+            lengths[rows[h]] = gapped_offsets[g + 1] - gapped_offsets[g]
+        else:
+            lengths[rows[h]] = _cigar_length(clip_start[h], matched[h], clip_end[h])
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    for r in range(n):
+        offsets[r + 1] = offsets[r] + lengths[r]
+    out = np.full(offsets[n], 42, dtype=np.uint8)  # '*'
+    for h in range(rows.shape[0]):
+        at = offsets[rows[h]]
+        g = gapped[h]
+        if g >= 0:
+            out[at:offsets[rows[h] + 1]] = gapped_cigar[gapped_offsets[g]:gapped_offsets[g + 1]]
+            continue
+        for value, op in ((clip_start[h], 83), (matched[h], 77), (clip_end[h], 83)):  # 'S', 'M', 'S'
+            if value == 0 and op == 83:
+                continue
+            digits = 1
+            scale = 10
+            while scale <= value:
+                digits += 1
+                scale *= 10
+            for i in range(digits):
+                out[at + digits - 1 - i] = 48 + value % 10
+                value //= 10
+            out[at + digits] = op
+            at += digits + 1
     return out, offsets
 
 
@@ -218,8 +268,8 @@ def ungapped_tracebacks(query, query_offsets, target, target_offsets, hits, scor
             out_nm[h] = nm
 
 
-def mapq(score: int, second: int) -> int:
-    return int(min(MAX_MAPQ, MAPQ_PER_SCORE * (score - max(second, MIN_SCORE - 1))))
+def mapq(score: np.ndarray, second: np.ndarray) -> np.ndarray:
+    return np.minimum(MAX_MAPQ, MAPQ_PER_SCORE * (score - np.maximum(second, MIN_SCORE - 1)))
 
 
 @dataclass
@@ -236,13 +286,15 @@ class Mapping:
     second: np.ndarray  # int32 (XS, -1 none)
     nm: np.ndarray  # int32
     proper: np.ndarray  # bool
-    cigar: list[str]
+    cigar: np.ndarray  # uint8 packed CIGAR text ("*" when unmapped)
+    cigar_offsets: np.ndarray  # int64 (n + 1,)
 
     @classmethod
     def unmapped(cls, n: int) -> Mapping:
         return cls(np.zeros(n, bool), np.zeros(n, np.int8), np.full(n, -1, np.int32), np.full(n, -1, np.int64),
                    np.full(n, -1, np.int64), np.zeros(n, np.int32), np.zeros(n, np.int32),
-                   np.full(n, -1, np.int32), np.zeros(n, np.int32), np.zeros(n, bool), ["*"] * n)
+                   np.full(n, -1, np.int32), np.zeros(n, np.int32), np.zeros(n, bool), np.full(n, ord("*"), np.uint8),
+                   np.arange(n + 1, dtype=np.int64))
 
 
 @dataclass(frozen=True)
@@ -294,36 +346,40 @@ def _map_chunk(batch: ReadBatch, frags: Fragments, reference: Reference, searche
     ungapped_tracebacks(query, query_offsets, target, target_offsets, hits, score, query_end, target_end,
                         _SW_CODE, scoring.match, scoring.mismatch, scoring.n_score, fast, fast_query_start,
                         fast_target_start, fast_nm)
-    for h, r in enumerate(rows.tolist()):
-        c = int(hits[h])
-        length = int(query_offsets[c + 1] - query_offsets[c])
-        if fast[h]:
-            q_start, q_end = int(fast_query_start[h]), int(query_end[c]) + 1
-            t_start, t_end = int(fast_target_start[h]), int(target_end[c]) + 1
-            cigar = (f"{q_start}S" if q_start else "") + f"{q_end - q_start}M" + \
-                (f"{length - q_end}S" if length > q_end else "")
-            row_score, nm = int(score[c]), int(fast_nm[h])
-        else:
-            lo, hi = int(query_offsets[c]), int(query_offsets[c + 1])
-            tlo, thi = int(target_offsets[c]), int(target_offsets[c + 1])
-            alignment = sw.align(query[lo:hi], target[tlo:thi], scoring)
-            t_start, t_end, cigar = alignment.target_start, alignment.target_end, alignment.cigar
-            row_score, nm = alignment.score, alignment.nm
-        if proper[r] and pair_margin[r] >= 0 and not candidates.overflow[r]:
-            row_mapq = min(mapq(int(score[c]), -1), MAPQ_PER_SCORE * int(pair_margin[r]))
-        else:
-            row_mapq = mapq(int(score[c]), int(second[r]))
-        out.mapped[r] = True
-        out.strand[r] = candidates.strand[c]
-        out.contig[r] = candidates.contig[c]
-        out.pos[r] = candidates.start[c] + t_start
-        out.end[r] = candidates.start[c] + t_end
-        out.score[r] = row_score
-        out.second[r] = second[r]
-        out.mapq[r] = row_mapq
-        out.nm[r] = nm
-        out.proper[r] = proper[r]
-        out.cigar[r] = cigar
+    c = hits
+    t_start = candidates.start[c] + fast_target_start
+    t_end = candidates.start[c] + target_end[c] + 1
+    row_score = score[c]
+    nm = fast_nm
+    gapped = np.full(rows.size, -1, np.int64)
+    gapped_cigars = []
+    for g, h in enumerate(np.flatnonzero(~fast).tolist()):
+        lo, hi = query_offsets[c[h]], query_offsets[c[h] + 1]
+        tlo, thi = target_offsets[c[h]], target_offsets[c[h] + 1]
+        alignment = sw.align(query[lo:hi], target[tlo:thi], scoring)
+        t_start[h] = candidates.start[c[h]] + alignment.target_start
+        t_end[h] = candidates.start[c[h]] + alignment.target_end
+        row_score[h], nm[h] = alignment.score, alignment.nm
+        gapped[h] = g
+        gapped_cigars.append(alignment.cigar)
+    q_end = query_end[c] + 1
+    out.cigar, out.cigar_offsets = pack_cigars(
+        n, rows, fast_query_start, q_end - fast_query_start, query_offsets[c + 1] - query_offsets[c] - q_end,
+        gapped, np.frombuffer("".join(gapped_cigars).encode(), dtype=np.uint8),
+        np.cumsum([0] + [len(cigar) for cigar in gapped_cigars], dtype=np.int64))
+    single_end_mapq = mapq(score[c].astype(np.int64), second[rows])
+    paired_mapq = np.minimum(mapq(score[c].astype(np.int64), -1), MAPQ_PER_SCORE * pair_margin[rows])
+    use_pair = proper[rows] & (pair_margin[rows] >= 0) & ~candidates.overflow[rows]
+    out.mapped[rows] = True
+    out.strand[rows] = candidates.strand[c]
+    out.contig[rows] = candidates.contig[c]
+    out.pos[rows] = t_start
+    out.end[rows] = t_end
+    out.score[rows] = row_score
+    out.second[rows] = second[rows]
+    out.mapq[rows] = np.where(use_pair, paired_mapq, single_end_mapq)
+    out.nm[rows] = nm
+    out.proper[rows] = proper[rows]
 
 
 def map_reads(batch: ReadBatch, reference: Reference, searcher, options: MapOptions = MapOptions(),
@@ -335,6 +391,11 @@ def map_reads(batch: ReadBatch, reference: Reference, searcher, options: MapOpti
     reads_per_fragment = 1 + (frags.second >= 0)
     boundaries = np.searchsorted(np.cumsum(reads_per_fragment),
                                  np.arange(CHUNK_READS, len(batch) + CHUNK_READS, CHUNK_READS), side="right")
+    # Each chunk's packed CIGARs are kept whole and put in batch row order once at the end.
+    cigar_chunks = []
+    cigar_total = 0
+    cigar_start = np.zeros(len(batch), np.int64)
+    cigar_length = np.zeros(len(batch), np.int64)
     start = 0
     for stop in np.unique(np.append(boundaries, len(frags))).tolist():
         if stop <= start:
@@ -346,12 +407,15 @@ def map_reads(batch: ReadBatch, reference: Reference, searcher, options: MapOpti
         chunk_result = Mapping.unmapped(len(chunk))
         _map_chunk(chunk, chunk_frags, reference, searcher, options, chunk_result)
         for name, values in vars(chunk_result).items():
-            if name == "cigar":
-                for row, cigar in zip(rows.tolist(), values):
-                    result.cigar[row] = cigar
-            else:
+            if name not in ("cigar", "cigar_offsets"):
                 getattr(result, name)[rows] = values
+        cigar_start[rows] = cigar_total + chunk_result.cigar_offsets[:-1]
+        cigar_length[rows] = np.diff(chunk_result.cigar_offsets)
+        cigar_chunks.append(chunk_result.cigar)
+        cigar_total += len(chunk_result.cigar)
         if progress is not None:
             progress(len(rows))
         start = stop
+    if cigar_chunks:
+        result.cigar, result.cigar_offsets = gather_packed(np.concatenate(cigar_chunks), cigar_start, cigar_length)
     return result, frags

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from helixflow import embedding
 from helixflow.errors import InvalidFastq, InvalidReads, Position
@@ -82,6 +83,54 @@ def _gather(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.nda
     return data[np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])]
 
 
+@njit(cache=True, inline="always")
+def _is_space(byte):
+    # The ASCII characters str.split() and str.strip() treat as whitespace.
+    return byte == 32 or 9 <= byte <= 13 or 28 <= byte <= 31
+
+
+@njit(cache=True)
+def _normalised_spans(data, name_start, name_end, out_start, out_end, out_ascii):
+    """``normalise_id`` on byte ranges: the first whitespace-separated token (the whole name when it is all
+    whitespace) less a trailing /1 or /2. Names with non-ASCII bytes are only flagged (``out_ascii`` False):
+    Unicode whitespace and decoding errors are left to ``normalise_id``."""
+    for r in range(name_start.shape[0]):
+        a = name_start[r]
+        b = name_end[r]
+        out_ascii[r] = True
+        for i in range(a, b):
+            if data[i] >= 128:
+                out_ascii[r] = False
+        i = a
+        while i < b and _is_space(data[i]):
+            i += 1
+        if i == b:
+            i = a
+            j = b
+        else:
+            j = i
+            while j < b and not _is_space(data[j]):
+                j += 1
+        if j - i >= 2 and data[j - 2] == 47 and (data[j - 1] == 49 or data[j - 1] == 50):  # "/1", "/2"
+            j -= 2
+        out_start[r] = i
+        out_end[r] = j
+
+
+def _normalised_ids(data: np.ndarray, name_start: np.ndarray, name_end: np.ndarray) -> list[str]:
+    """``normalise_id`` of every name ``data[name_start[i]:name_end[i]]``."""
+    n = name_start.shape[0]
+    start, end, ascii_only = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.bool_)
+    _normalised_spans(data, name_start, name_end, start, end, ascii_only)
+    # One decode and split for all ids ("\n" never occurs in a FASTQ name) rather than a str per read.
+    lengths = end - start
+    joined = np.insert(_gather(data, start, lengths), np.cumsum(lengths), np.uint8(10))
+    ids = joined.tobytes().decode(errors="replace").split("\n")[:-1]
+    for r in np.flatnonzero(~ascii_only).tolist():
+        ids[r] = normalise_id(data[name_start[r]:name_end[r]].tobytes().decode(errors="replace"))
+    return ids
+
+
 def _parse_fastq(path: str) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
     """(normalised ids, upper-cased packed sequences, packed qualities, offsets) through Phase 1's batch
     reader, which raises InvalidFastq with a position on a malformed record."""
@@ -90,9 +139,7 @@ def _parse_fastq(path: str) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarr
     ids: list[str] = []
     sequences, qualities, lengths = [], [], []
     for batch in iter_batches(whole_file(path)):
-        text = batch.data.tobytes()
-        ids.extend(normalise_id(text[a:b].decode(errors="replace"))
-                   for a, b in zip(batch.name_start.tolist(), batch.name_end.tolist()))
+        ids.extend(_normalised_ids(batch.data, batch.name_start, batch.name_end))
         sequences.append(_upper(_gather(batch.data, batch.seq_start, batch.seq_len)))
         qualities.append(_gather(batch.data, batch.qual_start, batch.seq_len))
         lengths.append(batch.seq_len)

@@ -18,15 +18,17 @@ import subprocess
 import tempfile
 from collections.abc import Sequence
 
+import numpy as np
+from numba import njit, prange
+
 from helixflow import __version__
 from helixflow.errors import BamConversionFailed
-from helixflow.phase2.mapper import Mapping
+from helixflow.phase2.mapper import _COMPLEMENT, Mapping
 from helixflow.phase2.reads import Fragments, ReadBatch
 from helixflow.phase2.reference import Reference
 
 _FLAG_PAIRED, _FLAG_PROPER, _FLAG_UNMAPPED, _FLAG_MATE_UNMAPPED = 0x1, 0x2, 0x4, 0x8
 _FLAG_REVERSE, _FLAG_MATE_REVERSE, _FLAG_FIRST, _FLAG_SECOND = 0x10, 0x20, 0x40, 0x80
-_REVCOMP = bytes.maketrans(b"ACGTNacgtn", b"TGCANtgcan")
 
 
 def _clean(value: str) -> str:
@@ -42,68 +44,188 @@ def header(reference: Reference, sample: str, command_line: Sequence[str]) -> st
     return "\n".join(lines) + "\n"
 
 
-def _template_length(m: Mapping, row: int, mate: int) -> int:
-    if not (m.mapped[row] and m.mapped[mate]) or m.contig[row] != m.contig[mate]:
-        return 0
-    span = int(max(m.end[row], m.end[mate]) - min(m.pos[row], m.pos[mate]))
-    if m.pos[row] != m.pos[mate]:
-        leftmost = m.pos[row] < m.pos[mate]
-    elif m.strand[row] != m.strand[mate]:
-        leftmost = m.strand[row] == 0
+@njit(cache=True)
+def _put_int(buf, at, value, write):
+    """Decimal text of ``value`` at ``buf[at:]`` (only measured when not ``write``); returns the end."""
+    if value < 0:
+        if write:
+            buf[at] = 45  # '-'
+        at += 1
+        value = -value
+    digits = 1
+    scale = 10
+    while scale <= value:
+        digits += 1
+        scale *= 10
+    if write:
+        for i in range(digits):
+            buf[at + digits - 1 - i] = 48 + value % 10
+            value //= 10
+    return at + digits
+
+
+@njit(cache=True)
+def _put_bytes(buf, at, source, lo, hi, write):
+    if write:
+        buf[at:at + hi - lo] = source[lo:hi]
+    return at + hi - lo
+
+
+@njit(cache=True)
+def _put_tag(buf, at, tag, value, write):
+    """``\t`` + ``tag`` (e.g. b"NM:i:") + the integer."""
+    if write:
+        buf[at] = 9
+    at = _put_bytes(buf, at + 1, tag, 0, tag.shape[0], write)
+    return _put_int(buf, at, value, write)
+
+
+@njit(cache=True)
+def _record(buf, at, write, row, mate, first, ids, id_offsets, seq, qual, seq_offsets, mapped, strand, contig,
+            pos, end, mapq, score, second, nm, proper, cigar, cigar_offsets, names, name_offsets, read_group,
+            complement, tags):
+    """One SAM line for ``row`` (``mate`` -1 when single-end) from ``buf[at]``; returns the end. With ``write``
+    False nothing is written, so the same code measures the line first."""
+    flag = 0
+    if mate >= 0:
+        flag |= _FLAG_PAIRED | (_FLAG_FIRST if first else _FLAG_SECOND)
+        if not mapped[mate]:
+            flag |= _FLAG_MATE_UNMAPPED
+        elif strand[mate]:
+            flag |= _FLAG_MATE_REVERSE
+        if proper[row] and mapped[row] and mapped[mate]:
+            flag |= _FLAG_PROPER
+    # RNAME / RNEXT as contig indices, -1 for "*" (contig names are unique, so equal index = equal name).
+    if mapped[row]:
+        rname, rpos = contig[row], pos[row] + 1
+        if strand[row]:
+            flag |= _FLAG_REVERSE
     else:
-        leftmost = row < mate
-    return span if leftmost else -span
-
-
-def records(batch: ReadBatch, mapping: Mapping, frags: Fragments, reference: Reference, read_group: str) -> str:
-    """SAM body lines for every read of ``batch`` in fragment order."""
-    m = mapping
-    names = reference.names
-    out: list[str] = []
-    for first, second in zip(frags.first.tolist(), frags.second.tolist()):
-        for row, mate in ((first, second), (second, first)) if second >= 0 else ((first, -1),):
-            flag = 0
-            seq = batch.sequence(row)
-            qual = batch.quality(row)
-            if mate >= 0:
-                flag |= _FLAG_PAIRED | (_FLAG_FIRST if row == first else _FLAG_SECOND)
-                if not m.mapped[mate]:
-                    flag |= _FLAG_MATE_UNMAPPED
-                elif m.strand[mate]:
-                    flag |= _FLAG_MATE_REVERSE
-                if m.proper[row] and m.mapped[row] and m.mapped[mate]:
-                    flag |= _FLAG_PROPER
-            if m.mapped[row]:
-                rname, pos = names[m.contig[row]], int(m.pos[row]) + 1
-                mapq, cigar = int(m.mapq[row]), m.cigar[row]
-                if m.strand[row]:
-                    flag |= _FLAG_REVERSE
-                    seq = seq.translate(_REVCOMP)[::-1]
-                    qual = qual[::-1]
-                tags = f"NM:i:{m.nm[row]}\tAS:i:{m.score[row]}"
-                if m.second[row] >= 0:
-                    tags += f"\tXS:i:{m.second[row]}"
-                tags += f"\tRG:Z:{read_group}"
+        flag |= _FLAG_UNMAPPED
+        if mate >= 0 and mapped[mate]:
+            rname, rpos = contig[mate], pos[mate] + 1
+        else:
+            rname, rpos = -1, 0
+    rnext, pnext, tlen = -1, 0, 0
+    if mate >= 0:
+        if mapped[mate]:
+            rnext, pnext = contig[mate], pos[mate] + 1
+        elif mapped[row]:
+            rnext, pnext = rname, rpos
+        if mapped[row] and mapped[mate] and contig[row] == contig[mate]:
+            # Leftmost mapped base to rightmost of the two mates, positive for the leftmost mate.
+            tlen = max(end[row], end[mate]) - min(pos[row], pos[mate])
+            if pos[row] != pos[mate]:
+                leftmost = pos[row] < pos[mate]
+            elif strand[row] != strand[mate]:
+                leftmost = strand[row] == 0
             else:
-                flag |= _FLAG_UNMAPPED
-                mapq, cigar, tags = 0, "*", f"RG:Z:{read_group}"
-                if mate >= 0 and m.mapped[mate]:
-                    rname, pos = names[m.contig[mate]], int(m.pos[mate]) + 1
-                else:
-                    rname, pos = "*", 0
-            rnext, pnext, tlen = "*", 0, 0
-            if mate >= 0:
-                if m.mapped[mate]:
-                    mate_contig, pnext = names[m.contig[mate]], int(m.pos[mate]) + 1
-                elif m.mapped[row]:
-                    mate_contig, pnext = rname, pos
-                else:
-                    mate_contig = "*"
-                rnext = "=" if mate_contig == rname and rname != "*" else mate_contig
-                tlen = _template_length(m, row, mate)
-            out.append(f"{batch.ids[row]}\t{flag}\t{rname}\t{pos}\t{mapq}\t{cigar}\t{rnext}\t{pnext}\t{tlen}\t"
-                       f"{seq.decode()}\t{qual.decode() or '*'}\t{tags}\n")
-    return "".join(out)
+                leftmost = row < mate
+            if not leftmost:
+                tlen = -tlen
+    at = _put_bytes(buf, at, ids, id_offsets[row], id_offsets[row + 1], write)
+    at = _put_tag(buf, at, tags[0], flag, write)
+    if write:
+        buf[at] = 9
+    if rname >= 0:
+        at = _put_bytes(buf, at + 1, names, name_offsets[rname], name_offsets[rname + 1], write)
+    else:
+        if write:
+            buf[at + 1] = 42  # '*'
+        at += 2
+    at = _put_tag(buf, at, tags[0], rpos, write)
+    at = _put_tag(buf, at, tags[0], mapq[row] if mapped[row] else 0, write)
+    if write:
+        buf[at] = 9
+    if mapped[row]:
+        at = _put_bytes(buf, at + 1, cigar, cigar_offsets[row], cigar_offsets[row + 1], write)
+    else:
+        if write:
+            buf[at + 1] = 42
+        at += 2
+    if write:
+        buf[at] = 9
+    if rnext >= 0 and rnext == rname:
+        if write:
+            buf[at + 1] = 61  # '='
+        at += 2
+    elif rnext >= 0:
+        at = _put_bytes(buf, at + 1, names, name_offsets[rnext], name_offsets[rnext + 1], write)
+    else:
+        if write:
+            buf[at + 1] = 42
+        at += 2
+    at = _put_tag(buf, at, tags[0], pnext, write)
+    at = _put_tag(buf, at, tags[0], tlen, write)
+    lo = seq_offsets[row]
+    hi = seq_offsets[row + 1]
+    reverse = mapped[row] and strand[row] != 0
+    if write:
+        buf[at] = 9
+        for i in range(hi - lo):
+            buf[at + 1 + i] = complement[seq[hi - 1 - i]] if reverse else seq[lo + i]
+        buf[at + 1 + hi - lo] = 9
+        for i in range(hi - lo):
+            buf[at + 2 + hi - lo + i] = qual[hi - 1 - i] if reverse else qual[lo + i]
+        if hi == lo:
+            buf[at + 2] = 42
+    at += 2 + (hi - lo) + max(hi - lo, 1)  # \t SEQ \t QUAL, QUAL "*" when empty
+    if mapped[row]:
+        at = _put_tag(buf, at, tags[1], nm[row], write)
+        at = _put_tag(buf, at, tags[2], score[row], write)
+        if second[row] >= 0:
+            at = _put_tag(buf, at, tags[3], second[row], write)
+    if write:
+        buf[at] = 9
+    at = _put_bytes(buf, at + 1, tags[4], 0, tags[4].shape[0], write)
+    at = _put_bytes(buf, at, read_group, 0, read_group.shape[0], write)
+    if write:
+        buf[at] = 10
+    return at + 1
+
+
+@njit(cache=True, parallel=True)
+def _records(rows, mates, first, ids, id_offsets, seq, qual, seq_offsets, mapped, strand, contig, pos, end, mapq,
+             score, second, nm, proper, cigar, cigar_offsets, names, name_offsets, read_group, complement, tags):
+    n = rows.shape[0]
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    empty = np.empty(0, dtype=np.uint8)
+    for i in prange(n):
+        offsets[i + 1] = _record(empty, 0, False, rows[i], mates[i], first[i], ids, id_offsets, seq, qual,
+                                 seq_offsets, mapped, strand, contig, pos, end, mapq, score, second, nm, proper,
+                                 cigar, cigar_offsets, names, name_offsets, read_group, complement, tags)
+    for i in range(n):
+        offsets[i + 1] += offsets[i]
+    buf = np.empty(offsets[n], dtype=np.uint8)
+    for i in prange(n):
+        _record(buf, offsets[i], True, rows[i], mates[i], first[i], ids, id_offsets, seq, qual, seq_offsets,
+                mapped, strand, contig, pos, end, mapq, score, second, nm, proper, cigar, cigar_offsets, names,
+                name_offsets, read_group, complement, tags)
+    return buf
+
+
+def _pack_text(values: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    encoded = [value.encode() for value in values]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)), out=offsets[1:])
+    return np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets
+
+
+def records(batch: ReadBatch, mapping: Mapping, frags: Fragments, reference: Reference, read_group: str) -> bytes:
+    """SAM body lines for every read of ``batch`` in fragment order (mate 1 before mate 2), as UTF-8."""
+    m = mapping
+    pairs = np.stack([frags.first, frags.second], axis=1).ravel()
+    mates = np.stack([frags.second, frags.first], axis=1).ravel()
+    first = np.tile(np.array([True, False]), len(frags))
+    keep = pairs >= 0
+    ids, id_offsets = _pack_text(batch.ids)
+    names, name_offsets = _pack_text(reference.names)
+    tags = tuple(np.frombuffer(t, dtype=np.uint8) for t in (b"", b"NM:i:", b"AS:i:", b"XS:i:", b"RG:Z:"))
+    body = _records(pairs[keep], mates[keep], first[keep], ids, id_offsets, batch.seq, batch.qual,
+                    batch.seq_offsets, m.mapped, m.strand, m.contig, m.pos, m.end, m.mapq, m.score, m.second, m.nm,
+                    m.proper, m.cigar, m.cigar_offsets, names, name_offsets,
+                    np.frombuffer(read_group.encode(), dtype=np.uint8), _COMPLEMENT, tags)
+    return body.tobytes()
 
 
 def write_alignments(path: str | os.PathLike, header_text: str, body: str | bytes, threads: int = 1) -> None:

@@ -1,0 +1,83 @@
+"""The SAM writer and the packing kernels behind it, against SAM lines written out by hand: flags, mate fields,
+TLEN signs, reverse-strand SEQ/QUAL, tags, unmapped reads and mates."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from helixflow.phase2 import sam
+from helixflow.phase2.mapper import Mapping, pack_cigars
+from helixflow.phase2.reads import Fragments, ReadBatch, _normalised_ids, normalise_id
+from helixflow.phase2.reference import Reference
+
+# row: (id, SEQ, QUAL, mapped, strand, contig, pos, end, mapq, AS, XS, NM, proper, CIGAR)
+ROWS = [
+    ("fr", b"ACGTA", b"ABCDE", True, 0, 0, 100, 110, 60, 5, 3, 0, True, "5M"),  # proper FR pair
+    ("fr", b"GGCAN", b"FGHIJ", True, 1, 0, 200, 210, 60, 4, -1, 1, True, "5M"),
+    ("half", b"AACGT", b"abcde", True, 1, 1, 50, 55, 7, 4, -1, 0, False, "1S4M"),  # mate unmapped
+    ("half", b"TTTTT", b"!!!!!", False, 0, -1, -1, -1, 0, 0, -1, 0, False, "*"),
+    ("none", b"CCCCC", b"#####", False, 0, -1, -1, -1, 0, 0, -1, 0, False, "*"),  # both unmapped
+    ("none", b"GGGGG", b"$$$$$", False, 0, -1, -1, -1, 0, 0, -1, 0, False, "*"),
+    ("apart", b"ACGTT", b"%%%%%", True, 0, 0, 10, 15, 12, 5, -1, 0, False, "5M"),  # mates on two contigs
+    ("apart", b"TTGCA", b"&&&&&", True, 0, 1, 20, 25, 0, 5, 5, 0, False, "5M"),
+    ("single", b"ACGNT", b"12345", True, 1, 0, 300, 305, 23, 1, 0, 2, False, "3M1I1M"),
+    ("empty", b"", b"", False, 0, -1, -1, -1, 0, 0, -1, 0, False, "*"),
+    ("same", b"AAAAC", b"ABCDE", True, 1, 0, 400, 405, 60, 5, -1, 0, True, "5M"),  # same start, FR
+    ("same", b"GTTTT", b"ABCDE", True, 0, 0, 400, 406, 60, 5, -1, 0, True, "5M"),
+    ("tie", b"AAAAA", b"ABCDE", True, 0, 0, 500, 505, 30, 5, -1, 0, False, "5M"),  # same start and strand
+    ("tie", b"AAAAA", b"ABCDE", True, 0, 0, 500, 507, 30, 5, -1, 0, False, "5M"),
+]
+FRAGMENTS = Fragments(np.array([0, 2, 4, 6, 8, 9, 10, 12]), np.array([1, 3, 5, 7, -1, -1, 11, 13]))
+EXPECTED = """\
+fr	99	chr1	101	60	5M	=	201	110	ACGTA	ABCDE	NM:i:0	AS:i:5	XS:i:3	RG:Z:S1
+fr	147	chr1	201	60	5M	=	101	-110	NTGCC	JIHGF	NM:i:1	AS:i:4	RG:Z:S1
+half	89	chr2	51	7	1S4M	=	51	0	ACGTT	edcba	NM:i:0	AS:i:4	RG:Z:S1
+half	165	chr2	51	0	*	=	51	0	TTTTT	!!!!!	RG:Z:S1
+none	77	*	0	0	*	*	0	0	CCCCC	#####	RG:Z:S1
+none	141	*	0	0	*	*	0	0	GGGGG	$$$$$	RG:Z:S1
+apart	65	chr1	11	12	5M	chr2	21	0	ACGTT	%%%%%	NM:i:0	AS:i:5	RG:Z:S1
+apart	129	chr2	21	0	5M	chr1	11	0	TTGCA	&&&&&	NM:i:0	AS:i:5	XS:i:5	RG:Z:S1
+single	16	chr1	301	23	3M1I1M	*	0	0	ANCGT	54321	NM:i:2	AS:i:1	XS:i:0	RG:Z:S1
+empty	4	*	0	0	*	*	0	0		*	RG:Z:S1
+same	83	chr1	401	60	5M	=	401	-6	GTTTT	EDCBA	NM:i:0	AS:i:5	RG:Z:S1
+same	163	chr1	401	60	5M	=	401	6	GTTTT	ABCDE	NM:i:0	AS:i:5	RG:Z:S1
+tie	65	chr1	501	30	5M	=	501	7	AAAAA	ABCDE	NM:i:0	AS:i:5	RG:Z:S1
+tie	129	chr1	501	30	5M	=	501	-7	AAAAA	ABCDE	NM:i:0	AS:i:5	RG:Z:S1
+"""
+
+
+def _packed(values: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    offsets = np.zeros(len(values) + 1, np.int64)
+    np.cumsum([len(v) for v in values], out=offsets[1:])
+    return np.frombuffer(b"".join(values), np.uint8).copy(), offsets
+
+
+def test_records_match_the_sam_lines_written_out_by_hand():
+    columns = list(zip(*ROWS))
+    seq, offsets = _packed(list(columns[1]))
+    qual, _ = _packed(list(columns[2]))
+    batch = ReadBatch(list(columns[0]), np.zeros(len(ROWS), np.int8), seq, offsets, qual)
+    cigar, cigar_offsets = _packed([c.encode() for c in columns[13]])
+    mapping = Mapping(np.array(columns[3]), np.array(columns[4], np.int8), np.array(columns[5], np.int32),
+                      np.array(columns[6], np.int64), np.array(columns[7], np.int64), np.array(columns[8], np.int32),
+                      np.array(columns[9], np.int32), np.array(columns[10], np.int32), np.array(columns[11], np.int32),
+                      np.array(columns[12]), cigar, cigar_offsets)
+    reference = Reference(("chr1", "chr2"), np.zeros(1000, np.uint8), np.array([0, 600, 1000]))
+    assert sam.records(batch, mapping, FRAGMENTS, reference, "S1").decode() == EXPECTED
+
+
+def test_pack_cigars_writes_ungapped_and_gapped_cigars_in_row_order():
+    rows = np.array([3, 0, 1], np.int64)
+    gapped_text = np.frombuffer(b"10M2D140M", np.uint8)
+    cigar, offsets = pack_cigars(5, rows, np.array([0, 12, 0]), np.array([150, 138, 0]), np.array([0, 0, 0]),
+                                 np.array([-1, -1, 0]), gapped_text, np.array([0, 9], np.int64))
+    texts = [cigar[offsets[r]:offsets[r + 1]].tobytes().decode() for r in range(5)]
+    assert texts == ["12S138M", "10M2D140M", "*", "150M", "*"]
+
+
+def test_normalised_ids_match_normalise_id():
+    names = [b"a/1", b"  b c/2", b"x/2 y", b"   ", b"", b"/1", b"q\x1ez/1", b"\tt\x0b", b"n\xc3\xa9/1 z",
+             b"\xff\xfeab/2", b"u\xc2\xa0v/1", b"/", b"ab/3", b"r1/1/2", b" \xc2\x85x"]
+    data, offsets = _packed(names)
+    assert _normalised_ids(data, offsets[:-1], offsets[1:]) == [normalise_id(n.decode(errors="replace"))
+                                                                 for n in names]
