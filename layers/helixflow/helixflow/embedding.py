@@ -43,6 +43,15 @@ def _splitmix64(x: np.uint64) -> np.uint64:
     return x ^ (x >> np.uint64(31))
 
 
+@njit(cache=True, inline="always")
+def roll_kmer(fwd: np.uint64, rev: np.uint64, code: int, kmask: np.uint64, shift: np.uint64):
+    """Append base ``code`` (0-3) to the 2-bit k-mer ``fwd`` and prepend its complement to the reverse
+    complement ``rev``; the canonical k-mer is the smaller of the two. Shared by the embedding and the Phase 2
+    minimizer index, so both read k-mers the same way."""
+    return (((fwd << np.uint64(2)) | np.uint64(code)) & kmask,
+            (rev >> np.uint64(2)) | (np.uint64(3 - code) << shift))
+
+
 @njit(cache=True)
 def _embed_one(seq: np.ndarray, out: np.ndarray, code: np.ndarray, k: int) -> None:
     dims = out.shape[0]
@@ -58,8 +67,7 @@ def _embed_one(seq: np.ndarray, out: np.ndarray, code: np.ndarray, k: int) -> No
             fwd = np.uint64(0)
             rev = np.uint64(0)
             continue
-        fwd = ((fwd << np.uint64(2)) | np.uint64(c)) & kmask
-        rev = (rev >> np.uint64(2)) | (np.uint64(3 - c) << shift)
+        fwd, rev = roll_kmer(fwd, rev, c, kmask, shift)
         valid += 1
         if valid >= k:
             canon = fwd if fwd < rev else rev

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 
-from helixflow.embedding import BASE_CODE
+from helixflow.embedding import BASE_CODE, roll_kmer
 from helixflow.phase2.candidates import Candidates
 from helixflow.phase2.reads import ReadBatch
 from helixflow.phase2.reference import Reference
@@ -74,8 +74,7 @@ def minimizers(seq, k, w, out_hash, out_pos, out_strand):
             fwd = np.uint64(0)
             rev = np.uint64(0)
         else:
-            fwd = ((fwd << np.uint64(2)) | np.uint64(c)) & kmask
-            rev = (rev >> np.uint64(2)) | (np.uint64(3 - c) << shift)
+            fwd, rev = roll_kmer(fwd, rev, c, kmask, shift)
             valid += 1
         if i >= k - 1:
             j = i - k + 1
