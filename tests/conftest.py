@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -37,12 +36,8 @@ def load_handler(function_dir: str):
     return module
 
 
-IN_CI = bool(os.environ.get("CI"))
-
-
-def skip_unless_ci(reason: str) -> None:
-    """A missing peer tool skips the test on a developer's machine, but fails it in CI, where `make install`
-    must have provided it (a skipped test proves nothing)."""
-    if IN_CI:
-        pytest.fail(f"{reason}; CI installs it through `make install`")
-    pytest.skip(reason)
+def require_tool(available: bool, what: str) -> None:
+    """Peer tools are part of the test setup (`make test` installs them): a missing one fails the test rather
+    than letting it pass unexamined."""
+    if not available:
+        pytest.fail(f"{what} is not installed; `make install` provides it")

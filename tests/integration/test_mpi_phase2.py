@@ -14,7 +14,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import IN_CI
 
 from helixflow import embedding
 from helixflow.phase2 import simulate
@@ -24,7 +23,7 @@ DRIVER = ROOT / "batch_jobs" / "slurm_simulation" / "mpi_phase2.py"
 LAMBDA = ROOT / "tests" / "unit" / "phase2" / "genomes" / "lambda_virus.fa.gz"
 MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
 
-pytestmark = pytest.mark.skipif(MPIEXEC is None and not IN_CI, reason="mpiexec (pip's mpich) not installed")
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")

@@ -104,7 +104,6 @@ def test_stdin_is_dash(files):
     assert result.exit_code == 0 and json.loads(result.stdout)["files"][0]["file"] == "-"
 
 
-@pytest.mark.skipif(not ENTRY_POINT.exists(), reason="the helixflow entry point is not installed")
 def test_real_subprocess_of_the_entry_point(files):
     def helixflow(*args: object) -> subprocess.CompletedProcess:
         return subprocess.run([str(ENTRY_POINT), "validate", *map(str, args)], capture_output=True, text=True,

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from helixflow.phase1 import simulate
-from tests.conftest import skip_unless_ci
+from tests.conftest import require_tool
 
 LAMBDA_GZ = "/usr/share/doc/bowtie2/examples/reference/lambda_virus.fa.gz"
 
@@ -30,8 +30,8 @@ def pair_bgzf(tmp_path_factory):
 @pytest.fixture(scope="session")
 def art_fastq(tmp_path_factory):
     """Single-end 150 bp reads from the lambda phage genome with ART's HiSeq 2500 profile."""
-    if shutil.which("art_illumina") is None or not os.path.exists(LAMBDA_GZ):
-        skip_unless_ci("art_illumina or the bowtie2 lambda example is not installed")
+    require_tool(shutil.which("art_illumina") is not None and os.path.exists(LAMBDA_GZ),
+                 "art_illumina or the bowtie2 lambda example")
     d = tmp_path_factory.mktemp("art")
     ref = d / "lambda.fa"
     ref.write_bytes(gzip.decompress(open(LAMBDA_GZ, "rb").read()))
@@ -42,13 +42,12 @@ def art_fastq(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def run_tool():
-    """Runs a peer tool (fastp, cutadapt, multiqc) from PATH or the venv; skips the test when it is missing."""
+    """Runs a peer tool (fastp, cutadapt, multiqc) from PATH or the venv; fails the test when it is missing."""
     return _run_tool
 
 
 def _run_tool(*args: str, cwd=None) -> subprocess.CompletedProcess:
     tool = args[0]
     exe = shutil.which(tool) or os.path.join(os.path.dirname(os.sys.executable), tool)
-    if not os.path.exists(exe):
-        skip_unless_ci(f"{tool} is not installed")
+    require_tool(os.path.exists(exe), tool)
     return subprocess.run([exe, *args[1:]], check=True, capture_output=True, text=True, cwd=cwd)

@@ -4,7 +4,6 @@ calibration, pairing, SAM validity, inputs and named errors."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +13,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import IN_CI
 from click.testing import CliRunner
 from phase2_truth import placed_correctly, sam_records, write_pair
 
@@ -25,7 +23,6 @@ from helixflow.errors import InvalidReads, InvalidReference
 from helixflow.phase2.reads import read_reads
 from helixflow.phase2.reference import read_fasta
 
-needs_samtools = pytest.mark.skipif(shutil.which("samtools") is None and not IN_CI, reason="samtools not installed")
 
 
 def run_align(*args: str | os.PathLike) -> None:
@@ -107,7 +104,6 @@ def test_a_unique_mate_rescues_the_mapq_of_a_mate_in_a_repeat(paired_sam, paired
     assert all(rescued)
 
 
-@needs_samtools
 def test_samtools_accepts_the_sam_and_counts_every_read(paired_sam, paired_reads):
     subprocess.run(["samtools", "quickcheck", "-v", str(paired_sam)], check=True)
     flagstat = subprocess.run(["samtools", "flagstat", str(paired_sam)], check=True, capture_output=True,
@@ -153,7 +149,6 @@ def test_reads_from_nowhere_are_kept_as_unmapped_records(tmp_path, repeat_fasta,
         assert len(rec[9]) == 150
 
 
-@needs_samtools
 def test_bam_output_is_coordinate_sorted_and_indexed(tmp_path, repeat_fasta, paired_reads):
     r1, r2 = write_pair(tmp_path, paired_reads[:200])
     out = tmp_path / "S1.bam"
