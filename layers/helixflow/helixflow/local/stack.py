@@ -26,12 +26,12 @@ import boto3
 from helixflow.local.events import eventbridge_object_created, execution_name
 from helixflow.local.runtime import LambdaRuntime, ServiceFault
 from helixflow.local.template import LocalNames, Template
+from helixflow.pipeline.keys import FASTQ_SUFFIXES, INCOMING_PREFIX
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 STACK_NAME = "helixflow-local"
 STACK_FILE = "stack.json"
-FASTQ_SUFFIXES = (".fastq", ".fq", ".fastq.gz", ".fq.gz")
 log = logging.getLogger("helixflow.local")
 
 _active_runtime: LambdaRuntime | None = None
@@ -238,7 +238,7 @@ class LocalStack:
         self.client("s3").put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={
             "QueueConfigurations": [
                 {"QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*"],
-                 "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "incoming/"},
+                 "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": INCOMING_PREFIX},
                                                     {"Name": "suffix", "Value": suffix}]}}}
                 for suffix in FASTQ_SUFFIXES]})
         return queue_url

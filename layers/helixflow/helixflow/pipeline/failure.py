@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from helixflow.errors import InvalidKey
-from helixflow.pipeline.keys import errors_prefix, safe_component
+from helixflow.pipeline.keys import FASTQ_SUFFIXES, errors_prefix, safe_component
 
 _UNRESOLVED_SAMPLE = "_unresolved"
 _POSITION_FIELDS = ("file", "record", "line", "byte_offset")
@@ -61,7 +61,8 @@ def record_failure(*, s3: Any, bucket: str, state: dict[str, Any]) -> dict[str, 
 def _sample_hint(state: dict[str, Any]) -> str:
     """Best-effort sample folder when ResolveSample itself failed (e.g. an unsafe key)."""
     key = ((state.get("event") or {}).get("detail") or {}).get("object", {}).get("key", "")
-    stem = re.sub(r"(\.f(ast)?q)(\.gz)?$", "", key.rsplit("/", 1)[-1])
+    name = key.rsplit("/", 1)[-1]
+    stem = next((name[: -len(s)] for s in FASTQ_SUFFIXES if name.endswith(s)), name)
     try:
         return safe_component(stem) if stem else _UNRESOLVED_SAMPLE
     except InvalidKey:  # the name itself is unsafe, so it must not become a path

@@ -26,7 +26,6 @@ from typing import Any
 
 from helixflow.fastq.bgzf import BgzfWriter, block_size_at
 from helixflow.pipeline.keys import safe_component
-from helixflow.pipeline.plan import plan_phase1
 
 MANIFEST_NAME = "chunks.json"
 _COPY_BYTES = 8 * 1024 * 1024
@@ -41,10 +40,6 @@ def engine_params(run_params: dict[str, Any]):
 
     return Params(adapter=run_params.get("adapter"), adapter2=run_params.get("adapter2"),
                   quality=run_params.get("quality", 20), min_length=run_params.get("min_length", 15))
-
-
-def plan(request: dict[str, Any]) -> dict[str, Any]:
-    return {"phase1": plan_phase1(request["inputs"], request["params"].get("phase1", "auto")).to_dict()}
 
 
 def _download(s3: Any, bucket: str, key: str, target: Path, byte_range: tuple[int, int | None] | None = None,
