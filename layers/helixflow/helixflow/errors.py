@@ -119,3 +119,29 @@ class BamConversionFailed(HelixflowError):
     """samtools could not sort or index the alignments (or is not installed)."""
 
     default_code = "BAM_CONVERSION_FAILED"
+
+
+class ClusterNotConfigured(HelixflowError):
+    """The plan placed a stage on a cluster (Ray, Slurm/PCS) that this deployment has not configured.
+
+    Codes: RAY_NOT_CONFIGURED, SLURM_NOT_CONFIGURED, NOT_A_CLUSTER_PLACEMENT, NO_ADAPTER."""
+
+    default_code = "CLUSTER_NOT_CONFIGURED"
+
+
+class ClusterUnavailable(HelixflowError):
+    """A configured cluster's API refused or did not answer (authentication, network, server error)."""
+
+    default_code = "CLUSTER_UNAVAILABLE"
+
+
+class Phase1JobFailed(HelixflowError):
+    """The Phase 1 cluster job ended FAILED or CANCELLED; details carry the job id, state and log tail."""
+
+    default_code = "PHASE1_JOB_FAILED"
+
+
+class Phase2JobFailed(HelixflowError):
+    """The Phase 2 Slurm job ended FAILED, TIMEOUT, NODE_FAIL, OUT_OF_MEMORY or CANCELLED."""
+
+    default_code = "PHASE2_JOB_FAILED"

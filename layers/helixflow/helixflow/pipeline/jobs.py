@@ -1,0 +1,155 @@
+"""The one job seam: how a pipeline stage runs work on a cluster (Ray Jobs, Slurm through slurmrestd / PCS).
+
+A stage hands a ``JobSpec`` to ``submit`` and keeps the returned ``JobHandle`` in the execution's state; the
+state machine then loops Wait -> Poll (``status``) -> Choice until the job is terminal, and the failure branch
+calls ``cancel``. Every adapter maps its native states onto one vocabulary (``JobState``), so the ASL loop is
+the same for every cluster.
+
+Adapters register by backend name. ``backend_for(placement)`` builds the adapter configured for a placement in
+this deployment (environment variables set by template.yaml, or by the local stack) and raises
+``ClusterNotConfigured`` when none is; ``HELIXFLOW_JOB_BACKEND=module:factory`` replaces every adapter with
+another one (the test double used by the state machine tests).
+
+The poll loop's Wait grows geometrically to a cap and the number of polls is bounded: at the default cap of
+300 s a day-long job costs ~300 polls (~1,500 history events), far below Step Functions' 25,000.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from datetime import datetime, timezone
+from typing import Any, Callable, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from helixflow.errors import ClusterNotConfigured
+
+JobState = Literal["PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]
+TERMINAL_STATES: frozenset[str] = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
+Placement = Literal["lambda", "ray", "slurm-cpu", "slurm-gpu"]
+
+FIRST_WAIT_S = 2
+MAX_WAIT_S = 300
+MAX_POLLS = 2000
+
+
+class JobSpec(BaseModel):
+    """What to run. ``arguments`` go to the job as an argument vector, never through a shell."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    stage: Literal["phase1", "phase2"]
+    placement: Placement
+    run_id: str
+    sample: str
+    bucket: str
+    work_prefix: str = Field(description="work/<sample>/<run_id>/<stage>/: where the job writes its outputs")
+    arguments: list[str] = Field(default_factory=list)
+    environment: dict[str, str] = Field(default_factory=dict)
+    resources: dict[str, Any] = Field(default_factory=dict, description="ranks, cpus, gpus, time limit, memory")
+
+
+class JobHandle(BaseModel):
+    """What the state machine keeps between polls (small: it travels in the execution state)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: str
+    job_id: str
+    stage: Literal["phase1", "phase2"]
+    placement: Placement
+    work_prefix: str
+    submitted: str
+    state: JobState = "PENDING"
+    native_state: str = ""
+    polls: int = 0
+    wait_seconds: int = FIRST_WAIT_S
+    details: dict[str, Any] = Field(default_factory=dict, description="adapter facts: partition, node, times")
+
+
+class JobStatus(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    state: JobState
+    native_state: str
+    message: str = ""
+    exit_code: int | None = None
+    log_tail: list[str] = Field(default_factory=list)
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class JobBackend(Protocol):
+    name: str
+
+    def submit(self, spec: JobSpec) -> JobHandle: ...
+
+    def status(self, handle: JobHandle) -> JobStatus: ...
+
+    def cancel(self, handle: JobHandle) -> None: ...
+
+    def outputs(self, handle: JobHandle) -> list[str]:
+        """Keys (relative to the bucket) the finished job wrote under its work prefix."""
+        ...
+
+
+BackendFactory = Callable[[str], JobBackend]
+_FACTORIES: dict[str, BackendFactory] = {}
+# Which backend serves a placement; Lambda placements never reach the job seam.
+BACKEND_OF_PLACEMENT = {"ray": "ray", "slurm-cpu": "slurm", "slurm-gpu": "slurm"}
+
+
+def register_backend(name: str, factory: BackendFactory) -> None:
+    """``factory(placement)`` returns a configured adapter or raises ClusterNotConfigured."""
+    _FACTORIES[name] = factory
+
+
+def backend_for(placement: str) -> JobBackend:
+    override = os.environ.get("HELIXFLOW_JOB_BACKEND")
+    if override:
+        module_name, attribute = override.split(":")
+        return getattr(importlib.import_module(module_name), attribute)(placement)
+    name = BACKEND_OF_PLACEMENT.get(placement)
+    if name is None:
+        raise ClusterNotConfigured(f"placement {placement!r} does not run as a cluster job",
+                                   code="NOT_A_CLUSTER_PLACEMENT", details={"placement": placement})
+    if name not in _FACTORIES:
+        _load_adapter(name)
+    return _FACTORIES[name](placement)
+
+
+def _load_adapter(name: str) -> None:
+    """Adapters live in helixflow.pipeline.<name>_jobs and register themselves on import."""
+    try:
+        importlib.import_module(f"helixflow.pipeline.{name}_jobs")
+    except ModuleNotFoundError as exc:
+        raise ClusterNotConfigured(f"no {name} job adapter is installed", code="NO_ADAPTER",
+                                   details={"backend": name}) from exc
+    if name not in _FACTORIES:
+        raise ClusterNotConfigured(f"the {name} job adapter did not register", code="NO_ADAPTER",
+                                   details={"backend": name})
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+def next_wait(handle: JobHandle, *, first: int = FIRST_WAIT_S, cap: int = MAX_WAIT_S) -> int:
+    """Doubling interval from ``first`` to ``cap`` seconds (the Wait state reads it)."""
+    return max(first, min(cap, handle.wait_seconds * 2 if handle.polls else first))
+
+
+def poll(backend: JobBackend, handle: JobHandle, *, first_wait: int = FIRST_WAIT_S, max_wait: int = MAX_WAIT_S,
+         max_polls: int = MAX_POLLS) -> tuple[JobHandle, JobStatus]:
+    """One turn of the Wait -> Poll -> Choice loop: the new handle (state, next wait) and the status."""
+    status = backend.status(handle)
+    polls = handle.polls + 1
+    if status.state not in TERMINAL_STATES and polls >= max_polls:
+        backend.cancel(handle)
+        status = status.model_copy(update={"state": "CANCELLED",
+                                           "message": f"cancelled after {polls} polls without finishing"})
+    updated = handle.model_copy(update={
+        "state": status.state, "native_state": status.native_state, "polls": polls,
+        "wait_seconds": next_wait(handle, first=first_wait, cap=max_wait),
+        "details": {**handle.details, **status.details}})
+    return updated, status
