@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from helixflow.local.context import LocalLambdaContext
+from helixflow_local.context import LocalLambdaContext
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "tests" / "events"

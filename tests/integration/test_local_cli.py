@@ -12,10 +12,11 @@ import pytest
 
 pytestmark = pytest.mark.integration
 HELIXFLOW = str(Path(sys.executable).parent / "helixflow")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _helixflow(*args: str, state_dir: Path, cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HELIXFLOW_STATE_DIR": str(state_dir)}
+    env = {**os.environ, "HELIXFLOW_STATE_DIR": str(state_dir), "HELIXFLOW_HOME": str(ROOT)}
     return subprocess.run([HELIXFLOW, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -48,7 +49,7 @@ def test_local_up_run_status_down(tmp_path):
     finally:
         down = _helixflow("local", "down", state_dir=state_dir, cwd=tmp_path)
     assert down.returncode == 0 and "stopped" in down.stdout
-    assert not Path(f"/proc/{pid}").exists() or b"helixflow.local.stack" not in Path(
+    assert not Path(f"/proc/{pid}").exists() or b"helixflow_local.stack" not in Path(
         f"/proc/{pid}/cmdline").read_bytes()
     assert not (state_dir / "stack.json").exists()
     stopped = _helixflow("local", "status", state_dir=state_dir, cwd=tmp_path)

@@ -9,8 +9,8 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from helixflow.local.client import collect, submit, wait_for_run
-from helixflow.local.stack import LocalStack
+from helixflow_local.client import collect, submit, wait_for_run
+from helixflow_local.stack import LocalStack
 from helixflow.phase1.engine import process_file
 from helixflow.phase1.simulate import write_sample
 from helixflow.pipeline.phase1_lambda import engine_params

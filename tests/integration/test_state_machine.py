@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from helixflow.local.client import collect, submit, wait_for_run
-from helixflow.local.stack import LocalStack
+from helixflow_local.client import collect, submit, wait_for_run
+from helixflow_local.stack import LocalStack
 
 pytestmark = pytest.mark.integration
 

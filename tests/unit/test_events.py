@@ -1,4 +1,4 @@
-from helixflow.local.events import eventbridge_object_created, execution_name
+from helixflow_local.events import eventbridge_object_created, execution_name
 from helixflow.pipeline.keys import safe_component
 from tests.conftest import load_event
 

@@ -10,7 +10,7 @@ import pytest
 from moto import mock_aws
 
 from helixflow.errors import InvalidFastq, InvalidKey, InvalidParameters, Position
-from helixflow.local.events import eventbridge_object_created
+from helixflow_local.events import eventbridge_object_created
 from tests.conftest import load_event, load_handler
 
 BUCKET = "helixflow-data"

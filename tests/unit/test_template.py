@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from helixflow.local.template import LocalNames, Template
+from helixflow_local.template import LocalNames, Template
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = Template(ROOT / "template.yaml")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from helixflow.fastq.cli import validate_command
+from helixflow_local.commands.validate import validate_command
 
 GOOD = b"@r1/1 x\nACGT\n+\nII#I\n@r2/1\nACGTN\n+\nIIIII\n"
 MATE = b"@r1/2 y\nTTTT\n+\nIIII\n@r2/2\nGG\n+\nII\n"

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from helixflow import embedding
 from helixflow.phase1 import engine
-from helixflow.phase1.cli import preprocess_command
+from helixflow_local.commands.preprocess import preprocess_command
 
 
 def test_multiqc_reads_the_fastp_json_and_custom_content(tmp_path, single_gz, run_tool):

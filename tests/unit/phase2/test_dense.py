@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from phase2_truth import placed_correctly, sam_records
 
 from helixflow.phase2 import dense, simulate
-from helixflow.phase2.cli import align_command
+from helixflow_local.commands.phase2 import align_command
 
 
 def brute_force_top_k(queries, targets, k):

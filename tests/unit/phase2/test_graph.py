@@ -7,7 +7,7 @@ import numpy as np
 from click.testing import CliRunner
 
 from helixflow.phase2 import simulate
-from helixflow.phase2.cli import cluster_command
+from helixflow_local.commands.phase2 import cluster_command
 from helixflow.phase2.graph import CSRGraph, connected_components, number_clusters
 
 

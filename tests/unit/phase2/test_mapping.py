@@ -18,7 +18,7 @@ from phase2_truth import placed_correctly, sam_records, write_pair
 
 from helixflow import embedding
 from helixflow.phase2 import simulate
-from helixflow.phase2.cli import align_command
+from helixflow_local.commands.phase2 import align_command
 from helixflow.errors import InvalidReads, InvalidReference
 from helixflow.phase2.reads import read_reads
 from helixflow.phase2.reference import read_fasta

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from helixflow.local.template import FunctionSpec
+from helixflow_local.template import FunctionSpec
 
 
 class ServiceFault(Exception):
@@ -53,7 +53,7 @@ class _Pool:
     def _spawn(self) -> _Worker:
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
         try:
-            process = subprocess.Popen([sys.executable, "-m", "helixflow.local.worker"], cwd=self.spec.code_dir,
+            process = subprocess.Popen([sys.executable, "-m", "helixflow_local.worker"], cwd=self.spec.code_dir,
                                        env=self.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
                                        text=True, bufsize=1)
         finally:

@@ -14,13 +14,13 @@ from helixflow import __version__
 
 # name -> "module:attribute" of a click command
 COMMANDS = {
-    "validate": "helixflow.fastq.cli:validate_command",
-    "run": "helixflow.local.cli:run_command",
-    "demo": "helixflow.local.cli:demo_command",
-    "local": "helixflow.local.cli:local_group",
-    "preprocess": "helixflow.phase1.cli:preprocess_command",
-    "align": "helixflow.phase2.cli:align_command",
-    "cluster": "helixflow.phase2.cli:cluster_command",
+    "validate": "helixflow_local.commands.validate:validate_command",
+    "run": "helixflow_local.commands.local:run_command",
+    "demo": "helixflow_local.commands.local:demo_command",
+    "local": "helixflow_local.commands.local:local_group",
+    "preprocess": "helixflow_local.commands.preprocess:preprocess_command",
+    "align": "helixflow_local.commands.phase2:align_command",
+    "cluster": "helixflow_local.commands.phase2:cluster_command",
 }
 
 

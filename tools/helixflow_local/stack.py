@@ -23,29 +23,33 @@ from typing import Any
 
 import boto3
 
-from helixflow.local.events import eventbridge_object_created, execution_name
-from helixflow.local.runtime import LambdaRuntime, ServiceFault
-from helixflow.local.template import LocalNames, Template
+from helixflow_local.events import eventbridge_object_created, execution_name
+from helixflow_local.runtime import LambdaRuntime, ServiceFault
+from helixflow_local.template import LocalNames, Template
 from helixflow.pipeline.keys import FASTQ_SUFFIXES, INCOMING_PREFIX
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 STACK_NAME = "helixflow-local"
 STACK_FILE = "stack.json"
-log = logging.getLogger("helixflow.local")
+log = logging.getLogger("helixflow_local")
 
 _active_runtime: LambdaRuntime | None = None
 
 
-def repository_root() -> Path:
-    """The checkout holding template.yaml (the package is installed editable from layers/helixflow)."""
-    configured = os.environ.get("HELIXFLOW_HOME")
-    candidates = [Path(configured)] if configured else []
-    candidates += [Path(__file__).resolve().parents[4], Path.cwd()]
-    for candidate in candidates:
-        if (candidate / "template.yaml").is_file() and (candidate / "statemachines").is_dir():
-            return candidate
-    raise FileNotFoundError("cannot find template.yaml; set HELIXFLOW_HOME to the helixflow checkout")
+class CheckoutNotFound(Exception):
+    """The local stack needs a helixflow checkout (template.yaml, statemachines/, functions/)."""
+
+
+def repository_root(configured: Path | str | None = None) -> Path:
+    """The checkout whose template.yaml the stack runs: ``configured`` (``--root``), else $HELIXFLOW_HOME, else
+    the current directory. Nothing is guessed from where the package happens to be installed."""
+    source = "--root" if configured else "HELIXFLOW_HOME" if os.environ.get("HELIXFLOW_HOME") else "the current directory"
+    candidate = Path(configured or os.environ.get("HELIXFLOW_HOME") or Path.cwd()).resolve()
+    if (candidate / "template.yaml").is_file() and (candidate / "statemachines").is_dir():
+        return candidate
+    raise CheckoutNotFound(f"no template.yaml and statemachines/ in {candidate} ({source}): run from the "
+                           "helixflow checkout or set HELIXFLOW_HOME to it")
 
 
 def default_state_dir() -> Path:

@@ -14,7 +14,7 @@ import os
 import sys
 import traceback
 
-from helixflow.local.context import LocalLambdaContext
+from helixflow_local.context import LocalLambdaContext
 
 
 def _error(exc: BaseException) -> dict:

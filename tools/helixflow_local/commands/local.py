@@ -17,8 +17,8 @@ import click
 from rich.console import Console
 
 from helixflow.errors import HelixflowError
-from helixflow.local.client import RunOutcome, collect, incoming_keys, submit, wait_for_run
-from helixflow.local.stack import STACK_FILE, LocalStack, StackInfo, default_state_dir
+from helixflow_local.client import RunOutcome, collect, incoming_keys, submit, wait_for_run
+from helixflow_local.stack import STACK_FILE, LocalStack, StackInfo, default_state_dir
 
 console = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
@@ -46,7 +46,7 @@ def _our_stack_process(pid: int) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    return b"helixflow.local.stack" in cmdline
+    return b"helixflow_local.stack" in cmdline
 
 
 def running_stack(state_dir: Path) -> StackInfo | None:
@@ -94,7 +94,7 @@ def local_up(state_dir: Path) -> None:
     _ensure(state_dir)
     (state_dir / STACK_FILE).unlink(missing_ok=True)
     with open(state_dir / "stack.log", "ab") as log:
-        process = subprocess.Popen([sys.executable, "-m", "helixflow.local.stack", "--state-dir", str(state_dir)],
+        process = subprocess.Popen([sys.executable, "-m", "helixflow_local.stack", "--state-dir", str(state_dir)],
                                    stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
     (state_dir / PID_FILE).write_text(str(process.pid))
     deadline = time.monotonic() + READY_TIMEOUT_S
@@ -216,7 +216,7 @@ def run_command(reads: tuple[Path, ...], out_dir: Path, params_file: Path | None
 @state_dir_option
 def demo_command(out_dir: Path, pairs: int, state_dir: Path) -> None:
     """Run a generated paired-end sample (succeeds) and a broken file (fails with its named error)."""
-    from helixflow.local.demo_data import write_broken_sample, write_paired_sample
+    from helixflow_local.demo_data import write_broken_sample, write_paired_sample
 
     inputs = out_dir / "inputs"
     r1, r2 = write_paired_sample(inputs, pairs=pairs)

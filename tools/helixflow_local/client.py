@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from helixflow.errors import InvalidKey
-from helixflow.local.stack import StackInfo
+from helixflow_local.stack import StackInfo
 from helixflow.pipeline.keys import INCOMING_PREFIX, parse_incoming_key
 from helixflow.pipeline.params import parse_parameters
 

@@ -1,1 +1,0 @@
-"""helixflow.local"""

@@ -1,0 +1,1 @@
+"""The command line\x27s subcommands, each imported only when called."""
