@@ -35,7 +35,9 @@ MAX_POLLS = 2000
 
 
 class JobSpec(BaseModel):
-    """What to run. ``arguments`` go to the job as an argument vector, never through a shell."""
+    """What to run: ``python -m <module> <arguments...>`` on the cluster (Ray: the job's driver; Slurm: every MPI
+    rank under ``srun``). ``arguments`` travel as an argument vector (Slurm ``argv``, Ray a shlex-quoted
+    entrypoint), so no user-controlled string is ever interpreted by a shell."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -45,6 +47,7 @@ class JobSpec(BaseModel):
     sample: str
     bucket: str
     work_prefix: str = Field(description="work/<sample>/<run_id>/<stage>/: where the job writes its outputs")
+    module: str = Field(pattern=r"^helixflow(\.[a-z0-9_]+)+$", description="the package module the job runs")
     arguments: list[str] = Field(default_factory=list)
     environment: dict[str, str] = Field(default_factory=dict)
     resources: dict[str, Any] = Field(default_factory=dict, description="ranks, cpus, gpus, time limit, memory")
