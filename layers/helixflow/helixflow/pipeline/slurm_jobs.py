@@ -56,6 +56,15 @@ module="${HELIXFLOW_MODULE:?the helixflow module to run}"
 threads="${SLURM_CPUS_PER_TASK:-1}"
 # One Numba thread pool per rank, sized to the CPUs Slurm gave that rank.
 export NUMBA_NUM_THREADS="$threads" OMP_NUM_THREADS="$threads"
+if [ -n "${HELIXFLOW_ARGC:-}" ]; then
+    # v0.0.38 servers receive the arguments as HELIXFLOW_ARG_0..N-1 (see V0038); indirect expansion copies
+    # each value into "$@" without parsing it.
+    set --
+    for ((i = 0; i < HELIXFLOW_ARGC; i++)); do
+        name="HELIXFLOW_ARG_$i"
+        set -- "$@" "${!name}"
+    done
+fi
 if [ -n "${HELIXFLOW_LOG_BUCKET:-}" ]; then
     # Where the stderr file cannot be read by the poller (PCS), its tail goes to S3 at exit.
     trap '"$python" -m helixflow.pipeline.slurm_log' EXIT
@@ -71,6 +80,8 @@ HTTP_TIMEOUT_S = 15
 LOG_TAIL_LINES = 40
 LOG_TAIL_BYTES = 16384
 PCS_REST_PORT = "6820"
+# slurmrestd 22.05's error numbers when slurmctld refused the request's credential (see SlurmRest._http_error).
+REJECTED_ERROR_NUMBERS = frozenset({-1, 5005})
 
 SLURM_STATES = {
     "PENDING": "PENDING", "CONFIGURING": "PENDING", "REQUEUED": "PENDING", "REQUEUE_FED": "PENDING",
@@ -131,6 +142,12 @@ class V0038:
     version = "v0.0.38"
 
     def submit_body(self, job: dict[str, Any], environment: dict[str, str], gpus: int) -> dict[str, Any]:
+        # slurmrestd 22.05 copies job.argv into an array without its terminating NULL (slurm_opt.c
+        # arg_set_data_argv) and then walks past its end: it crashes or passes garbage. The arguments travel as
+        # numbered environment entries instead, which JOB_SCRIPT turns back into "$@" verbatim.
+        arguments = job.pop("argv")[1:]
+        environment = {**environment, "HELIXFLOW_ARGC": str(len(arguments)),
+                       **{f"HELIXFLOW_ARG_{i}": value for i, value in enumerate(arguments)}}
         body = {**job, "environment": environment, "nodes": [job.pop("nodes")] * 2,
                 "time_limit": job.pop("time_limit")}
         if gpus:
@@ -141,7 +158,11 @@ class V0038:
         return info.get("job_state", "")
 
     def exit_code(self, info: dict[str, Any]) -> int | None:
-        return info.get("exit_code")
+        # v0.0.38 reports the raw wait status: the exit code in the high byte, a terminating signal in the low.
+        status = info.get("exit_code")
+        if status is None:
+            return None
+        return 128 + (status & 0x7F) if status & 0x7F else status >> 8
 
     def number(self, value: Any) -> int | None:
         return value
@@ -240,11 +261,15 @@ class SlurmRest:
         # the caller decides what a vanished job means.
         if exc.code == 404 or "invalid job id" in errors.lower():
             return {"_missing": True, **payload}
-        # slurmrestd 22.05 answers a bad or expired token with HTTP 500 "slurmctld config is unable to load"
-        # (the reason is only in slurmctld's log); newer servers use 401/403.
-        if exc.code in (401, 403) or "unable to load" in (errors or text).lower():
-            raise ClusterUnavailable("slurmrestd rejected the request's token (bad signature, expired, or unknown "
-                                     "user)", code="SLURM_AUTH_REJECTED", details=details) from None
+        # slurmctld drops a connection whose token it rejects and slurmrestd 22.05 turns that into HTTP 500 with
+        # a generic error (seen here: error_number -1 "Unspecified error", error_code 5005 "Zero Bytes were
+        # transmitted or received", or "slurmctld config is unable to load"; the reason is only in slurmctld's
+        # log). Newer servers answer 401/403.
+        numbers = {e.get("error_number", e.get("error_code")) for e in payload.get("errors", [])}
+        if exc.code in (401, 403) or numbers & REJECTED_ERROR_NUMBERS or "unable to load" in text.lower():
+            raise ClusterUnavailable("slurmctld rejected the request: a bad or expired token, or a user Slurm does "
+                                     "not know (slurmctld's log has the reason)", code="SLURM_AUTH_REJECTED",
+                                     details=details) from None
         raise ClusterUnavailable(f"slurmrestd answered HTTP {exc.code} to {method} {path}: {details['errors']}",
                                  code="SLURM_API_ERROR", details=details) from None
 
