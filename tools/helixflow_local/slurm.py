@@ -10,7 +10,6 @@ HS256 token against the generated ``jwt_hs256.key``. ``stop()`` ends exactly the
 from __future__ import annotations
 
 import getpass
-import json
 import os
 import re
 import secrets
@@ -266,13 +265,3 @@ class LocalSlurm:
         states = state if isinstance(state, list) else [state]
         return any(s.lower() in ("idle", "mixed", "allocated") for s in states)
 
-
-def main() -> None:
-    """`python -m helixflow_local.slurm STATE_DIR`: run a local Slurm in the foreground, print its environment."""
-    with LocalSlurm(Path(sys.argv[1])) as slurm:
-        print(json.dumps({"started_in_s": round(slurm.start_seconds, 2), **slurm.environment()}), flush=True)
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
-
-
-if __name__ == "__main__":
-    main()
