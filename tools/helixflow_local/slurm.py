@@ -22,7 +22,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from helixflow.pipeline.slurm_jobs import SlurmRest, _local_client
+from helixflow.pipeline.slurm_jobs import SlurmRest, local_client
+from helixflow_local.stack import _free_port
 
 NODE = "helixflow"
 START_TIMEOUT_S = 20
@@ -33,12 +34,6 @@ MIN_JOB_AGE_S = 86400
 
 class SlurmStartFailed(RuntimeError):
     """A Slurm daemon did not come up; the message carries the end of its log."""
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _memory_mib() -> int:
@@ -123,7 +118,7 @@ class LocalSlurm:
                 "HELIXFLOW_SLURM_PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"}
 
     def client(self) -> SlurmRest:
-        return _local_client(self.environment())
+        return local_client(self.environment())
 
     def status(self) -> dict[str, Any]:
         """Nodes, partitions and queue through slurmrestd, for `helixflow local status`."""

@@ -278,7 +278,7 @@ class SlurmRest:
 _PCS_CACHE: dict[str, tuple[str, bytes]] = {}
 
 
-def _local_client(env: dict[str, str]) -> SlurmRest:
+def local_client(env: dict[str, str]) -> SlurmRest:
     user = env.get("SLURM_USER_NAME")
     key_file = env.get("SLURM_JWT_KEY_FILE")
     if not user or not key_file:
@@ -352,7 +352,7 @@ def factory(placement: str, environ: dict[str, str] | None = None) -> SlurmJobs:
         raise ClusterNotConfigured(f"placement {placement!r} is not a Slurm partition", code="SLURM_NOT_CONFIGURED",
                                    details={"placement": placement})
     if env.get("SLURM_REST_URL"):
-        return SlurmJobs(_local_client(env), PARTITIONS[placement], env, logs_in_s3=False)
+        return SlurmJobs(local_client(env), PARTITIONS[placement], env, logs_in_s3=False)
     if env.get("PCS_CLUSTER_ID"):
         return SlurmJobs(_pcs_client(env), PARTITIONS[placement], env, logs_in_s3=True)
     raise ClusterNotConfigured("no Slurm cluster is configured (set SLURM_REST_URL for a slurmrestd, or "
