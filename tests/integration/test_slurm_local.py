@@ -1,6 +1,6 @@
 """The Slurm adapter against a real local Slurm (munged, slurmctld, slurmd, slurmrestd with JWT) started here.
 
-Jobs run ``helixflow.pipeline.cluster_probe`` under ``srun --mpi=pmi2`` with this venv's python, so the tests
+Jobs run ``helixflow.cluster.probe`` under ``srun --mpi=pmi2`` with this venv's python, so the tests
 cover the same path a Phase 2 job takes: REST submit with argv, the fixed job script, PMI-2 ranks, polling.
 """
 
@@ -20,7 +20,7 @@ from helixflow.errors import ClusterNotConfigured, ClusterUnavailable
 from helixflow.pipeline import slurm_jobs
 from helixflow.pipeline.jobs import TERMINAL_STATES, JobHandle, JobSpec, backend_for
 from helixflow_local.slurm import LocalSlurm
-from tests.conftest import require_tool
+from tests.helpers import require_tool
 
 pytestmark = pytest.mark.integration
 LAYER = Path(__file__).resolve().parents[2] / "layers" / "helixflow"
@@ -49,7 +49,7 @@ def backend(slurm):
 def spec(*arguments: str, ranks: int = 1, sample: str = "S1") -> JobSpec:
     # PYTHONPATH: the job imports helixflow from this checkout (the venv may be installed from another one).
     return JobSpec(stage="phase2", placement="slurm-cpu", run_id="run-1", sample=sample, bucket="bucket",
-                   work_prefix=f"work/{sample}/run-1/phase2/", module="helixflow.pipeline.cluster_probe",
+                   work_prefix=f"work/{sample}/run-1/phase2/", module="helixflow.cluster.probe",
                    arguments=list(arguments), environment={"PYTHONPATH": str(LAYER)},
                    resources={"ranks": ranks, "time_limit_minutes": 5})
 

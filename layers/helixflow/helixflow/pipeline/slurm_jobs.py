@@ -27,7 +27,7 @@ The job runs one fixed script (``JOB_SCRIPT``): ``srun --mpi=pmi2 "$python" -m "
 travels in the job's environment and the arguments as the job's ``argv``, so no user string is ever parsed
 by a shell. Log tails: locally the job's stderr file is on this machine and read directly; on PCS the script's
 exit trap uploads the tail of its stderr to ``s3://<bucket>/<work_prefix>logs/slurm-<job id>.stderr``
-(``helixflow.pipeline.slurm_log``) and ``status`` reads it from there.
+(``helixflow.cluster.slurm_log``) and ``status`` reads it from there.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ if [ -n "${HELIXFLOW_ARGC:-}" ]; then
 fi
 if [ -n "${HELIXFLOW_LOG_BUCKET:-}" ]; then
     # Where the stderr file cannot be read by the poller (PCS), its tail goes to S3 at exit.
-    trap '"$python" -m helixflow.pipeline.slurm_log' EXIT
+    trap '"$python" -m helixflow.cluster.slurm_log' EXIT
 fi
 srun --mpi=pmi2 "$python" -m "$module" "$@"
 """

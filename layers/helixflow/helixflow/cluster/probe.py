@@ -1,11 +1,11 @@
-"""Smoke check of a cluster's job environment (``JobSpec(module="helixflow.pipeline.cluster_probe", ...)``).
+"""Smoke check of a cluster's job environment (``JobSpec(module="helixflow.cluster.probe", ...)``).
 
 Submitted like Phase 2, it proves the parts a real job depends on: the interpreter with helixflow, ``srun`` and
 PMI-2 (every rank prints its ``PMI_RANK``/``PMI_SIZE``), the job environment and the argument vector (printed
 back exactly as received). Run it after creating or changing a cluster (a PCS node group's AMI, the shared
 environment) before sending samples to it; the local Slurm tests use it the same way.
 
-    python -m helixflow.pipeline.cluster_probe [--sleep S] [--fail MESSAGE --exit-code N] [ARGS...]
+    python -m helixflow.cluster.probe [--sleep S] [--fail MESSAGE --exit-code N] [ARGS...]
 
 One JSON line per rank on stdout; with ``--fail`` the message goes to stderr and the rank exits with N.
 """
@@ -21,7 +21,7 @@ import time
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="cluster_probe", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="helixflow.cluster.probe", description=__doc__.split("\n\n")[0])
     parser.add_argument("--sleep", type=float, default=0.0, help="seconds to stay running (cancellation checks)")
     parser.add_argument("--fail", help="write this to stderr and exit with --exit-code")
     parser.add_argument("--exit-code", type=int, default=1)
