@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,18 @@ def pipeline_state(run_id: str = "run-1", **slots: Any) -> dict[str, Any]:
     """An execution state as the state machine hands it to a Task: Initialize's fields plus the given slots."""
     return {"run_id": run_id, "execution_arn": f"arn:aws:states:us-east-1:123456789012:execution:p:{run_id}",
             "event": load_event("eventbridge_object_created.json"), **slots}
+
+
+def poll_until(check: Callable[[], Any], *, timeout: float, what: str, interval: float = 0.2) -> Any:
+    """``check()``'s first truthy value, polled until ``timeout`` seconds; TimeoutError names ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gave up after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
 
 
 def require_tool(available: bool, what: str) -> None:

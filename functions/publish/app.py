@@ -1,4 +1,6 @@
-"""Publish: pipeline_info/ and manifest.json (last) under results/<sample>/<run_id>/."""
+"""Publish: staged outputs, pipeline_info/ and manifest.json (last) under results/<sample>/<run_id>/."""
+
+import os
 
 import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -6,7 +8,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from helixflow.pipeline.publish import MANIFEST_NAME, publish_run
+from helixflow.pipeline.publish import MANIFEST_NAME, complete_run, publish_run
 from helixflow.pipeline.state import PipelineState, Publication
 
 logger = Logger()
@@ -15,6 +17,7 @@ metrics = Metrics()
 
 s3 = boto3.client("s3")
 sfn = boto3.client("stepfunctions")
+runs_table = boto3.resource("dynamodb").Table(os.environ["RUNS_TABLE"])
 # What pipeline_info/params.json records of each stage: its result, the placement and any cluster job.
 STAGES = ("validation", "plan", "phase1_job", "phase1")
 
@@ -29,8 +32,10 @@ def lambda_handler(state: PipelineState, context: LambdaContext) -> dict:
     stages = state.model_dump(include=set(STAGES), exclude_none=True)
     history = [e for page in sfn.get_paginator("get_execution_history").paginate(executionArn=state.execution_arn)
                for e in page["events"]]
-    manifest = publish_run(s3=s3, request=request, stages=stages, history_events=history,
-                           expected_outputs=state.phase1.outputs if state.phase1 else [])
-    logger.info("run published", extra={"prefix": manifest["prefix"], "files": len(manifest["files"])})
+    staged = {state.phase1.staged_prefix: state.phase1.outputs} if state.phase1 else {}
+    manifest = publish_run(s3=s3, request=request, stages=stages, history_events=history, staged=staged)
+    removed = complete_run(s3=s3, runs_table=runs_table, request=request)
+    logger.info("run published", extra={"prefix": manifest["prefix"], "files": len(manifest["files"]),
+                                        "scratch_objects_removed": removed})
     metrics.add_metric(name="RunsPublished", unit=MetricUnit.Count, value=1)
     return Publication(manifest_key=request.results_prefix + MANIFEST_NAME, file_count=len(manifest["files"])).model_dump()

@@ -1,4 +1,4 @@
-"""ResolveSample: the EventBridge "Object Created" event -> the sample request (or "waiting for mate")."""
+"""ResolveSample: the EventBridge "Object Created" event -> the sample request (or why nothing runs)."""
 
 import os
 
@@ -16,14 +16,23 @@ tracer = Tracer()
 metrics = Metrics()
 
 s3 = boto3.client("s3")
-pairing_table = boto3.resource("dynamodb").Table(os.environ["PAIRING_TABLE"])
-# EventBridge delivers at least once: the same object version must not start a second run.
-idempotency = IdempotencyConfig(
-    event_key_jmespath="event.detail.[bucket.name, object.key, object.etag]",
-    raise_on_no_idempotency_key=True,
-    expires_after_seconds=48 * 3600,
-)
+sfn = boto3.client("stepfunctions")
+dynamodb = boto3.resource("dynamodb")
+pairing_table = dynamodb.Table(os.environ["PAIRING_TABLE"])
+runs_table = dynamodb.Table(os.environ["RUNS_TABLE"])
+MATE_WAIT_SECONDS = int(os.environ.get("MATE_WAIT_SECONDS", "900"))
+# EventBridge delivers at least once: the same event (its id) must not start a second run. Which runs are the
+# same work is decided by the run identity inside resolve_sample, not here.
+idempotency = IdempotencyConfig(event_key_jmespath="event.id", raise_on_no_idempotency_key=True,
+                                expires_after_seconds=48 * 3600)
 persistence = DynamoDBPersistenceLayer(table_name=os.environ["IDEMPOTENCY_TABLE"])
+
+
+def _execution_running(execution_arn: str) -> bool:
+    try:
+        return sfn.describe_execution(executionArn=execution_arn)["status"] == "RUNNING"
+    except sfn.exceptions.ExecutionDoesNotExist:
+        return False
 
 
 @logger.inject_lambda_context(log_event=False)
@@ -31,12 +40,15 @@ persistence = DynamoDBPersistenceLayer(table_name=os.environ["IDEMPOTENCY_TABLE"
 @metrics.log_metrics
 @idempotent(config=idempotency, persistence_store=persistence)
 def lambda_handler(state: dict, context: LambdaContext) -> dict:
+    logger.append_keys(run_id=state["run_id"])
     event = S3EventBridgeNotificationEvent(state["event"])
     obj = event.detail.object
     request = resolve_sample(bucket=event.detail.bucket.name, key=obj.key, etag=obj.etag, size=obj.size,
-                             run_id=state["run_id"], s3=s3, pairing_table=pairing_table)
+                             run_id=state["run_id"], execution_arn=state["execution_arn"], s3=s3,
+                             pairing_table=pairing_table, runs_table=runs_table,
+                             execution_running=_execution_running, mate_wait_seconds=MATE_WAIT_SECONDS)
     logger.info("sample resolved", extra={"sample": request.sample, "status": request.status,
-                                          "inputs": [i.key for i in request.inputs]})
-    metrics.add_metric(name="SamplesReady" if request.status == "ready" else "MatesWaiting",
-                       unit=MetricUnit.Count, value=1)
+                                          "identity": request.identity, "inputs": [i.key for i in request.inputs]})
+    metrics.add_dimension(name="Outcome", value=request.status)
+    metrics.add_metric(name="SamplesResolved", unit=MetricUnit.Count, value=1)
     return request.model_dump()

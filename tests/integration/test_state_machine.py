@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from helixflow_local.client import collect, submit, wait_for_run
+from helixflow_local.client import Upload, collect, submit, wait_for_run
 from helixflow_local.stack import LocalStack
+from tests.helpers import poll_until
 
 pytestmark = pytest.mark.integration
 
@@ -22,7 +23,8 @@ RECORDS = b"".join(b"@read%d\n%s\n+\n%s\n" % (i, b"ACGTTGCA" * 10, b"I" * 80) fo
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    with LocalStack(tmp_path_factory.mktemp("stack")) as running:
+    # A short mate wait, so a lone first mate's execution ends within the test.
+    with LocalStack(tmp_path_factory.mktemp("stack"), parameters={"MateWaitSeconds": "4"}) as running:
         yield running
 
 
@@ -91,45 +93,82 @@ def test_a_duplicate_event_does_not_start_a_second_run(stack, tmp_path):
     # EventBridge delivers at least once: the same event again, in a new execution.
     again = sfn.start_execution(stateMachineArn=stack.info.state_machine_arn, name="redelivered-dup",
                                 input=original)["executionArn"]
-    for _ in range(200):
-        described = sfn.describe_execution(executionArn=again)
-        if described["status"] != "RUNNING":
-            break
-        time.sleep(0.1)
+    described = poll_until(lambda: (d := sfn.describe_execution(executionArn=again))["status"] != "RUNNING" and d,
+                           timeout=60, what="the redelivered execution to end")
     assert described["status"] == "SUCCEEDED"
-    entered = [e["stateEnteredEventDetails"]["name"] for e in _history(stack, again)
-               if "stateEnteredEventDetails" in e]
-    assert entered[-1] == "SkipDuplicateEvent"
+    assert _entered(stack, again)[-1] == "SkipDuplicateEvent"
+    # Its output says it was skipped, so no client mistakes it for the run.
+    assert json.loads(described["output"]) == {"skipped": "duplicate_event", "run_id": "redelivered-dup",
+                                               "duplicate_of": outcome.run_id}
     assert _runs_of(stack, "dup") == {outcome.run_id}
+
+
+def _drop(stack, path: Path) -> Upload:
+    """Upload one file as a user with the AWS CLI would: no sidecar, no declaration."""
+    s3 = stack.client("s3")
+    key = f"incoming/{path.name}"
+    s3.upload_file(str(path), stack.info.bucket, key)
+    head = s3.head_object(Bucket=stack.info.bucket, Key=key)
+    return Upload(key=key, etag=head["ETag"].strip('"'), version_id=head["VersionId"])
+
+
+def _execution_of(stack, upload: Upload) -> dict:
+    sfn = stack.client("stepfunctions")
+
+    def find():
+        for execution in sfn.list_executions(stateMachineArn=stack.info.state_machine_arn)["executions"]:
+            described = sfn.describe_execution(executionArn=execution["executionArn"])
+            obj = json.loads(described["input"])["detail"]["object"]
+            if (obj["key"], obj.get("version-id")) == (upload.key, upload.version_id):
+                return described
+        return None
+
+    return poll_until(find, timeout=60, what=f"the execution of {upload.key}")
+
+
+def _entered(stack, arn) -> list[str]:
+    return [e["stateEnteredEventDetails"]["name"] for e in _history(stack, arn) if "stateEnteredEventDetails" in e]
 
 
 def test_first_mate_waits_and_the_second_starts_one_paired_run(stack, tmp_path):
     r1 = _write(tmp_path, "pair_R1.fastq.gz", RECORDS)
     r2 = _write(tmp_path, "pair_R2.fastq.gz", RECORDS)
-    first_uploaded = submit(stack.info, [r1])
-    first = wait_for_run_or_waiting(stack, first_uploaded)
-    assert first["status"] == "SUCCEEDED"
-    assert json.loads(first["output"])["sample"]["status"] == "waiting_for_mate"
-    outcome, _ = _run(stack, tmp_path, [r2])
+    first = _execution_of(stack, _drop(stack, r1))
+    poll_until(lambda: "WaitForMate" in _entered(stack, first["executionArn"]), timeout=60, what="WaitForMate")
+    described = wait_for_run(stack.info, [_drop(stack, r2)], timeout=120)
+    outcome = collect(stack.info, described, tmp_path / "out")
     assert outcome.succeeded
     params = json.loads((outcome.local_dir / "pipeline_info/params.json").read_text())
     assert [i["key"] for i in params["inputs"]] == ["incoming/pair_R1.fastq.gz", "incoming/pair_R2.fastq.gz"]
     assert params["stages"]["validation"]["paired"] is True
     assert _runs_of(stack, "pair") == {outcome.run_id}
-
-
-def wait_for_run_or_waiting(stack, uploaded):
-    """The single-mate execution ends as 'waiting for mate', which wait_for_run does not treat as the run."""
+    # The first mate's execution ends once its wait is over, handing the sample to the pair's run.
     sfn = stack.client("stepfunctions")
-    key, etag = uploaded[0]
-    for _ in range(300):
-        for execution in sfn.list_executions(stateMachineArn=stack.info.state_machine_arn)["executions"]:
-            described = sfn.describe_execution(executionArn=execution["executionArn"])
-            detail = json.loads(described["input"])["detail"]["object"]
-            if (detail["key"], detail["etag"]) == (key, etag) and described["status"] != "RUNNING":
-                return described
-        time.sleep(0.1)
-    raise AssertionError("no finished execution")
+    poll_until(lambda: sfn.describe_execution(executionArn=first["executionArn"])["status"] != "RUNNING",
+               timeout=60, what="the first mate's execution to end")
+    assert _entered(stack, first["executionArn"])[-1] == "MateArrived"
+
+
+def test_a_lone_first_mate_fails_with_mate_missing_and_is_forgotten(stack, tmp_path):
+    lone = _write(tmp_path, "lone_R1.fastq", RECORDS)
+    described = wait_for_run(stack.info, [_drop(stack, lone)], timeout=120)
+    outcome = collect(stack.info, described, tmp_path / "out")
+    assert (outcome.status, outcome.error) == ("FAILED", "MateMissing")
+    assert outcome.error_document["code"] == "MATE_MISSING"
+    assert "lone_R2" in outcome.error_document["message"]
+    # A later, unrelated R2 does not pair with the stale R1: it waits (and fails) on its own.
+    later = _write(tmp_path, "lone_R2.fastq", RECORDS[: len(RECORDS) // 2])
+    again = wait_for_run(stack.info, [_drop(stack, later)], timeout=120)
+    assert (again["status"], again["error"]) == ("FAILED", "MateMissing")
+
+
+def test_a_file_named_like_a_mate_runs_single_end_through_the_client(stack, tmp_path):
+    reads = _write(tmp_path, "solo_R1.fastq", RECORDS)
+    outcome, _ = _run(stack, tmp_path, [reads])
+    assert outcome.succeeded, outcome.error_document
+    params = json.loads((outcome.local_dir / "pipeline_info/params.json").read_text())
+    assert [(i["key"], i["mate"]) for i in params["inputs"]] == [("incoming/solo_R1.fastq", 0)]
+    assert params["params"]["single_end"] is True
 
 
 def test_a_transient_lambda_failure_is_retried_and_the_run_succeeds(stack, tmp_path):
@@ -147,8 +186,9 @@ def test_a_transient_lambda_failure_is_retried_and_the_run_succeeds(stack, tmp_p
 def test_a_key_that_is_not_a_safe_name_fails_with_invalid_key(stack, tmp_path):
     s3 = stack.client("s3")
     s3.put_object(Bucket=stack.info.bucket, Key="incoming/bad name.fastq", Body=RECORDS)
-    etag = s3.head_object(Bucket=stack.info.bucket, Key="incoming/bad name.fastq")["ETag"].strip('"')
-    described = wait_for_run(stack.info, [("incoming/bad name.fastq", etag)], timeout=60)
+    head = s3.head_object(Bucket=stack.info.bucket, Key="incoming/bad name.fastq")
+    upload = Upload(key="incoming/bad name.fastq", etag=head["ETag"].strip('"'), version_id=head["VersionId"])
+    described = wait_for_run(stack.info, [upload], timeout=60)
     assert (described["status"], described["error"]) == ("FAILED", "InvalidKey")
     outcome = collect(stack.info, described, tmp_path / "out")
     assert outcome.error_document["code"] == "UNSAFE_KEY"

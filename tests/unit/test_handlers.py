@@ -26,11 +26,12 @@ def aws(monkeypatch):
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "HelixflowTest")
     monkeypatch.setenv("PAIRING_TABLE", "pairing")
     monkeypatch.setenv("IDEMPOTENCY_TABLE", "idempotency")
+    monkeypatch.setenv("RUNS_TABLE", "runs")
     with mock_aws():
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket=BUCKET)
         dynamodb = boto3.client("dynamodb")
-        for table, key in (("pairing", "pk"), ("idempotency", "id")):
+        for table, key in (("pairing", "pk"), ("idempotency", "id"), ("runs", "pk")):
             dynamodb.create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
                                   AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
                                   KeySchema=[{"AttributeName": key, "KeyType": "HASH"}])
@@ -99,7 +100,7 @@ def _request(s3, keys_and_bodies, run_id="run-v"):
         inputs.append({"key": key, "etag": etag, "size": len(body), "mate": mate})
     return {"status": "ready", "run_id": run_id, "bucket": BUCKET, "sample": "S1", "inputs": inputs,
             "params": {"allow_phred64": False}, "results_prefix": f"results/S1/{run_id}/",
-            "errors_prefix": f"errors/S1/{run_id}/"}
+            "errors_prefix": f"errors/S1/{run_id}/", "identity": f"identity-of-{run_id}"}
 
 
 def test_validate_streams_gzip_objects_and_counts_records(aws, lambda_context):
@@ -160,3 +161,15 @@ def test_publish_writes_pipeline_info_then_the_manifest(aws, lambda_context):
     manifest = json.loads(aws.get_object(Bucket=BUCKET, Key=result["manifest_key"])["Body"].read())
     assert {f["path"] for f in manifest["files"]} == {
         "pipeline_info/params.json", "pipeline_info/trace.tsv", "pipeline_info/software_versions.yml"}
+
+
+def test_a_refused_1000_character_name_gets_an_error_key_within_s3_limits(aws, lambda_context):
+    name = "x" * 1000 + ".fastq"
+    event = load_event("eventbridge_object_created.json")
+    event["detail"]["bucket"]["name"] = BUCKET
+    event["detail"]["object"]["key"] = "incoming/" + name
+    cause = json.dumps({"errorType": "InvalidKey", "errorMessage": str(InvalidKey("too long")), "stackTrace": []})
+    state = {**pipeline_state("run-long"), "event": event, "failure": {"Error": "InvalidKey", "Cause": cause}}
+    result = load_handler("record_failure").lambda_handler(state, lambda_context)
+    assert len(result["error_key"].encode()) < 200
+    assert aws.head_object(Bucket=BUCKET, Key=result["error_key"])["ContentLength"] > 0

@@ -1,7 +1,7 @@
 import pytest
 
 from helixflow.errors import InvalidKey
-from helixflow.pipeline.keys import errors_prefix, parse_incoming_key, results_prefix
+from helixflow.pipeline.keys import bounded_component, errors_prefix, parse_incoming_key, results_prefix
 
 
 @pytest.mark.parametrize(
@@ -15,8 +15,6 @@ from helixflow.pipeline.keys import errors_prefix, parse_incoming_key, results_p
         ("incoming/S1_L001_R1_001.fastq.gz", "S1_L001", 1, "incoming/"),
         ("incoming/S1_L001_R2_001.fastq.gz", "S1_L001", 2, "incoming/"),
         ("incoming/projectA/tumour-3.fastq", "tumour-3", 0, "incoming/projectA/"),
-        # S3 -> SQS notifications percent-encode the key; it is decoded once.
-        ("incoming%2FS2_R1.fastq.gz", "S2", 1, "incoming/"),
     ],
 )
 def test_sample_id_and_mate_come_from_the_file_name(key, sample, mate, folder):
@@ -35,7 +33,11 @@ def test_mates_share_pairing_identity_and_sidecar():
     [
         ("results/S1.fastq", "OUTSIDE_PREFIX"),
         ("incoming/../results/evil.fastq", "UNSAFE_KEY"),
-        ("incoming%2F..%2Fresults%2Fevil.fastq", "UNSAFE_KEY"),
+        # Keys arrive decoded (the local poller decodes the S3 -> SQS encoding once); decoding them again would
+        # turn these into incoming/../results/evil.fastq, incoming/conf.fastq and a mate of vic_R1.
+        ("incoming%2F..%2Fresults%2Fevil.fastq", "OUTSIDE_PREFIX"),
+        ("incoming/con%66.fastq", "UNSAFE_KEY"),
+        ("incoming/vic%5FR2.fastq", "UNSAFE_KEY"),
         ("incoming/./S1.fastq", "UNSAFE_KEY"),
         ("incoming//S1.fastq", "UNSAFE_KEY"),
         ("incoming/a b.fastq", "UNSAFE_KEY"),
@@ -66,3 +68,10 @@ def test_output_prefixes_stay_inside_their_folder():
         results_prefix("..", "run-1")
     with pytest.raises(InvalidKey):
         errors_prefix("S1", "a/b")
+
+
+def test_bounded_component_keeps_long_names_short_and_distinct():
+    long_a, long_b = "a" * 1000, "a" * 999 + "b"
+    assert len(bounded_component(long_a)) == 64
+    assert bounded_component(long_a) != bounded_component(long_b)
+    assert bounded_component("S1") == "S1"

@@ -29,6 +29,7 @@ class RunOutcome:
     manifest: dict[str, Any] | None = None
     local_dir: Path | None = None
     downloaded: list[Path] = field(default_factory=list)
+    reused: bool = False  # the same inputs and parameters had succeeded as run_id; nothing ran again
 
     @property
     def succeeded(self) -> bool:
@@ -47,63 +48,123 @@ def incoming_keys(reads: list[Path]) -> list[str]:
     return keys
 
 
-def submit(info: StackInfo, reads: list[Path], params: dict[str, Any] | None = None) -> list[tuple[str, str]]:
-    """Upload (sidecar first, then reads, R2 last); return [(key, etag)] of the uploaded reads."""
+@dataclass(frozen=True)
+class Upload:
+    key: str
+    etag: str
+    version_id: str
+
+
+def sidecar_for(reads: list[Path], params: dict[str, Any] | None, *, force: bool = False) -> dict[str, Any]:
+    """The sample's parameters exactly as this command states them: a lone file named like a mate (S1_R1)
+    is declared single-end (the command knows there is no R2), and ``force`` reruns finished work."""
+    document = dict(params or {})
+    if len(reads) == 1 and parse_incoming_key(INCOMING_PREFIX + reads[0].name).mate:
+        document["single_end"] = True
+    if force:
+        document["force"] = True
+    parse_parameters(document, source="--params")
+    return document
+
+
+def submit(info: StackInfo, reads: list[Path], params: dict[str, Any] | None = None, *,
+           force: bool = False) -> list[Upload]:
+    """Upload the sidecar (always: an older sidecar must not apply to this run), then the reads, R2 last."""
     keys = incoming_keys(reads)
     s3 = info.client("s3")
-    if params is not None:
-        parse_parameters(params, source="--params")
-        sidecar = parse_incoming_key(keys[0]).sidecar_key
-        s3.put_object(Bucket=info.bucket, Key=sidecar, Body=json.dumps(params).encode(),
-                      ContentType="application/json")
+    sidecar = parse_incoming_key(keys[0]).sidecar_key
+    s3.put_object(Bucket=info.bucket, Key=sidecar, ContentType="application/json",
+                  Body=json.dumps(sidecar_for(reads, params, force=force)).encode())
     uploaded = []
     for path, key in zip(reads, keys):
         s3.upload_file(str(path), info.bucket, key)
-        uploaded.append((key, s3.head_object(Bucket=info.bucket, Key=key)["ETag"].strip('"')))
+        head = s3.head_object(Bucket=info.bucket, Key=key)
+        uploaded.append(Upload(key=key, etag=head["ETag"].strip('"'), version_id=head["VersionId"]))
     return uploaded
 
 
-def _executions_for(sfn: Any, info: StackInfo, uploaded: list[tuple[str, str]]) -> dict[tuple[str, str], dict]:
-    found = {}
+def _executions_for(sfn: Any, info: StackInfo, uploaded: list[Upload], known: dict[str, dict]) -> dict[str, dict]:
+    """Refresh ``known`` and add the executions whose event is one of these object versions (never an earlier
+    upload's)."""
+    for arn, described in list(known.items()):
+        if described["status"] not in TERMINAL:
+            known[arn] = sfn.describe_execution(executionArn=arn)
+    markers = {(u.key, u.version_id) for u in uploaded}
+    if not markers:
+        return known
     for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=info.state_machine_arn):
         for execution in page["executions"]:
-            described = sfn.describe_execution(executionArn=execution["executionArn"])
-            detail = json.loads(described["input"]).get("detail", {})
-            marker = (detail.get("object", {}).get("key"), detail.get("object", {}).get("etag"))
-            if marker in uploaded:
-                found[marker] = described
-    return found
+            arn = execution["executionArn"]
+            if arn in known:
+                continue
+            described = sfn.describe_execution(executionArn=arn)
+            obj = json.loads(described["input"]).get("detail", {}).get("object", {})
+            if (obj.get("key"), obj.get("version-id")) in markers:
+                known[arn] = described
+    return known
+
+
+def outcome_kind(described: dict) -> str | None:
+    """What a finished execution did with the sample: "ran", "failed", "reused", "running_elsewhere", or None
+    for one that handed the sample to another execution (a first mate, a repeated event)."""
+    if described["status"] not in TERMINAL:
+        return None
+    if described["status"] != "SUCCEEDED":
+        return "failed"
+    output = json.loads(described.get("output") or "{}")
+    skipped = output.get("skipped")
+    if skipped == "already_processed":
+        return "reused"
+    if skipped == "already_running":
+        return "running_elsewhere"
+    return "ran" if "publication" in output else None
 
 
 def current_state(sfn: Any, execution_arn: str) -> str:
-    events = sfn.get_execution_history(executionArn=execution_arn, reverseOrder=True, maxResults=20)["events"]
-    for event in events:
-        if "stateEnteredEventDetails" in event:
-            return event["stateEnteredEventDetails"]["name"]
-    return "Starting"
+    """The state the execution is in now: the last state entered, reading the history forward page by page
+    (moto ignores reverseOrder)."""
+    name = "Starting"
+    for page in sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn):
+        for event in page["events"]:
+            if "stateEnteredEventDetails" in event:
+                name = event["stateEnteredEventDetails"]["name"]
+    return name
 
 
-def wait_for_run(info: StackInfo, uploaded: list[tuple[str, str]], *, timeout: float = 1800,
+def wait_for_run(info: StackInfo, uploaded: list[Upload], *, timeout: float = 1800,
                  on_progress: Callable[[str], None] = lambda _: None) -> dict:
-    """Wait for every execution the uploads started; return the one that ran the sample (the other mate's
-    ends as waiting for its pair)."""
+    """The execution that ran (or reused, or failed) the sample these uploads make up. A first mate's
+    execution waits for its pair and is not it; neither is a repeated event's."""
     sfn = info.client("stepfunctions")
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline = started + timeout
+    known: dict[str, dict] = {}
     while True:
-        found = _executions_for(sfn, info, uploaded)
-        running = [d for d in found.values() if d["status"] not in TERMINAL]
-        if len(found) == len(uploaded) and not running:
-            break
+        _executions_for(sfn, info, uploaded, known)
+        decided = [d for d in known.values() if outcome_kind(d)]
+        if decided and outcome_kind(decided[0]) == "running_elsewhere":
+            # The same work is already running as another execution: follow that one instead.
+            other = json.loads(decided[0]["output"])["running_run"]
+            machine = info.state_machine_arn.split(":stateMachine:")
+            arn = f"{machine[0]}:execution:{machine[1]}:{other}"
+            known = {arn: sfn.describe_execution(executionArn=arn)}
+            uploaded = []
+            continue
+        if decided:
+            return decided[0]
+        running = [d for d in known.values() if d["status"] not in TERMINAL]
+        if known and len(known) >= len(uploaded) and not running:
+            raise RunNotStarted("every execution of these uploads handed the sample on and none ran it "
+                                "(a mate is missing?)")
         if time.monotonic() > deadline:
-            raise TimeoutError(f"no finished execution for {', '.join(k for k, _ in uploaded)} after {timeout:.0f} s")
-        on_progress(current_state(sfn, running[0]["executionArn"]) if running else "waiting for the event")
+            raise TimeoutError(f"no finished run after {timeout:.0f} s (executions: {', '.join(d['name'] for d in known.values()) or 'none yet'})")
+        state = current_state(sfn, running[-1]["executionArn"]) if running else "waiting for the upload's event"
+        on_progress(f"{state} ({time.monotonic() - started:.0f} s)")
         time.sleep(0.5)
-    for described in found.values():
-        if described["status"] != "SUCCEEDED":
-            return described
-        if json.loads(described.get("output") or "{}").get("sample", {}).get("status") == "ready":
-            return described
-    raise RuntimeError("every execution ended without running the sample (a mate is missing?)")
+
+
+class RunNotStarted(RuntimeError):
+    """The uploads' executions all ended without running the sample."""
 
 
 def download_prefix(info: StackInfo, prefix: str, destination: Path) -> list[Path]:
@@ -131,13 +192,17 @@ def _run_prefix(info: StackInfo, kind: str, run_id: str) -> str | None:
 
 
 def collect(info: StackInfo, described: dict, out_dir: Path) -> RunOutcome:
-    run_id = described["name"]
+    output = json.loads(described.get("output") or "{}")
+    reused = outcome_kind(described) == "reused"
+    run_id = output["reused_run"] if reused else described["name"]
     succeeded = described["status"] == "SUCCEEDED"
-    kind = "results" if succeeded else "errors"
-    prefix = _run_prefix(info, kind, run_id)
+    if reused:
+        prefix = output["results_prefix"]
+    else:
+        prefix = _run_prefix(info, "results" if succeeded else "errors", run_id)
     sample = prefix.split("/")[1] if prefix else "_unknown"
     outcome = RunOutcome(status=described["status"], execution_arn=described["executionArn"], run_id=run_id,
-                         sample=sample, error=described.get("error"))
+                         sample=sample, error=described.get("error"), reused=reused)
     if prefix is None:
         return outcome
     outcome.local_dir = out_dir / prefix

@@ -39,7 +39,7 @@ def eventbridge_object_created(record: dict[str, Any], *, account: str) -> dict[
         detail["object"]["version-id"] = obj["versionId"]
     return {
         "version": "0",
-        "id": str(uuid.uuid4()),
+        "id": event_id(detail),
         "detail-type": "Object Created",
         "source": "aws.s3",
         "account": account,
@@ -48,6 +48,16 @@ def eventbridge_object_created(record: dict[str, Any], *, account: str) -> dict[
         "resources": [f"arn:aws:s3:::{s3['bucket']['name']}"],
         "detail": detail,
     }
+
+
+def event_id(detail: dict[str, Any]) -> str:
+    """One id per object version, as EventBridge has one event per created version: moto notifies twice for
+    a multipart upload (PutObject and CompleteMultipartUpload of the same version), and both must read as the
+    same event. Without a version id (unversioned bucket) every notification is its own event."""
+    obj = detail["object"]
+    if not obj.get("version-id"):
+        return str(uuid.uuid4())
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"s3://{detail['bucket']['name']}/{obj['key']}?versionId={obj['version-id']}"))
 
 
 def execution_name(now: datetime | None = None) -> str:

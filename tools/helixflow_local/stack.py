@@ -33,6 +33,8 @@ REGION = "us-east-1"
 STACK_NAME = "helixflow-local"
 STACK_FILE = "stack.json"
 log = logging.getLogger("helixflow_local")
+# Waits really sleep on moto's interpreter, so the local stack deploys the template with short ones.
+LOCAL_PARAMETERS = {"MateWaitSeconds": "120", "JobPollFirstSeconds": "1", "JobPollMaxSeconds": "5"}
 
 _active_runtime: LambdaRuntime | None = None
 
@@ -84,10 +86,15 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _route_moto_invoke_to_runtime() -> None:
-    """moto 5.2 runs a Lambda through LambdaFunction._invoke_lambda (Docker); run our handlers instead."""
+def _patch_moto() -> list[tuple[Any, str, Any]]:
+    """Where moto 5.2 lacks what AWS does, in this process only; returns what ``_restore_moto`` puts back.
+
+    - Lambda: moto runs a function through LambdaFunction._invoke_lambda (Docker); run our handlers instead.
+    - S3 notifications: moto's records carry no ``versionId`` or ``sequencer`` (AWS's always do on a versioned
+      bucket); without them an execution cannot be tied to the object version that started it."""
     from moto.awslambda.models import LambdaFunction
     from moto.core.exceptions import JsonRESTError
+    from moto.s3 import notifications
 
     def invoke(function: LambdaFunction, event: Any = None) -> tuple[str, bool, str]:
         if _active_runtime is None:
@@ -98,7 +105,27 @@ def _route_moto_invoke_to_runtime() -> None:
             raise JsonRESTError(fault.code, "fault injected by the helixflow local stack") from None
         return json.dumps(payload), errored, ""
 
-    LambdaFunction._invoke_lambda = invoke
+    original_event = notifications._get_s3_event
+
+    def s3_event(event_name: str, bucket: Any, key: Any, notification_id: str) -> dict[str, Any]:
+        body = original_event(event_name, bucket, key, notification_id)
+        for record in body["Records"]:
+            obj = record["s3"]["object"]
+            if getattr(key, "version_id", None) and key.version_id != "null":
+                obj["versionId"] = key.version_id
+            obj["sequencer"] = f"{int(key.last_modified.timestamp() * 1e6):016X}"
+        return body
+
+    patches = [(LambdaFunction, "_invoke_lambda", invoke), (notifications, "_get_s3_event", s3_event)]
+    saved = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
+    for owner, name, replacement in patches:
+        setattr(owner, name, replacement)
+    return saved
+
+
+def _restore_moto(saved: list[tuple[Any, str, Any]]) -> None:
+    for owner, name, original in saved:
+        setattr(owner, name, original)
 
 
 class LocalStack:
@@ -110,16 +137,18 @@ class LocalStack:
         self.endpoint_url = f"http://127.0.0.1:{self.port}"
         self.max_concurrency = max_concurrency
         self.template = Template(self.root / "template.yaml")
-        unknown = set(parameters or {}) - set(self.template.parameter_defaults())
+        parameters = {**LOCAL_PARAMETERS, **(parameters or {})}
+        unknown = set(parameters) - set(self.template.parameter_defaults())
         if unknown:
             raise ValueError(f"template.yaml has no parameter(s) {', '.join(sorted(unknown))}")
-        self.names = LocalNames(STACK_NAME, REGION, ACCOUNT, parameters=dict(parameters or {}))
+        self.names = LocalNames(STACK_NAME, REGION, ACCOUNT, parameters=parameters)
         self.runtime: LambdaRuntime | None = None
         self.info: StackInfo | None = None
         self._server = None
         self._stopping = threading.Event()
         self._poller: threading.Thread | None = None
         self.started_executions: list[dict[str, str]] = []
+        self._delivered: set[str] = set()
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> StackInfo:
@@ -137,7 +166,7 @@ class LocalStack:
         self._restore = (os.environ.get("MOTO_PORT"), default_user_config["stepfunctions"]["execute_state_machine"])
         os.environ["MOTO_PORT"] = str(self.port)
         default_user_config["stepfunctions"]["execute_state_machine"] = True
-        _route_moto_invoke_to_runtime()
+        self._moto_patches = _patch_moto()
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._server.start()
         self.info = self._provision()
@@ -164,6 +193,7 @@ class LocalStack:
 
             port, executes = self._restore
             default_user_config["stepfunctions"]["execute_state_machine"] = executes
+            _restore_moto(self._moto_patches)
             if port is None:
                 os.environ.pop("MOTO_PORT", None)
             else:
@@ -264,6 +294,9 @@ class LocalStack:
                     if not record.get("eventName", "").startswith("ObjectCreated"):
                         continue
                     event = eventbridge_object_created(record, account=ACCOUNT)
+                    if event["id"] in self._delivered:  # moto's second notification of one version
+                        continue
+                    self._delivered.add(event["id"])
                     name = execution_name()
                     arn = sfn.start_execution(stateMachineArn=self.info.state_machine_arn, name=name,
                                               input=json.dumps(event))["executionArn"]

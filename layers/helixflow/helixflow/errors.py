@@ -145,3 +145,9 @@ class Phase2JobFailed(HelixflowError):
     """The Phase 2 Slurm job ended FAILED, TIMEOUT, NODE_FAIL, OUT_OF_MEMORY or CANCELLED."""
 
     default_code = "PHASE2_JOB_FAILED"
+
+
+class MateMissing(HelixflowError):
+    """A file named like one mate (S1_R1) waited the mate-wait time and its pair never arrived."""
+
+    default_code = "MATE_MISSING"

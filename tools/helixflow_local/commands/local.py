@@ -152,9 +152,9 @@ def _print_info(info: StackInfo) -> None:
 
 
 def run_reads(info: StackInfo, reads: list[Path], out_dir: Path, params: dict | None,
-              timeout: float) -> RunOutcome:
-    uploaded = submit(info, reads, params)
-    console.print(f"uploaded {', '.join(f's3://{info.bucket}/{key}' for key, _ in uploaded)}")
+              timeout: float, force: bool = False) -> RunOutcome:
+    uploaded = submit(info, reads, params, force=force)
+    console.print(f"uploaded {', '.join(f's3://{info.bucket}/{u.key}' for u in uploaded)}")
     with console.status("waiting for the execution") as status:
         described = wait_for_run(info, uploaded, timeout=timeout,
                                  on_progress=lambda state: status.update(f"execution is in [bold]{state}[/bold]"))
@@ -163,7 +163,11 @@ def run_reads(info: StackInfo, reads: list[Path], out_dir: Path, params: dict | 
 
 def print_outcome(outcome: RunOutcome) -> None:
     if outcome.succeeded:
-        out.print(f"[green]SUCCEEDED[/green] {outcome.sample} run {outcome.run_id}")
+        if outcome.reused:
+            out.print(f"[green]SUCCEEDED[/green] {outcome.sample}: reused run {outcome.run_id} (same inputs and "
+                      "parameters; --force runs again)")
+        else:
+            out.print(f"[green]SUCCEEDED[/green] {outcome.sample} run {outcome.run_id}")
         for entry in outcome.manifest["files"]:
             out.print(f"  {entry['size']:>12,d}  {entry['path']}  sha256:{entry['sha256'][:12]}")
         out.print(f"results: {outcome.local_dir}  (manifest.json lists every file)")
@@ -191,8 +195,9 @@ def print_outcome(outcome: RunOutcome) -> None:
 @click.option("--params", "params_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="JSON run parameters (uploaded as the sample's sidecar incoming/<sample>.json).")
 @click.option("--timeout", type=float, default=3600, show_default=True, help="Seconds to wait for the run.")
+@click.option("--force", is_flag=True, help="Run even if the same inputs and parameters already succeeded.")
 @state_dir_option
-def run_command(reads: tuple[Path, ...], out_dir: Path, params_file: Path | None, timeout: float,
+def run_command(reads: tuple[Path, ...], out_dir: Path, params_file: Path | None, timeout: float, force: bool,
                 state_dir: Path) -> None:
     """Run the pipeline on R1 [R2] through the local stack; exit 0 when the execution succeeded."""
     if len(reads) > 2:
@@ -201,7 +206,7 @@ def run_command(reads: tuple[Path, ...], out_dir: Path, params_file: Path | None
         incoming_keys(list(reads))  # refuse names the pipeline would reject before starting anything
         params = json.loads(params_file.read_text()) if params_file else None
         with stack_for_command(state_dir) as info:
-            outcome = run_reads(info, list(reads), out_dir, params, timeout)
+            outcome = run_reads(info, list(reads), out_dir, params, timeout, force=force)
     except HelixflowError as error:
         console.print(f"[red]{error.name}[/red]: {error.describe()}")
         sys.exit(2)

@@ -15,7 +15,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from helixflow.errors import HelixflowError, InvalidKey
-from helixflow.pipeline.keys import FASTQ_SUFFIXES, errors_prefix, run_work_prefix, safe_component
+from helixflow.pipeline.keys import FASTQ_SUFFIXES, bounded_component, errors_prefix, run_work_prefix, safe_component
+from helixflow.pipeline import runs
 from helixflow.pipeline.stage_jobs import cancel_running_jobs
 from helixflow.pipeline.state import PipelineState
 from helixflow.pipeline.storage import delete_prefix
@@ -47,7 +48,7 @@ def describe_failure(failure: dict[str, Any]) -> dict[str, Any]:
     return document
 
 
-def record_failure(*, s3: Any, bucket: str, state: dict[str, Any]) -> dict[str, Any]:
+def record_failure(*, s3: Any, bucket: str, state: dict[str, Any], runs_table: Any = None) -> dict[str, Any]:
     """Write error.json for a failed run and return it. ``state`` is the execution's state at the Catch.
 
     Before writing, the run's cluster jobs still running are cancelled and its scratch under work/ is removed;
@@ -60,6 +61,9 @@ def record_failure(*, s3: Any, bucket: str, state: dict[str, Any]) -> dict[str, 
     document.update({"sample": sample, "run_id": run_id, "execution_arn": state.get("execution_arn"),
                      "recorded": datetime.now(timezone.utc).isoformat()})
     document["cleanup"] = _clean_up(s3, bucket, state, sample, run_id)
+    identity = request.get("identity")
+    if runs_table is not None and identity:  # a failed identity never blocks a re-run; its checkpoints stay
+        runs.finish(runs_table, identity=identity, run_id=run_id, status="FAILED")
     for field in _POSITION_FIELDS:
         document.setdefault(field, None)
     key = errors_prefix(sample, run_id) + "error.json"
@@ -80,13 +84,15 @@ def _clean_up(s3: Any, bucket: str, state: dict[str, Any], sample: str, run_id: 
 
 
 def _sample_hint(state: dict[str, Any]) -> str:
-    """Best-effort sample folder when ResolveSample itself failed (e.g. an unsafe key)."""
+    """The sample folder when ResolveSample itself failed: the file name's stem when it is a safe segment (bounded
+    in length, so a 1,000-character name cannot push the error key past S3's limit), else ``_unresolved`` (an
+    unsafe name must not become a path)."""
     key = ((state.get("event") or {}).get("detail") or {}).get("object", {}).get("key", "")
     name = key.rsplit("/", 1)[-1]
     stem = next((name[: -len(s)] for s in FASTQ_SUFFIXES if name.endswith(s)), name)
     try:
-        return safe_component(stem) if stem else _UNRESOLVED_SAMPLE
-    except InvalidKey:  # the name itself is unsafe, so it must not become a path
+        return bounded_component(safe_component(stem))
+    except InvalidKey:
         return _UNRESOLVED_SAMPLE
 
 

@@ -1,8 +1,9 @@
 """Object keys: the only user-controlled strings that reach S3 paths.
 
 Policy (stated, and tested):
-- A key is URL-decoded once (S3 notifications percent-encode keys; EventBridge and direct calls do not, and a
-  valid key never contains '%' or '+', so decoding is a no-op for every key we accept).
+- A key arrives decoded: EventBridge carries keys as stored, and the local stack's S3 -> SQS poller decodes the
+  notification's percent-encoding once, where that event format requires it. Nothing here decodes again, so
+  ``incoming/con%66.fastq`` is that literal name (and refused: '%' is not a key character), never ``conf``.
 - It must be ``incoming/`` + optional sub-folders + a file name ending in .fastq, .fq, .fastq.gz or .fq.gz
   (case-sensitive, as aligners and fastp expect), using only ``A-Z a-z 0-9 . _ -`` in each path segment, no
   empty, ``.`` or ``..`` segment, at most ``MAX_KEY_LENGTH`` bytes. Anything else is ``InvalidKey``: such a key
@@ -15,10 +16,9 @@ Policy (stated, and tested):
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
-from urllib.parse import unquote_plus
-
 from helixflow.errors import InvalidKey
 
 INCOMING_PREFIX = "incoming/"
@@ -50,8 +50,7 @@ class IncomingKey:
         return f"{self.folder}{self.sample}.json"
 
 
-def parse_incoming_key(raw_key: str) -> IncomingKey:
-    key = unquote_plus(raw_key)
+def parse_incoming_key(key: str) -> IncomingKey:
     if len(key.encode()) > MAX_KEY_LENGTH:
         raise InvalidKey(f"key is longer than {MAX_KEY_LENGTH} bytes", details={"key": key[:80]})
     if not key.startswith(INCOMING_PREFIX):
@@ -76,6 +75,14 @@ def parse_incoming_key(raw_key: str) -> IncomingKey:
                          code="BAD_SAMPLE_NAME", details={"key": key})
     folder = INCOMING_PREFIX + "".join(f"{s}/" for s in segments[:-1])
     return IncomingKey(key=key, folder=folder, file_name=file_name, sample=sample, mate=mate)
+
+
+def bounded_component(value: str, limit: int = 64) -> str:
+    """A safe segment (see ``safe_component``) bounded to ``limit`` characters: a long one keeps a readable head
+    and a hash of the whole, so distinct values stay distinct and keys stay far below S3's 1,024-byte limit."""
+    if len(value) <= limit:
+        return value
+    return f"{value[: limit - 13]}-{hashlib.sha256(value.encode()).hexdigest()[:12]}"
 
 
 def results_prefix(sample: str, run_id: str) -> str:

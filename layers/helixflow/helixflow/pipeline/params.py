@@ -25,6 +25,8 @@ class RunParameters(BaseModel):
     min_length: int = Field(15, ge=1, le=10_000, description="drop reads (pairs) shorter than this after trimming")
     allow_phred64: bool = Field(False, description="accept Phred+64 input (converted on the way in)")
     phase1: Literal["auto", "lambda", "ray"] = Field("auto", description="Phase 1 placement override")
+    single_end: bool = Field(False, description="run a file named like a mate (S1_R1) alone, without waiting for R2")
+    force: bool = Field(False, description="run even when a run with the same inputs and parameters succeeded")
 
 
 def parse_parameters(document: bytes | str | dict | None, *, source: str) -> RunParameters:

@@ -25,7 +25,9 @@ from typing import Any
 
 from helixflow.fastq.bgzf import BgzfWriter, block_size_at
 from helixflow.pipeline import keys
-from helixflow.pipeline.storage import COPY_BYTES, delete_prefix, download, get_json, put_json
+from helixflow.pipeline.runs import SUMMARY_NAME, checkpoint_prefix
+from helixflow.errors import IncompleteResults
+from helixflow.pipeline.storage import COPY_BYTES, delete_prefix, download, get_json, list_objects, put_json
 
 MANIFEST_NAME = "chunks.json"
 
@@ -144,6 +146,12 @@ def merge_chunks(*, s3: Any, request: dict[str, Any], chunk_count: int, scratch:
     def local(key: str) -> str:
         return str(download(s3, bucket, key, scratch / "parts" / os.path.basename(key)))
 
+    present = {obj["Key"] for obj in list_objects(s3, bucket, f"{prefix}parts/")}
+    missing = [index for index in range(chunk_count) if f"{prefix}parts/{part_name(index)}.json" not in present]
+    if missing:  # a map item that failed (or a map that tolerated it) must not become a silently short result
+        raise IncompleteResults(f"{len(missing)} of {chunk_count} Phase 1 chunk(s) produced no result: "
+                                + ", ".join(part_name(i) for i in missing[:20]), code="MISSING_OUTPUTS",
+                                details={"missing_chunks": missing[:100]})
     results = []
     for index in range(chunk_count):
         document = get_json(s3, bucket, f"{prefix}parts/{part_name(index)}.json")
@@ -153,13 +161,19 @@ def merge_chunks(*, s3: Any, request: dict[str, Any], chunk_count: int, scratch:
     merged = replace(merge_results(results), inputs=[item["key"] for item in request["inputs"]])
     out_dir = scratch / "results"
     paths = write_outputs(merged, str(out_dir), sample)
+    # Outputs wait under the identity's checkpoint, not results/: only Publish writes results/, and a re-run
+    # of this identity after a later failure resumes from here (helixflow.pipeline.runs).
+    checkpoint = checkpoint_prefix(sample, request["identity"], "phase1")
+    staged = checkpoint + "outputs/"
     outputs = []
     for path in sorted(p for p in out_dir.rglob("*") if p.is_file()):
         relative = path.relative_to(out_dir).as_posix()
-        s3.upload_file(str(path), bucket, request["results_prefix"] + relative)
+        s3.upload_file(str(path), bucket, staged + relative)
         outputs.append(relative)
+    summary = {"outputs": outputs, "staged_prefix": staged, "reads_before": sum(s.reads for s in merged.before),
+               "reads_after": sum(s.reads for s in merged.after), "chunks": chunk_count,
+               "report": os.path.relpath(str(paths["html"]), str(out_dir))}
+    put_json(s3, bucket, checkpoint + SUMMARY_NAME, summary)  # last: it marks the checkpoint complete
     delete_prefix(s3, bucket, prefix)
     shutil.rmtree(scratch, ignore_errors=True)
-    return {"outputs": outputs, "reads_before": sum(s.reads for s in merged.before),
-            "reads_after": sum(s.reads for s in merged.after), "chunks": chunk_count,
-            "report": os.path.relpath(str(paths["html"]), str(out_dir))}
+    return summary

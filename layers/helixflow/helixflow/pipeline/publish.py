@@ -18,7 +18,9 @@ from typing import Any, Iterable
 from helixflow import __version__
 from helixflow.errors import IncompleteResults
 from helixflow.pipeline.state import SampleRequest
-from helixflow.pipeline.storage import list_objects, sha256_of_object
+from helixflow.pipeline import runs
+from helixflow.pipeline.keys import run_work_prefix
+from helixflow.pipeline.storage import delete_prefix, list_objects, sha256_of_object
 
 MANIFEST_NAME = "manifest.json"
 # Distributions whose versions a reader of the results needs to reproduce them.
@@ -86,18 +88,25 @@ def render_trace(rows: list[dict[str, Any]]) -> str:
 
 
 def publish_run(*, s3: Any, request: SampleRequest, stages: dict[str, Any], history_events: Iterable[dict],
-                expected_outputs: Iterable[str] = ()) -> dict[str, Any]:
-    """Write pipeline_info/ and the manifest for one run; return the manifest.
+                expected_outputs: Iterable[str] = (), staged: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    """Publish one run: staged outputs, then pipeline_info/, then the manifest; return the manifest.
 
     ``request`` is ResolveSample's sample request, ``stages`` what the earlier stages returned (validation
-    report, later Phase 1/2 summaries), ``expected_outputs`` paths relative to the run's results prefix that
-    earlier stages wrote and must be present."""
+    report, plan, Phase 1/2 summaries), ``staged`` maps each stage's staging prefix under work/ to the outputs
+    (paths relative to the results prefix) it holds, and ``expected_outputs`` are paths that must already be
+    under the results prefix. Every promised file is checked before anything is written."""
     bucket, prefix = request.bucket, request.results_prefix
+    staged = staged or {}
+    missing = [f"{source}{path}" for source, paths in staged.items()
+               for path in sorted(set(paths) - {obj["Key"][len(source):] for obj in list_objects(s3, bucket, source)})]
     present = {obj["Key"][len(prefix):] for obj in list_objects(s3, bucket, prefix)}
-    missing = sorted(set(expected_outputs) - present)
+    missing += sorted(set(expected_outputs) - present)
     if missing:
-        raise IncompleteResults(f"{len(missing)} expected output(s) missing under {prefix}: {', '.join(missing)}",
-                                code="MISSING_OUTPUTS", details={"missing": missing})
+        raise IncompleteResults(f"{len(missing)} expected output(s) missing: {', '.join(missing[:20])}",
+                                code="MISSING_OUTPUTS", details={"missing": missing[:100]})
+    for source, paths in staged.items():
+        for path in paths:
+            s3.copy({"Bucket": bucket, "Key": source + path}, bucket, prefix + path)
 
     inputs = [item.model_dump() for item in request.inputs]
     params = {"sample": request.sample, "run_id": request.run_id, "inputs": inputs, "params": request.params,
@@ -123,6 +132,14 @@ def publish_run(*, s3: Any, request: SampleRequest, stages: dict[str, Any], hist
     s3.put_object(Bucket=bucket, Key=prefix + MANIFEST_NAME, ContentType="application/json",
                   Body=(json.dumps(manifest, indent=2) + "\n").encode())
     return manifest
+
+
+def complete_run(*, s3: Any, runs_table: Any, request: SampleRequest) -> int:
+    """After the manifest: the identity is done (a later identical upload reuses this run) and its scratch and
+    checkpoints go; returns the number of scratch objects removed."""
+    runs.finish(runs_table, identity=request.identity, run_id=request.run_id, status="SUCCEEDED")
+    return (delete_prefix(s3, request.bucket, runs.checkpoint_root(request.sample, request.identity))
+            + delete_prefix(s3, request.bucket, run_work_prefix(request.sample, request.run_id)))
 
 
 def _content_type(name: str) -> str:

@@ -28,10 +28,19 @@ class SampleInput(_Contract):
     mate: int = Field(ge=0, le=2, description="0 single-end, 1 or 2")
 
 
+class Phase1Summary(_Contract):
+    outputs: list[str] = Field(description="paths relative to the results prefix")
+    staged_prefix: str = Field(description="where the outputs wait for Publish (the phase's checkpoint)")
+    reads_before: int
+    reads_after: int
+    chunks: int
+    report: str
+
+
 class SampleRequest(_Contract):
     """ResolveSample's result: the sample this execution runs, or why it runs nothing."""
 
-    status: Literal["ready", "waiting_for_mate", "duplicate_event"]
+    status: Literal["ready", "waiting_for_mate", "already_processed", "already_running"]
     run_id: str
     bucket: str
     sample: str
@@ -39,6 +48,11 @@ class SampleRequest(_Contract):
     params: dict[str, Any] = Field(default_factory=dict)
     results_prefix: str = ""
     errors_prefix: str = ""
+    identity: str = Field("", description="run identity (helixflow.pipeline.runs); empty while a mate waits")
+    previous_run: str | None = Field(None, description="the run that already processed (or runs) this identity")
+    awaiting: str | None = Field(None, description="the mate a waiting first mate waits for")
+    mate_wait_seconds: int = 0
+    resumed_phase1: Phase1Summary | None = Field(None, description="Phase 1 checkpoint of an earlier failed run")
 
 
 class ValidationSummary(_Contract):
@@ -81,14 +95,6 @@ class ChunkResult(_Contract):
     result_key: str
 
 
-class Phase1Summary(_Contract):
-    outputs: list[str] = Field(description="paths relative to the results prefix, staged under work/")
-    reads_before: int
-    reads_after: int
-    chunks: int
-    report: str
-
-
 class Publication(_Contract):
     manifest_key: str
     file_count: int
@@ -101,6 +107,10 @@ class CaughtError(BaseModel):
 
     Error: str = "States.Runtime"
     Cause: str | None = None
+
+
+class MateCheck(_Contract):
+    paired: bool
 
 
 class FailureRecord(_Contract):
@@ -118,9 +128,11 @@ class PipelineState(BaseModel):
     event: dict[str, Any]
     sample: SampleRequest | None = None
     validation: ValidationSummary | None = None
+    mate_check: MateCheck | None = None
     plan: Plan | None = None
     chunks: ChunkSet | None = None
     phase1_job: JobHandle | None = None
+    phase2_job: JobHandle | None = None
     phase1: Phase1Summary | None = None
     publication: Publication | None = None
     failure: CaughtError | None = None
@@ -146,6 +158,7 @@ class ChunkItem(BaseModel):
 # Task state name -> (the model it returns, the PipelineState slot its ResultPath fills).
 TASK_RESULTS: dict[str, tuple[type[BaseModel], str | None]] = {
     "ResolveSample": (SampleRequest, "sample"),
+    "CheckMate": (MateCheck, "mate_check"),
     "Validate": (ValidationSummary, "validation"),
     "PlanPhase1": (Plan, "plan"),
     "SplitIntoChunks": (ChunkSet, "chunks"),
