@@ -13,8 +13,7 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from helixflow.errors import HelixflowError
-from helixflow.phase2.device import DEVICES
-from helixflow.phase2.engine import SEARCHERS
+from helixflow.phase2.engine import DEVICES, SEARCHERS
 
 
 def _progress() -> Progress:
@@ -49,8 +48,7 @@ def _set_threads(threads: int | None) -> None:
 def align_command(reads, reference, out, threads, device, searcher, sample, max_insert):
     """Map READS (Phase 1's embeddings Parquet, or FASTQ[.gz] R1 [R2]) to --reference; write SAM/BAM."""
     from helixflow.phase2 import sam
-    from helixflow.phase2.device import resolve_device
-    from helixflow.phase2.engine import build_searcher, sample_name
+    from helixflow.phase2.engine import build_searcher, resolve_device, sample_name
     from helixflow.phase2.mapper import MapOptions, map_reads
     from helixflow.phase2.reads import read_reads
     from helixflow.phase2.reference import read_fasta
@@ -84,7 +82,7 @@ def align_command(reads, reference, out, threads, device, searcher, sample, max_
 def cluster_command(reads, out, threads, device):
     """Cluster READS (Parquet or FASTQ[.gz] R1 [R2]) into overlapping groups via a confirmed k-NN read graph."""
     from helixflow.phase2 import dense, graph
-    from helixflow.phase2.device import resolve_device
+    from helixflow.phase2.engine import resolve_device
     from helixflow.phase2.reads import read_reads
 
     try:

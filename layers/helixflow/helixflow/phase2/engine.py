@@ -1,6 +1,6 @@
-"""What the commands and the MPI driver share: searcher choice and sample naming (device choice is
-``device``). Both callers use these functions, which is what makes a one-rank and a many-rank
-run produce the same bytes."""
+"""What the commands and the MPI driver share: device and searcher choice, sample naming. Both callers use these
+functions, which is what makes a one-rank and a many-rank run produce the same bytes. The device rules live in
+``device`` (the aligners need them too) and are offered here with the rest of what a command needs."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ import os
 import re
 from collections.abc import Sequence
 
+from helixflow.phase2.device import DEVICES, resolve_device
 from helixflow.phase2.reference import Reference
+
+__all__ = ["DEVICES", "SEARCHERS", "build_searcher", "resolve_device", "sample_name"]
 
 SEARCHERS = ("index", "dense")
 

@@ -41,8 +41,8 @@ from mpi4py import MPI
 from helixflow.errors import HelixflowError, InvalidReads, Position
 from helixflow.phase2 import graph, sam
 from helixflow.phase2.dense import DenseSearcher, storage_precision
-from helixflow.phase2.device import DEVICES, gpu_for_rank, resolve_device
-from helixflow.phase2.engine import SEARCHERS, sample_name
+from helixflow.phase2.device import gpu_for_rank
+from helixflow.phase2.engine import DEVICES, SEARCHERS, resolve_device, sample_name
 from helixflow.phase2.index import MinimizerIndex
 from helixflow.phase2.mapper import MapOptions, map_reads
 from helixflow.phase2.policy import MAX_INSERT
