@@ -18,8 +18,9 @@ class NeedMore:
 NEED_MORE = NeedMore()
 
 
-def diagnose(buf: bytes, start: int, offset: int, *, name: str, records: int, max_line: int, crlf: bool | None,
-             eof: bool, virtual_end: int | None = None, partial_ok: bool = False) -> InvalidFastq | NeedMore | None:
+def diagnose(buf: bytes, start: int, offset: int, *, name: str, records: int, max_line: int,
+             file_crlf: bool | None, eof: bool, virtual_end: int | None = None,
+             partial_ok: bool = False) -> InvalidFastq | NeedMore | None:
     """Name the first defect of the record at ``buf[start:]`` (decompressed offset ``offset``), checking
     its lines in order. ``NEED_MORE`` when that takes lines not in ``buf`` yet; None when the record is
     fine (or, with ``partial_ok``, fine as far as it goes)."""
@@ -60,7 +61,7 @@ def diagnose(buf: bytes, start: int, offset: int, *, name: str, records: int, ma
 
     def ending_check(k: int, what: str) -> InvalidFastq | None:
         line_start, line_end, crlf = lines[k]
-        if line_end + crlf == virtual_end or crlf == bool(crlf):
+        if line_end + crlf == virtual_end or crlf == bool(file_crlf):
             return None
         found, expected = ("CRLF", "LF") if crlf else ("LF", "CRLF")
         return error("MIXED_LINE_ENDINGS", f"{what} line ends with {found} but line 1 ends with {expected}",

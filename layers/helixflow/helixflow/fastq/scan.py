@@ -50,6 +50,24 @@ _CLASS_TABLE = _class_table()
 _LINE_MASKS = np.array([_IN_TEXT, _IN_SEQUENCE, _IN_TEXT, _IN_QUALITY | _QUALITY_LOW | _QUALITY_HIGH], np.uint8)
 
 
+@dataclass(frozen=True)
+class FileReport:
+    """What validation learned about one file."""
+
+    file: str
+    compression: str  # "none", "gzip" or "bgzf"
+    gzip_members: int
+    compressed_bytes: int  # bytes as stored
+    decompressed_bytes: int
+    sha256: str  # of the bytes as stored
+    records: int
+    bases: int
+    min_length: int
+    max_length: int
+    quality_encoding: str | None  # "phred33", "phred64", or None without any quality character
+    line_endings: str  # "lf" or "crlf"
+
+
 @dataclass
 class Batch:
     """Records that passed every per-file check, in order. Read ids are filled only for pairs."""
@@ -296,4 +314,4 @@ class Scanner:
     def _diagnose(self, buf: bytes, start: int, offset: int, *, eof: bool, virtual_end: int | None = None,
                   partial_ok: bool = False) -> InvalidFastq | NeedMore | None:
         return diagnose(buf, start, offset, name=self.name, records=self.records, max_line=self._max_line,
-                        crlf=self.crlf, eof=eof, virtual_end=virtual_end, partial_ok=partial_ok)
+                        file_crlf=self.crlf, eof=eof, virtual_end=virtual_end, partial_ok=partial_ok)

@@ -94,26 +94,8 @@ from typing import Any
 from helixflow.errors import InvalidFastq
 from helixflow.fastq.pairs import check_pair
 from helixflow.fastq.rules import DEFAULT_MAX_LINE_LENGTH
-from helixflow.fastq.scan import Scanner
+from helixflow.fastq.scan import FileReport, Scanner
 from helixflow.fastq.streams import DEFAULT_CHUNK_SIZE, BinarySource
-
-@dataclass(frozen=True)
-class FileReport:
-    """What validation learned about one file."""
-
-    file: str
-    compression: str  # "none", "gzip" or "bgzf"
-    gzip_members: int
-    compressed_bytes: int  # bytes as stored
-    decompressed_bytes: int
-    sha256: str  # of the bytes as stored
-    records: int
-    bases: int
-    min_length: int
-    max_length: int
-    quality_encoding: str | None  # "phred33", "phred64", or None without any quality character
-    line_endings: str  # "lf" or "crlf"
-
 
 @dataclass(frozen=True)
 class ValidationReport:
