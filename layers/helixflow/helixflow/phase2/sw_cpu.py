@@ -1,5 +1,7 @@
 """Smith-Waterman-Gotoh on the CPU (Numba): the batched score-only kernels and the single-pair traceback.
 The model (scores, ends, tie rules, CIGAR) is in ``sw``'s docstring; ``sw.score_batch`` is the entry point.
+(Just over 400 lines on purpose: the int16 SIMD kernel, its int64 fallback and the traceback implement one
+recurrence with one tie rule, and keeping them side by side is what keeps them identical.)
 
 Score-only kernel layout (the hot path): inter-sequence SIMD. Pairs are sorted by length and taken LANES at
 a time; the DP column of a group is an int16 array [query_len, LANES], so the innermost loop runs over
