@@ -40,11 +40,11 @@ def _same_outputs(pipeline_dir, local_dir, relative_paths):
             assert got_doc == want_doc, relative
 
 
-@pytest.mark.parametrize(("paired", "fmt"), [(True, "gzip"), (False, "bgzf"), (False, "plain")])
+@pytest.mark.parametrize(("paired", "fmt"), [(True, "gzip"), (False, "bgzf"), (False, "none")])
 def test_lambda_path_equals_preprocess_on_the_same_input(stack, tmp_path, paired, fmt):
     sample = f"sim{'pe' if paired else 'se'}{fmt}"
     paths = write_sample(tmp_path / "in", 9000, paired=paired, fmt=fmt, fragment_mean=180.0)
-    suffix = ".fastq" if fmt == "plain" else ".fastq.gz"
+    suffix = ".fastq" if fmt == "none" else ".fastq.gz"
     reads = []
     for mate, path in enumerate(paths, start=1):
         target = tmp_path / (f"{sample}_R{mate}{suffix}" if paired else f"{sample}{suffix}")

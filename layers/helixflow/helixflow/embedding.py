@@ -21,26 +21,14 @@ from collections.abc import Sequence
 import numpy as np
 from numba import njit, prange
 
+from helixflow.seq.alphabet import BASE_CODE
+from helixflow.seq.hashing import splitmix64
+from helixflow.seq.packing import pack
+
 EMBEDDING_VERSION = 1
 K = 11
 DIMS = 256
 STORAGE_DTYPE = np.float16
-
-_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
-
-# 2-bit code per byte value; 4 means "not an unambiguous base".
-BASE_CODE = np.full(256, 4, dtype=np.uint8)
-for _i, _b in enumerate(b"ACGT"):
-    BASE_CODE[_b] = _i
-    BASE_CODE[ord(chr(_b).lower())] = _i
-
-
-@njit(cache=True, inline="always")
-def _splitmix64(x: np.uint64) -> np.uint64:
-    x = (x + np.uint64(0x9E3779B97F4A7C15)) & _MASK64
-    x = ((x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)) & _MASK64
-    x = ((x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)) & _MASK64
-    return x ^ (x >> np.uint64(31))
 
 
 @njit(cache=True, inline="always")
@@ -71,7 +59,7 @@ def _embed_one(seq: np.ndarray, out: np.ndarray, code: np.ndarray, k: int) -> No
         valid += 1
         if valid >= k:
             canon = fwd if fwd < rev else rev
-            h = _splitmix64(canon)
+            h = splitmix64(canon)
             slot = np.int64(h % np.uint64(dims))
             if (h >> np.uint64(32)) & np.uint64(1):
                 out[slot] -= 1.0
@@ -103,15 +91,6 @@ def embed_packed(buffer: np.ndarray, offsets: np.ndarray, k: int = K, dims: int 
         raise ValueError(f"k must be in 1..31, got {k}")
     return embed_packed_kernel(np.ascontiguousarray(buffer, dtype=np.uint8),
                                np.ascontiguousarray(offsets, dtype=np.int64), BASE_CODE, k, dims)
-
-
-def pack(sequences: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
-    """Concatenate byte strings into (buffer, offsets) for the packed kernels."""
-    lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
-    offsets = np.zeros(len(sequences) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    buffer = np.frombuffer(b"".join(sequences), dtype=np.uint8)
-    return buffer, offsets
 
 
 def embed(sequences: Sequence[bytes], k: int = K, dims: int = DIMS) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The adapter scan (``kernels._adapter_start``, a bit-parallel word scan) returns exactly what the plain
+"""The adapter scan (``kernels.adapter_start``, a bit-parallel word scan) returns exactly what the plain
 position-by-position search returns, on random reads, adapters and settings.
 
 ``_reference`` below is the search as it was before the word scan: kept here, not in the package, as the
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from helixflow.phase1 import kernels
+from helixflow.phase1.kernels import adapter as kernels
 
 CASES = 40_000
 PAD = 16  # bytes around every read, filled with adapter letters: a scan that reads outside [front, end) shows
@@ -46,7 +46,7 @@ def _both(data, starts, fronts, ends, adapters, adapter_off, min_overlaps, rates
     want = np.empty(n, np.int64)
     for c in range(n):
         adapter = adapters[adapter_off[c]:adapter_off[c + 1]]
-        got[c] = kernels._adapter_start(data, starts[c], fronts[c], ends[c], adapter, min_overlaps[c], rates[c])
+        got[c] = kernels.adapter_start(data, starts[c], fronts[c], ends[c], adapter, min_overlaps[c], rates[c])
         want[c] = _reference(data, starts[c], fronts[c], ends[c], adapter, min_overlaps[c], rates[c])
     return got, want
 
@@ -144,6 +144,6 @@ def test_edge_cases():
         data = np.frombuffer(read, np.uint8)
         ad = np.frombuffer(adapter, np.uint8)
         for front in range(0, len(read) + 1, 3):
-            got = kernels._adapter_start(data, 0, front, len(read), ad, min_overlap, rate)
+            got = kernels.adapter_start(data, 0, front, len(read), ad, min_overlap, rate)
             want = _reference(data, 0, front, len(read), ad, min_overlap, rate)
             assert got == want, (read, adapter, min_overlap, rate, front)

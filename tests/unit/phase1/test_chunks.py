@@ -36,7 +36,7 @@ def _outputs(out_dir, sample, paired):
     return doc, reads, table
 
 
-@pytest.mark.parametrize("fmt", ["plain", "gzip", "bgzf"])
+@pytest.mark.parametrize("fmt", ["none", "gzip", "bgzf"])
 @pytest.mark.parametrize("paired", [False, True], ids=["single", "paired"])
 def test_chunked_equals_whole(tmp_path, small_samples, fmt, paired):
     files = simulate.write_sample(tmp_path / "in", 3000, paired=paired, fmt=fmt, seed=3, duplicate_fraction=0.3)

@@ -21,7 +21,7 @@ def _records(path):
     return out
 
 
-@pytest.mark.parametrize("fmt", ["plain", "gzip", "bgzf"])
+@pytest.mark.parametrize("fmt", ["none", "gzip", "bgzf"])
 def test_formats_parse_the_same(tmp_path, fmt):
     path = tmp_path / f"x.{fmt}"
     simulate.write_fastq(path, GOOD, fmt)
@@ -72,7 +72,7 @@ def test_mates_stay_in_step_when_their_batches_differ(tmp_path, monkeypatch):
     names, s1, q1, s2, q2 = simulate.simulate_pairs(500, 60, seed=2)
     r1 = simulate.fastq_bytes(names, s1, q1, 1)
     r2 = simulate.fastq_bytes([f"{n} {'x' * 150}" for n in names], s2, q2, 2)
-    simulate.write_fastq(tmp_path / "a_R1.fq", r1, "plain")
+    simulate.write_fastq(tmp_path / "a_R1.fq", r1, "none")
     simulate.write_fastq(tmp_path / "a_R2.fq.gz", r2, "gzip")
     params = engine.Params(quality=0, min_length=0, n_limit=-1, unqualified_percent=-1, embeddings=False)
     engine.process_file(str(tmp_path / "a_R1.fq"), str(tmp_path / "a_R2.fq.gz"), str(tmp_path / "out"), "a", params)

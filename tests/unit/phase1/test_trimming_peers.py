@@ -178,7 +178,7 @@ def test_poly_g_matches_fastp(tmp_path, run_tool):
 
 
 def test_pair_overlap_adapter_trimming_matches_fastp(tmp_path, run_tool):
-    files = simulate.write_sample(tmp_path / "in", 3000, paired=True, fmt="plain", seed=8, fragment_mean=160.0,
+    files = simulate.write_sample(tmp_path / "in", 3000, paired=True, fmt="none", seed=8, fragment_mean=160.0,
                                   fragment_sd=50.0, bad_tail_fraction=0.0)
     run_tool("fastp", "-i", files[0], "-I", files[1], "-o", str(tmp_path / "fp1.fq"), "-O", str(tmp_path / "fp2.fq"),
              "-Q", "-L", "-G", "-w", "1", "-j", str(tmp_path / "fp.json"), "-h", str(tmp_path / "fp.html"))

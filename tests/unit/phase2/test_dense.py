@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 from phase2_truth import placed_correctly, sam_records
 
-from helixflow.phase2 import dense, simulate
+from helixflow.phase2 import _dense_common, dense, dense_cpu, simulate
 from helixflow_local.commands.phase2 import align_command
 
 
@@ -35,9 +35,9 @@ def test_blocked_cpu_top_k_equals_a_full_sort_exactly(monkeypatch):
     targets[7] = targets[3]  # an exact tie: the lower window index must win
     queries[0] = targets[3]
     # Small blocks so the running merge crosses block boundaries in both directions.
-    monkeypatch.setattr(dense, "BLOCK_READS", 16)
-    monkeypatch.setattr(dense, "BLOCK_WINDOWS", 32)
-    values, indices = dense.top_k_cpu(queries, targets, 5)
+    monkeypatch.setattr(_dense_common, "BLOCK_READS", 16)
+    monkeypatch.setattr(_dense_common, "BLOCK_WINDOWS", 32)
+    values, indices = dense_cpu.top_k_cpu(queries, targets, 5)
     expected_values, expected_indices = brute_force_top_k(queries, targets, 5)
     np.testing.assert_array_equal(indices, expected_indices)
     # Storage-precision vectors multiply exactly in float64, so blocking cannot change a single bit.
@@ -48,15 +48,15 @@ def test_blocked_cpu_top_k_equals_a_full_sort_exactly(monkeypatch):
 def test_cuda_kernels_give_bit_identical_top_k_under_the_simulator():
     script = textwrap.dedent("""
         import numpy as np
-        from helixflow.phase2 import dense, dense_cuda
+        from helixflow.phase2 import _dense_common, dense, dense_cpu, dense_cuda
         rng = np.random.default_rng(2)
         def unit(n):
             v = rng.standard_normal((n, 256))
             return dense.storage_precision(v / np.linalg.norm(v, axis=1, keepdims=True))
         queries, targets = unit(21), unit(37)   # not multiples of TILE: exercises the bounds guards
-        dense.BLOCK_READS, dense.BLOCK_WINDOWS = 16, 20   # several read and window blocks
+        _dense_common.BLOCK_READS, _dense_common.BLOCK_WINDOWS = 16, 20   # several read and window blocks
         gpu_values, gpu_indices = dense_cuda.top_k_cuda(queries, targets, 4)
-        cpu_values, cpu_indices = dense.top_k_cpu(queries, targets, 4)
+        cpu_values, cpu_indices = dense_cpu.top_k_cpu(queries, targets, 4)
         assert (gpu_indices == cpu_indices).all(), (gpu_indices, cpu_indices)
         assert (gpu_values == cpu_values).all()   # exact: see dense.py
         print("ok")

@@ -218,9 +218,9 @@ def test_cli_reports_missing_reference_and_empty_reads_by_name(tmp_path, repeat_
 
 
 def test_ungapped_fast_path_returns_exactly_the_traceback_alignment(repeat_genome):
-    from helixflow.phase2 import mapper, sw
-    from helixflow.phase2._sw_common import BASE_CODE
-    from helixflow.embedding import pack
+    from helixflow.phase2 import cigar, sw
+    from helixflow.seq.alphabet import BASE_CODE
+    from helixflow.seq.packing import pack
 
     rng = np.random.default_rng(9)
     genome = repeat_genome["chrA"]
@@ -241,7 +241,7 @@ def test_ungapped_fast_path_returns_exactly_the_traceback_alignment(repeat_genom
     ok = np.zeros(len(hits), np.bool_)
     query_start, target_start, nm = (np.zeros(len(hits), np.int64) for _ in range(3))
     scoring = sw.Scoring()
-    mapper.ungapped_tracebacks(query, query_offsets, target, target_offsets, hits, score, query_end, target_end,
+    cigar.ungapped_tracebacks(query, query_offsets, target, target_offsets, hits, score, query_end, target_end,
                                BASE_CODE, scoring.match, scoring.mismatch, scoring.n_score, ok, query_start,
                                target_start, nm)
     assert 0.6 <= ok.mean() < 1.0

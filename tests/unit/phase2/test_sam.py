@@ -6,8 +6,11 @@ from __future__ import annotations
 import numpy as np
 
 from helixflow.phase2 import sam
-from helixflow.phase2.mapper import Mapping, pack_cigars
-from helixflow.phase2.reads import Fragments, ReadBatch, _normalised_ids, normalise_id
+from helixflow.phase2.cigar import pack_cigars
+from helixflow.phase2.mapper import Mapping
+from helixflow.phase2.reads import Fragments, ReadBatch
+from helixflow.seq.packing import pack
+from helixflow.seq.read_ids import mate_ids
 from helixflow.phase2.reference import Reference
 
 # row: (id, SEQ, QUAL, mapped, strand, contig, pos, end, mapq, AS, XS, NM, proper, CIGAR)
@@ -46,18 +49,12 @@ tie	129	chr1	501	30	5M	=	501	-7	AAAAA	ABCDE	NM:i:0	AS:i:5	RG:Z:S1
 """
 
 
-def _packed(values: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
-    offsets = np.zeros(len(values) + 1, np.int64)
-    np.cumsum([len(v) for v in values], out=offsets[1:])
-    return np.frombuffer(b"".join(values), np.uint8).copy(), offsets
-
-
 def test_records_match_the_sam_lines_written_out_by_hand():
     columns = list(zip(*ROWS))
-    seq, offsets = _packed(list(columns[1]))
-    qual, _ = _packed(list(columns[2]))
+    seq, offsets = pack(list(columns[1]))
+    qual, _ = pack(list(columns[2]))
     batch = ReadBatch(list(columns[0]), np.zeros(len(ROWS), np.int8), seq, offsets, qual)
-    cigar, cigar_offsets = _packed([c.encode() for c in columns[13]])
+    cigar, cigar_offsets = pack([c.encode() for c in columns[13]])
     mapping = Mapping(np.array(columns[3]), np.array(columns[4], np.int8), np.array(columns[5], np.int32),
                       np.array(columns[6], np.int64), np.array(columns[7], np.int64), np.array(columns[8], np.int32),
                       np.array(columns[9], np.int32), np.array(columns[10], np.int32), np.array(columns[11], np.int32),
@@ -75,9 +72,11 @@ def test_pack_cigars_writes_ungapped_and_gapped_cigars_in_row_order():
     assert texts == ["12S138M", "10M2D140M", "*", "150M", "*"]
 
 
-def test_normalised_ids_match_normalise_id():
+def test_mate_ids_follow_the_validator_rule():
+    """The read id ends at the first space or tab (nothing else splits it, not even Unicode or control
+    whitespace, which the validator rejects or keeps as id text), then a trailing /1 or /2 is dropped."""
     names = [b"a/1", b"  b c/2", b"x/2 y", b"   ", b"", b"/1", b"q\x1ez/1", b"\tt\x0b", b"n\xc3\xa9/1 z",
              b"\xff\xfeab/2", b"u\xc2\xa0v/1", b"/", b"ab/3", b"r1/1/2", b" \xc2\x85x"]
-    data, offsets = _packed(names)
-    assert _normalised_ids(data, offsets[:-1], offsets[1:]) == [normalise_id(n.decode(errors="replace"))
-                                                                 for n in names]
+    data, offsets = pack(names)
+    assert mate_ids(data, offsets[:-1], offsets[1:]) == [
+        "a", "", "x", "", "", "", "q\x1ez", "", "n\u00e9", "\ufffd\ufffdab", "u\u00a0v", "/", "ab/3", "r1/1", ""]

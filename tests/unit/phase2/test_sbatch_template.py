@@ -7,7 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 
-TEMPLATE = Path(__file__).resolve().parents[3] / "batch_jobs" / "slurm_simulation" / "simulation.sbatch"
+TEMPLATE = Path(__file__).resolve().parents[3] / "batch_jobs" / "slurm_simulation" / "phase2.sbatch"
 
 
 def test_user_strings_reach_the_driver_verbatim_and_are_never_run(tmp_path):
@@ -17,11 +17,11 @@ def test_user_strings_reach_the_driver_verbatim_and_are_never_run(tmp_path):
     fake_srun.chmod(0o755)
     hostile = ["align", "my reads; $(touch PWNED).parquet", "--reference", "`touch PWNED`", "--out", "a b'\"c.sam"]
     env = dict(os.environ, PATH=f"{tmp_path}:{os.environ['PATH']}", SLURM_CPUS_PER_TASK="3",
-               HELIXFLOW_PYTHON="/opt/venv/bin/python", SLURM_SUBMIT_DIR="/jobs/dir")
+               HELIXFLOW_PYTHON="/opt/venv/bin/python")
     done = subprocess.run(["bash", str(TEMPLATE), *hostile], cwd=tmp_path, env=env, capture_output=True,
                           text=True, check=True)
     argv = json.loads(done.stdout)
-    assert argv == ["--mpi=pmi2", "/opt/venv/bin/python", "/jobs/dir/mpi_phase2.py", *hostile, "--threads", "3"]
+    assert argv == ["--mpi=pmi2", "/opt/venv/bin/python", "-m", "helixflow.phase2.mpi", *hostile, "--threads", "3"]
     assert not (tmp_path / "PWNED").exists()
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import parasail
 import pytest
 
-from helixflow.embedding import pack
+from helixflow.seq.packing import pack
 from helixflow.phase2.sw import LANES, Alignment, Scoring, align, cigar_query_length, score_batch
 
 SCORINGS = [

@@ -8,7 +8,12 @@ under arbitrary keys:
   extra subfield, as written by ``bgzip`` and htslib) are read to the end. The format is reported as
   ``"bgzf"`` when the first member carries the ``BC`` subfield, ``"gzip"`` otherwise.
 * bzip2, xz, zstd, lz4 and zip magic: ``UNSUPPORTED_COMPRESSION`` (named, so the user knows to recompress).
-* anything else: passed through as uncompressed text; the FASTQ validator decides whether it is FASTQ.
+* anything else: ``"none"``, passed through as uncompressed text; the FASTQ validator decides whether it is
+  FASTQ.
+
+``detect_compression`` (first bytes) and ``detect_format`` (a path) are the one format detector: the
+validator, the Phase 1 reader and the Lambda chunk planner all call them, so they agree on "none" / "gzip" /
+"bgzf".
 
 Decompression is a loop over ``decompressobj`` that this module controls rather than ``gzip.GzipFile``,
 which makes the three gzip defects distinguishable and locatable:
@@ -31,19 +36,19 @@ The SHA-256 of the bytes as stored is computed on the way (cheap next to inflati
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from isal import isal_zlib
 
 from helixflow.errors import InvalidFastq, Position
+from helixflow.fastq.bgzf import GZIP_MAGIC, HEADER_BYTES, block_size
 
 DEFAULT_CHUNK_SIZE = 1 << 20  # decompressed bytes per chunk handed to the validator
 DEFAULT_READ_SIZE = 1 << 18  # compressed bytes per read from the source
 
-GZIP_MAGIC = b"\x1f\x8b"
 _GZIP_WBITS = 31  # 16 + 15: a gzip wrapper around a 32 KiB-window deflate stream
-_FLAG_EXTRA = 0x04
 
 # Magic numbers of containers we recognise but do not read. Checked in order; the first match wins.
 _UNSUPPORTED_MAGIC: tuple[tuple[bytes, str], ...] = (
@@ -53,7 +58,28 @@ _UNSUPPORTED_MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"\x04\x22\x4d\x18", "lz4"),
     (b"PK\x03\x04", "zip"),
 )
-_MAGIC_PEEK = 18  # enough for every magic above and for a gzip header up to the BGZF 'BC' subfield
+MAGIC_PEEK = HEADER_BYTES  # enough for every magic above and for a gzip header up to the BGZF 'BC' subfield
+
+
+def detect_compression(head: bytes, name: str) -> str:
+    """"none", "gzip" or "bgzf" from the first ``MAGIC_PEEK`` bytes (fewer only when the input is shorter);
+    ``InvalidFastq`` UNSUPPORTED_COMPRESSION for a container we recognise but do not read."""
+    for magic, label in _UNSUPPORTED_MAGIC:
+        if head.startswith(magic):
+            raise InvalidFastq(
+                f"the input is {label}-compressed; only uncompressed, gzip and BGZF FASTQ are supported "
+                f"(recompress with gzip or bgzip)",
+                code="UNSUPPORTED_COMPRESSION", position=Position(file=name, byte_offset=0),
+                details={"compression": label})
+    if not head.startswith(GZIP_MAGIC):
+        return "none"
+    return "bgzf" if block_size(head) is not None else "gzip"
+
+
+def detect_format(path: str | os.PathLike) -> str:
+    """``detect_compression`` of a local file."""
+    with open(path, "rb") as fh:
+        return detect_compression(fh.read(MAGIC_PEEK), os.fspath(path))
 
 
 class BinarySource(Protocol):
@@ -81,8 +107,8 @@ class DecompressedStream:
         self.compressed_bytes = 0  # bytes read from the source so far
         self.decompressed_bytes = 0  # bytes yielded so far
         self.gzip_members = 0
-        self._head = self._read_at_least(_MAGIC_PEEK)
-        self.compression = self._detect(self._head)
+        self._head = self._read_at_least(MAGIC_PEEK)
+        self.compression = detect_compression(self._head, self.name)
 
     @property
     def sha256(self) -> str:
@@ -119,18 +145,6 @@ class DecompressedStream:
                 break
             data += more
         return data
-
-    def _detect(self, head: bytes) -> str:
-        for magic, label in _UNSUPPORTED_MAGIC:
-            if head.startswith(magic):
-                raise InvalidFastq(
-                    f"the input is {label}-compressed; only uncompressed, gzip and BGZF FASTQ are supported "
-                    f"(recompress with gzip or bgzip)",
-                    code="UNSUPPORTED_COMPRESSION", position=Position(file=self.name, byte_offset=0),
-                    details={"compression": label})
-        if not head.startswith(GZIP_MAGIC):
-            return "none"
-        return "bgzf" if _has_bgzf_subfield(head) else "gzip"
 
     # -- plain ----------------------------------------------------------------------------------------------
 
@@ -230,17 +244,3 @@ class DecompressedStream:
             message, code=code, position=Position(file=self.name, byte_offset=self.decompressed_bytes),
             details={"member": self.gzip_members, "member_offset": member_offset,
                      "compressed_offset": compressed_offset})
-
-
-def _has_bgzf_subfield(head: bytes) -> bool:
-    """True when a gzip header carries the BGZF 'BC' extra subfield (SAM spec, section 4.1)."""
-    if len(head) < 12 or not head[3] & _FLAG_EXTRA:
-        return False
-    extra_length = int.from_bytes(head[10:12], "little")
-    extra = head[12: 12 + extra_length]
-    while len(extra) >= 4:
-        subfield_length = int.from_bytes(extra[2:4], "little")
-        if extra[:2] == b"BC":
-            return True
-        extra = extra[4 + subfield_length:]
-    return False

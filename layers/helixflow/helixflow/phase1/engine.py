@@ -1,4 +1,4 @@
-"""The Phase 1 engine: QC before and after filtering, trimming, filtering, embeddings, over batches of records.
+"""The Phase 1 runners: whole files and record-aligned chunks through ``transform.transform_batch``.
 
 Public API (what the CLI, the Ray job and the Lambda chunk path call)::
 
@@ -12,23 +12,11 @@ Public API (what the CLI, the Ray job and the Lambda chunk path call)::
 ``chunk`` is a ``reader.Chunk`` (single-end) or a (R1 chunk, R2 chunk) tuple with the same records;
 ``reader.plan_chunks`` makes them. ``merge_results`` of the chunks of a file, written with ``write_outputs``,
 gives the same decompressed reads, the same Parquet rows and the same JSON statistics as ``process_file``.
-
-Order of operations per read (as fastp and cutadapt: quality before adapter): 5' window cut (optional),
-3' window cut, trailing Ns, poly-G (optional), adapter (paired: mate overlap first, then the given sequence),
-poly-X (optional), then the filters in fastp's order: low quality (more than 40% of bases below Q15), too
-many Ns (> 5), too short, too long. A pair is kept or dropped whole; its outcome is the worse of its mates'.
-
-Adapters: given sequences are matched at every position with substitutions only, at most
-floor(0.1 x overlap) of them and an overlap of at least 3 bases (cutadapt's defaults without indels; indels in an
-adapter are rare on Illumina and the substitution-only scan is several times faster). Single-end auto-detection
-(``detect_adapter``) tries the known Illumina TruSeq, Nextera and small-RNA adapters on the first 100,000 reads
-and takes the one found (whole, or as a prefix of >= 8 bases at the 3' end) in the most reads, if that is at
-least 0.1% of them and 10 reads; random sequence matches in about 0.01%. Detection runs once per sample before
-chunking, so every chunk trims with the same sequence.
+What happens to each read is ``transform`` (the per-batch transform) and ``params`` (options, adapter
+detection); this module reads batches, writes what the transform returns and keeps the statistics.
 
 Output compression: isal level 1 (the fastest deflate level that still compresses FASTQ about 3.5x), written
 by a background thread; the output is one gzip member per chunk, so chunk outputs concatenate.
-Embeddings: ``helixflow.embedding`` (k-mer feature hashing, see there) of each kept read after trimming.
 """
 
 from __future__ import annotations
@@ -36,99 +24,15 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
-
-import numpy as np
+from dataclasses import dataclass, field
 
 from helixflow.errors import InvalidFastq, Position
-from helixflow.phase1 import kernels
-from helixflow.phase1.reader import Chunk, FastqReader, RecordBatch, iter_batches, slice_batch, whole_file
+from helixflow.phase1.params import Params, resolve_params
+from helixflow.phase1.reader import Chunk, FastqReader, RecordBatch, slice_batch, whole_file
 from helixflow.phase1.stats import EmbeddingStats, HashSample, ReadSample, ReadStats, TrimStats
+from helixflow.phase1.transform import BatchStats, transform_batch
 
 COMPRESS_LEVEL = 1
-
-KNOWN_ADAPTERS = {
-    "Illumina TruSeq Read 1": "AGATCGGAAGAGCACACGTCTGAACTCCAGTCA",
-    "Illumina TruSeq Read 2": "AGATCGGAAGAGCGTCGTGTAGGGAAAGAGTGT",
-    "Nextera / Illumina DNA Prep": "CTGTCTCTTATACACATCT",
-    "Illumina Small RNA 3'": "TGGAATTCTCGGGTGCCAAGG",
-}
-DETECT_READS = 100_000
-DETECT_MIN_OVERLAP = 8
-DETECT_MIN_FRACTION = 0.001
-DETECT_MIN_READS = 10
-
-
-@dataclass(frozen=True)
-class Params:
-    adapter: str | None = None
-    adapter2: str | None = None
-    detect_adapter: bool = True
-    adapter_min_overlap: int = 3
-    adapter_error_rate: float = 0.1
-    quality: int = 20
-    """3' sliding-window cut: minimum mean Phred of the window (0 = off)."""
-    window: int = 4
-    quality_front: int = 0
-    """5' sliding-window cut (0 = off)."""
-    window_front: int = 4
-    poly_g: int = 0
-    """Minimum poly-G run to trim at the 3' end (0 = off; 10 is fastp's)."""
-    poly_x: int = 0
-    qualified_quality: int = 15
-    unqualified_percent: int = 40
-    """Low-quality filter: drop reads with more than this percent of bases below ``qualified_quality`` (-1 = off)."""
-    n_limit: int = 5
-    min_length: int = 15
-    max_length: int = 0
-    overlap_require: int = 30
-    overlap_diff_limit: int = 5
-    overlap_diff_percent: int = 20
-    embeddings: bool = True
-
-    def kernel_config(self) -> np.ndarray:
-        cfg = np.zeros(kernels.CFG_SIZE, dtype=np.int64)
-        cfg[:] = [self.quality_front, self.window_front, self.quality, self.window, self.poly_g, self.poly_x,
-                  self.adapter_min_overlap, self.qualified_quality, self.unqualified_percent, self.n_limit,
-                  self.min_length, self.max_length, self.overlap_require, self.overlap_diff_limit,
-                  self.overlap_diff_percent]
-        return cfg
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def _adapter_array(seq: str | None) -> np.ndarray:
-    return np.frombuffer((seq or "").upper().encode(), dtype=np.uint8)
-
-
-def detect_adapter(path: str, reads: int = DETECT_READS) -> str | None:
-    """The known adapter with the most evidence in the first ``reads`` reads (see the module docstring)."""
-    hits = dict.fromkeys(KNOWN_ADAPTERS.values(), 0)
-    seen = 0
-    for batch in iter_batches(whole_file(path), decompress_thread=False):
-        take = min(batch.n, reads - seen)
-        for adapter in hits:
-            hits[adapter] += kernels.count_adapter_hits(batch.data, batch.seq_start[:take], batch.seq_len[:take],
-                                                        _adapter_array(adapter), DETECT_MIN_OVERLAP, 0.1)
-        seen += take
-        if seen >= reads:
-            break
-    if not seen:
-        return None
-    best = max(hits, key=lambda a: (hits[a], a))
-    if hits[best] >= max(DETECT_MIN_READS, DETECT_MIN_FRACTION * seen):
-        return best
-    return None
-
-
-def resolve_params(params: Params, r1: str, r2: str | None = None) -> Params:
-    """Params every chunk of the sample must share: the auto-detected adapter (single-end only; pairs are cut
-    by their overlap) is decided here, once."""
-    if r2 is None and params.adapter is None and params.detect_adapter:
-        return replace(params, adapter=detect_adapter(r1), detect_adapter=False)
-    return replace(params, detect_adapter=False)
-
 
 @dataclass
 class ChunkResult:
@@ -144,6 +48,18 @@ class ChunkResult:
     reads_parts: list[list[str]] = field(default_factory=list)
     """Per part, the gzip files (one per mate) in file order."""
     embedding_parts: list[str] = field(default_factory=list)
+
+    @property
+    def stats(self) -> BatchStats:
+        return BatchStats(self.before, self.after, self.trim, self.duplication, self.overrepresented,
+                          self.embedding)
+
+    @classmethod
+    def of(cls, paired: bool, params: dict, inputs: list[str], stats: BatchStats, reads_parts: list[list[str]],
+           embedding_parts: list[str]) -> ChunkResult:
+        return cls(paired=paired, params=params, inputs=inputs, before=stats.before, after=stats.after,
+                   trim=stats.trim, duplication=stats.duplication, overrepresented=stats.overrepresented,
+                   embedding=stats.embedding, reads_parts=reads_parts, embedding_parts=embedding_parts)
 
     def to_dict(self) -> dict:
         return {
@@ -172,14 +88,8 @@ def merge_results(results: Sequence[ChunkResult]) -> ChunkResult:
         raise ValueError("nothing to merge")
     out = results[0]
     for nxt in results[1:]:
-        out = ChunkResult(
-            paired=out.paired, params=out.params, inputs=out.inputs,
-            before=[a.merge(b) for a, b in zip(out.before, nxt.before)],
-            after=[a.merge(b) for a, b in zip(out.after, nxt.after)],
-            trim=out.trim.merge(nxt.trim), duplication=out.duplication.merge(nxt.duplication),
-            overrepresented=[a.merge(b) for a, b in zip(out.overrepresented, nxt.overrepresented)],
-            embedding=out.embedding.merge(nxt.embedding), reads_parts=out.reads_parts + nxt.reads_parts,
-            embedding_parts=out.embedding_parts + nxt.embedding_parts)
+        out = ChunkResult.of(out.paired, out.params, out.inputs, out.stats.merge(nxt.stats),
+                             out.reads_parts + nxt.reads_parts, out.embedding_parts + nxt.embedding_parts)
     return out
 
 
@@ -222,40 +132,6 @@ class _Writers:
             self._parquet.close()
 
 
-def _embedding_table(batch: RecordBatch, front, lengths, selected, mate: int, stats: EmbeddingStats):
-    import pyarrow as pa
-    from helixflow import embedding
-
-    ids, id_off, seqs, quals, seq_off = kernels.gather_columns(
-        batch.data, batch.name_start, batch.name_end, batch.seq_start, batch.qual_start, front, lengths, selected)
-    n = id_off.shape[0] - 1
-    offsets64 = seq_off.astype(np.int64)
-    vectors = embedding.embed_packed(seqs, offsets64).astype(embedding.STORAGE_DTYPE)
-    stats.add(kernels.valid_kmer_counts(seqs, offsets64, embedding.K))
-    schema = embedding.parquet_schema()
-    columns = [
-        pa.StringArray.from_buffers(n, pa.py_buffer(id_off), pa.py_buffer(ids)),
-        pa.array(np.full(n, mate, dtype=np.int8)),
-        pa.StringArray.from_buffers(n, pa.py_buffer(seq_off), pa.py_buffer(seqs)),
-        pa.StringArray.from_buffers(n, pa.py_buffer(seq_off), pa.py_buffer(quals)),
-        pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), embedding.DIMS),
-    ]
-    return pa.Table.from_arrays(columns, schema=schema)
-
-
-def _interleave(tables):
-    """Mate rows alternate (R1 of a pair, then its R2) so the row order does not depend on batch boundaries."""
-    import pyarrow as pa
-
-    if len(tables) == 1:
-        return tables[0]
-    n = tables[0].num_rows
-    order = np.empty(2 * n, dtype=np.int64)
-    order[0::2] = np.arange(n)
-    order[1::2] = np.arange(n) + n
-    return pa.concat_tables(tables).take(pa.array(order))
-
-
 def process_chunk(chunk: Chunk | tuple[Chunk, Chunk], params: Params, parts_dir: str, part_name: str = "part-00000",
                   *, threads: int = 1, progress: Callable[[int], None] | None = None) -> ChunkResult:
     """Process one record-aligned chunk (or a whole file: ``reader.whole_file(path)``); write its trimmed reads
@@ -263,49 +139,17 @@ def process_chunk(chunk: Chunk | tuple[Chunk, Chunk], params: Params, parts_dir:
     (``resolve_params``). ``progress`` receives the compressed input bytes consumed since the last call."""
     paired = isinstance(chunk, tuple)
     chunks = list(chunk) if paired else [chunk]
-    mates = len(chunks)
-    cfg = params.kernel_config()
-    adapters = [_adapter_array(params.adapter), _adapter_array(params.adapter2 or params.adapter)]
-    before = [ReadStats() for _ in range(mates)]
-    after = [ReadStats() for _ in range(mates)]
-    trim = TrimStats()
-    dup = HashSample()
-    overrep = [ReadSample() for _ in range(mates)]
-    emb_stats = EmbeddingStats()
-    writers = _Writers(parts_dir, part_name, mates, params.embeddings, threads)
+    stats = BatchStats.empty(len(chunks))
+    writers = _Writers(parts_dir, part_name, len(chunks), params.embeddings, threads)
     readers = [FastqReader(c) for c in chunks]
     last_pos = [r.compressed_position() for r in readers]
     try:
-        while True:
-            batches = _next_batches(readers)
-            if batches is None:
-                break
-            n = batches[0].n
-            name_hash = np.empty(n, np.uint64)
-            kernels.hash_names(batches[0].data, batches[0].name_start, batches[0].name_end, name_hash)
-            everything = np.ones(n, dtype=np.bool_)
-            seq_hash = np.zeros(n, np.uint64)
-            for m, b in enumerate(batches):
-                before[m].add(b.data, b.seq_start, b.qual_start, b.seq_len, everything)
-                overrep[m].add(name_hash, b.data, b.seq_start, b.seq_len)
-                h = np.empty(n, np.uint64)
-                kernels.hash_sequences(b.data, b.seq_start, b.seq_len, h)
-                seq_hash = h if m == 0 else (seq_hash * np.uint64(0x9E3779B97F4A7C15)) ^ h
-            dup.add(seq_hash)
-            fronts, lengths, status = _trim(batches, adapters, cfg, params, trim)
-            trim.status_counts += np.bincount(status, minlength=5)[:5] * mates
-            selected = status == kernels.PASS
-            tables = []
-            for m, b in enumerate(batches):
-                after[m].add(b.data, b.seq_start + fronts[m], b.qual_start + fronts[m], lengths[m], selected)
-                text = kernels.render_fastq(b.data, b.name_start, b.name_end, b.seq_start, b.qual_start, fronts[m],
-                                            lengths[m], selected)
-                writers.fastq[m].write(memoryview(text))
-                if params.embeddings:
-                    tables.append(_embedding_table(b, fronts[m], lengths[m], selected, m + 1 if paired else 0,
-                                                   emb_stats))
-            if tables:
-                writers.write_embeddings(_interleave(tables))
+        while (batches := _next_batches(readers)) is not None:
+            out, stats = transform_batch(batches, params, stats)
+            for fastq, text in zip(writers.fastq, out.fastq):
+                fastq.write(memoryview(text))
+            if out.embeddings is not None:
+                writers.write_embeddings(out.embeddings)
             if progress is not None:
                 pos = [r.compressed_position() for r in readers]
                 progress(sum(pos) - sum(last_pos))
@@ -314,10 +158,8 @@ def process_chunk(chunk: Chunk | tuple[Chunk, Chunk], params: Params, parts_dir:
         for r in readers:
             r.close()
         writers.close()
-    return ChunkResult(paired=paired, params=params.to_dict(), inputs=[c.path for c in chunks], before=before,
-                       after=after, trim=trim, duplication=dup, overrepresented=overrep, embedding=emb_stats,
-                       reads_parts=[writers.fastq_paths],
-                       embedding_parts=[writers.parquet_path] if writers.parquet_path else [])
+    return ChunkResult.of(paired, params.to_dict(), [c.path for c in chunks], stats, [writers.fastq_paths],
+                          [writers.parquet_path] if writers.parquet_path else [])
 
 
 def _next_batches(readers: list[FastqReader]) -> list[RecordBatch] | None:
@@ -336,31 +178,6 @@ def _next_batches(readers: list[FastqReader]) -> list[RecordBatch] | None:
         readers[0].push_back(first, second.n)
         first = slice_batch(first, 0, second.n)
     return [first, second]
-
-
-def _trim(batches, adapters, cfg, params: Params, trim: TrimStats):
-    n = batches[0].n
-    if len(batches) == 1:
-        b = batches[0]
-        front = np.empty(n, np.int64)
-        length = np.empty(n, np.int64)
-        adapter_at = np.empty(n, np.int64)
-        adapter_bases = np.empty(n, np.int64)
-        status = np.empty(n, np.int64)
-        kernels.trim_single(b.data, b.seq_start, b.qual_start, b.seq_len, adapters[0], cfg, params.adapter_error_rate,
-                            front, length, adapter_at, adapter_bases, status)
-        trim.add_adapter(0, adapter_at, adapter_bases)
-        return [front], [length], status
-    b1, b2 = batches
-    out = [np.empty(n, np.int64) for _ in range(10)]
-    f1, l1, a1, ab1, f2, l2, a2, ab2, status, insert = out
-    kernels.trim_pairs(b1.data, b1.seq_start, b1.qual_start, b1.seq_len, b2.data, b2.seq_start, b2.qual_start,
-                       b2.seq_len, adapters[0], adapters[1], cfg, params.adapter_error_rate, f1, l1, a1, ab1, f2, l2,
-                       a2, ab2, status, insert)
-    trim.add_adapter(0, a1, ab1)
-    trim.add_adapter(1, a2, ab2)
-    trim.add_inserts(insert)
-    return [f1, f2], [l1, l2], status
 
 
 def output_paths(out_dir: str, sample: str, paired: bool) -> dict[str, object]:

@@ -23,17 +23,16 @@ from __future__ import annotations
 
 import io
 import os
-import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from helixflow.errors import InvalidFastq, Position
+from helixflow.fastq.bgzf import block_offsets
+from helixflow.fastq.streams import detect_format
 
 BLOCK_BYTES = 8 << 20
-
-GZIP_MAGIC = b"\x1f\x8b"
 
 
 @dataclass(frozen=True)
@@ -59,17 +58,6 @@ class Chunk:
 
 def whole_file(path: str | os.PathLike) -> Chunk:
     return Chunk(path=os.fspath(path))
-
-
-def detect_format(path: str | os.PathLike) -> str:
-    """'plain', 'gzip' or 'bgzf' from the first bytes."""
-    with open(path, "rb") as fh:
-        head = fh.read(18)
-    if head[:2] != GZIP_MAGIC:
-        return "plain"
-    if len(head) >= 16 and head[3] & 4 and head[12:14] == b"BC":
-        return "bgzf"
-    return "gzip"
 
 
 @dataclass
@@ -98,7 +86,7 @@ class RecordBatch:
 
 
 def _decompressed_stream(raw: io.BufferedReader, fmt: str, threads: int):
-    if fmt == "plain":
+    if fmt == "none":
         return raw
     from isal import igzip, igzip_threaded
 
@@ -283,29 +271,6 @@ def iter_batches(chunk: Chunk, *, decompress_thread: bool = True) -> Iterator[Re
 
 # --- chunk planning -------------------------------------------------------------------------------------
 
-def _bgzf_blocks(path: str) -> tuple[np.ndarray, np.ndarray]:
-    """(compressed offset, decompressed offset) of every BGZF block, from the block headers alone."""
-    comp, decomp = [], []
-    c = d = 0
-    with open(path, "rb") as fh:
-        while True:
-            header = fh.read(18)
-            if len(header) < 18:
-                break
-            if header[:2] != GZIP_MAGIC or header[12:14] != b"BC":
-                raise InvalidFastq("not a BGZF block", code="BGZF_BAD_BLOCK",
-                                   position=Position(file=path, byte_offset=c))
-            block_size = struct.unpack("<H", header[16:18])[0] + 1
-            fh.seek(c + block_size - 4)
-            isize = struct.unpack("<I", fh.read(4))[0]
-            comp.append(c)
-            decomp.append(d)
-            c += block_size
-            d += isize
-            fh.seek(c)
-    return np.asarray(comp, dtype=np.int64), np.asarray(decomp, dtype=np.int64)
-
-
 def _record_boundaries(path: str, every_bytes: int) -> tuple[list[int], list[int], int]:
     """Decompressed offsets and record indexes of record starts roughly every ``every_bytes``."""
     offsets, records = [0], [0]
@@ -361,10 +326,10 @@ def _chunks_at(path: str, offsets: list[int], records: list[int], total_records:
             chunks.append(Chunk(path, record_start=rec, record_stop=rec_end, first_record=0, first_byte=0))
         return chunks
     if fmt == "bgzf":
-        comp, decomp = _bgzf_blocks(path)
+        comp, decomp = block_offsets(path)
     for off, end, rec in zip(offsets, ends, records):
         length = None if end is None else end - off
-        if fmt == "plain":
+        if fmt == "none":
             chunks.append(Chunk(path, offset=off, length=length, first_record=rec, first_byte=off))
         else:
             block = int(np.searchsorted(decomp, off, side="right")) - 1

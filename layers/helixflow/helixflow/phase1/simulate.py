@@ -14,10 +14,10 @@ import os
 import numpy as np
 
 from helixflow.fastq.bgzf import BgzfWriter
+from helixflow.seq.alphabet import COMPLEMENT
 
 TRUSEQ_R1 = b"AGATCGGAAGAGCACACGTCTGAACTCCAGTCA"
 TRUSEQ_R2 = b"AGATCGGAAGAGCGTCGTGTAGGGAAAGAGTGT"
-_COMPLEMENT = np.frombuffer(bytes.maketrans(b"ACGTN", b"TGCAN"), dtype=np.uint8)
 _BASES = np.frombuffer(b"ACGT", dtype=np.uint8)
 
 
@@ -27,7 +27,7 @@ def random_genome(length: int, seed: int = 1) -> bytes:
 
 
 def _revcomp(rows: np.ndarray) -> np.ndarray:
-    return _COMPLEMENT[rows[:, ::-1]]
+    return COMPLEMENT[rows[:, ::-1]]
 
 
 def _qualities(rng, n, length, mean_start=36.0, mean_end=28.0, bad_tail_fraction=0.1):
@@ -68,7 +68,7 @@ def simulate_pairs(n: int, length: int = 150, *, seed: int = 7, genome: bytes | 
     idx = start[:, None] + np.minimum(cols[None, :], frag[:, None] - 1)
     fwd = genome_arr[idx]
     end_idx = start[:, None] + frag[:, None] - 1 - np.minimum(cols[None, :], frag[:, None] - 1)
-    rev = _COMPLEMENT[genome_arr[end_idx]]
+    rev = COMPLEMENT[genome_arr[end_idx]]
 
     def build(insert, adapter):
         tail = np.full((n, ext), ord("G"), dtype=np.uint8)
@@ -108,12 +108,12 @@ def fastq_bytes(names, seqs: np.ndarray, quals: np.ndarray, mate: int | None = N
 
 
 def write_fastq(path: str | os.PathLike, data: bytes, fmt: str = "auto") -> None:
-    """Write FASTQ text as 'plain', 'gzip' or 'bgzf' ('auto': from the suffix; .bgz/.bgzf = BGZF)."""
+    """Write FASTQ text uncompressed ('none'), as 'gzip' or as 'bgzf' ('auto': from the suffix; .bgz/.bgzf = BGZF)."""
     path = os.fspath(path)
     if fmt == "auto":
-        fmt = "bgzf" if path.endswith((".bgz", ".bgzf")) else "gzip" if path.endswith(".gz") else "plain"
+        fmt = "bgzf" if path.endswith((".bgz", ".bgzf")) else "gzip" if path.endswith(".gz") else "none"
     with open(path, "wb") as fh:
-        if fmt == "plain":
+        if fmt == "none":
             fh.write(data)
         elif fmt == "gzip":
             from isal import igzip
@@ -132,7 +132,7 @@ def write_sample(directory: str | os.PathLike, n: int, *, paired: bool = True, f
     """Simulate and write a sample as <name>.fastq[.gz] or <name>_R1/_R2; returns the file paths."""
     names, s1, q1, s2, q2 = simulate_pairs(n, seed=seed, paired=paired, **kwargs)
     # BGZF keeps the .gz suffix, as bgzip writes it: tools decide on decompression by the suffix.
-    ext = ".fastq" if fmt == "plain" else ".fastq.gz"
+    ext = ".fastq" if fmt == "none" else ".fastq.gz"
     os.makedirs(directory, exist_ok=True)
     if not paired:
         path = os.path.join(directory, f"{name}{ext}")

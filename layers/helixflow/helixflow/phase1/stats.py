@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from helixflow.phase1 import kernels
+from helixflow.phase1.kernels import qc, sampling
+from helixflow.phase1.kernels.quality import QUAL_BINS
 
 PREFIX = 50
 DUPLICATION_CAPACITY = 1 << 16
@@ -56,9 +57,9 @@ class ReadStats:
 
     base_counts: np.ndarray = field(default_factory=lambda: np.zeros((0, 5), np.int64))
     base_qual_sum: np.ndarray = field(default_factory=lambda: np.zeros((0, 5), np.int64))
-    qual_hist: np.ndarray = field(default_factory=lambda: np.zeros((0, kernels.QUAL_BINS), np.int64))
+    qual_hist: np.ndarray = field(default_factory=lambda: np.zeros((0, QUAL_BINS), np.int64))
     len_hist: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))
-    mean_qual_hist: np.ndarray = field(default_factory=lambda: np.zeros(kernels.QUAL_BINS, np.int64))
+    mean_qual_hist: np.ndarray = field(default_factory=lambda: np.zeros(QUAL_BINS, np.int64))
 
     ARRAYS = ("base_counts", "base_qual_sum", "qual_hist", "len_hist", "mean_qual_hist")
 
@@ -73,7 +74,7 @@ class ReadStats:
         if lengths.shape[0] == 0:
             return
         self.ensure_length(int(lengths.max()))
-        kernels.qc_accumulate(data, seq_start, qual_start, lengths, selected, self.base_counts, self.base_qual_sum,
+        qc.qc_accumulate(data, seq_start, qual_start, lengths, selected, self.base_counts, self.base_qual_sum,
                               self.qual_hist, self.len_hist, self.mean_qual_hist)
 
     def merge(self, other: "ReadStats") -> "ReadStats":
@@ -129,7 +130,7 @@ class HashSample:
         self._state = np.zeros(2, np.int64)
 
     def add(self, hashes: np.ndarray) -> None:
-        kernels.count_sampled(hashes, self._keys, self._counts, self._state, self.capacity)
+        sampling.count_sampled(hashes, self._keys, self._counts, self._state, self.capacity)
 
     def entries(self) -> tuple[int, np.ndarray, np.ndarray]:
         used = self._counts != 0

@@ -1,6 +1,7 @@
-"""Shared pieces of the Smith-Waterman-Gotoh kernels (CPU and CUDA): scoring, base codes, input checks.
+"""Shared pieces of the Smith-Waterman-Gotoh kernels (CPU and CUDA): scoring, input checks, pair order.
 
-Kept free of numba imports that pull in a target, so both ``sw`` (CPU) and ``sw_cuda`` can use it.
+Kept free of numba imports that pull in a target, so both twins (``sw_cpu`` and ``sw_cuda``) import it and
+neither imports the other.
 """
 
 from __future__ import annotations
@@ -9,12 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# 2-bit code per byte value for the aligners: A/C/G/T (any case) -> 0..3, every other symbol -> N_CODE.
-N_CODE = 4
-BASE_CODE = np.full(256, N_CODE, dtype=np.uint8)
-for _i, _b in enumerate(b"ACGT"):
-    BASE_CODE[_b] = _i
-    BASE_CODE[ord(chr(_b).lower())] = _i
+from helixflow.seq.alphabet import N_CODE
 
 # Scores are int32 on output and on the GPU: the best possible score of a pair must stay below this.
 SCORE_LIMIT = 1 << 30
@@ -34,7 +30,7 @@ class Scoring:
     gap_extend: int = 1
 
     def substitution(self, a: int, b: int) -> int:
-        """Score of aligning base codes ``a`` and ``b`` (values of ``BASE_CODE``)."""
+        """Score of aligning base codes ``a`` and ``b`` (values of ``helixflow.seq.alphabet.BASE_CODE``)."""
         if a == N_CODE or b == N_CODE:
             return self.n_score
         return self.match if a == b else self.mismatch
@@ -79,3 +75,9 @@ def check_packed(query_buf: np.ndarray, query_offsets: np.ndarray, target_buf: n
     if top * (longest + 1) >= SCORE_LIMIT:
         raise ValueError(f"sequences of length {longest} may overflow int32 scores")
     return qbuf, qoff, tbuf, toff
+
+
+def length_order(query_lengths: np.ndarray, target_lengths: np.ndarray) -> np.ndarray:
+    """Indices sorting pairs by (query length, target length), so the pairs sharing a SIMD group (CPU) or a
+    warp (GPU) have similar lengths and little padding or idling."""
+    return np.lexsort((target_lengths, query_lengths)).astype(np.int64)

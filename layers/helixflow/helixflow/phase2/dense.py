@@ -10,9 +10,10 @@ plus, for reads longer than the 151 bp a window is guaranteed to contain, the ex
 A read is flagged ``overflow`` when its k-th window is within ``OVERFLOW_SIMILARITY`` = 2 % of its best
 (more equally similar windows may exist than were kept: repeats).
 
-Two implementations of the same blocked computation, processed in blocks of ``BLOCK_READS`` reads x
-``BLOCK_WINDOWS`` windows so memory stays bounded for any genome:
-- CPU: the block's similarities with numpy's BLAS matmul, then ``top_k_merge`` (Numba) folds them into a running
+Two implementations of the same blocked computation (twins that share only ``_dense_common``; ``top_k`` here
+chooses), processed in blocks of ``BLOCK_READS`` reads x ``BLOCK_WINDOWS`` windows so memory stays bounded for
+any genome:
+- CPU (``dense_cpu.py``): the block's similarities with numpy's BLAS matmul, then ``top_k_merge`` (Numba) folds them into a running
   top-k per read;
 - CUDA (``dense_cuda.py``): ``similarity_kernel``, a shared-memory tiled matmul (``TILE`` x ``TILE`` threads per block, one
   similarity per thread, ``TILE``-wide slices of the 256 dimensions staged in shared memory), then
@@ -31,63 +32,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
-
 from helixflow import embedding
 from helixflow.phase2.candidates import Candidates
+from helixflow.phase2.dense_cpu import top_k_cpu
 from helixflow.phase2.reads import ReadBatch
 from helixflow.phase2.reference import WINDOW_SIZE, WINDOW_STEP, Reference, Windows, windows
 
 TOP_K = 4
 PAD = 8
 OVERFLOW_SIMILARITY = 0.02
-BLOCK_READS = 2048
-BLOCK_WINDOWS = 16384
-TILE = 16
 # Largest read length every window fully contains (see reference.py).
 _CONTAINED = WINDOW_SIZE - WINDOW_STEP + 1
-_NO_INDEX = np.iinfo(np.int64).max
 
 
-@njit(cache=True, inline="always")
-def _ranks_above(value, index, other_value, other_index):
-    return value > other_value or (value == other_value and index < other_index)
-
-
-@njit(cache=True)
-def top_k_merge(scores, column_offset, top_value, top_index):
-    """Fold a block of similarities (rows = reads, columns = windows ``column_offset``...) into the running
-    top-k arrays (sorted best first; empty slots hold -inf)."""
-    k = top_value.shape[1]
-    for r in range(scores.shape[0]):
-        for c in range(scores.shape[1]):
-            value = scores[r, c]
-            index = column_offset + c
-            if not _ranks_above(value, index, top_value[r, k - 1], top_index[r, k - 1]):
-                continue
-            j = k - 1
-            while j > 0 and _ranks_above(value, index, top_value[r, j - 1], top_index[r, j - 1]):
-                top_value[r, j] = top_value[r, j - 1]
-                top_index[r, j] = top_index[r, j - 1]
-                j -= 1
-            top_value[r, j] = value
-            top_index[r, j] = index
-
-
-def empty_top(n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-    return np.full((n, k), -np.inf, dtype=np.float64), np.full((n, k), _NO_INDEX, dtype=np.int64)
-
-
-def top_k_cpu(queries: np.ndarray, targets: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k targets per query by dot product: (values float64 (n, k), indices int64 (n, k)). Pass
+def top_k(queries: np.ndarray, targets, k: int, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """Top-k targets per query by dot product on ``device`` ("cpu" or "cuda"): (values float64 (n, k), indices
+    int64 (n, k)), identical on both. For "cuda" ``targets`` may already be a device array. Pass
     ``storage_precision`` vectors for exact, order-independent results."""
-    top_value, top_index = empty_top(queries.shape[0], k)
-    for r0 in range(0, queries.shape[0], BLOCK_READS):
-        rows = slice(r0, r0 + BLOCK_READS)
-        for c0 in range(0, targets.shape[0], BLOCK_WINDOWS):
-            block = queries[rows] @ targets[c0:c0 + BLOCK_WINDOWS].T
-            top_k_merge(block, c0, top_value[rows], top_index[rows])
-    return top_value, top_index
+    if device == "cuda":
+        from helixflow.phase2 import dense_cuda  # imports numba.cuda only when asked for
+
+        return dense_cuda.top_k_cuda(queries, targets, k)
+    return top_k_cpu(queries, targets, k)
 
 
 def storage_precision(vectors: np.ndarray) -> np.ndarray:
@@ -110,13 +76,11 @@ class DenseSearcher:
                    device)
 
     def top_k(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if self.device == "cuda":
+        if self.device == "cuda" and self._device_vectors is None:
             from helixflow.phase2 import dense_cuda
 
-            if self._device_vectors is None:
-                self._device_vectors = dense_cuda.cuda.to_device(self.vectors)
-            return dense_cuda.top_k_cuda(queries, self._device_vectors, TOP_K)
-        return top_k_cpu(queries, self.vectors, TOP_K)
+            self._device_vectors = dense_cuda.cuda.to_device(self.vectors)  # resident between batches
+        return top_k(queries, self._device_vectors if self.device == "cuda" else self.vectors, TOP_K, self.device)
 
     def search(self, batch: ReadBatch) -> Candidates:
         n = len(batch)

@@ -1,4 +1,4 @@
-"""CUDA form of the dense searcher's top-k (see ``dense.py`` for the contract; ``dense.top_k_cpu`` is its CPU
+"""CUDA form of the dense searcher's top-k (see ``dense.py`` for the contract; ``dense_cpu.top_k_cpu`` is its CPU
 twin and the tests compare the two under ``NUMBA_ENABLE_CUDASIM=1``). Imported only when the GPU path runs."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import math
 import numpy as np
 from numba import cuda, float64
 
-from helixflow.phase2 import dense
+from helixflow.phase2 import _dense_common as common
 
 # Threads per block of the top-k merge (one thread per read).
 MERGE_THREADS = 128
@@ -19,21 +19,21 @@ def similarity_kernel(queries, targets, out):
     """out[i, j] = queries[i] . targets[j]; thread (x, y) of the grid owns cell (i, j). Each block stages
     TILE-wide slices of its TILE queries and TILE targets in shared memory, so every global value is read once
     per block instead of once per thread."""
-    tile_q = cuda.shared.array((dense.TILE, dense.TILE), dtype=float64)
-    tile_t = cuda.shared.array((dense.TILE, dense.TILE), dtype=float64)
+    tile_q = cuda.shared.array((common.TILE, common.TILE), dtype=float64)
+    tile_t = cuda.shared.array((common.TILE, common.TILE), dtype=float64)
     i, j = cuda.grid(2)
     tx = cuda.threadIdx.x
     ty = cuda.threadIdx.y
     dims = queries.shape[1]
     acc = float64(0.0)
-    for base in range(0, dims, dense.TILE):
+    for base in range(0, dims, common.TILE):
         # tile_q[tx, d] = queries[i, base + d] and tile_t[d, ty] = targets[j, base + d]; out-of-range -> 0.
         d = base + ty
         tile_q[tx, ty] = queries[i, d] if i < queries.shape[0] and d < dims else float64(0.0)
         d = base + tx
         tile_t[tx, ty] = targets[j, d] if j < targets.shape[0] and d < dims else float64(0.0)
         cuda.syncthreads()
-        for d in range(dense.TILE):
+        for d in range(common.TILE):
             acc += tile_q[tx, d] * tile_t[d, ty]
         cuda.syncthreads()
     if i < out.shape[0] and j < out.shape[1]:
@@ -42,7 +42,7 @@ def similarity_kernel(queries, targets, out):
 
 @cuda.jit
 def top_k_merge_kernel(scores, column_offset, top_value, top_index):
-    """``dense.top_k_merge`` with one thread per read."""
+    """``dense_cpu.top_k_merge`` with one thread per read."""
     r = cuda.grid(1)
     if r >= scores.shape[0]:
         return
@@ -64,24 +64,24 @@ def top_k_merge_kernel(scores, column_offset, top_value, top_index):
 
 
 def top_k_cuda(queries: np.ndarray, targets, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """``dense.top_k_cpu`` on the GPU. ``targets`` may already be a device array (kept resident between calls);
-    blocks of ``dense.BLOCK_READS`` x ``dense.BLOCK_WINDOWS`` bound device memory."""
+    """``dense_cpu.top_k_cpu`` on the GPU. ``targets`` may already be a device array (kept resident between calls);
+    blocks of ``common.BLOCK_READS`` x ``common.BLOCK_WINDOWS`` bound device memory."""
     device_targets = cuda.to_device(np.ascontiguousarray(targets, dtype=np.float64)) \
         if isinstance(targets, np.ndarray) else targets
     n, m = queries.shape[0], device_targets.shape[0]
-    top_value, top_index = dense.empty_top(n, k)
-    block_rows, block_cols = min(dense.BLOCK_READS, max(n, 1)), min(dense.BLOCK_WINDOWS, max(m, 1))
+    top_value, top_index = common.empty_top(n, k)
+    block_rows, block_cols = min(common.BLOCK_READS, max(n, 1)), min(common.BLOCK_WINDOWS, max(m, 1))
     scores = cuda.device_array((block_rows, block_cols), dtype=np.float64)
-    for r0 in range(0, n, dense.BLOCK_READS):
-        r1 = min(r0 + dense.BLOCK_READS, n)
+    for r0 in range(0, n, common.BLOCK_READS):
+        r1 = min(r0 + common.BLOCK_READS, n)
         device_queries = cuda.to_device(np.ascontiguousarray(queries[r0:r1], dtype=np.float64))
         device_value = cuda.to_device(top_value[r0:r1])
         device_index = cuda.to_device(top_index[r0:r1])
-        for c0 in range(0, m, dense.BLOCK_WINDOWS):
-            c1 = min(c0 + dense.BLOCK_WINDOWS, m)
+        for c0 in range(0, m, common.BLOCK_WINDOWS):
+            c1 = min(c0 + common.BLOCK_WINDOWS, m)
             block = scores[:r1 - r0, :c1 - c0]
-            grid = (math.ceil((r1 - r0) / dense.TILE), math.ceil((c1 - c0) / dense.TILE))
-            similarity_kernel[grid, (dense.TILE, dense.TILE)](device_queries, device_targets[c0:c1], block)
+            grid = (math.ceil((r1 - r0) / common.TILE), math.ceil((c1 - c0) / common.TILE))
+            similarity_kernel[grid, (common.TILE, common.TILE)](device_queries, device_targets[c0:c1], block)
             top_k_merge_kernel[math.ceil((r1 - r0) / MERGE_THREADS), MERGE_THREADS](block, c0, device_value,
                                                                                    device_index)
         top_value[r0:r1] = device_value.copy_to_host()

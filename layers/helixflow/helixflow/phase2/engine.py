@@ -1,6 +1,6 @@
-"""What the commands and the MPI driver share: device and searcher choice, sample naming, one align/cluster
-pass over a batch of reads. Both callers use these functions, which is what makes a one-rank and a many-rank
-run produce the same bytes."""
+"""What the commands and the MPI driver share: device and searcher choice, sample naming. Both callers use these
+functions, which is what makes a one-rank and a many-rank run produce the same bytes. The device rules live in
+``device`` (the aligners need them too) and are offered here with the rest of what a command needs."""
 
 from __future__ import annotations
 
@@ -8,28 +8,12 @@ import os
 import re
 from collections.abc import Sequence
 
-from helixflow.errors import DeviceUnavailable
+from helixflow.phase2.device import DEVICES, resolve_device
 from helixflow.phase2.reference import Reference
 
+__all__ = ["DEVICES", "SEARCHERS", "build_searcher", "resolve_device", "sample_name"]
+
 SEARCHERS = ("index", "dense")
-DEVICES = ("auto", "cpu", "cuda")
-
-
-def cuda_available() -> bool:
-    try:
-        from numba import cuda
-
-        return bool(cuda.is_available())
-    except Exception:  # numba-cuda missing or the driver failed to load: both mean "no GPU here"
-        return False
-
-
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if cuda_available() else "cpu"
-    if device == "cuda" and not cuda_available():
-        raise DeviceUnavailable("no CUDA GPU is available; use --device cpu or auto")
-    return device
 
 
 def build_searcher(kind: str, reference: Reference, device: str):

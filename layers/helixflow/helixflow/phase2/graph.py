@@ -29,8 +29,8 @@ import numpy as np
 from numba import njit
 
 from helixflow.phase2 import dense, sw
-from helixflow.phase2.mapper import _COMPLEMENT, gather_packed, reverse_complement_packed
 from helixflow.phase2.reads import ReadBatch
+from helixflow.seq.packed_kernels import gather_packed, reverse_complement_packed
 
 K_NEIGHBOURS = 16
 MIN_SIMILARITY = 0.1
@@ -42,12 +42,7 @@ def neighbour_pairs(vectors: np.ndarray, rows: np.ndarray, device: str = "cpu") 
     sorted, unique)."""
     queries = vectors[rows]
     k = min(K_NEIGHBOURS + 1, vectors.shape[0])  # +1: a read is its own nearest neighbour
-    if device == "cuda":
-        from helixflow.phase2 import dense_cuda
-
-        value, index = dense_cuda.top_k_cuda(queries, vectors, k)
-    else:
-        value, index = dense.top_k_cpu(queries, vectors, k)
+    value, index = dense.top_k(queries, vectors, k, device)
     i = np.repeat(rows, k)
     j = index.ravel()
     keep = (value.ravel() >= MIN_SIMILARITY) & (j != i)
@@ -61,7 +56,7 @@ def confirm_pairs(batch: ReadBatch, pairs: np.ndarray, scoring: sw.Scoring = sw.
     if len(pairs) == 0:
         return np.zeros(0, dtype=bool)
     lengths = np.diff(batch.seq_offsets)
-    both = np.concatenate([batch.seq, reverse_complement_packed(batch.seq, batch.seq_offsets, _COMPLEMENT)])
+    both = np.concatenate([batch.seq, reverse_complement_packed(batch.seq, batch.seq_offsets)])
     i = np.repeat(pairs[:, 0], 2)
     j = np.repeat(pairs[:, 1], 2)
     strand = np.tile(np.array([0, 1], np.int64), len(pairs))

@@ -26,10 +26,12 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 
-from helixflow.embedding import BASE_CODE, roll_kmer
+from helixflow.embedding import roll_kmer
 from helixflow.phase2.candidates import Candidates
 from helixflow.phase2.reads import ReadBatch
 from helixflow.phase2.reference import Reference
+from helixflow.seq.alphabet import BASE_CODE
+from helixflow.seq.hashing import mix64
 
 K = 15
 W = 10
@@ -39,18 +41,9 @@ MAX_CANDIDATES = 8
 MIN_VOTE_FRACTION = 0.125
 PAD = 16
 
-_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 _INVALID = np.uint64(0xFFFFFFFFFFFFFFFF)
 # Puts the two strands' diagonals in disjoint key ranges, so sorting groups by strand first.
 _STRAND_KEY = np.int64(1) << np.int64(52)
-
-
-@njit(cache=True, inline="always")
-def _mix(x):
-    # splitmix64's finaliser: a bijection, so distinct k-mers never collide and the order is pseudo-random.
-    x = ((x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)) & _MASK64
-    x = ((x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)) & _MASK64
-    return x ^ (x >> np.uint64(31))
 
 
 @njit(cache=True)
@@ -80,10 +73,10 @@ def minimizers(seq, k, w, out_hash, out_pos, out_strand):
             j = i - k + 1
             if valid >= k:
                 if fwd < rev:
-                    hashes[j] = _mix(fwd)
+                    hashes[j] = mix64(fwd)  # a bijection: distinct k-mers never collide
                     strands[j] = 0
                 else:
-                    hashes[j] = _mix(rev)
+                    hashes[j] = mix64(rev)
                     strands[j] = 1
             else:
                 hashes[j] = _INVALID

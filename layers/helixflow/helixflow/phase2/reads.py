@@ -1,8 +1,8 @@
 """Reads for Phase 2: Phase 1's embeddings Parquet, or FASTQ(.gz) (one file, or R1 and R2).
 
-Reads are held packed (uint8 buffer + int64 offsets) for the Numba kernels. Mates are paired by read id
-(trailing ``/1``/``/2`` and anything after the first whitespace removed), not by row adjacency, so any row
-order Phase 1 writes pairs correctly. A mate whose partner is absent (Phase 1 dropped it) is treated as a
+Reads are held packed (uint8 buffer + int64 offsets) for the Numba kernels. Mates are paired by mate id
+(``helixflow.seq.read_ids``: the read id up to the first space or tab, less a trailing ``/1``/``/2``, the rule
+the validator checks), not by row adjacency, so any row order Phase 1 writes pairs correctly. A mate whose partner is absent (Phase 1 dropped it) is treated as a
 single-end read.
 """
 
@@ -13,10 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
-
 from helixflow import embedding
-from helixflow.errors import InvalidFastq, InvalidReads, Position
+from helixflow.errors import InvalidReads, Position
+from helixflow.fastq.pairs import pair_count_mismatch, pair_name_mismatch
+from helixflow.seq.packing import gather, gather_index, offsets_from_lengths
+from helixflow.seq.read_ids import mate_ids
 
 
 @dataclass
@@ -50,10 +51,7 @@ class ReadBatch:
 
     def take(self, rows: np.ndarray) -> ReadBatch:
         rows = np.asarray(rows, dtype=np.int64)
-        lengths = np.diff(self.seq_offsets)[rows]
-        offsets = np.zeros(rows.size + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        index = np.repeat(self.seq_offsets[rows] - offsets[:-1], lengths) + np.arange(offsets[-1])
+        index, offsets = gather_index(self.seq_offsets[rows], np.diff(self.seq_offsets)[rows])
         return ReadBatch([self.ids[r] for r in rows.tolist()], self.mates[rows], self.seq[index], offsets,
                          self.qual[index], None if self.embeddings is None else self.embeddings[rows])
 
@@ -71,98 +69,50 @@ def _upper(sequence: np.ndarray) -> np.ndarray:
     return np.where(lower, sequence - 32, sequence).astype(np.uint8)
 
 
-def normalise_id(name: str) -> str:
-    name = name.split(maxsplit=1)[0] if name.strip() else name
-    return name[:-2] if name.endswith(("/1", "/2")) else name
+def column_mate_ids(column) -> list[str]:
+    """The mate id of every read id in an Arrow string column (Phase 1's ``read_id``)."""
+    data, offsets = _string_column(column)
+    return mate_ids(data, offsets[:-1], offsets[1:])
 
 
-def _gather(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """The byte ranges [start, start + length) of ``data``, back to back."""
-    offsets = np.zeros(lengths.size + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    return data[np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])]
-
-
-@njit(cache=True, inline="always")
-def _is_space(byte):
-    # The ASCII characters str.split() and str.strip() treat as whitespace.
-    return byte == 32 or 9 <= byte <= 13 or 28 <= byte <= 31
-
-
-@njit(cache=True)
-def _normalised_spans(data, name_start, name_end, out_start, out_end, out_ascii):
-    """``normalise_id`` on byte ranges: the first whitespace-separated token (the whole name when it is all
-    whitespace) less a trailing /1 or /2. Names with non-ASCII bytes are only flagged (``out_ascii`` False):
-    Unicode whitespace and decoding errors are left to ``normalise_id``."""
-    for r in range(name_start.shape[0]):
-        a = name_start[r]
-        b = name_end[r]
-        out_ascii[r] = True
-        for i in range(a, b):
-            if data[i] >= 128:
-                out_ascii[r] = False
-        i = a
-        while i < b and _is_space(data[i]):
-            i += 1
-        if i == b:
-            i = a
-            j = b
-        else:
-            j = i
-            while j < b and not _is_space(data[j]):
-                j += 1
-        if j - i >= 2 and data[j - 2] == 47 and (data[j - 1] == 49 or data[j - 1] == 50):  # "/1", "/2"
-            j -= 2
-        out_start[r] = i
-        out_end[r] = j
-
-
-def _normalised_ids(data: np.ndarray, name_start: np.ndarray, name_end: np.ndarray) -> list[str]:
-    """``normalise_id`` of every name ``data[name_start[i]:name_end[i]]``."""
-    n = name_start.shape[0]
-    start, end, ascii_only = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.bool_)
-    _normalised_spans(data, name_start, name_end, start, end, ascii_only)
-    # One decode and split for all ids ("\n" never occurs in a FASTQ name) rather than a str per read.
-    lengths = end - start
-    joined = np.insert(_gather(data, start, lengths), np.cumsum(lengths), np.uint8(10))
-    ids = joined.tobytes().decode(errors="replace").split("\n")[:-1]
-    for r in np.flatnonzero(~ascii_only).tolist():
-        ids[r] = normalise_id(data[name_start[r]:name_end[r]].tobytes().decode(errors="replace"))
-    return ids
-
-
-def _parse_fastq(path: str) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
-    """(normalised ids, upper-cased packed sequences, packed qualities, offsets) through Phase 1's batch
-    reader, which raises InvalidFastq with a position on a malformed record."""
+def _parse_fastq(path: str) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(mate ids, upper-cased packed sequences, packed qualities, offsets, header byte offsets) through Phase
+    1's batch reader, which raises InvalidFastq with a position on a malformed record."""
     from helixflow.phase1.reader import iter_batches, whole_file
 
     ids: list[str] = []
-    sequences, qualities, lengths = [], [], []
+    sequences, qualities, lengths, headers = [], [], [], []
     for batch in iter_batches(whole_file(path)):
-        ids.extend(_normalised_ids(batch.data, batch.name_start, batch.name_end))
-        sequences.append(_upper(_gather(batch.data, batch.seq_start, batch.seq_len)))
-        qualities.append(_gather(batch.data, batch.qual_start, batch.seq_len))
+        ids.extend(mate_ids(batch.data, batch.name_start, batch.name_end))
+        sequences.append(_upper(gather(batch.data, batch.seq_start, batch.seq_len)))
+        qualities.append(gather(batch.data, batch.qual_start, batch.seq_len))
         lengths.append(batch.seq_len)
-    all_lengths = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
-    offsets = np.zeros(all_lengths.size + 1, dtype=np.int64)
-    np.cumsum(all_lengths, out=offsets[1:])
+        headers.append(batch.first_byte + batch.name_start - 1)  # the '@' of each record
     empty = np.zeros(0, np.uint8)
     return (ids, np.concatenate(sequences) if sequences else empty,
-            np.concatenate(qualities) if qualities else empty, offsets)
+            np.concatenate(qualities) if qualities else empty,
+            offsets_from_lengths(np.concatenate(lengths) if lengths else np.zeros(0, np.int64)),
+            np.concatenate(headers) if headers else np.zeros(0, np.int64))
 
 
 def read_fastq(paths: Sequence[str | os.PathLike]) -> ReadBatch:
-    """One FASTQ (single-end) or two (R1, R2: mates interleaved in the batch as 1, 2, 1, 2, ...)."""
+    """One FASTQ (single-end) or two (R1, R2: mates interleaved in the batch as 1, 2, 1, 2, ...). The mates
+    must pair record by record, as the validator requires (same codes: PAIR_NAME_MISMATCH,
+    PAIR_COUNT_MISMATCH)."""
     paths = [os.fspath(p) for p in paths]
     parsed = [_parse_fastq(p) for p in paths]
     if len(parsed) == 1:
-        ids, seq, qual, offsets = parsed[0]
+        ids, seq, qual, offsets, _ = parsed[0]
         return ReadBatch(ids, np.zeros(len(ids), dtype=np.int8), seq, offsets, qual)
-    (ids1, seq1, qual1, off1), (ids2, seq2, qual2, off2) = parsed
+    (ids1, seq1, qual1, off1, headers1), (ids2, seq2, qual2, off2, headers2) = parsed
     if ids1 != ids2:
-        record = next((i for i, (a, b) in enumerate(zip(ids1, ids2)) if a != b), min(len(ids1), len(ids2)))
-        raise InvalidFastq("R1 and R2 read ids differ or the files hold different numbers of records",
-                           code="MATE_ID_MISMATCH", position=Position(file=paths[1], record=record + 1))
+        common = min(len(ids1), len(ids2))
+        record = next((i for i, (a, b) in enumerate(zip(ids1, ids2)) if a != b), common)
+        if record < common:
+            raise pair_name_mismatch(record + 1, ids1[record], ids2[record], paths[0], paths[1],
+                                     int(headers1[record]), int(headers2[record]))
+        longer = headers1 if len(ids1) > len(ids2) else headers2
+        raise pair_count_mismatch((len(ids1), len(ids2)), (paths[0], paths[1]), int(longer[common]))
     mate1 = ReadBatch(ids1, np.ones(len(ids1), np.int8), seq1, off1, qual1)
     mate2 = ReadBatch(ids2, np.full(len(ids2), 2, np.int8), seq2, off2, qual2)
     return _interleave(mate1, mate2)
@@ -201,7 +151,7 @@ def read_parquet(path: str | os.PathLike, row_groups: Sequence[int] | None = Non
     columns = ["read_id", "mate", "sequence", "quality", "embedding"]
     table = (parquet.read(columns=columns) if row_groups is None
              else parquet.read_row_groups(list(row_groups), columns=columns))
-    ids = [normalise_id(i) for i in table.column("read_id").to_pylist()]
+    ids = column_mate_ids(table.column("read_id"))
     seq, offsets = _string_column(table.column("sequence"))
     seq = _upper(seq)
     qual, _ = _string_column(table.column("quality"))

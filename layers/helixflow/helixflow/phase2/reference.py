@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from helixflow.errors import InvalidReference, Position
+from helixflow.seq.packing import gather_index
 
 WINDOW_SIZE = 300
 WINDOW_STEP = 150
@@ -109,11 +110,7 @@ class Windows:
 
     def packed(self, reference: Reference) -> tuple[np.ndarray, np.ndarray]:
         """Window sequences as (buffer, offsets) views for ``embedding.embed_packed``."""
-        global_start = reference.offsets[self.contig] + self.start
-        lengths = self.end - self.start
-        offsets = np.zeros(len(self) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        index = np.repeat(global_start - offsets[:-1], lengths) + np.arange(offsets[-1])
+        index, offsets = gather_index(reference.offsets[self.contig] + self.start, self.end - self.start)
         return reference.buffer[index], offsets
 
 

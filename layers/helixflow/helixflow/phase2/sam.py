@@ -23,9 +23,11 @@ from numba import njit, prange
 
 from helixflow import __version__
 from helixflow.errors import BamConversionFailed
-from helixflow.phase2.mapper import _COMPLEMENT, Mapping
+from helixflow.phase2.mapper import Mapping
 from helixflow.phase2.reads import Fragments, ReadBatch
 from helixflow.phase2.reference import Reference
+from helixflow.seq.alphabet import COMPLEMENT
+from helixflow.seq.packing import pack
 
 _FLAG_PAIRED, _FLAG_PROPER, _FLAG_UNMAPPED, _FLAG_MATE_UNMAPPED = 0x1, 0x2, 0x4, 0x8
 _FLAG_REVERSE, _FLAG_MATE_REVERSE, _FLAG_FIRST, _FLAG_SECOND = 0x10, 0x20, 0x40, 0x80
@@ -82,8 +84,7 @@ def _put_tag(buf, at, tag, value, write):
 
 @njit(cache=True)
 def _record(buf, at, write, row, mate, first, ids, id_offsets, seq, qual, seq_offsets, mapped, strand, contig,
-            pos, end, mapq, score, second, nm, proper, cigar, cigar_offsets, names, name_offsets, read_group,
-            complement, tags):
+            pos, end, mapq, score, second, nm, proper, cigar, cigar_offsets, names, name_offsets, read_group, tags):
     """One SAM line for ``row`` (``mate`` -1 when single-end) from ``buf[at]``; returns the end. With ``write``
     False nothing is written, so the same code measures the line first."""
     flag = 0
@@ -163,7 +164,7 @@ def _record(buf, at, write, row, mate, first, ids, id_offsets, seq, qual, seq_of
     if write:
         buf[at] = 9
         for i in range(hi - lo):
-            buf[at + 1 + i] = complement[seq[hi - 1 - i]] if reverse else seq[lo + i]
+            buf[at + 1 + i] = COMPLEMENT[seq[hi - 1 - i]] if reverse else seq[lo + i]
         buf[at + 1 + hi - lo] = 9
         for i in range(hi - lo):
             buf[at + 2 + hi - lo + i] = qual[hi - 1 - i] if reverse else qual[lo + i]
@@ -186,29 +187,26 @@ def _record(buf, at, write, row, mate, first, ids, id_offsets, seq, qual, seq_of
 
 @njit(cache=True, parallel=True)
 def _records(rows, mates, first, ids, id_offsets, seq, qual, seq_offsets, mapped, strand, contig, pos, end, mapq,
-             score, second, nm, proper, cigar, cigar_offsets, names, name_offsets, read_group, complement, tags):
+             score, second, nm, proper, cigar, cigar_offsets, names, name_offsets, read_group, tags):
     n = rows.shape[0]
     offsets = np.zeros(n + 1, dtype=np.int64)
     empty = np.empty(0, dtype=np.uint8)
     for i in prange(n):
         offsets[i + 1] = _record(empty, 0, False, rows[i], mates[i], first[i], ids, id_offsets, seq, qual,
                                  seq_offsets, mapped, strand, contig, pos, end, mapq, score, second, nm, proper,
-                                 cigar, cigar_offsets, names, name_offsets, read_group, complement, tags)
+                                 cigar, cigar_offsets, names, name_offsets, read_group, tags)
     for i in range(n):
         offsets[i + 1] += offsets[i]
     buf = np.empty(offsets[n], dtype=np.uint8)
     for i in prange(n):
         _record(buf, offsets[i], True, rows[i], mates[i], first[i], ids, id_offsets, seq, qual, seq_offsets,
                 mapped, strand, contig, pos, end, mapq, score, second, nm, proper, cigar, cigar_offsets, names,
-                name_offsets, read_group, complement, tags)
+                name_offsets, read_group, tags)
     return buf
 
 
 def _pack_text(values: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    encoded = [value.encode() for value in values]
-    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-    np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)), out=offsets[1:])
-    return np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets
+    return pack([value.encode() for value in values])
 
 
 def records(batch: ReadBatch, mapping: Mapping, frags: Fragments, reference: Reference, read_group: str) -> bytes:
@@ -224,7 +222,7 @@ def records(batch: ReadBatch, mapping: Mapping, frags: Fragments, reference: Ref
     body = _records(pairs[keep], mates[keep], first[keep], ids, id_offsets, batch.seq, batch.qual,
                     batch.seq_offsets, m.mapped, m.strand, m.contig, m.pos, m.end, m.mapq, m.score, m.second, m.nm,
                     m.proper, m.cigar, m.cigar_offsets, names, name_offsets,
-                    np.frombuffer(read_group.encode(), dtype=np.uint8), _COMPLEMENT, tags)
+                    np.frombuffer(read_group.encode(), dtype=np.uint8), tags)
     return body.tobytes()
 
 

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from helixflow.seq.alphabet import reverse_complement
+
 _BASES = np.frombuffer(b"ACGT", dtype=np.uint8)
-_COMPLEMENT = bytes.maketrans(b"ACGTN", b"TGCAN")
 
 
 def _mutate(seq: bytes, rate: float, rng: np.random.Generator) -> bytes:
@@ -25,10 +26,6 @@ def _mutate(seq: bytes, rate: float, rng: np.random.Generator) -> bytes:
     for site in sites.tolist():
         array[site] = rng.choice(_BASES[_BASES != array[site]])
     return array.tobytes()
-
-
-def reverse_complement(seq: bytes) -> bytes:
-    return seq.translate(_COMPLEMENT)[::-1]
 
 
 def genome_with_repeats(base: bytes, rng: np.random.Generator) -> dict[str, bytes]:

@@ -1,4 +1,4 @@
-"""Smith-Waterman-Gotoh score-only kernel for NVIDIA GPUs (numba-cuda), the twin of ``sw.score_batch``.
+"""Smith-Waterman-Gotoh score-only kernel for NVIDIA GPUs (numba-cuda), the twin of ``sw_cpu.score_batch_cpu``.
 
 Same model, scores, ends and tie rule as ``helixflow.phase2.sw`` (see its docstring): affine gaps in parasail's
 convention, non-ACGT symbols score ``n_score``, ends 0-based inclusive, ties to the smallest target position
@@ -22,10 +22,10 @@ import time
 import numpy as np
 from numba import cuda, int32
 
-from helixflow.phase2._sw_common import BASE_CODE, N_CODE, Scoring, check_packed
-from helixflow.phase2.sw import length_order
+from helixflow.phase2._sw_common import Scoring, check_packed, length_order
+from helixflow.seq.alphabet import BASE_CODE, N_CODE
 
-__all__ = ["score_batch_cuda", "cuda_available", "THREADS_PER_BLOCK", "STRIP_ROWS"]
+__all__ = ["score_batch_cuda", "THREADS_PER_BLOCK", "STRIP_ROWS"]
 
 THREADS_PER_BLOCK = 128
 # Query rows a thread keeps in registers per sweep over the target.
@@ -33,11 +33,6 @@ STRIP_ROWS = 8
 # Upper bound for the strip-edge workspace of one launch (two int32 per target column per pair); bigger
 # batches run as several launches.
 WORKSPACE_BYTES = 1 << 30
-
-
-def cuda_available() -> bool:
-    """True when a CUDA GPU and driver are usable (or the CUDA simulator is enabled)."""
-    return cuda.is_available()
 
 
 @cuda.jit(cache=True)
@@ -117,7 +112,7 @@ def score_batch_cuda(query_buf: np.ndarray, query_offsets: np.ndarray,
                      target_buf: np.ndarray, target_offsets: np.ndarray,
                      scoring: Scoring = Scoring(), *, timings: dict | None = None,
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """GPU twin of ``sw.score_batch``: same inputs, same (score, query_end, target_end) int32 arrays.
+    """GPU twin of ``sw_cpu.score_batch_cpu``: same inputs, same (score, query_end, target_end) int32 arrays.
 
     ``timings``: if given, filled with ``kernel_s`` (kernel time alone, from CUDA events) and ``total_s``
     (the whole call including transfers), for benchmarks.

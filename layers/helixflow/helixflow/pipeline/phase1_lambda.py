@@ -62,7 +62,7 @@ def _ranges(path: Path, fmt: str, chunks: list) -> list[tuple[tuple[int, int | N
                        "first_byte": chunk.first_byte}
         if following is None:
             end = None
-        elif fmt == "plain":
+        elif fmt == "none":
             end = following.offset
         else:  # BGZF: through the block where the next chunk starts, if it starts inside it
             end = following.offset + (block_size_at(str(path), following.offset) if following.skip else 0)

@@ -16,7 +16,7 @@ os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
 import numpy as np  # noqa: E402
 from numba import cuda  # noqa: E402
 
-from helixflow.embedding import pack  # noqa: E402
+from helixflow.seq.packing import pack  # noqa: E402
 from helixflow.phase2 import sw_cuda  # noqa: E402
 from helixflow.phase2.sw import Scoring, score_batch  # noqa: E402
 

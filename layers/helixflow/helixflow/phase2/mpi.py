@@ -1,8 +1,13 @@
 """Phase 2 under MPI: `helixflow align` / `helixflow cluster` split over ranks, merged on rank 0.
 
-    mpiexec -n 4 python mpi_phase2.py align READS [READS2] --reference FASTA --out FILE [--searcher index|dense]
-                                      [--device auto|cpu|cuda] [--threads N] [--sample NAME] [--max-insert BP]
-    mpiexec -n 4 python mpi_phase2.py cluster READS [READS2] --out FILE [--device ...] [--threads N]
+    mpiexec -n 4 python -m helixflow.phase2.mpi align READS [READS2] --reference FASTA --out FILE
+                 [--searcher index|dense] [--device auto|cpu|cuda] [--threads N] [--sample NAME]
+                 [--max-insert BP] [--report FILE]
+    mpiexec -n 4 python -m helixflow.phase2.mpi cluster READS [READS2] --out FILE [--device ...] [--threads N]
+                 [--report FILE]
+
+It is part of the installed package, so a Slurm job needs the environment only, not a checkout
+(``batch_jobs/slurm_simulation/phase2.sbatch``).
 
 The output is byte-identical to a one-rank run (the tests compare ``-n 2`` with ``-n 1``), because every rank
 runs the same per-read code on a contiguous slice of fragments and rank 0 concatenates the slices in rank order.
@@ -16,13 +21,17 @@ runs the same per-read code on a contiguous slice of fragments and rank 0 concat
   both travel to the other ranks by ``Bcast`` of numpy buffers. Building once keeps the index deterministic and
   its cost off the other ranks; a failure on rank 0 (bad FASTA) is broadcast so every rank exits with it.
 - Results: each rank's SAM lines (or confirmed edges) are gathered with ``Gatherv`` of a uint8 (int64) buffer.
-- GPUs: with ``--device cuda`` (or ``auto`` on a GPU node) rank r uses GPU ``r % n_gpus``.
+- GPUs: with ``--device cuda`` (or ``auto`` on a GPU node) rank r uses GPU ``r % n_gpus``
+  (``device.gpu_for_rank``).
+- ``--report FILE``: rank 0 writes ``{"size": COMM.size, "records": [reads handled by rank 0, rank 1, ...]}``,
+  which tells a run over real ranks from independent one-rank copies.
 Exit status 2 with ``<ErrorName>: <message>`` for a named error, as the single-machine commands.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
@@ -32,17 +41,19 @@ from mpi4py import MPI
 from helixflow.errors import HelixflowError, InvalidReads, Position
 from helixflow.phase2 import graph, sam
 from helixflow.phase2.dense import DenseSearcher, storage_precision
+from helixflow.phase2.device import gpu_for_rank
 from helixflow.phase2.engine import DEVICES, SEARCHERS, resolve_device, sample_name
 from helixflow.phase2.index import MinimizerIndex
-from helixflow.phase2.mapper import MAX_INSERT, MapOptions, map_reads
-from helixflow.phase2.reads import ReadBatch, fragments, normalise_id, read_parquet, read_reads
+from helixflow.phase2.mapper import MapOptions, map_reads
+from helixflow.phase2.policy import MAX_INSERT
+from helixflow.phase2.reads import ReadBatch, column_mate_ids, fragments, read_parquet, read_reads
 from helixflow.phase2.reference import Reference, Windows, read_fasta
 
 COMM = MPI.COMM_WORLD
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="mpi_phase2.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m helixflow.phase2.mpi", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     align = commands.add_parser("align")
     align.add_argument("reads", nargs="+")
@@ -57,6 +68,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     for sub in (align, cluster):
         sub.add_argument("--device", choices=DEVICES, default="auto")
         sub.add_argument("--threads", type=int, default=None)
+        sub.add_argument("--report", default=None, help="write the communicator size and per-rank counts (JSON)")
     return parser.parse_args(argv)
 
 
@@ -151,8 +163,7 @@ def _load_my_parquet_rows(path: str) -> ReadBatch:
     if parquet.metadata.num_rows == 0:
         raise InvalidReads("no reads in the input", code="NO_READS", position=Position(file=path))
     keys = parquet.read(columns=["read_id", "mate"])
-    frags = fragments([normalise_id(i) for i in keys.column("read_id").to_pylist()],
-                      keys.column("mate").to_numpy().astype(np.int8))
+    frags = fragments(column_mate_ids(keys.column("read_id")), keys.column("mate").to_numpy().astype(np.int8))
     mine = my_slice(1 + (frags.second >= 0))
     rows = np.stack([frags.first[mine], frags.second[mine]], axis=1).ravel()
     rows = rows[rows >= 0]
@@ -173,10 +184,19 @@ def select_gpu(device: str) -> None:
     if device == "cuda":
         from numba import cuda
 
-        cuda.select_device(COMM.rank % len(cuda.gpus))
+        cuda.select_device(gpu_for_rank(COMM.rank, len(cuda.gpus)))
 
 
-def run_align(args: argparse.Namespace, argv: list[str]) -> None:
+def write_report(path: str | None, records: int) -> None:
+    """Rank 0 writes the communicator size and what every rank handled (see the module docstring)."""
+    per_rank = COMM.gather(records, root=0)
+    if path is not None and COMM.rank == 0:
+        with open(path, "w") as handle:
+            json.dump({"size": COMM.size, "records": per_rank}, handle)
+
+
+def run_align(args: argparse.Namespace, argv: list[str]) -> int:
+    """Align this rank's reads; returns how many it aligned."""
     device = resolve_device(args.device)
     select_gpu(device)
     reference = share_reference(args.reference)
@@ -188,9 +208,11 @@ def run_align(args: argparse.Namespace, argv: list[str]) -> None:
     body = gather_bytes(sam.records(batch, mapping, frags, reference, sample))
     if COMM.rank == 0:
         sam.write_alignments(args.out, sam.header(reference, sample, argv), body, threads=args.threads or 1)
+    return len(batch)
 
 
-def run_cluster(args: argparse.Namespace) -> None:
+def run_cluster(args: argparse.Namespace) -> int:
+    """Cluster with this rank's share of the neighbour search; returns how many query reads it searched."""
     device = resolve_device(args.device)
     select_gpu(device)
     batch = read_reads(args.reads)
@@ -202,6 +224,7 @@ def run_cluster(args: argparse.Namespace) -> None:
         edges = np.unique(confirmed, axis=0) if confirmed.size else confirmed.reshape(0, 2)
         with open(args.out, "w") as handle:
             handle.write(graph.clusters_tsv(batch, edges))
+    return len(rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -212,11 +235,12 @@ def main(argv: list[str] | None = None) -> int:
 
         numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     try:
-        run_align(args, argv) if args.command == "align" else run_cluster(args)
+        records = run_align(args, argv) if args.command == "align" else run_cluster(args)
     except HelixflowError as error:
         if COMM.rank == 0:
             print(f"{error.name}: {error.describe()}", file=sys.stderr)
         return 2
+    write_report(args.report, records)
     return 0
 
 

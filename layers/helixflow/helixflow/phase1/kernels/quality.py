@@ -1,0 +1,19 @@
+"""Phred quality decoding shared by the Phase 1 kernels."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+PHRED_OFFSET = 33
+QUAL_BINS = 94  # Phred 0..93, the printable range of Sanger/Illumina 1.8+ FASTQ
+
+
+@njit(cache=True, nogil=True, inline="always")
+def phred(byte):
+    v = np.int64(byte) - PHRED_OFFSET
+    if v < 0:
+        return 0
+    if v >= QUAL_BINS:
+        return QUAL_BINS - 1
+    return v

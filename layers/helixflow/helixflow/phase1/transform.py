@@ -1,0 +1,160 @@
+"""The Phase 1 transform of one batch of records: QC before, trim and filter, QC after, embed.
+
+``transform_batch`` is the whole per-batch pipeline and touches no file: it takes the records of one batch (one
+``reader.RecordBatch``, or R1 and R2 batches holding the same records) and returns what the batch writes
+(``BatchOutput``: trimmed FASTQ text per mate, the embeddings rows) with the statistics it adds
+(``BatchStats``). Runners feed it and write its outputs: the whole-file and chunk runs in ``engine`` (what
+``helixflow preprocess`` and the Lambda chunk path call), and later a Ray Data batch UDF or an MPI rank. Because
+``BatchStats.merge`` is exact, any split of a file into batches and any grouping of those batches gives the same
+statistics, so runners may merge in whatever shape they like, as long as outputs stay in file order.
+
+Order of operations per read (as fastp and cutadapt: quality before adapter): 5' window cut (optional),
+3' window cut, trailing Ns, poly-G (optional), adapter (paired: mate overlap first, then the given sequence),
+poly-X (optional), then the filters in fastp's order: low quality (more than 40% of bases below Q15), too
+many Ns (> 5), too short, too long. A pair is kept or dropped whole; its outcome is the worse of its mates'.
+Embeddings: ``helixflow.embedding`` (k-mer feature hashing, see there) of each kept read after trimming.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from helixflow.phase1.kernels import output, qc, sampling, trim
+from helixflow.phase1.params import Params, adapter_array
+from helixflow.phase1.reader import RecordBatch
+from helixflow.phase1.stats import EmbeddingStats, HashSample, ReadSample, ReadStats, TrimStats
+from helixflow.seq.hashing import GOLDEN_GAMMA
+
+_OUTCOMES = 5  # trim.PASS .. trim.LOW_QUALITY
+
+
+@dataclass
+class BatchStats:
+    """Mergeable statistics of the batches seen so far; the lists hold one entry per mate."""
+
+    before: list[ReadStats]
+    after: list[ReadStats]
+    trim: TrimStats
+    duplication: HashSample
+    overrepresented: list[ReadSample]
+    embedding: EmbeddingStats
+
+    @classmethod
+    def empty(cls, mates: int) -> BatchStats:
+        return cls([ReadStats() for _ in range(mates)], [ReadStats() for _ in range(mates)], TrimStats(),
+                   HashSample(), [ReadSample() for _ in range(mates)], EmbeddingStats())
+
+    def merge(self, other: BatchStats) -> BatchStats:
+        """Statistics of both (``other`` comes after ``self`` in file order)."""
+        return BatchStats([a.merge(b) for a, b in zip(self.before, other.before)],
+                          [a.merge(b) for a, b in zip(self.after, other.after)], self.trim.merge(other.trim),
+                          self.duplication.merge(other.duplication),
+                          [a.merge(b) for a, b in zip(self.overrepresented, other.overrepresented)],
+                          self.embedding.merge(other.embedding))
+
+
+@dataclass
+class BatchOutput:
+    """What one batch writes, in record order."""
+
+    fastq: list[np.ndarray]
+    """Trimmed FASTQ text of the kept reads, per mate (uint8)."""
+    embeddings: object | None
+    """The kept reads' rows of ``embedding.parquet_schema()`` (a pyarrow Table; mates interleaved), or None
+    when ``params.embeddings`` is off."""
+
+
+def transform_batch(batches: Sequence[RecordBatch], params: Params,
+                    stats: BatchStats | None = None) -> tuple[BatchOutput, BatchStats]:
+    """Transform one batch: ``batches`` is ``[records]`` for single-end input or ``[R1, R2]`` with the same
+    records; ``params`` must be resolved (``params.resolve_params``). Returns the batch's outputs and its
+    statistics. A runner that keeps one running accumulator passes it as ``stats``, which is then updated in
+    place and returned (adding to it equals merging a fresh one, without the cost of a merge per batch)."""
+    mates = len(batches)
+    paired = mates == 2
+    stats = BatchStats.empty(mates) if stats is None else stats
+    n = batches[0].n
+    name_hash = np.empty(n, np.uint64)
+    sampling.hash_names(batches[0].data, batches[0].name_start, batches[0].name_end, name_hash)
+    everything = np.ones(n, dtype=np.bool_)
+    seq_hash = np.zeros(n, np.uint64)
+    for m, b in enumerate(batches):
+        stats.before[m].add(b.data, b.seq_start, b.qual_start, b.seq_len, everything)
+        stats.overrepresented[m].add(name_hash, b.data, b.seq_start, b.seq_len)
+        h = np.empty(n, np.uint64)
+        sampling.hash_sequences(b.data, b.seq_start, b.seq_len, h)
+        # A pair's duplication key is both mates' sequences.
+        seq_hash = h if m == 0 else (seq_hash * GOLDEN_GAMMA) ^ h
+    stats.duplication.add(seq_hash)
+    fronts, lengths, status = _trim(batches, params, stats.trim)
+    stats.trim.status_counts += np.bincount(status, minlength=_OUTCOMES)[:_OUTCOMES] * mates
+    selected = status == trim.PASS
+    fastq, tables = [], []
+    for m, b in enumerate(batches):
+        stats.after[m].add(b.data, b.seq_start + fronts[m], b.qual_start + fronts[m], lengths[m], selected)
+        fastq.append(output.render_fastq(b.data, b.name_start, b.name_end, b.seq_start, b.qual_start, fronts[m],
+                                         lengths[m], selected))
+        if params.embeddings:
+            tables.append(_embedding_table(b, fronts[m], lengths[m], selected, m + 1 if paired else 0,
+                                           stats.embedding))
+    return BatchOutput(fastq, _interleave(tables) if tables else None), stats
+
+
+def _trim(batches: Sequence[RecordBatch], params: Params, trim_stats: TrimStats):
+    """Per mate the kept span of every read (fronts, lengths) and per record the filter outcome."""
+    cfg = params.kernel_config()
+    n = batches[0].n
+    if len(batches) == 1:
+        b = batches[0]
+        front, length, adapter_at, adapter_bases, status = (np.empty(n, np.int64) for _ in range(5))
+        trim.trim_single(b.data, b.seq_start, b.qual_start, b.seq_len, adapter_array(params.adapter), cfg,
+                         params.adapter_error_rate, front, length, adapter_at, adapter_bases, status)
+        trim_stats.add_adapter(0, adapter_at, adapter_bases)
+        return [front], [length], status
+    b1, b2 = batches
+    f1, l1, a1, ab1, f2, l2, a2, ab2, status, insert = (np.empty(n, np.int64) for _ in range(10))
+    trim.trim_pairs(b1.data, b1.seq_start, b1.qual_start, b1.seq_len, b2.data, b2.seq_start, b2.qual_start,
+                    b2.seq_len, adapter_array(params.adapter), adapter_array(params.adapter2 or params.adapter),
+                    cfg, params.adapter_error_rate, f1, l1, a1, ab1, f2, l2, a2, ab2, status, insert)
+    trim_stats.add_adapter(0, a1, ab1)
+    trim_stats.add_adapter(1, a2, ab2)
+    trim_stats.add_inserts(insert)
+    return [f1, f2], [l1, l2], status
+
+
+def _embedding_table(batch: RecordBatch, front, lengths, selected, mate: int, stats: EmbeddingStats):
+    import pyarrow as pa
+
+    from helixflow import embedding
+
+    ids, id_off, seqs, quals, seq_off = output.gather_columns(
+        batch.data, batch.name_start, batch.name_end, batch.seq_start, batch.qual_start, front, lengths, selected)
+    n = id_off.shape[0] - 1
+    offsets64 = seq_off.astype(np.int64)
+    vectors = embedding.embed_packed(seqs, offsets64).astype(embedding.STORAGE_DTYPE)
+    stats.add(qc.valid_kmer_counts(seqs, offsets64, embedding.K))
+    schema = embedding.parquet_schema()
+    columns = [
+        pa.StringArray.from_buffers(n, pa.py_buffer(id_off), pa.py_buffer(ids)),
+        pa.array(np.full(n, mate, dtype=np.int8)),
+        pa.StringArray.from_buffers(n, pa.py_buffer(seq_off), pa.py_buffer(seqs)),
+        pa.StringArray.from_buffers(n, pa.py_buffer(seq_off), pa.py_buffer(quals)),
+        pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), embedding.DIMS),
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _interleave(tables):
+    """Mate rows alternate (R1 of a pair, then its R2) so the row order does not depend on batch boundaries."""
+    import pyarrow as pa
+
+    if len(tables) == 1:
+        return tables[0]
+    n = tables[0].num_rows
+    order = np.empty(2 * n, dtype=np.int64)
+    order[0::2] = np.arange(n)
+    order[1::2] = np.arange(n) + n
+    return pa.concat_tables(tables).take(pa.array(order))
