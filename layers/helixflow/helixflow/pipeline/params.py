@@ -20,7 +20,8 @@ PARAMS_SCHEMA      an unknown field, a wrong type or a value out of range (each 
 from __future__ import annotations
 
 import json
-from typing import Literal
+import re
+from typing import Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -84,3 +85,22 @@ def _load_json(document: bytes | str, source: str, details: dict) -> object:
     except ValueError as exc:  # an integer literal past sys.get_int_max_str_digits()
         raise InvalidParameters(f"{source} is not usable JSON: {exc}", code="PARAMS_NOT_JSON",
                                 details=details) from None
+
+
+def field_range(name: str) -> str:
+    """The accepted values of one field, as the README's parameter table and the CLI's help state them."""
+    info = RunParameters.model_fields[name]
+    if get_origin(info.annotation) is Literal:
+        return ", ".join(get_args(info.annotation))
+    if info.annotation is bool:
+        return "true, false"
+    bounds = {type(m).__name__: m for m in info.metadata}
+    if "Ge" in bounds and "Le" in bounds:
+        return f"{bounds['Ge'].ge}-{bounds['Le'].le}"
+    if "Ge" in bounds:
+        return f">= {bounds['Ge'].ge}"
+    pattern = next((m.pattern for m in info.metadata if getattr(m, "pattern", None)), None)
+    if pattern is not None:
+        letters, low, high = re.fullmatch(r"\^\[(\w+)\]\{(\d+),(\d+)\}\$", pattern).groups()
+        return f"{low}-{high} of {''.join(dict.fromkeys(letters.upper()))}"
+    raise ValueError(f"no range is stated for field {name!r}")
