@@ -1,7 +1,11 @@
+import json
+import re
+from pathlib import Path
+
 import pytest
 
 from helixflow.errors import InvalidParameters
-from helixflow.pipeline.params import RunParameters, parse_parameters
+from helixflow.pipeline.params import MAX_DOCUMENT_BYTES, RunParameters, field_range, parse_parameters
 
 
 def test_missing_sidecar_means_defaults():
@@ -68,9 +72,33 @@ def test_types_are_strict_so_nothing_runs_with_a_coerced_value(document, field):
 
 
 def test_a_document_at_the_size_limit_is_still_parsed():
-    from helixflow.pipeline.params import MAX_DOCUMENT_BYTES
-
     body = b'{"quality": 25}'
     document = body[:-1] + b" " * (MAX_DOCUMENT_BYTES - len(body)) + b"}"
     assert len(document) == MAX_DOCUMENT_BYTES
     assert parse_parameters(document, source="s.json").quality == 25
+
+
+def _readme_parameter_table() -> dict[str, tuple[str, str]]:
+    text = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    section = text[text.index("### Run parameters"):]
+    section = section[:section.index("\n### ")]
+    rows = re.findall(r"^\| `(\w+)` \| (.+?) \| (.+?) \| .+ \|$", section, re.MULTILINE)
+    return {name: (default, accepted) for name, default, accepted in rows}
+
+
+def test_readme_parameter_table_is_the_schema():
+    """Users read the README to write a sidecar: its names, defaults and ranges are the schema's."""
+    def shown(value):
+        return "unset" if value is None else f"`{json.dumps(value).strip(chr(34))}`"
+
+    expected = {name: (shown(info.default), field_range(name)) for name, info in RunParameters.model_fields.items()}
+    assert _readme_parameter_table() == expected
+
+
+def test_schema_ranges_are_what_the_pipeline_enforces():
+    """field_range is not just prose: its bounds are where validation starts and stops refusing."""
+    assert [parse_parameters({"quality": q}, source="s").quality for q in (0, 60)] == [0, 60]
+    for refused in ({"quality": -1}, {"quality": 61}, {"min_length": 0}, {"adapter": "ACGTA"}, {"adapter": "A" * 65}):
+        with pytest.raises(InvalidParameters):
+            parse_parameters(refused, source="s")
+    assert parse_parameters({"adapter": "ACGTAC", "min_length": 1}, source="s").adapter == "ACGTAC"
