@@ -29,8 +29,11 @@ def lambda_handler(state: PipelineState, context: LambdaContext) -> dict:
     stages = state.model_dump(include=set(STAGES), exclude_none=True)
     history = [e for page in sfn.get_paginator("get_execution_history").paginate(executionArn=state.execution_arn)
                for e in page["events"]]
+    # The Distributed Map's item count is not in the history (its ItemReader makes MapStateStarted say 0):
+    # the chunk plan has it, and the map only lets the run reach Publish when every chunk succeeded.
+    item_counts = {"ProcessChunks": state.chunks.chunk_count} if state.chunks else None
     manifest = publish_run(s3=s3, request=request, stages=stages, history_events=history,
-                           expected_outputs=state.phase1.outputs if state.phase1 else [])
+                           expected_outputs=state.phase1.outputs if state.phase1 else [], item_counts=item_counts)
     logger.info("run published", extra={"prefix": manifest["prefix"], "files": len(manifest["files"])})
     metrics.add_metric(name="RunsPublished", unit=MetricUnit.Count, value=1)
     return Publication(manifest_key=request.results_prefix + MANIFEST_NAME, file_count=len(manifest["files"])).model_dump()
