@@ -33,7 +33,11 @@ def lambda_handler(state: PipelineState, context: LambdaContext) -> dict:
     history = [e for page in sfn.get_paginator("get_execution_history").paginate(executionArn=state.execution_arn)
                for e in page["events"]]
     staged = {state.phase1.staged_prefix: state.phase1.outputs} if state.phase1 else {}
-    manifest = publish_run(s3=s3, request=request, stages=stages, history_events=history, staged=staged)
+    # The Distributed Map's item count is not in the history (its ItemReader makes MapStateStarted say 0):
+    # the chunk plan has it, and the map only lets the run reach Publish when every chunk succeeded.
+    item_counts = {"ProcessChunks": state.chunks.chunk_count} if state.chunks else None
+    manifest = publish_run(s3=s3, request=request, stages=stages, history_events=history, staged=staged,
+                           item_counts=item_counts)
     removed = complete_run(s3=s3, runs_table=runs_table, request=request)
     logger.info("run published", extra={"prefix": manifest["prefix"], "files": len(manifest["files"]),
                                         "scratch_objects_removed": removed})

@@ -1,6 +1,9 @@
+import csv
 import hashlib
+import io
 import json
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import boto3
 import pytest
@@ -8,7 +11,7 @@ from moto import mock_aws
 
 from helixflow.errors import IncompleteResults
 from helixflow.pipeline.failure import describe_failure
-from helixflow.pipeline.publish import publish_run, trace_rows
+from helixflow.pipeline.publish import TRACE_COLUMNS, publish_run, trace_rows
 from helixflow.pipeline.state import SampleRequest
 
 BUCKET = "helixflow-publish-test"
@@ -93,3 +96,58 @@ def test_failure_description_of_an_unexpected_error_keeps_its_trace():
     assert (document["error"], document["message"], document["stack_trace"]) == ("KeyError", "'x'", ["line 1"])
     service = describe_failure({"Error": "States.Timeout", "Cause": "timed out"})
     assert (service["code"], service["message"]) == ("States.Timeout", "timed out")
+
+
+def _saved_history() -> list[dict]:
+    return json.loads((Path(__file__).resolve().parents[1] / "events/history_lambda_path_at_publish.json").read_text())
+
+
+def test_trace_has_a_row_for_every_state_that_does_work_including_the_distributed_map():
+    finished = datetime.fromisoformat(_saved_history()[-1]["timestamp"]) + timedelta(milliseconds=250)
+    rows = trace_rows(_saved_history(), item_counts={"ProcessChunks": 3}, running_until=finished)
+    assert [(r["name"], r["type"], r["status"], r["attempts"]) for r in rows] == [
+        ("ResolveSample", "Task", "COMPLETED", 1), ("Validate", "Task", "COMPLETED", 1),
+        ("PlanPhase1", "Task", "COMPLETED", 1), ("SplitIntoChunks", "Task", "COMPLETED", 1),
+        ("ProcessChunks", "Map", "COMPLETED", 1), ("MergeChunks", "Task", "COMPLETED", 1),
+        ("Publish", "Task", "COMPLETED", 1)]
+    by_name = {r["name"]: r for r in rows}
+    chunks = by_name["ProcessChunks"]
+    assert chunks["items"] == 3 and chunks["start"] and chunks["complete"]
+    assert chunks["duration_ms"] == max(r["duration_ms"] for r in rows)  # the longest step is now visible
+    assert by_name["Publish"]["complete"] == finished.isoformat()
+    assert all(r["items"] == "" for r in rows if r["type"] == "Task")
+
+
+def test_a_state_still_running_reads_running_unless_the_caller_says_it_finished():
+    (*_, publish) = trace_rows(_saved_history())
+    assert (publish["name"], publish["status"], publish["complete"], publish["duration_ms"]) == (
+        "Publish", "RUNNING", "", "")
+
+
+def test_a_failed_map_run_fails_the_map_row():
+    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    events = [
+        {"id": 1, "previousEventId": 0, "type": "MapStateEntered", "timestamp": t0,
+         "stateEnteredEventDetails": {"name": "ProcessChunks"}},
+        {"id": 2, "previousEventId": 1, "type": "MapStateStarted", "timestamp": t0,
+         "mapStateStartedEventDetails": {"length": 4}},
+        {"id": 3, "previousEventId": 2, "type": "MapRunStarted", "timestamp": t0 + timedelta(seconds=1)},
+        {"id": 4, "previousEventId": 3, "type": "MapRunFailed", "timestamp": t0 + timedelta(seconds=9)},
+        {"id": 5, "previousEventId": 4, "type": "MapStateFailed", "timestamp": t0 + timedelta(seconds=9)},
+        {"id": 6, "previousEventId": 5, "type": "MapStateExited", "timestamp": t0 + timedelta(seconds=9),
+         "stateExitedEventDetails": {"name": "ProcessChunks"}},
+    ]
+    (row,) = trace_rows(events, running_until=t0 + timedelta(seconds=30))
+    assert (row["status"], row["items"], row["duration_ms"]) == ("FAILED", 4, 8000)
+
+
+def test_publish_writes_its_own_completed_row_as_the_last_file_before_the_manifest(s3):
+    before = datetime.now(timezone.utc)
+    publish_run(s3=s3, request=REQUEST, stages={}, history_events=_saved_history(), item_counts={"ProcessChunks": 1})
+    assert s3.puts[-2:] == ["results/S1/run-1/pipeline_info/trace.tsv", "results/S1/run-1/manifest.json"]
+    body = s3.client.get_object(Bucket=BUCKET, Key="results/S1/run-1/pipeline_info/trace.tsv")["Body"].read()
+    rows = list(csv.DictReader(io.StringIO(body.decode()), delimiter="\t"))
+    assert list(rows[0]) == list(TRACE_COLUMNS)
+    assert (rows[-1]["name"], rows[-1]["status"]) == ("Publish", "COMPLETED")
+    assert datetime.fromisoformat(rows[-1]["complete"]) >= before
+    assert [r["items"] for r in rows if r["type"] == "Map"] == ["1"]

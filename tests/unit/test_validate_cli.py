@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from helixflow_local.commands.validate import validate_command
+from helixflow_local.cli import main
 
 GOOD = b"@r1/1 x\nACGT\n+\nII#I\n@r2/1\nACGTN\n+\nIIIII\n"
 MATE = b"@r1/2 y\nTTTT\n+\nIIII\n@r2/2\nGG\n+\nII\n"
@@ -32,7 +32,7 @@ def files(tmp_path: Path) -> dict[str, Path]:
 
 
 def run(*args: object):
-    return CliRunner().invoke(validate_command, [str(a) for a in args])
+    return CliRunner().invoke(main, ["validate", *map(str, args)])
 
 
 def test_valid_file_prints_a_summary(files):
@@ -65,8 +65,8 @@ def test_invalid_file_as_json_exits_2(files):
 def test_invalid_file_prints_one_readable_line_on_stderr(files):
     result = run(files["bad"])
     assert result.exit_code == 2 and result.stdout == ""
-    assert result.stderr == (f"{files['bad']}:12: SEQ_QUAL_LENGTH_MISMATCH: record 3: sequence has 4 bases but "
-                             f"quality has 3 characters (byte offset 51)\n")
+    assert result.stderr == ("InvalidFastq (SEQ_QUAL_LENGTH_MISMATCH): record 3: sequence has 4 bases but "
+                             f"quality has 3 characters ({files['bad']}, record 3, line 12, byte 51)\n")
 
 
 def test_pair_mismatch_is_invalid(files, tmp_path):
@@ -86,21 +86,22 @@ def test_phred64_needs_the_flag(files):
 
 
 @pytest.mark.parametrize("args", [[], ["--no-such-option", "x"], ["a", "b", "c"]])
-def test_usage_errors_exit_64_not_2(args):
+def test_usage_errors_are_refused_with_one_named_line(args):
     result = run(*args)
-    assert result.exit_code == 64
-    assert "Usage:" in result.stderr
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and "(see `helixflow validate --help`)" in result.stderr
 
 
-def test_missing_input_exits_66(tmp_path):
+def test_an_input_that_cannot_be_opened_is_refused(tmp_path):
     result = run(tmp_path / "absent.fq", "--json")
-    assert result.exit_code == 66 and result.stdout == ""
-    assert "cannot open" in result.stderr and "absent.fq" in result.stderr
-    assert run(tmp_path).exit_code == 66  # a directory
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr == f"FileNotFoundError (ENOENT): No such file or directory: {tmp_path / 'absent.fq'}\n"
+    directory = run(tmp_path)
+    assert directory.exit_code == 2 and directory.stderr.startswith("IsADirectoryError (EISDIR)")
 
 
 def test_stdin_is_dash(files):
-    result = CliRunner().invoke(validate_command, ["-", "--json"], input=files["good"].read_bytes())
+    result = CliRunner().invoke(main, ["validate", "-", "--json"], input=files["good"].read_bytes())
     assert result.exit_code == 0 and json.loads(result.stdout)["files"][0]["file"] == "-"
 
 
@@ -114,6 +115,6 @@ def test_real_subprocess_of_the_entry_point(files):
     invalid = helixflow(files["bad"], "--json")
     assert invalid.returncode == 2
     assert json.loads(invalid.stdout)["code"] == "SEQ_QUAL_LENGTH_MISMATCH"
-    assert helixflow().returncode == 64
-    assert helixflow(files["good"], "--bogus").returncode == 64
-    assert helixflow(Path(files["good"]).with_name("nope.fq")).returncode == 66
+    assert invalid.stderr.startswith("InvalidFastq (SEQ_QUAL_LENGTH_MISMATCH): ")
+    for refused in (helixflow(), helixflow(files["good"], "--bogus"), helixflow(Path(files["good"]).with_name("nope.fq"))):
+        assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "Traceback" not in refused.stderr

@@ -4,6 +4,7 @@ upload started, download what it published."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,6 +39,9 @@ class RunOutcome:
 
 def incoming_keys(reads: list[Path]) -> list[str]:
     """The keys the files will have under incoming/, checked with the pipeline's own key rules first."""
+    if len(reads) == 2 and _same_file(*reads):
+        # Checked first: one file given twice would otherwise be reported as two files that are not mates.
+        raise InvalidKey(f"{reads[0]} and {reads[1]} are the same file: give R1 and R2", code="SAME_FILE")
     keys = [INCOMING_PREFIX + path.name for path in reads]
     parsed = [parse_incoming_key(key) for key in keys]
     if len(parsed) == 2:
@@ -46,6 +50,13 @@ def incoming_keys(reads: list[Path]) -> list[str]:
             raise InvalidKey(f"{reads[0].name} and {reads[1].name} are not mates of one sample "
                              "(expected <sample>_R1 / <sample>_R2 or _1 / _2)", code="NOT_A_PAIR")
     return keys
+
+
+def _same_file(first: Path, second: Path) -> bool:
+    try:
+        return os.path.samefile(first, second)
+    except OSError:  # one does not exist (yet): the paths are all there is to compare
+        return first.resolve() == second.resolve()
 
 
 @dataclass(frozen=True)

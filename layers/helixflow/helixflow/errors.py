@@ -43,6 +43,10 @@ class HelixflowError(Exception):
         return type(self).__name__
 
     def describe(self) -> str:
+        return f"{self.code}: {self.message}{self.where()}"
+
+    def where(self) -> str:
+        """`` (file, record N, line N, byte N)`` for the parts of the position that are known, else ``""``."""
         where = []
         p = self.position
         if p.file:
@@ -53,8 +57,7 @@ class HelixflowError(Exception):
             where.append(f"line {p.line}")
         if p.byte_offset is not None:
             where.append(f"byte {p.byte_offset}")
-        suffix = f" ({', '.join(where)})" if where else ""
-        return f"{self.code}: {self.message}{suffix}"
+        return f" ({', '.join(where)})" if where else ""
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"error": self.name, "code": self.code, "message": self.message}

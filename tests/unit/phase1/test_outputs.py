@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from helixflow import embedding
 from helixflow.phase1 import engine
+from helixflow_local.cli import main
 from helixflow_local.commands.preprocess import preprocess_command
 
 
@@ -93,6 +94,6 @@ def test_preprocess_command(tmp_path, single_gz):
 def test_preprocess_command_reports_invalid_fastq(tmp_path):
     bad = tmp_path / "bad.fastq"
     bad.write_bytes(b"@r1\nACGT\n+\nIIII\n@r2\nACGT\n+\nIII\n")
-    res = CliRunner().invoke(preprocess_command, [str(bad), "--out", str(tmp_path / "out"), "--quiet"])
+    res = CliRunner().invoke(main, ["preprocess", str(bad), "--out", str(tmp_path / "out"), "--quiet"])
     assert res.exit_code == 2
-    assert "SEQ_QUAL_LENGTH_MISMATCH" in res.output
+    assert res.stderr.startswith("InvalidFastq (SEQ_QUAL_LENGTH_MISMATCH): ")

@@ -18,6 +18,7 @@ from phase2_truth import placed_correctly, sam_records, write_pair
 
 from helixflow import embedding
 from helixflow.phase2 import simulate
+from helixflow_local.cli import main
 from helixflow_local.commands.phase2 import align_command
 from helixflow.errors import InvalidReads, InvalidReference
 from helixflow.phase2.reads import read_reads
@@ -207,12 +208,12 @@ def test_reference_iupac_codes_are_read_as_n(tmp_path):
 def test_cli_reports_missing_reference_and_empty_reads_by_name(tmp_path, repeat_fasta):
     reads = tmp_path / "empty.fastq"
     reads.write_bytes(b"")
-    missing = CliRunner().invoke(align_command, [str(reads), "--reference", str(tmp_path / "nope.fa"),
-                                                 "--out", str(tmp_path / "o.sam")])
-    assert missing.exit_code == 2 and "InvalidReference: REFERENCE_NOT_FOUND" in missing.output
-    empty = CliRunner().invoke(align_command, [str(reads), "--reference", str(repeat_fasta),
-                                               "--out", str(tmp_path / "o.sam")])
-    assert empty.exit_code == 2 and "InvalidReads: NO_READS" in empty.output
+    missing = CliRunner().invoke(main, ["align", str(reads), "--reference", str(tmp_path / "nope.fa"),
+                                        "--out", str(tmp_path / "o.sam")])
+    assert missing.exit_code == 2 and missing.stderr.startswith("InvalidReference (REFERENCE_NOT_FOUND): ")
+    empty = CliRunner().invoke(main, ["align", str(reads), "--reference", str(repeat_fasta),
+                                      "--out", str(tmp_path / "o.sam")])
+    assert empty.exit_code == 2 and empty.stderr.startswith("InvalidReads (NO_READS): ")
     with pytest.raises(InvalidReads):
         read_reads([tmp_path / "absent.fastq"])
 

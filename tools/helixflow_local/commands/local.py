@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -16,8 +15,9 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from helixflow.errors import HelixflowError
+from helixflow.pipeline.params import parse_parameters
 from helixflow_local.client import RunOutcome, collect, incoming_keys, submit, wait_for_run
+from helixflow_local.exit_codes import ExitCode, ToolError
 from helixflow_local.stack import STACK_FILE, LocalStack, StackInfo, default_state_dir
 
 console = Console(stderr=True, soft_wrap=True)
@@ -28,6 +28,34 @@ READY_TIMEOUT_S = 90
 state_dir_option = click.option("--state-dir", type=click.Path(path_type=Path), default=default_state_dir,
                                 show_default="$HELIXFLOW_STATE_DIR or ~/.helixflow/local",
                                 help="Where the local stack keeps its pid, logs and endpoint.")
+
+
+class StackDidNotStart(ToolError):
+    code = "STACK_DID_NOT_START"
+
+
+class DemoUnexpected(ToolError):
+    """The demo's broken sample did not fail with InvalidFastq: the pipeline missed a defect it must catch."""
+
+    code = "DEMO_UNEXPECTED_OUTCOME"
+    exit_code = ExitCode.RUN_FAILED
+
+
+class RunFailed(ToolError):
+    """The execution ended FAILED: the line carries the pipeline's error name and code, not this class's."""
+
+    exit_code = ExitCode.RUN_FAILED
+
+    def __init__(self, outcome: RunOutcome) -> None:
+        document = outcome.error_document or {}
+        self.error_name = outcome.error or outcome.status
+        self.code = document.get("code") or outcome.status
+        super().__init__(f"{document.get('message') or 'the execution ended ' + outcome.status} "
+                         f"(run {outcome.run_id})")
+
+    @property
+    def name(self) -> str:
+        return self.error_name
 
 
 def _alive(pid: int) -> bool:
@@ -101,7 +129,7 @@ def local_up(state_dir: Path) -> None:
     with console.status("starting moto, Lambda workers and the event poller"):
         while (info := running_stack(state_dir)) is None:
             if process.poll() is not None or time.monotonic() > deadline:
-                raise click.ClickException(f"the local stack did not start; see {state_dir / 'stack.log'}")
+                raise StackDidNotStart(f"the local stack did not start; see {state_dir / 'stack.log'}")
             time.sleep(0.3)
     _print_info(info)
 
@@ -136,7 +164,7 @@ def local_status(state_dir: Path) -> None:
     info = running_stack(state_dir)
     if info is None:
         out.print("local stack: not running")
-        sys.exit(3)
+        sys.exit(ExitCode.STACK_NOT_RUNNING)
     _print_info(info)
     executions = info.client("stepfunctions").list_executions(stateMachineArn=info.state_machine_arn)["executions"]
     for execution in executions[:10]:
@@ -202,22 +230,21 @@ def run_command(reads: tuple[Path, ...], out_dir: Path, params_file: Path | None
     """Run the pipeline on R1 [R2] through the local stack; exit 0 when the execution succeeded."""
     if len(reads) > 2:
         raise click.UsageError("give one FASTQ (single-end) or two (R1 R2)")
-    try:
-        incoming_keys(list(reads))  # refuse names the pipeline would reject before starting anything
-        params = json.loads(params_file.read_text()) if params_file else None
-        with stack_for_command(state_dir) as info:
-            outcome = run_reads(info, list(reads), out_dir, params, timeout, force=force)
-    except HelixflowError as error:
-        console.print(f"[red]{error.name}[/red]: {error.describe()}")
-        sys.exit(2)
+    # Refuse what the pipeline would reject (names, parameters) before starting or uploading anything.
+    incoming_keys(list(reads))
+    params = (parse_parameters(params_file.read_bytes(), source=str(params_file)).model_dump(exclude_unset=True)
+              if params_file else None)
+    with stack_for_command(state_dir) as info:
+        outcome = run_reads(info, list(reads), out_dir, params, timeout, force=force)
     print_outcome(outcome)
-    sys.exit(0 if outcome.succeeded else 1)
+    if not outcome.succeeded:
+        raise RunFailed(outcome)
 
 
 @click.command("demo")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("helixflow-demo"), show_default=True)
-@click.option("--pairs", type=int, default=2000, show_default=True, help="Read pairs in the demo sample.")
+@click.option("--pairs", type=click.IntRange(min=1), default=2000, show_default=True, help="Read pairs in the demo sample.")
 @state_dir_option
 def demo_command(out_dir: Path, pairs: int, state_dir: Path) -> None:
     """Run a generated paired-end sample (succeeds) and a broken file (fails with its named error)."""
@@ -233,5 +260,8 @@ def demo_command(out_dir: Path, pairs: int, state_dir: Path) -> None:
         bad = run_reads(info, [broken], out_dir, None, timeout=600)
         print_outcome(bad)
     out.print(f"demo finished in {time.monotonic() - started:.1f} s; open {out_dir}/")
-    expected = good.succeeded and not bad.succeeded and bad.error == "InvalidFastq"
-    sys.exit(0 if expected else 1)
+    if not good.succeeded:
+        raise RunFailed(good)
+    if bad.succeeded or bad.error != "InvalidFastq":
+        raise DemoUnexpected(f"the broken sample ended {bad.status} ({bad.error or 'no error'}), not InvalidFastq "
+                             f"(run {bad.run_id})")

@@ -1,7 +1,7 @@
 """`helixflow align` and `helixflow cluster`: the Phase 2 engine on one machine (no MPI).
 
-Exit status: 0 on success; 2 with ``<ErrorName>: <message>`` on stderr for a named error (bad reference,
-missing or empty reads, no GPU when --device cuda).
+Exit status: the CLI's table (``helixflow_local.exit_codes``): 2 for bad options, a bad reference or missing or
+empty reads; 4 for no GPU with --device cuda or no samtools for .bam output.
 """
 
 from __future__ import annotations
@@ -12,18 +12,12 @@ import click
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from helixflow.errors import HelixflowError
 from helixflow.phase2.engine import DEVICES, SEARCHERS
 
 
 def _progress() -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     transient=False, console=None)
-
-
-def _fail(error: HelixflowError) -> None:
-    click.echo(f"{error.name}: {error.describe()}", err=True)
-    sys.exit(2)
 
 
 def _set_threads(threads: int | None) -> None:
@@ -53,23 +47,20 @@ def align_command(reads, reference, out, threads, device, searcher, sample, max_
     from helixflow.phase2.reads import read_reads
     from helixflow.phase2.reference import read_fasta
 
-    try:
-        _set_threads(threads)
-        device = resolve_device(device)
-        ref = read_fasta(reference)
-        batch = read_reads(reads)
-        sample = sample or sample_name(reads)
-        with _progress() as progress:
-            task = progress.add_task(f"index ({searcher})", total=None)
-            search = build_searcher(searcher, ref, device)
-            progress.update(task, description=f"align ({searcher}, {device})", total=len(batch), completed=0)
-            mapping, frags = map_reads(batch, ref, search, MapOptions(max_insert=max_insert, threads=threads,
-                                                                      device=device),
-                                       progress=lambda n: progress.advance(task, n))
-        body = sam.records(batch, mapping, frags, ref, sample)
-        sam.write_alignments(out, sam.header(ref, sample, sys.argv), body, threads=threads or 1)
-    except HelixflowError as error:
-        _fail(error)
+    _set_threads(threads)
+    device = resolve_device(device)
+    ref = read_fasta(reference)
+    batch = read_reads(reads)
+    sample = sample or sample_name(reads)
+    with _progress() as progress:
+        task = progress.add_task(f"index ({searcher})", total=None)
+        search = build_searcher(searcher, ref, device)
+        progress.update(task, description=f"align ({searcher}, {device})", total=len(batch), completed=0)
+        mapping, frags = map_reads(batch, ref, search, MapOptions(max_insert=max_insert, threads=threads,
+                                                                  device=device),
+                                   progress=lambda n: progress.advance(task, n))
+    body = sam.records(batch, mapping, frags, ref, sample)
+    sam.write_alignments(out, sam.header(ref, sample, sys.argv), body, threads=threads or 1)
     mapped = int(mapping.mapped.sum())
     click.echo(f"{mapped}/{len(batch)} reads mapped -> {out}", err=True)
 
@@ -85,22 +76,19 @@ def cluster_command(reads, out, threads, device):
     from helixflow.phase2.engine import resolve_device
     from helixflow.phase2.reads import read_reads
 
-    try:
-        _set_threads(threads)
-        device = resolve_device(device)
-        batch = read_reads(reads)
-        with _progress() as progress:
-            task = progress.add_task("neighbours", total=3)
-            vectors = dense.storage_precision(batch.embed())
-            pairs = graph.neighbour_pairs(vectors, np.arange(len(batch), dtype=np.int64), device)
-            progress.update(task, advance=1, description="confirm (Smith-Waterman)")
-            confirmed = pairs[graph.confirm_pairs(batch, pairs, threads=threads, device=device)]
-            progress.update(task, advance=1, description="components")
-            table = graph.clusters_tsv(batch, confirmed)
-            progress.update(task, advance=1)
-        with open(out, "w") as handle:
-            handle.write(table)
-    except HelixflowError as error:
-        _fail(error)
+    _set_threads(threads)
+    device = resolve_device(device)
+    batch = read_reads(reads)
+    with _progress() as progress:
+        task = progress.add_task("neighbours", total=3)
+        vectors = dense.storage_precision(batch.embed())
+        pairs = graph.neighbour_pairs(vectors, np.arange(len(batch), dtype=np.int64), device)
+        progress.update(task, advance=1, description="confirm (Smith-Waterman)")
+        confirmed = pairs[graph.confirm_pairs(batch, pairs, threads=threads, device=device)]
+        progress.update(task, advance=1, description="components")
+        table = graph.clusters_tsv(batch, confirmed)
+        progress.update(task, advance=1)
+    with open(out, "w") as handle:
+        handle.write(table)
     clusters = len({line.split("\t")[1] for line in table.splitlines()[1:]})
     click.echo(f"{len(batch)} reads, {len(confirmed)} confirmed edges, {clusters} clusters -> {out}", err=True)

@@ -1,18 +1,11 @@
 """``helixflow validate FILE [MATE] [--json] [--allow-phred64]``: the Validate Lambda's checks, locally.
 
-Exit status (sysexits.h numbers for everything that is not a verdict, because click's own usage-error
-status 2 would read as "invalid FASTQ"):
-
-====  ====================================================================================================
-0     valid. A one-line summary on stdout, or with --json the report: ``{"valid": true, "records": ...}``.
-2     invalid: the first defect. With --json the error on stdout: ``{"valid": false, "error": "InvalidFastq",
-      "code", "message", "file", "record", "line", "byte_offset"[, "details"]}``; otherwise one line on
-      stderr, ``FILE:LINE: CODE: message (byte offset N)``.
-64    usage error (unknown option, missing FILE, too many arguments).
-66    an input cannot be opened (missing, a directory, no permission).
-74    reading an input failed part-way (an I/O error).
-70    internal error (a bug: please report it with the input).
-====  ====================================================================================================
+Exit status (the CLI's table, ``helixflow_local.exit_codes``): 0 valid, with a one-line summary on stdout or,
+with --json, the report ``{"valid": true, "records": ...}``; 2 invalid at the first defect, with one line on
+stderr, ``InvalidFastq (CODE): message (FILE, record N, line N, byte N)``, and with --json also the error on
+stdout: ``{"valid": false, "error": "InvalidFastq", "code", "message", "file", "record", "line",
+"byte_offset"[, "details"]}``; 2 as well for usage errors and inputs that cannot be opened (missing, a
+directory, no permission); 4 when reading fails part-way (an I/O error); 70 for an internal error.
 
 ``-`` reads from standard input. Inputs over 64 MiB get a progress bar on stderr when stderr is a terminal.
 """
@@ -23,33 +16,17 @@ import json
 import os
 import sys
 from contextlib import ExitStack
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import click
 
 from helixflow.errors import InvalidFastq
 from helixflow.fastq.validator import ValidationReport, validate_fastq
 
-EXIT_INVALID = 2
-EXIT_USAGE = 64
-EXIT_SOFTWARE = 70
-EXIT_NO_INPUT = 66
-EXIT_IO_ERROR = 74
 PROGRESS_MIN_BYTES = 64 << 20
 
 
-class _ValidateCommand(click.Command):
-    """A click command whose usage errors exit 64, keeping 2 for "invalid FASTQ"."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        try:
-            return super().parse_args(ctx, args)
-        except click.UsageError as exc:
-            exc.exit_code = EXIT_USAGE
-            raise
-
-
-@click.command("validate", cls=_ValidateCommand)
+@click.command("validate")
 @click.argument("file")
 @click.argument("mate", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print the report or the error as JSON on stdout.")
@@ -58,32 +35,20 @@ def validate_command(file: str, mate: str | None, as_json: bool, allow_phred64: 
     """Check FILE (and its MATE) the way the pipeline's Validate step does.
 
     FILE and MATE are FASTQ, uncompressed, gzip or BGZF (detected from the content); '-' is stdin.
-    Exit 0 when valid, 2 at the first defect (with its code and position), 64 for usage errors,
-    66 when an input cannot be opened.
+    Exit 0 when valid, 2 at the first defect (with its code and position) and for inputs that cannot be
+    opened.
     """
     with ExitStack() as stack:
-        handles = []
-        for path in (file, mate):
-            if path is None:
-                continue
-            try:
-                handles.append(sys.stdin.buffer if path == "-" else stack.enter_context(open(path, "rb")))
-            except OSError as exc:
-                click.echo(f"helixflow validate: cannot open {path}: {exc.strerror or exc}", err=True)
-                sys.exit(EXIT_NO_INPUT)
+        handles = [sys.stdin.buffer if path == "-" else stack.enter_context(open(path, "rb"))
+                   for path in (file, mate) if path is not None]
         progress = stack.enter_context(_ProgressBar(handles))
         try:
             report = validate_fastq(handles[0], name=file, mate_source=handles[1] if mate else None,
                                     mate_name=mate, allow_phred64=allow_phred64, progress=progress)
         except InvalidFastq as exc:
-            _print_invalid(exc, as_json)
-            sys.exit(EXIT_INVALID)
-        except OSError as exc:
-            click.echo(f"helixflow validate: read error: {exc}", err=True)
-            sys.exit(EXIT_IO_ERROR)
-        except Exception as exc:  # noqa: BLE001 - anything else is a bug; say so with a distinct status
-            click.echo(f"helixflow validate: internal error: {type(exc).__name__}: {exc}", err=True)
-            sys.exit(EXIT_SOFTWARE)
+            if as_json:
+                click.echo(json.dumps({"valid": False, **exc.to_dict()}))
+            raise
     _print_valid(report, as_json)
 
 
@@ -96,15 +61,6 @@ def _print_valid(report: ValidationReport, as_json: bool) -> None:
     formats = "/".join(sorted({"uncompressed" if f.compression == "none" else f.compression for f in report.files}))
     click.echo(f"OK {files}: {report.records:,} {unit}, {report.bases:,} bases, length "
                f"{report.min_length}-{report.max_length}, {report.quality_encoding or 'no qualities'}, {formats}")
-
-
-def _print_invalid(exc: InvalidFastq, as_json: bool) -> None:
-    if as_json:
-        body: dict[str, Any] = {"valid": False, **exc.to_dict()}
-        click.echo(json.dumps(body))
-        return
-    p = exc.position
-    click.echo(f"{p.file}:{p.line}: {exc.code}: {exc.message} (byte offset {p.byte_offset})", err=True)
 
 
 class _ProgressBar:

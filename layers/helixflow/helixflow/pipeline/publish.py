@@ -25,7 +25,8 @@ from helixflow.pipeline.storage import delete_prefix, list_objects, sha256_of_ob
 MANIFEST_NAME = "manifest.json"
 # Distributions whose versions a reader of the results needs to reproduce them.
 _REPORTED_DISTRIBUTIONS = ("aws-lambda-powertools", "boto3", "numpy", "numba", "pyarrow", "isal", "pydantic")
-TRACE_COLUMNS = ("task_id", "name", "status", "attempts", "submit", "start", "complete", "duration_ms")
+TRACE_COLUMNS = ("task_id", "name", "type", "status", "attempts", "items", "submit", "start", "complete",
+                 "duration_ms")
 
 
 def software_versions() -> dict[str, dict[str, str]]:
@@ -47,36 +48,73 @@ def render_yaml(versions: dict[str, dict[str, str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def trace_rows(history_events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per Task state visit, from a Step Functions execution history (Nextflow-trace-like)."""
+# What each history event means for the row of the state it belongs to. Task states and the (Distributed)
+# Map state do the work of a run; Pass, Choice, Wait, Succeed and Fail states get no row.
+_ENTERED = {"TaskStateEntered": "Task", "MapStateEntered": "Map"}
+_EXITED = {"TaskStateExited", "MapStateExited"}
+_SCHEDULED = {"TaskScheduled", "LambdaFunctionScheduled", "MapRunStarted"}  # one per attempt (Retry re-runs)
+_STARTED = {"TaskStarted", "LambdaFunctionStarted", "MapRunStarted"}
+_SUCCEEDED = {"TaskSucceeded", "LambdaFunctionSucceeded", "MapRunSucceeded", "MapStateSucceeded"}
+_FAILED = {"TaskFailed", "LambdaFunctionFailed", "TaskTimedOut", "LambdaFunctionTimedOut", "MapRunFailed",
+           "MapRunAborted", "MapStateFailed", "MapStateAborted"}
+
+
+def trace_rows(history_events: Iterable[dict[str, Any]], *, item_counts: dict[str, int] | None = None,
+               running_until: datetime | None = None) -> list[dict[str, Any]]:
+    """One row per visit of a state that does work (Task, Map), from a Step Functions execution history
+    (Nextflow-trace-like).
+
+    ``item_counts`` gives a Map state's item count by state name where the history cannot: a Distributed Map
+    with an ItemReader has no count in its events (its MapStateStarted says length 0). ``running_until`` is
+    for the state that reads its own execution's history (Publish): its row is still open in that history, so
+    the caller says when its work ended, and the row reads COMPLETED at that time instead of RUNNING forever.
+    """
     rows: list[dict[str, Any]] = []
-    current: dict[str, Any] | None = None
+    owner: dict[int, dict[str, Any]] = {}  # event id -> the row it belongs to (via previousEventId)
+    last_open: dict[str, Any] | None = None
     for event in history_events:
-        kind = event["type"]
-        stamp = event["timestamp"]
-        if kind == "TaskStateEntered":
-            current = {"task_id": len(rows) + 1, "name": event["stateEnteredEventDetails"]["name"],
-                       "status": "RUNNING", "attempts": 0, "submit": stamp, "start": None, "complete": None}
-            rows.append(current)
-        elif current is None:
-            continue
-        elif kind in ("TaskScheduled", "LambdaFunctionScheduled"):
-            current["attempts"] += 1
-        elif kind in ("TaskStarted", "LambdaFunctionStarted") and current["start"] is None:
-            current["start"] = stamp
-        elif kind in ("TaskSucceeded", "LambdaFunctionSucceeded"):
-            current["status"] = "COMPLETED"
-        elif kind in ("TaskFailed", "LambdaFunctionFailed", "TaskTimedOut", "LambdaFunctionTimedOut"):
-            current["status"] = "FAILED"
-        elif kind == "TaskStateExited":
-            current["complete"] = stamp
-            current = None
+        kind, stamp = event["type"], _timestamp(event["timestamp"])
+        if kind in _ENTERED:
+            row = {"task_id": len(rows) + 1, "name": event["stateEnteredEventDetails"]["name"],
+                   "type": _ENTERED[kind], "status": "RUNNING", "attempts": 0, "items": "", "submit": stamp,
+                   "start": None, "complete": None}
+            rows.append(row)
+            last_open = row
+        else:
+            row = owner.get(event.get("previousEventId")) if event.get("previousEventId") else last_open
+            if row is None:
+                continue
+        owner[event.get("id", -1)] = row
+        if kind in _SCHEDULED:
+            row["attempts"] += 1
+        if kind in _STARTED and row["start"] is None:
+            row["start"] = stamp
+        if kind == "MapStateStarted" and event.get("mapStateStartedEventDetails", {}).get("length"):
+            row["items"] = event["mapStateStartedEventDetails"]["length"]
+        if kind in _SUCCEEDED:  # the last attempt decides: a retried task that then succeeds is COMPLETED
+            row["status"] = "COMPLETED"
+        elif kind in _FAILED:
+            row["status"] = "FAILED"
+        elif kind in _EXITED:
+            row["complete"] = stamp
+            if last_open is row:
+                last_open = None
+    for row in rows:
+        if row["type"] == "Map" and row["items"] == "" and item_counts and row["name"] in item_counts:
+            row["items"] = item_counts[row["name"]]
+    if running_until is not None and rows and rows[-1]["complete"] is None and rows[-1]["status"] == "RUNNING":
+        rows[-1]["status"], rows[-1]["complete"] = "COMPLETED", running_until
     for row in rows:
         end, begin = row["complete"], row["start"] or row["submit"]
         row["duration_ms"] = int((end - begin).total_seconds() * 1000) if end and begin else ""
         for column in ("submit", "start", "complete"):
             row[column] = row[column].isoformat() if row[column] else ""
     return rows
+
+
+def _timestamp(value: datetime | str) -> datetime:
+    """boto3 gives datetimes; a history saved as JSON (the CLI's, or tests/events/) gives ISO strings."""
+    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
 
 
 def render_trace(rows: list[dict[str, Any]]) -> str:
@@ -88,13 +126,17 @@ def render_trace(rows: list[dict[str, Any]]) -> str:
 
 
 def publish_run(*, s3: Any, request: SampleRequest, stages: dict[str, Any], history_events: Iterable[dict],
-                expected_outputs: Iterable[str] = (), staged: dict[str, list[str]] | None = None) -> dict[str, Any]:
+                expected_outputs: Iterable[str] = (), staged: dict[str, list[str]] | None = None,
+                item_counts: dict[str, int] | None = None) -> dict[str, Any]:
     """Publish one run: staged outputs, then pipeline_info/, then the manifest; return the manifest.
 
     ``request`` is ResolveSample's sample request, ``stages`` what the earlier stages returned (validation
     report, plan, Phase 1/2 summaries), ``staged`` maps each stage's staging prefix under work/ to the outputs
     (paths relative to the results prefix) it holds, and ``expected_outputs`` are paths that must already be
-    under the results prefix. Every promised file is checked before anything is written."""
+    under the results prefix; every promised file is checked before anything is written. ``item_counts`` are
+    the items of Map states by name (see trace_rows). ``history_events`` is this execution's history while
+    Publish runs: the trace is written last before the manifest, so Publish's own row ends when its checks and
+    pipeline_info writes are done."""
     bucket, prefix = request.bucket, request.results_prefix
     staged = staged or {}
     missing = [f"{source}{path}" for source, paths in staged.items()
@@ -113,11 +155,12 @@ def publish_run(*, s3: Any, request: SampleRequest, stages: dict[str, Any], hist
               "stages": stages}
     info = {
         "pipeline_info/params.json": json.dumps(params, indent=2, sort_keys=True, default=str) + "\n",
-        "pipeline_info/trace.tsv": render_trace(trace_rows(history_events)),
         "pipeline_info/software_versions.yml": render_yaml(software_versions()),
     }
     for name, text in info.items():
-        s3.put_object(Bucket=bucket, Key=prefix + name, Body=text.encode(), ContentType=_content_type(name))
+        _put_text(s3, bucket, prefix + name, text)
+    rows = trace_rows(history_events, item_counts=item_counts, running_until=datetime.now(timezone.utc))
+    _put_text(s3, bucket, prefix + "pipeline_info/trace.tsv", render_trace(rows))
 
     files = []
     for obj in sorted(list_objects(s3, bucket, prefix), key=lambda o: o["Key"]):
@@ -140,6 +183,10 @@ def complete_run(*, s3: Any, runs_table: Any, request: SampleRequest) -> int:
     runs.finish(runs_table, identity=request.identity, run_id=request.run_id, status="SUCCEEDED")
     return (delete_prefix(s3, request.bucket, runs.checkpoint_root(request.sample, request.identity))
             + delete_prefix(s3, request.bucket, run_work_prefix(request.sample, request.run_id)))
+
+
+def _put_text(s3: Any, bucket: str, key: str, text: str) -> None:
+    s3.put_object(Bucket=bucket, Key=key, Body=text.encode(), ContentType=_content_type(key))
 
 
 def _content_type(name: str) -> str:
