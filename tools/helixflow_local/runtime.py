@@ -125,10 +125,12 @@ class LambdaRuntime:
     @staticmethod
     def _environment(spec: FunctionSpec, endpoint_url: str, region: str) -> dict[str, str]:
         path = [str(spec.code_dir.resolve()), *(str(d.resolve()) for d in spec.layer_dirs)]
+        if spec.environment.get("PYTHONPATH"):  # the stack's extra environment may add to it, never replace it
+            path.append(spec.environment["PYTHONPATH"])
         inherited = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR", "NUMBA_CACHE_DIR")}
         return {
             **inherited,
-            **spec.environment,
+            **{k: v for k, v in spec.environment.items() if k != "PYTHONPATH"},
             "PYTHONPATH": os.pathsep.join(path),
             "_HANDLER": spec.handler,
             "AWS_LAMBDA_FUNCTION_NAME": spec.name,

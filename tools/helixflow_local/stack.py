@@ -130,7 +130,10 @@ def _restore_moto(saved: list[tuple[Any, str, Any]]) -> None:
 
 class LocalStack:
     def __init__(self, state_dir: Path, *, root: Path | None = None, port: int | None = None,
-                 max_concurrency: int = 4, parameters: dict[str, str] | None = None) -> None:
+                 max_concurrency: int = 4, parameters: dict[str, str] | None = None,
+                 environment: dict[str, str] | None = None) -> None:
+        """``parameters`` override template.yaml's (as `sam deploy --parameter-overrides` does);
+        ``environment`` is added to every function's (the local clusters' endpoints, a test double)."""
         self.root = root or repository_root()
         self.state_dir = state_dir
         self.port = port or _free_port()
@@ -142,6 +145,7 @@ class LocalStack:
         if unknown:
             raise ValueError(f"template.yaml has no parameter(s) {', '.join(sorted(unknown))}")
         self.names = LocalNames(STACK_NAME, REGION, ACCOUNT, parameters=parameters)
+        self.environment = dict(environment or {})
         self.runtime: LambdaRuntime | None = None
         self.info: StackInfo | None = None
         self._server = None
@@ -224,6 +228,8 @@ class LocalStack:
             self.names.arns[logical_id] = (f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:"
                                            f"{self.names.physical[logical_id]}")
         specs = self.template.functions(self.names)
+        for spec in specs:
+            spec.environment.update(self.environment)
         for spec in specs:
             lambda_client.create_function(
                 FunctionName=spec.name, Runtime="python3.11", Role=role_arn, Handler=spec.handler,
