@@ -17,7 +17,7 @@ from helixflow.pipeline import ray_jobs
 from helixflow.pipeline.jobs import JobSpec, backend_for
 from helixflow_local.ray_head import free_port
 
-SPEC = JobSpec(stage="phase1", placement="ray", run_id="run-1", sample="s$(touch pwned)", bucket="b",
+SPEC = JobSpec(stage="phase1", placement="ray", run_id="run-1", sample="s$(touch pwned)", bucket="helixflow-b",
                work_prefix="work/s/run-1/phase1/", module="helixflow.phase1.ray_job",
                arguments=["--sample", "s$(touch pwned)", "--params-json", '{"adapter": "AG; rm -rf /"}'],
                environment={"AWS_DEFAULT_REGION": "eu-west-1"})
@@ -64,7 +64,7 @@ def fake_ray(monkeypatch, tmp_path):
 def test_submit_sends_a_quoted_argument_vector_with_the_token(fake_ray):
     fake_ray.answers[("POST", "/api/jobs/")] = (200, {"job_id": "raysubmit_1", "submission_id": "run-1-phase1"})
     handle = backend_for("ray").submit(SPEC)
-    assert (handle.job_id, handle.backend, handle.details) == ("run-1-phase1", "ray", {"bucket": "b"})
+    assert (handle.job_id, handle.backend, handle.details) == ("run-1-phase1", "ray", {"bucket": "helixflow-b"})
     method, path, body, authorization = fake_ray.requests[0]
     assert (method, path, authorization) == ("POST", "/api/jobs/", "Bearer secret-token")
     assert shlex.split(body["entrypoint"]) == ["/opt/venv/bin/python", "-m", SPEC.module, *SPEC.arguments]
@@ -141,7 +141,7 @@ def test_ray_states_map_onto_the_seam(fake_ray, monkeypatch, native, state):
     fake_ray.answers[("GET", "/api/jobs/run-1-phase1/logs")] = (200, {"logs": "a\nb\nlast line\n"})
     backend = backend_for("ray")
     with mock_aws():  # the bucket the progress object would be in; no chunk has finished yet
-        boto3.client("s3").create_bucket(Bucket="b")
+        boto3.client("s3").create_bucket(Bucket="helixflow-b")
         status = backend.status(backend.submit(SPEC))
     assert (status.state, status.native_state, status.message) == (state, native, "m")
     assert status.log_tail == (["a", "b", "last line"] if state in ("FAILED", "CANCELLED") else [])
