@@ -35,6 +35,9 @@ TOKEN_FILE = "ray-token"
 WORKER_RESOURCE = "helixflow_worker"
 WORKER_TYPE = "ray.worker.cpu"
 HEAD_TYPE = "ray.head.default"
+# Ray puts Unix sockets at <temp dir>/session_<date>_<time>_<usec>_<pid>/sockets/plasma_store, and a socket path has
+# at most 107 bytes: the longest session name (a 7-digit pid) and that suffix leave this much for the temp dir.
+MAX_TEMP_DIR = 107 - len("/session_2026-12-01_20-07-23_512639_1234567/sockets/plasma_store")
 
 
 class RayHeadFailed(Exception):
@@ -84,6 +87,9 @@ class LocalRay:
         return env
 
     def start(self) -> LocalRay:
+        if len(str(self.temp_dir)) > MAX_TEMP_DIR:
+            raise RayHeadFailed(f"the state directory {self.state_dir} is too long for Ray's socket paths: its "
+                                f"ray/ subdirectory may have at most {MAX_TEMP_DIR} characters")
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.temp_dir.mkdir(exist_ok=True)
         # Any string works as a token; Ray's own generator writes to ~/.ray regardless of RAY_AUTH_TOKEN_PATH.
