@@ -294,13 +294,3 @@ def _signal(pid: int, sig: int) -> None:
     except ProcessLookupError:
         pass
 
-
-def main() -> None:
-    """`python -m helixflow_local.ray_head STATE_DIR`: a head in the foreground (measuring start time and PSS)."""
-    with LocalRay(sys.argv[1], autoscaling="--autoscaling" in sys.argv) as ray_head:
-        print(json.dumps({"start_seconds": round(ray_head.start_seconds, 2), **ray_head.status(),
-                          "listening": ray_head.listening_addresses()}, indent=1))
-
-
-if __name__ == "__main__":
-    main()
