@@ -4,8 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 SAM_VENV := .venv-sam
 SAM_VERSION := 1.170.0
-# Peers for correctness tests and benchmarks, the Illumina read simulator, and the reference data.
-APT_PACKAGES := fastp samtools bwa minimap2 art-nextgen-simulation-tools bowtie2-examples
+# Peers for correctness tests and benchmarks, the Illumina read simulator, the reference data, and the local
+# Slurm (slurmctld, slurmd, slurmrestd with JWT, munge) that Phase 2 jobs run on.
+APT_PACKAGES := fastp samtools bwa minimap2 art-nextgen-simulation-tools bowtie2-examples \
+  slurm-wlm slurmrestd slurm-wlm-jwt-plugin munge
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
 export SAM_CLI_TELEMETRY := 0
 

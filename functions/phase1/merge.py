@@ -6,9 +6,11 @@ from pathlib import Path
 import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from helixflow.pipeline.phase1_lambda import merge_chunks
+from helixflow.pipeline.state import PipelineState, Phase1Summary
 
 logger = Logger()
 tracer = Tracer()
@@ -20,10 +22,13 @@ s3 = boto3.client("s3")
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def lambda_handler(state: dict, context: LambdaContext) -> dict:
+@event_parser(model=PipelineState)
+def lambda_handler(state: PipelineState, context: LambdaContext) -> dict:
+    logger.append_keys(run_id=state.run_id)
     with tempfile.TemporaryDirectory() as scratch:
-        summary = merge_chunks(s3=s3, request=state["sample"], chunk_count=state["chunks"]["chunk_count"],
-                               scratch=Path(scratch))
-    logger.info("phase 1 merged", extra={k: v for k, v in summary.items() if k != "outputs"})
-    metrics.add_metric(name="ReadsKept", unit=MetricUnit.Count, value=summary["reads_after"])
-    return summary
+        summary = Phase1Summary.model_validate(merge_chunks(
+            s3=s3, request=state.require_sample().model_dump(), chunk_count=state.chunks.chunk_count,
+            scratch=Path(scratch)))
+    logger.info("phase 1 merged", extra=summary.model_dump(exclude={"outputs"}))
+    metrics.add_metric(name="ReadsKept", unit=MetricUnit.Count, value=summary.reads_after)
+    return summary.model_dump()

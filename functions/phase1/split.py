@@ -6,9 +6,11 @@ from pathlib import Path
 import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from helixflow.pipeline.phase1_lambda import split_into_chunks
+from helixflow.pipeline.state import ChunkSet, PipelineState
 
 logger = Logger()
 tracer = Tracer()
@@ -20,10 +22,13 @@ s3 = boto3.client("s3")
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def lambda_handler(state: dict, context: LambdaContext) -> dict:
+@event_parser(model=PipelineState)
+def lambda_handler(state: PipelineState, context: LambdaContext) -> dict:
+    logger.append_keys(run_id=state.run_id)
     with tempfile.TemporaryDirectory() as scratch:
-        chunks = split_into_chunks(s3=s3, request=state["sample"], scratch=Path(scratch),
-                                   chunk_bytes=state["plan"]["phase1"]["chunk_bytes"])
-    logger.info("chunks planned", extra={"chunks": chunks["chunk_count"], "adapter": chunks["params"]["adapter"]})
-    metrics.add_metric(name="Phase1Chunks", unit=MetricUnit.Count, value=chunks["chunk_count"])
-    return chunks
+        chunks = ChunkSet.model_validate(split_into_chunks(
+            s3=s3, request=state.require_sample().model_dump(), scratch=Path(scratch),
+            chunk_bytes=state.plan.phase1.chunk_bytes))
+    logger.info("chunks planned", extra={"chunks": chunks.chunk_count, "adapter": chunks.params["adapter"]})
+    metrics.add_metric(name="Phase1Chunks", unit=MetricUnit.Count, value=chunks.chunk_count)
+    return chunks.model_dump()

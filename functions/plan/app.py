@@ -4,9 +4,11 @@ import os
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from helixflow.pipeline.plan import plan_phase1
+from helixflow.pipeline.state import PipelineState, Plan
 
 logger = Logger()
 tracer = Tracer()
@@ -17,10 +19,12 @@ CHUNK_MIB = int(os.environ.get("PHASE1_CHUNK_MIB", "256"))
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def lambda_handler(state: dict, context: LambdaContext) -> dict:
-    request = state["sample"]
-    phase1 = plan_phase1(request["inputs"], request["params"].get("phase1", "auto"), chunk_mb=CHUNK_MIB)
-    logger.info("phase 1 placed", extra=phase1.to_dict())
-    metrics.add_metric(name="Phase1OnLambda" if phase1.placement == "lambda" else "Phase1OnCluster",
-                       unit=MetricUnit.Count, value=1)
-    return {"phase1": phase1.to_dict()}
+@event_parser(model=PipelineState)
+def lambda_handler(state: PipelineState, context: LambdaContext) -> dict:
+    logger.append_keys(run_id=state.run_id)
+    request = state.require_sample()
+    phase1 = plan_phase1(request.inputs, request.params.get("phase1", "auto"), chunk_mb=CHUNK_MIB)
+    logger.info("phase 1 placed", extra=phase1.model_dump())
+    metrics.add_dimension(name="Placement", value=phase1.placement)
+    metrics.add_metric(name="Phase1Placed", unit=MetricUnit.Count, value=1)
+    return Plan(phase1=phase1).model_dump()

@@ -3,9 +3,11 @@
 import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from helixflow.pipeline.publish import MANIFEST_NAME, publish_run
+from helixflow.pipeline.state import PipelineState, Publication
 
 logger = Logger()
 tracer = Tracer()
@@ -13,19 +15,22 @@ metrics = Metrics()
 
 s3 = boto3.client("s3")
 sfn = boto3.client("stepfunctions")
-STAGES = ("validation", "phase1", "phase2")
+# What pipeline_info/params.json records of each stage: its result, the placement and any cluster job.
+STAGES = ("validation", "plan", "phase1_job", "phase1")
 
 
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def lambda_handler(state: dict, context: LambdaContext) -> dict:
-    request = state["sample"]
-    stages = {name: state[name] for name in STAGES if name in state}
-    history = [e for page in sfn.get_paginator("get_execution_history").paginate(executionArn=state["execution_arn"])
+@event_parser(model=PipelineState)
+def lambda_handler(state: PipelineState, context: LambdaContext) -> dict:
+    logger.append_keys(run_id=state.run_id)
+    request = state.require_sample()
+    stages = state.model_dump(include=set(STAGES), exclude_none=True)
+    history = [e for page in sfn.get_paginator("get_execution_history").paginate(executionArn=state.execution_arn)
                for e in page["events"]]
     manifest = publish_run(s3=s3, request=request, stages=stages, history_events=history,
-                           expected_outputs=[path for stage in stages.values() for path in stage.get("outputs", [])])
+                           expected_outputs=state.phase1.outputs if state.phase1 else [])
     logger.info("run published", extra={"prefix": manifest["prefix"], "files": len(manifest["files"])})
     metrics.add_metric(name="RunsPublished", unit=MetricUnit.Count, value=1)
-    return {"manifest_key": request["results_prefix"] + MANIFEST_NAME, "file_count": len(manifest["files"])}
+    return Publication(manifest_key=request.results_prefix + MANIFEST_NAME, file_count=len(manifest["files"])).model_dump()

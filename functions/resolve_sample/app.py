@@ -39,4 +39,4 @@ def lambda_handler(state: dict, context: LambdaContext) -> dict:
                                           "inputs": [i.key for i in request.inputs]})
     metrics.add_metric(name="SamplesReady" if request.status == "ready" else "MatesWaiting",
                        unit=MetricUnit.Count, value=1)
-    return request.to_dict()
+    return request.model_dump()

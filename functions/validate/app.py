@@ -3,8 +3,10 @@
 import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from helixflow.pipeline.state import PipelineState
 from helixflow.pipeline.validate import validate_sample
 
 logger = Logger()
@@ -17,9 +19,12 @@ s3 = boto3.client("s3")
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def lambda_handler(state: dict, context: LambdaContext) -> dict:
-    summary = validate_sample(s3=s3, request=state["sample"])
-    logger.info("sample valid", extra={"sample": state["sample"]["sample"], "records": summary["records"]})
-    metrics.add_metric(name="ReadsValidated", unit=MetricUnit.Count, value=summary["records"])
-    metrics.add_metric(name="BasesValidated", unit=MetricUnit.Count, value=summary["bases"])
-    return summary
+@event_parser(model=PipelineState)
+def lambda_handler(state: PipelineState, context: LambdaContext) -> dict:
+    logger.append_keys(run_id=state.run_id)
+    request = state.require_sample()
+    summary = validate_sample(s3=s3, request=request)
+    logger.info("sample valid", extra={"sample": request.sample, "records": summary.records})
+    metrics.add_metric(name="ReadsValidated", unit=MetricUnit.Count, value=summary.records)
+    metrics.add_metric(name="BasesValidated", unit=MetricUnit.Count, value=summary.bases)
+    return summary.model_dump()

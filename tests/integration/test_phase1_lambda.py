@@ -13,7 +13,7 @@ from helixflow.phase1.engine import process_file
 from helixflow.phase1.simulate import write_sample
 from helixflow.pipeline.phase1_lambda import engine_params
 from helixflow.pipeline.params import RunParameters
-from tests.outputs import relative_files, same_outputs
+from tests.helpers import relative_files, same_outputs
 
 pytestmark = pytest.mark.integration
 

@@ -22,9 +22,10 @@ from helixflow.pipeline.jobs import TERMINAL_STATES, JobSpec, backend_for, poll
 from helixflow.pipeline.keys import results_prefix
 from helixflow.pipeline.phase1_lambda import engine_params, merge_chunks, split_into_chunks
 from helixflow.pipeline.params import RunParameters
-from helixflow.pipeline.ray_jobs import phase1_job_spec
+from helixflow.pipeline.stage_jobs import phase1_spec
+from helixflow.pipeline.state import PipelineState
 from helixflow_local.ray_head import LocalRay, free_port
-from tests.outputs import relative_files, same_outputs
+from tests.helpers import pipeline_state, relative_files, same_outputs
 
 pytestmark = pytest.mark.integration
 
@@ -72,6 +73,12 @@ def _until_terminal(backend, handle, timeout=240):
     raise AssertionError(f"job {handle.job_id} still {handle.state} after {timeout} s")
 
 
+def _arguments(run_id: str, manifest_key: str) -> list[str]:
+    request = {"bucket": BUCKET, "sample": "s1", "run_id": run_id, "inputs": []}
+    return ["--bucket", BUCKET, "--manifest-key", manifest_key, "--request-json", json.dumps(request),
+            "--params-json", "{}"]
+
+
 def _spec(run_id: str, arguments: list[str], environment: dict[str, str]) -> JobSpec:
     return JobSpec(stage="phase1", placement="ray", run_id=run_id, sample="s1", bucket=BUCKET,
                    work_prefix=f"work/s1/{run_id}/phase1/", module="helixflow.phase1.ray_job", arguments=arguments,
@@ -103,8 +110,7 @@ def test_a_wrong_token_is_a_named_error(ray_head, monkeypatch, tmp_path):
 
 def test_a_failing_job_reports_failed_with_its_message_and_log_tail(adapter, moto_s3):
     # A manifest outside the run's work prefix: the driver refuses it with a named error before starting Ray.
-    arguments = ["--bucket", BUCKET, "--manifest-key", "work/other/run/phase1/chunks.json", "--sample", "s1",
-                 "--run-id", "failing", "--chunk-count", "1", "--params-json", "{}"]
+    arguments = _arguments("failing", "work/other/run/phase1/chunks.json")
     handle = adapter.submit(_spec("failing", arguments, moto_s3))
     handle, status = _until_terminal(adapter, handle)
     assert (status.state, status.native_state, status.exit_code) == ("FAILED", "FAILED", 1)
@@ -113,9 +119,7 @@ def test_a_failing_job_reports_failed_with_its_message_and_log_tail(adapter, mot
 
 
 def test_stop_ends_the_job_as_cancelled(adapter, moto_s3):
-    arguments = ["--bucket", BUCKET, "--manifest-key", "work/s1/stopped/phase1/chunks.json", "--sample", "s1",
-                 "--run-id", "stopped", "--chunk-count", "1", "--params-json", "{}"]
-    handle = adapter.submit(_spec("stopped", arguments, moto_s3))
+    handle = adapter.submit(_spec("stopped", _arguments("stopped", "work/s1/stopped/phase1/chunks.json"), moto_s3))
     adapter.cancel(handle)
     handle, status = _until_terminal(adapter, handle)
     assert (status.state, status.native_state) == ("CANCELLED", "STOPPED")
@@ -127,8 +131,9 @@ def _paired_sample(s3, directory: Path, sample: str, run_id: str) -> dict:
     for mate, path in enumerate(paths, start=1):
         key = f"incoming/{sample}_R{mate}.fastq.gz"
         s3.upload_file(path, BUCKET, key)
-        inputs.append({"key": key, "mate": mate, "etag": s3.head_object(Bucket=BUCKET, Key=key)["ETag"]})
-    return {"bucket": BUCKET, "sample": sample, "run_id": run_id, "inputs": inputs,
+        head = s3.head_object(Bucket=BUCKET, Key=key)
+        inputs.append({"key": key, "mate": mate, "etag": head["ETag"], "size": head["ContentLength"]})
+    return {"status": "ready", "bucket": BUCKET, "sample": sample, "run_id": run_id, "inputs": inputs,
             "params": RunParameters().model_dump(), "results_prefix": results_prefix(sample, run_id)}, paths
 
 
@@ -137,7 +142,12 @@ def test_phase1_as_a_ray_data_job_equals_preprocess(adapter, ray_head, moto_s3, 
     request, paths = _paired_sample(s3, tmp_path / "in", "rayse", "run-ray-1")
     chunks = split_into_chunks(s3=s3, request=request, scratch=tmp_path / "split", chunk_bytes=400_000)
     assert chunks["chunk_count"] >= 3
-    spec = phase1_job_spec(request, chunks, environment=moto_s3)
+    plan = {"phase1": {"placement": "ray", "reason": "test", "input_bytes": 0, "decompressed_mb": 0.0,
+                       "chunk_bytes": 400_000, "expected_chunks": chunks["chunk_count"], "lambda_seconds": 0.0,
+                       "lambda_usd": 0.0, "cluster_seconds": 0.0, "cluster_usd": 0.0}}
+    state = PipelineState(**pipeline_state(request["run_id"], sample=request, chunks=chunks, plan=plan))
+    # The spec SubmitJob builds, with the moto endpoint for the job's S3 clients.
+    spec = phase1_spec(state).model_copy(update={"environment": moto_s3})
     handle = adapter.submit(spec)
     # A retried Submit hands back the same job instead of starting a second one.
     again = adapter.submit(spec)

@@ -1,6 +1,6 @@
 from helixflow_local.events import eventbridge_object_created, execution_name
 from helixflow.pipeline.keys import safe_component
-from tests.conftest import load_event
+from tests.helpers import load_event
 
 
 def _shape(value):

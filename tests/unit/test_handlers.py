@@ -11,7 +11,7 @@ from moto import mock_aws
 
 from helixflow.errors import InvalidFastq, InvalidKey, InvalidParameters, Position
 from helixflow_local.events import eventbridge_object_created
-from tests.conftest import load_event, load_handler
+from tests.helpers import load_event, load_handler, pipeline_state
 
 BUCKET = "helixflow-data"
 GOOD = b"@r1\nACGTACGT\n+\nIIIIIIII\n@r2\nTTGGCCAA\n+\nIIIIIIII\n"
@@ -106,7 +106,7 @@ def test_validate_streams_gzip_objects_and_counts_records(aws, lambda_context):
     handler = load_handler("validate")
     request = _request(aws, [("incoming/S1_R1.fastq.gz", gzip.compress(GOOD)),
                              ("incoming/S1_R2.fastq.gz", gzip.compress(GOOD))])
-    summary = handler.lambda_handler({"sample": request}, lambda_context)
+    summary = handler.lambda_handler(pipeline_state(sample=request), lambda_context)
     assert summary["records"] == 2 and summary["bases"] == 32 and summary["paired"] is True  # bases of both mates
 
 
@@ -115,7 +115,7 @@ def test_validate_names_the_first_defect_with_its_position(aws, lambda_context):
     broken = GOOD + b"@r3\nACGT\n+\nIII\n"
     request = _request(aws, [("incoming/S1.fastq", broken)])
     with pytest.raises(InvalidFastq) as caught:
-        handler.lambda_handler({"sample": request}, lambda_context)
+        handler.lambda_handler(pipeline_state(sample=request), lambda_context)
     error = caught.value
     assert error.code == "SEQ_QUAL_LENGTH_MISMATCH"
     assert (error.position.record, error.position.line) == (3, 12)
@@ -126,7 +126,7 @@ def test_validate_names_the_first_defect_with_its_position(aws, lambda_context):
 def test_inputs_are_never_modified_or_deleted(aws, lambda_context):
     request = _request(aws, [("incoming/S1.fastq", GOOD)])
     before = aws.head_object(Bucket=BUCKET, Key="incoming/S1.fastq")
-    load_handler("validate").lambda_handler({"sample": request}, lambda_context)
+    load_handler("validate").lambda_handler(pipeline_state(sample=request), lambda_context)
     after = aws.head_object(Bucket=BUCKET, Key="incoming/S1.fastq")
     assert (before["ETag"], before["LastModified"]) == (after["ETag"], after["LastModified"])
 
@@ -152,8 +152,9 @@ def test_publish_writes_pipeline_info_then_the_manifest(aws, lambda_context):
     machine = sfn.create_state_machine(name="p", roleArn="arn:aws:iam::123456789012:role/r",
                                        definition=json.dumps({"StartAt": "A", "States": {"A": {"Type": "Succeed"}}}))
     execution = sfn.start_execution(stateMachineArn=machine["stateMachineArn"], name="run-p", input="{}")
-    state = {"run_id": "run-p", "execution_arn": execution["executionArn"], "sample": request,
-             "validation": {"records": 2, "bases": 16}}
+    state = {**pipeline_state("run-p", sample=request,
+                              validation={"records": 2, "bases": 16, "paired": False, "reports": []}),
+             "execution_arn": execution["executionArn"]}
     result = load_handler("publish").lambda_handler(state, lambda_context)
     assert result["manifest_key"] == "results/S1/run-p/manifest.json"
     manifest = json.loads(aws.get_object(Bucket=BUCKET, Key=result["manifest_key"])["Body"].read())

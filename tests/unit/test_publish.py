@@ -9,10 +9,11 @@ from moto import mock_aws
 from helixflow.errors import IncompleteResults
 from helixflow.pipeline.failure import describe_failure
 from helixflow.pipeline.publish import publish_run, trace_rows
+from helixflow.pipeline.state import SampleRequest
 
 BUCKET = "helixflow-publish-test"
-REQUEST = {"bucket": BUCKET, "sample": "S1", "run_id": "run-1", "results_prefix": "results/S1/run-1/",
-           "inputs": [{"key": "incoming/S1.fastq", "etag": "e", "size": 1, "mate": 0}], "params": {}}
+REQUEST = SampleRequest(status="ready", bucket=BUCKET, sample="S1", run_id="run-1", results_prefix="results/S1/run-1/",
+                        inputs=[{"key": "incoming/S1.fastq", "etag": "e", "size": 1, "mate": 0}], params={})
 
 
 class RecordingS3:

@@ -126,8 +126,9 @@ def test_functions_write_only_their_own_prefixes():
             writes.setdefault(logical_id, []).append(json.dumps(statement["Resource"]))
     prefixes = {logical_id: {p for p in ("results", "errors", "work", "incoming") if any(f"/{p}/*" in r for r in rs)}
                 for logical_id, rs in writes.items()}
+    # RecordFailure also removes a failed run's scratch under work/.
     assert prefixes == {
-        "PublishFunction": {"results"}, "RecordFailureFunction": {"errors"}, "SplitIntoChunksFunction": {"work"},
+        "PublishFunction": {"results"}, "RecordFailureFunction": {"errors", "work"}, "SplitIntoChunksFunction": {"work"},
         "ProcessChunkFunction": {"work"}, "MergeChunksFunction": {"work", "results"}}
 
 
@@ -138,21 +139,6 @@ def test_every_function_has_a_log_group_with_retention():
                if "/aws/lambda/" in json.dumps(g["Properties"]["LogGroupName"])}
     assert covered == functions
     assert all("RetentionInDays" in g["Properties"] for g in groups)
-
-
-def test_sam_build_packages_a_zip_function_with_the_layer_for_the_lambda_runtime(tmp_path):
-    # Image functions (Phase 1) need a Docker engine to build, which this machine lacks; the zip functions
-    # all package the same way, so one of them with its layer shows the build works.
-    env = {**os.environ, "SAM_CLI_TELEMETRY": "0"}
-    result = subprocess.run([SAM, "build", "ValidateFunction", "--no-cached", "--build-dir", str(tmp_path / "build"),
-                             "--template", "template.yaml"], cwd=ROOT, capture_output=True, text=True, env=env,
-                            timeout=600)
-    assert result.returncode == 0, result.stdout + result.stderr
-    layer = tmp_path / "build" / "HelixflowLayer" / "python"
-    assert (layer / "helixflow" / "fastq" / "validator.py").is_file()
-    # Wheels resolved for the Lambda platform (manylinux2014), not this machine.
-    assert list(layer.glob("numpy-2.2.*.dist-info")) and list(layer.glob("isal-*.dist-info"))
-    assert (tmp_path / "build" / "ValidateFunction" / "app.py").is_file()
 
 
 def test_image_functions_take_their_handlers_from_files_next_to_their_dockerfile():

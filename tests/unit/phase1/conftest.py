@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from helixflow.phase1 import simulate
-from tests.conftest import require_tool
+from tests.helpers import require_tool
 
 LAMBDA_GZ = "/usr/share/doc/bowtie2/examples/reference/lambda_virus.fa.gz"
 

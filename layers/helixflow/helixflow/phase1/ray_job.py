@@ -1,10 +1,10 @@
 """Phase 1 on a Ray cluster: the driver of the Ray job that the "ray" adapter submits.
 
-    python -m helixflow.phase1.ray_job --bucket B --manifest-key K --sample S --run-id R --chunk-count N \\
-        --params-json J [--max-retries 3] [--max-workers N]
+    python -m helixflow.phase1.ray_job --bucket B --manifest-key K --request-json R --params-json P \\
+        [--max-retries 3] [--max-workers N]
 
-The arguments come from the state machine: the sample request (sample, run id) and SplitIntoChunks' result
-(bucket, manifest_key, chunk_count, the resolved engine params). A Ray Data pipeline runs the same chunk work as
+The arguments come from the state machine (helixflow.pipeline.stage_jobs.phase1_spec): the sample request as
+JSON, and SplitIntoChunks' result (bucket, manifest_key, the resolved engine params). A Ray Data pipeline runs the same chunk work as
 the Lambda path's ProcessChunk: a Datasource over the chunk manifest with one ReadTask per chunk, then
 ``map_batches`` with a class UDF that calls ``process_chunk_item`` per chunk, so the parts under
 work/<sample>/<run_id>/phase1/parts/ are byte-identical and MergeChunks merges them as for the Lambda path. The
@@ -35,7 +35,8 @@ from ray.data import DataContext, Datasource, ReadTask
 from ray.data.block import BlockMetadata
 
 from helixflow.errors import InvalidParameters
-from helixflow.pipeline.phase1_lambda import process_chunk_item, work_prefix
+from helixflow.pipeline import storage
+from helixflow.pipeline.phase1_lambda import MANIFEST_NAME, process_chunk_item, work_prefix
 from helixflow.pipeline.ray_jobs import PROGRESS_NAME
 
 # At most one progress object per this many seconds (plus the last): thousands of chunks, not thousands of PUTs.
@@ -123,9 +124,7 @@ class Progress:
             self.write()
 
     def write(self) -> None:
-        document = {"chunks_done": self.done, "chunk_count": self.chunk_count}
-        self.s3.put_object(Bucket=self.bucket, Key=self.key, Body=json.dumps(document).encode(),
-                           ContentType="application/json")
+        storage.put_json(self.s3, self.bucket, self.key, {"chunks_done": self.done, "chunk_count": self.chunk_count})
         self._written_at = time.monotonic()
 
 
@@ -133,9 +132,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m helixflow.phase1.ray_job", description=__doc__.split("\n")[0])
     parser.add_argument("--bucket", required=True)
     parser.add_argument("--manifest-key", required=True, help="SplitIntoChunks' manifest_key")
-    parser.add_argument("--sample", required=True)
-    parser.add_argument("--run-id", required=True)
-    parser.add_argument("--chunk-count", type=int, required=True, help="SplitIntoChunks' chunk_count")
+    parser.add_argument("--request-json", required=True, help="the sample request (sample, run_id, bucket, inputs)")
     parser.add_argument("--params-json", required=True, help="SplitIntoChunks' params (resolved engine params)")
     parser.add_argument("--max-retries", type=int, default=3,
                         help="retries of a chunk whose worker or node died (task retries and actor restarts)")
@@ -146,17 +143,17 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    request = {"bucket": args.bucket, "sample": args.sample, "run_id": args.run_id}
+    request = json.loads(args.request_json)
     prefix = work_prefix(request)
-    if args.manifest_key != prefix + "chunks.json":
-        raise InvalidParameters(f"the manifest {args.manifest_key} is not this run's ({prefix}chunks.json)",
+    if args.manifest_key != prefix + MANIFEST_NAME:
+        raise InvalidParameters(f"the manifest {args.manifest_key} is not this run's ({prefix}{MANIFEST_NAME})",
                                 code="MANIFEST_OUTSIDE_RUN", details={"manifest_key": args.manifest_key})
     params = json.loads(args.params_json)
     s3 = _s3()
-    items = json.loads(s3.get_object(Bucket=args.bucket, Key=args.manifest_key)["Body"].read())
-    if len(items) != args.chunk_count:
-        raise InvalidParameters(f"the manifest lists {len(items)} chunks, SplitIntoChunks said {args.chunk_count}",
-                                code="CHUNK_COUNT_MISMATCH", details={"manifest_key": args.manifest_key})
+    items = storage.get_json(s3, args.bucket, args.manifest_key)
+    if not items:  # Validate refuses empty inputs, so SplitIntoChunks always plans a chunk
+        raise InvalidParameters(f"the manifest {args.manifest_key} lists no chunks", code="EMPTY_MANIFEST",
+                                details={"manifest_key": args.manifest_key})
     ray.init()  # the job's cluster: the job supervisor sets RAY_ADDRESS
     # Progress bars would fill the job log the adapter reads its failure tail from.
     DataContext.get_current().enable_progress_bars = False

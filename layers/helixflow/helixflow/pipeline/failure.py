@@ -12,8 +12,13 @@ import re
 from datetime import datetime, timezone
 from typing import Any
 
-from helixflow.errors import InvalidKey
-from helixflow.pipeline.keys import FASTQ_SUFFIXES, errors_prefix, safe_component
+from pydantic import ValidationError
+
+from helixflow.errors import HelixflowError, InvalidKey
+from helixflow.pipeline.keys import FASTQ_SUFFIXES, errors_prefix, run_work_prefix, safe_component
+from helixflow.pipeline.stage_jobs import cancel_running_jobs
+from helixflow.pipeline.state import PipelineState
+from helixflow.pipeline.storage import delete_prefix
 
 _UNRESOLVED_SAMPLE = "_unresolved"
 _POSITION_FIELDS = ("file", "record", "line", "byte_offset")
@@ -43,19 +48,35 @@ def describe_failure(failure: dict[str, Any]) -> dict[str, Any]:
 
 
 def record_failure(*, s3: Any, bucket: str, state: dict[str, Any]) -> dict[str, Any]:
-    """Write error.json for a failed run and return it. ``state`` is the execution's state at the Catch."""
+    """Write error.json for a failed run and return it. ``state`` is the execution's state at the Catch.
+
+    Before writing, the run's cluster jobs still running are cancelled and its scratch under work/ is removed;
+    either step failing is recorded in the document rather than losing the error itself. The state is read as a
+    plain dict first: a failure recorder must work on whatever state the failing stage left."""
     run_id = state["run_id"]
     request = state.get("sample") or {}
     sample = request.get("sample") or _sample_hint(state)
     document = describe_failure(state.get("failure", {}))
     document.update({"sample": sample, "run_id": run_id, "execution_arn": state.get("execution_arn"),
                      "recorded": datetime.now(timezone.utc).isoformat()})
+    document["cleanup"] = _clean_up(s3, bucket, state, sample, run_id)
     for field in _POSITION_FIELDS:
         document.setdefault(field, None)
     key = errors_prefix(sample, run_id) + "error.json"
     s3.put_object(Bucket=bucket, Key=key, Body=(json.dumps(document, indent=2) + "\n").encode(),
                   ContentType="application/json")
     return {"error_key": key, **document}
+
+
+def _clean_up(s3: Any, bucket: str, state: dict[str, Any], sample: str, run_id: str) -> dict[str, Any]:
+    outcome: dict[str, Any] = {"cancelled_jobs": [], "scratch_objects_removed": 0}
+    try:
+        outcome["cancelled_jobs"] = cancel_running_jobs(PipelineState.model_validate(state))
+    except (ValidationError, HelixflowError) as exc:
+        outcome["cancel_error"] = str(exc)[:500]
+    if sample != _UNRESOLVED_SAMPLE:
+        outcome["scratch_objects_removed"] = delete_prefix(s3, bucket, run_work_prefix(sample, run_id))
+    return outcome
 
 
 def _sample_hint(state: dict[str, Any]) -> str:

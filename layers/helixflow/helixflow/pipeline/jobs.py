@@ -102,6 +102,18 @@ _FACTORIES: dict[str, BackendFactory] = {}
 BACKEND_OF_PLACEMENT = {"ray": "ray", "slurm-cpu": "slurm", "slurm-gpu": "slurm"}
 
 
+# The environment variables whose presence means this deployment has that backend (set by template.yaml).
+CONFIGURATION = {"ray": ("RAY_JOBS_URL",), "slurm": ("SLURM_REST_URL", "PCS_CLUSTER_ID")}
+
+
+def is_configured(placement: str) -> bool:
+    """Cheap check (no network, no secrets) that a cluster placement can run in this deployment."""
+    if os.environ.get("HELIXFLOW_JOB_BACKEND"):
+        return True
+    backend = BACKEND_OF_PLACEMENT.get(placement)
+    return backend is not None and any(os.environ.get(name) for name in CONFIGURATION[backend])
+
+
 def register_backend(name: str, factory: BackendFactory) -> None:
     """``factory(placement)`` returns a configured adapter or raises ClusterNotConfigured."""
     _FACTORIES[name] = factory

@@ -24,6 +24,7 @@ from helixflow.errors import InvalidKey
 INCOMING_PREFIX = "incoming/"
 RESULTS_PREFIX = "results/"
 ERRORS_PREFIX = "errors/"
+WORK_PREFIX = "work/"
 FASTQ_SUFFIXES = (".fastq.gz", ".fq.gz", ".fastq", ".fq")
 MAX_KEY_LENGTH = 512
 
@@ -83,6 +84,16 @@ def results_prefix(sample: str, run_id: str) -> str:
 
 def errors_prefix(sample: str, run_id: str) -> str:
     return f"{ERRORS_PREFIX}{safe_component(sample)}/{safe_component(run_id)}/"
+
+
+def run_work_prefix(sample: str, run_id: str) -> str:
+    """Scratch of one run; removed when the run publishes or fails."""
+    return f"{WORK_PREFIX}{safe_component(sample)}/{safe_component(run_id)}/"
+
+
+def work_prefix(sample: str, run_id: str, stage: str) -> str:
+    """Scratch of one stage of one run (chunks, parts, staged outputs, cluster job outputs)."""
+    return f"{run_work_prefix(sample, run_id)}{safe_component(stage)}/"
 
 
 def safe_component(value: str) -> str:

@@ -17,7 +17,6 @@ Item payloads stay small (Step Functions' 256 KiB state limit): statistics trave
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import replace
@@ -25,14 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from helixflow.fastq.bgzf import BgzfWriter, block_size_at
-from helixflow.pipeline.keys import safe_component
+from helixflow.pipeline import keys
+from helixflow.pipeline.storage import COPY_BYTES, delete_prefix, download, get_json, put_json
 
 MANIFEST_NAME = "chunks.json"
-_COPY_BYTES = 8 * 1024 * 1024
 
 
 def work_prefix(request: dict[str, Any]) -> str:
-    return f"work/{safe_component(request['sample'])}/{safe_component(request['run_id'])}/phase1/"
+    return keys.work_prefix(request["sample"], request["run_id"], "phase1")
 
 
 def engine_params(run_params: dict[str, Any]):
@@ -42,27 +41,12 @@ def engine_params(run_params: dict[str, Any]):
                   quality=run_params.get("quality", 20), min_length=run_params.get("min_length", 15))
 
 
-def _download(s3: Any, bucket: str, key: str, target: Path, byte_range: tuple[int, int | None] | None = None,
-              if_match: str | None = None) -> Path:
-    """Stream an object (or a byte range of it) to scratch; ``if_match`` pins the version the run validated."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    extra = {"IfMatch": if_match} if if_match else {}
-    if byte_range is not None:
-        start, end = byte_range
-        extra["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
-    body = s3.get_object(Bucket=bucket, Key=key, **extra)["Body"]
-    with open(target, "wb") as out:
-        for piece in iter(lambda: body.read(_COPY_BYTES), b""):
-            out.write(piece)
-    return target
-
-
 def _reblock_as_bgzf(source: Path, target: Path) -> None:
     from isal import igzip
 
     with igzip.open(source, "rb") as stream, open(target, "wb") as sink:
         writer = BgzfWriter(sink, level=1)
-        for piece in iter(lambda: stream.read(_COPY_BYTES), b""):
+        for piece in iter(lambda: stream.read(COPY_BYTES), b""):
             writer.write(piece)
         writer.close()
 
@@ -91,7 +75,7 @@ def split_into_chunks(*, s3: Any, request: dict[str, Any], scratch: Path, chunk_
     bucket, prefix = request["bucket"], work_prefix(request)
     local, sources = [], []
     for item in request["inputs"]:
-        path = _download(s3, bucket, item["key"], scratch / "inputs" / f"mate{item['mate']}", if_match=item["etag"])
+        path = download(s3, bucket, item["key"], scratch / "inputs" / f"mate{item['mate']}", if_match=item["etag"])
         fmt = detect_format(path)
         if fmt == "gzip":
             blocked = path.with_suffix(".bgzf")
@@ -116,7 +100,7 @@ def split_into_chunks(*, s3: Any, request: dict[str, Any], scratch: Path, chunk_
             mates.append({"key": source["key"], "etag": source["etag"], "range": list(byte_range), **coordinates})
         items.append({"index": index, "mates": mates})
     manifest_key = prefix + MANIFEST_NAME
-    s3.put_object(Bucket=bucket, Key=manifest_key, Body=json.dumps(items).encode(), ContentType="application/json")
+    put_json(s3, bucket, manifest_key, items)
     shutil.rmtree(scratch / "inputs", ignore_errors=True)
     return {"bucket": bucket, "manifest_key": manifest_key, "chunk_count": len(items), "params": params.to_dict()}
 
@@ -133,7 +117,7 @@ def process_chunk_item(*, s3: Any, item: dict[str, Any], request: dict[str, Any]
     bucket, prefix, name = request["bucket"], work_prefix(request), part_name(item["index"])
     chunks = []
     for mate_index, mate in enumerate(item["mates"]):
-        local = _download(s3, bucket, mate["key"], scratch / name / f"input{mate_index}", tuple(mate["range"]),
+        local = download(s3, bucket, mate["key"], scratch / name / f"input{mate_index}", tuple(mate["range"]),
                           if_match=mate["etag"])
         chunks.append(Chunk(path=str(local), offset=0, skip=mate["skip"], length=mate["length"],
                             first_record=mate["first_record"], first_byte=mate["first_byte"]))
@@ -147,7 +131,7 @@ def process_chunk_item(*, s3: Any, item: dict[str, Any], request: dict[str, Any]
     document["reads_parts"] = [[keys[p] for p in part] for part in result.reads_parts]
     document["embedding_parts"] = [keys[p] for p in result.embedding_parts]
     result_key = f"{prefix}parts/{name}.json"
-    s3.put_object(Bucket=bucket, Key=result_key, Body=json.dumps(document).encode(), ContentType="application/json")
+    put_json(s3, bucket, result_key, document)
     shutil.rmtree(scratch / name, ignore_errors=True)
     return {"index": item["index"], "result_key": result_key}
 
@@ -158,11 +142,11 @@ def merge_chunks(*, s3: Any, request: dict[str, Any], chunk_count: int, scratch:
     bucket, prefix, sample = request["bucket"], work_prefix(request), request["sample"]
 
     def local(key: str) -> str:
-        return str(_download(s3, bucket, key, scratch / "parts" / os.path.basename(key)))
+        return str(download(s3, bucket, key, scratch / "parts" / os.path.basename(key)))
 
     results = []
     for index in range(chunk_count):
-        document = json.loads(s3.get_object(Bucket=bucket, Key=f"{prefix}parts/{part_name(index)}.json")["Body"].read())
+        document = get_json(s3, bucket, f"{prefix}parts/{part_name(index)}.json")
         document["reads_parts"] = [[local(key) for key in part] for part in document["reads_parts"]]
         document["embedding_parts"] = [local(key) for key in document["embedding_parts"]]
         results.append(ChunkResult.from_dict(document))
@@ -174,15 +158,8 @@ def merge_chunks(*, s3: Any, request: dict[str, Any], chunk_count: int, scratch:
         relative = path.relative_to(out_dir).as_posix()
         s3.upload_file(str(path), bucket, request["results_prefix"] + relative)
         outputs.append(relative)
-    _delete_prefix(s3, bucket, prefix)
+    delete_prefix(s3, bucket, prefix)
     shutil.rmtree(scratch, ignore_errors=True)
     return {"outputs": outputs, "reads_before": sum(s.reads for s in merged.before),
             "reads_after": sum(s.reads for s in merged.after), "chunks": chunk_count,
             "report": os.path.relpath(str(paths["html"]), str(out_dir))}
-
-
-def _delete_prefix(s3: Any, bucket: str, prefix: str) -> None:
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        keys = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
-        if keys:
-            s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})

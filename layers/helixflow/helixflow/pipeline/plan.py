@@ -16,16 +16,20 @@ The model below is explicit so its numbers can be argued with (and replaced by m
   ``SAFETY`` of the scratch disk, and it is
   not slower than the cluster. Costs are reported (GB-seconds at ``LAMBDA_USD_PER_GB_S`` vs node-hours at
   ``CLUSTER_USD_PER_HOUR``) so the trade is visible in pipeline_info/params.json.
-Until the Ray path is wired, anything that must go to the cluster fails with ``InputTooLarge``.
+The plan is data: it names a placement and the Choice state after SplitIntoChunks routes on it. A placement
+this deployment has not configured (no Ray head) fails here with ``ClusterNotConfigured``, before any chunk is
+prepared; an input that must run on Lambda (``"phase1": "lambda"``) but does not fit fails with
+``InputTooLarge``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any
 
-from helixflow.errors import InputTooLarge
+from helixflow.errors import ClusterNotConfigured, InputTooLarge
+from helixflow.pipeline import jobs
+from helixflow.pipeline.state import Phase1Plan, SampleInput
 
 MB = 1024 * 1024
 GZIP_RATIO = 3.5
@@ -45,33 +49,17 @@ CLUSTER_MB_S = 160.0  # one 8-vCPU worker
 CLUSTER_USD_PER_HOUR = 0.68
 
 
-@dataclass(frozen=True)
-class Phase1Plan:
-    placement: Literal["lambda", "ray"]
-    reason: str
-    input_bytes: int
-    decompressed_mb: float
-    chunk_bytes: int
-    expected_chunks: int
-    lambda_seconds: float
-    lambda_usd: float
-    cluster_seconds: float
-    cluster_usd: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _decompressed_mb(inputs: list[dict[str, Any]]) -> float:
+def _decompressed_mb(inputs: list[SampleInput]) -> float:
     total = 0.0
     for item in inputs:
-        ratio = GZIP_RATIO if item["key"].endswith(".gz") else 1.0
-        total += item["size"] * ratio / MB
+        ratio = GZIP_RATIO if item.key.endswith(".gz") else 1.0
+        total += item.size * ratio / MB
     return total
 
 
-def plan_phase1(inputs: list[dict[str, Any]], requested: str = "auto", chunk_mb: int = CHUNK_MB) -> Phase1Plan:
-    input_bytes = sum(int(item["size"]) for item in inputs)
+def plan_phase1(inputs: list[SampleInput], requested: str = "auto", chunk_mb: int = CHUNK_MB) -> Phase1Plan:
+    """Where Phase 1 runs, with both predictions; raises when that placement cannot run here."""
+    input_bytes = sum(item.size for item in inputs)
     decompressed = _decompressed_mb(inputs)
     chunks = max(1, math.ceil(decompressed / chunk_mb))
     prepare_s = decompressed / PREPARE_MB_S
@@ -95,12 +83,15 @@ def plan_phase1(inputs: list[dict[str, Any]], requested: str = "auto", chunk_mb:
     if requested == "ray" or (requested == "auto" and (not fits or cluster_s < lambda_s)):
         why = ("requested" if requested == "ray" else
                "chunk preparation would not fit one Lambda" if not fits else "the cluster is faster")
-        raise InputTooLarge(
-            f"Phase 1 belongs on the Ray cluster ({why}: ~{decompressed:,.0f} MB decompressed, Lambda estimate "
-            f"{lambda_s:,.0f} s vs cluster {cluster_s:,.0f} s), and the Ray path is not configured in this "
-            "deployment", code="CLUSTER_PATH_NOT_CONFIGURED", details=plan("ray", why).to_dict())
+        placed = plan("ray", why)
+        if not jobs.is_configured("ray"):
+            raise ClusterNotConfigured(
+                f"Phase 1 is placed on the Ray cluster ({why}: ~{decompressed:,.0f} MB decompressed, Lambda "
+                f"estimate {lambda_s:,.0f} s vs cluster {cluster_s:,.0f} s), and this deployment has no Ray "
+                "cluster (stack parameter RayJobsUrl)", code="RAY_NOT_CONFIGURED", details=placed.model_dump())
+        return placed
     if not fits:
         raise InputTooLarge(f"~{decompressed:,.0f} MB decompressed is more than the Lambda path prepares within "
                             f"{SAFETY:.0%} of {LAMBDA_TIMEOUT_S} s and {SCRATCH_MB} MB of scratch",
-                            code="TOO_LARGE_FOR_LAMBDA", details=plan("lambda", "requested").to_dict())
+                            code="TOO_LARGE_FOR_LAMBDA", details=plan("lambda", "requested").model_dump())
     return plan("lambda", "requested" if requested == "lambda" else "bursty: chunks finish before a cluster scales up")

@@ -8,7 +8,6 @@ missing, nothing is written and the run fails with IncompleteResults.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import platform
@@ -18,9 +17,10 @@ from typing import Any, Iterable
 
 from helixflow import __version__
 from helixflow.errors import IncompleteResults
+from helixflow.pipeline.state import SampleRequest
+from helixflow.pipeline.storage import list_objects, sha256_of_object
 
 MANIFEST_NAME = "manifest.json"
-_HASH_CHUNK = 8 * 1024 * 1024
 # Distributions whose versions a reader of the results needs to reproduce them.
 _REPORTED_DISTRIBUTIONS = ("aws-lambda-powertools", "boto3", "numpy", "numba", "pyarrow", "isal", "pydantic")
 TRACE_COLUMNS = ("task_id", "name", "status", "attempts", "submit", "start", "complete", "duration_ms")
@@ -85,37 +85,23 @@ def render_trace(rows: list[dict[str, Any]]) -> str:
     return out.getvalue()
 
 
-def sha256_of_object(s3: Any, bucket: str, key: str) -> str:
-    digest = hashlib.sha256()
-    body = s3.get_object(Bucket=bucket, Key=key)["Body"]
-    for chunk in iter(lambda: body.read(_HASH_CHUNK), b""):
-        digest.update(chunk)
-    return digest.hexdigest()
-
-
-def list_objects(s3: Any, bucket: str, prefix: str) -> list[dict[str, Any]]:
-    objects = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        objects.extend(page.get("Contents", []))
-    return objects
-
-
-def publish_run(*, s3: Any, request: dict[str, Any], stages: dict[str, Any], history_events: Iterable[dict],
+def publish_run(*, s3: Any, request: SampleRequest, stages: dict[str, Any], history_events: Iterable[dict],
                 expected_outputs: Iterable[str] = ()) -> dict[str, Any]:
     """Write pipeline_info/ and the manifest for one run; return the manifest.
 
     ``request`` is ResolveSample's sample request, ``stages`` what the earlier stages returned (validation
     report, later Phase 1/2 summaries), ``expected_outputs`` paths relative to the run's results prefix that
     earlier stages wrote and must be present."""
-    bucket, prefix = request["bucket"], request["results_prefix"]
+    bucket, prefix = request.bucket, request.results_prefix
     present = {obj["Key"][len(prefix):] for obj in list_objects(s3, bucket, prefix)}
     missing = sorted(set(expected_outputs) - present)
     if missing:
         raise IncompleteResults(f"{len(missing)} expected output(s) missing under {prefix}: {', '.join(missing)}",
                                 code="MISSING_OUTPUTS", details={"missing": missing})
 
-    params = {"sample": request["sample"], "run_id": request["run_id"], "inputs": request["inputs"],
-              "params": request["params"], "stages": stages}
+    inputs = [item.model_dump() for item in request.inputs]
+    params = {"sample": request.sample, "run_id": request.run_id, "inputs": inputs, "params": request.params,
+              "stages": stages}
     info = {
         "pipeline_info/params.json": json.dumps(params, indent=2, sort_keys=True, default=str) + "\n",
         "pipeline_info/trace.tsv": render_trace(trace_rows(history_events)),
@@ -131,8 +117,8 @@ def publish_run(*, s3: Any, request: dict[str, Any], stages: dict[str, Any], his
             continue
         files.append({"path": relative, "size": obj["Size"], "sha256": sha256_of_object(s3, bucket, obj["Key"])})
     manifest = {
-        "sample": request["sample"], "run_id": request["run_id"], "bucket": bucket, "prefix": prefix,
-        "created": datetime.now(timezone.utc).isoformat(), "inputs": request["inputs"], "files": files,
+        "sample": request.sample, "run_id": request.run_id, "bucket": bucket, "prefix": prefix,
+        "created": datetime.now(timezone.utc).isoformat(), "inputs": inputs, "files": files,
     }
     s3.put_object(Bucket=bucket, Key=prefix + MANIFEST_NAME, ContentType="application/json",
                   Body=(json.dumps(manifest, indent=2) + "\n").encode())

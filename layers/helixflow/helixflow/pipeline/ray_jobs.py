@@ -26,6 +26,7 @@ import urllib.request
 from typing import Any
 
 from helixflow.errors import ClusterNotConfigured, ClusterUnavailable
+from helixflow.pipeline import storage
 from helixflow.pipeline.jobs import JobHandle, JobSpec, JobStatus, now, register_backend
 
 PROGRESS_NAME = "progress.json"
@@ -33,22 +34,6 @@ LOG_TAIL_LINES = 40
 TIMEOUT_S = 30
 STATES = {"PENDING": "PENDING", "RUNNING": "RUNNING", "SUCCEEDED": "SUCCEEDED", "FAILED": "FAILED",
           "STOPPED": "CANCELLED"}
-PHASE1_MODULE = "helixflow.phase1.ray_job"
-
-
-def phase1_job_spec(request: dict[str, Any], chunks: dict[str, Any], *,
-                    environment: dict[str, str] | None = None) -> JobSpec:
-    """The Phase 1 Ray job for a sample request and SplitIntoChunks' result ({bucket, manifest_key, chunk_count,
-    params}); its driver (helixflow.phase1.ray_job) writes the same parts ProcessChunk writes."""
-    from helixflow.pipeline.phase1_lambda import work_prefix
-
-    arguments = ["--bucket", chunks["bucket"], "--manifest-key", chunks["manifest_key"],
-                 "--sample", request["sample"], "--run-id", request["run_id"],
-                 "--chunk-count", str(chunks["chunk_count"]),
-                 "--params-json", json.dumps(chunks["params"], separators=(",", ":"), sort_keys=True)]
-    return JobSpec(stage="phase1", placement="ray", run_id=request["run_id"], sample=request["sample"],
-                   bucket=chunks["bucket"], work_prefix=work_prefix(request), module=PHASE1_MODULE,
-                   arguments=arguments, environment=environment or {})
 
 
 class RayJobs:
@@ -145,20 +130,14 @@ class RayJobs:
                                          details=exc.details) from None
 
     def outputs(self, handle: JobHandle) -> list[str]:
-        keys = []
-        pages = _s3().get_paginator("list_objects_v2").paginate(Bucket=handle.details["bucket"],
-                                                                Prefix=handle.work_prefix)
-        for page in pages:
-            keys.extend(obj["Key"] for obj in page.get("Contents", []))
-        return keys
+        return [obj["Key"] for obj in storage.list_objects(_s3(), handle.details["bucket"], handle.work_prefix)]
 
     def _progress(self, handle: JobHandle) -> dict[str, Any]:
         s3 = _s3()
         try:
-            body = s3.get_object(Bucket=handle.details["bucket"], Key=handle.work_prefix + PROGRESS_NAME)["Body"]
-        except s3.exceptions.NoSuchKey:  # the driver has not finished a chunk yet
+            document = storage.get_json(s3, handle.details["bucket"], handle.work_prefix + PROGRESS_NAME)
+        except s3.exceptions.NoSuchKey:  # the driver has not started its chunks yet
             return {}
-        document = json.loads(body.read())
         return {"chunks_done": document["chunks_done"], "chunk_count": document["chunk_count"]}
 
 

@@ -8,34 +8,11 @@ copy of the other.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from helixflow.pipeline.keys import IncomingKey, errors_prefix, parse_incoming_key, results_prefix
 from helixflow.pipeline.params import parse_parameters
-
-
-@dataclass(frozen=True)
-class SampleInput:
-    key: str
-    etag: str
-    size: int
-    mate: int
-
-
-@dataclass
-class SampleRequest:
-    status: Literal["ready", "waiting_for_mate"]
-    run_id: str
-    bucket: str
-    sample: str
-    inputs: list[SampleInput]
-    params: dict[str, Any] = field(default_factory=dict)
-    results_prefix: str = ""
-    errors_prefix: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+from helixflow.pipeline.state import SampleInput, SampleRequest
 
 
 def resolve_sample(*, bucket: str, key: str, etag: str, size: int, run_id: str, s3: Any,

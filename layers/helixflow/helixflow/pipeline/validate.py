@@ -9,21 +9,22 @@ from __future__ import annotations
 from typing import Any
 
 from helixflow.fastq.validator import validate_fastq
+from helixflow.pipeline.state import SampleInput, SampleRequest, ValidationSummary
 
 
-def _open(s3: Any, bucket: str, item: dict[str, Any]) -> Any:
-    return s3.get_object(Bucket=bucket, Key=item["key"], IfMatch=item["etag"])["Body"]
+def _open(s3: Any, bucket: str, item: SampleInput) -> Any:
+    return s3.get_object(Bucket=bucket, Key=item.key, IfMatch=item.etag)["Body"]
 
 
-def validate_sample(*, s3: Any, request: dict[str, Any]) -> dict[str, Any]:
-    bucket, inputs = request["bucket"], request["inputs"]
-    allow_phred64 = bool(request.get("params", {}).get("allow_phred64", False))
+def validate_sample(*, s3: Any, request: SampleRequest) -> ValidationSummary:
+    bucket, inputs = request.bucket, request.inputs
+    allow_phred64 = bool(request.params.get("allow_phred64", False))
     first = inputs[0]
     mate = inputs[1] if len(inputs) > 1 else None
     report = validate_fastq(
-        _open(s3, bucket, first), name=first["key"],
-        mate_source=_open(s3, bucket, mate) if mate else None, mate_name=mate["key"] if mate else None,
+        _open(s3, bucket, first), name=first.key,
+        mate_source=_open(s3, bucket, mate) if mate else None, mate_name=mate.key if mate else None,
         allow_phred64=allow_phred64)
     summary = report.to_dict()
-    return {"records": summary["records"], "bases": summary["bases"], "paired": summary["paired"],
-            "reports": summary["files"]}
+    return ValidationSummary(records=summary["records"], bases=summary["bases"], paired=summary["paired"],
+                             reports=summary["files"])

@@ -1,0 +1,167 @@
+"""The state contract: one pydantic model per stage result, and the execution state that carries them.
+
+Every Task of statemachines/pipeline.asl.json returns one of these models (``model_dump()``), its
+``ResultSelector`` picks exactly the model's fields, and its ``ResultPath`` puts the result into the slot of
+``PipelineState`` named in ``TASK_RESULTS``. Handlers read their input with ``PipelineState.model_validate``
+instead of indexing dicts, so a field renamed on one side fails a test (tests/unit/pipeline/test_state.py reads
+the ASL and checks every selector and every ``$.a.b`` path against these models).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from helixflow.pipeline.jobs import JobHandle
+
+
+class _Contract(BaseModel):
+    # Unknown fields are a contract break, not something to carry along silently.
+    model_config = ConfigDict(extra="forbid")
+
+
+class SampleInput(_Contract):
+    key: str
+    etag: str
+    size: int
+    mate: int = Field(ge=0, le=2, description="0 single-end, 1 or 2")
+
+
+class SampleRequest(_Contract):
+    """ResolveSample's result: the sample this execution runs, or why it runs nothing."""
+
+    status: Literal["ready", "waiting_for_mate", "duplicate_event"]
+    run_id: str
+    bucket: str
+    sample: str
+    inputs: list[SampleInput]
+    params: dict[str, Any] = Field(default_factory=dict)
+    results_prefix: str = ""
+    errors_prefix: str = ""
+
+
+class ValidationSummary(_Contract):
+    records: int
+    bases: int
+    paired: bool
+    reports: list[dict[str, Any]]
+
+
+class Phase1Plan(_Contract):
+    """Mashup placement of Phase 1 with the numbers behind it (they go into pipeline_info/params.json)."""
+
+    placement: Literal["lambda", "ray"]
+    reason: str
+    input_bytes: int
+    decompressed_mb: float
+    chunk_bytes: int
+    expected_chunks: int
+    lambda_seconds: float
+    lambda_usd: float
+    cluster_seconds: float
+    cluster_usd: float
+
+
+class Plan(_Contract):
+    phase1: Phase1Plan
+
+
+class ChunkSet(_Contract):
+    """SplitIntoChunks' result: the chunk manifest in S3 and the engine parameters resolved once per sample."""
+
+    bucket: str
+    manifest_key: str
+    chunk_count: int
+    params: dict[str, Any]
+
+
+class ChunkResult(_Contract):
+    index: int
+    result_key: str
+
+
+class Phase1Summary(_Contract):
+    outputs: list[str] = Field(description="paths relative to the results prefix, staged under work/")
+    reads_before: int
+    reads_after: int
+    chunks: int
+    report: str
+
+
+class Publication(_Contract):
+    manifest_key: str
+    file_count: int
+
+
+class CaughtError(BaseModel):
+    """What a Catch puts into ResultPath: Step Functions' own field names."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    Error: str = "States.Runtime"
+    Cause: str | None = None
+
+
+class FailureRecord(_Contract):
+    error_key: str
+    code: str
+
+
+class PipelineState(BaseModel):
+    """The execution state between states. Slots fill as the run proceeds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: str
+    execution_arn: str
+    event: dict[str, Any]
+    sample: SampleRequest | None = None
+    validation: ValidationSummary | None = None
+    plan: Plan | None = None
+    chunks: ChunkSet | None = None
+    phase1_job: JobHandle | None = None
+    phase1: Phase1Summary | None = None
+    publication: Publication | None = None
+    failure: CaughtError | None = None
+    failure_record: FailureRecord | None = None
+    record_failure_error: CaughtError | None = None
+
+    def require_sample(self) -> SampleRequest:
+        if self.sample is None:
+            raise ValueError("the state has no sample request yet")
+        return self.sample
+
+
+class ChunkItem(BaseModel):
+    """One Distributed Map item (the Map's ItemSelector)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    item: dict[str, Any]
+    sample: SampleRequest
+    params: dict[str, Any]
+
+
+# Task state name -> (the model it returns, the PipelineState slot its ResultPath fills).
+TASK_RESULTS: dict[str, tuple[type[BaseModel], str | None]] = {
+    "ResolveSample": (SampleRequest, "sample"),
+    "Validate": (ValidationSummary, "validation"),
+    "PlanPhase1": (Plan, "plan"),
+    "SplitIntoChunks": (ChunkSet, "chunks"),
+    "ProcessChunk": (ChunkResult, None),
+    "SubmitPhase1Job": (JobHandle, "phase1_job"),
+    "PollPhase1Job": (JobHandle, "phase1_job"),
+    "MergeChunks": (Phase1Summary, "phase1"),
+    "Publish": (Publication, "publication"),
+    "RecordFailure": (FailureRecord, "failure_record"),
+}
+
+
+class StageRequest(BaseModel):
+    """The SubmitJob / PollJob payload: which cluster stage, and the execution state."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stage: Literal["phase1", "phase2"]
+    state: PipelineState

@@ -1,0 +1,67 @@
+"""S3 I/O for every stage: one home for downloads (whole or byte range, pinned to a version), uploads, listing
+with pagination, JSON documents, hashing and prefix removal. Stages pass the boto3 client in, so tests and the
+local stack hand them moto's."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+COPY_BYTES = 8 * 1024 * 1024
+
+
+def download(s3: Any, bucket: str, key: str, target: Path, byte_range: tuple[int, int | None] | None = None,
+             if_match: str | None = None) -> Path:
+    """Stream an object (or the half-open byte range [start, end) of it) to ``target``; ``if_match`` pins the
+    version the run validated, so a concurrent overwrite fails the read instead of mixing versions."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    extra = {"IfMatch": if_match} if if_match else {}
+    if byte_range is not None:
+        start, end = byte_range
+        extra["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
+    body = s3.get_object(Bucket=bucket, Key=key, **extra)["Body"]
+    with open(target, "wb") as out:
+        for piece in iter(lambda: body.read(COPY_BYTES), b""):
+            out.write(piece)
+    return target
+
+
+def upload(s3: Any, bucket: str, path: Path | str, key: str) -> str:
+    s3.upload_file(str(path), bucket, key)
+    return key
+
+
+def put_json(s3: Any, bucket: str, key: str, document: Any, *, indent: int | None = None) -> str:
+    body = json.dumps(document, indent=indent, default=str) + ("\n" if indent else "")
+    s3.put_object(Bucket=bucket, Key=key, Body=body.encode(), ContentType="application/json")
+    return key
+
+
+def get_json(s3: Any, bucket: str, key: str) -> Any:
+    return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def list_objects(s3: Any, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        yield from page.get("Contents", [])
+
+
+def sha256_of_object(s3: Any, bucket: str, key: str) -> str:
+    digest = hashlib.sha256()
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+    for chunk in iter(lambda: body.read(COPY_BYTES), b""):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def delete_prefix(s3: Any, bucket: str, prefix: str) -> int:
+    """Remove every object under ``prefix`` (scratch only: callers never pass incoming/ or results/)."""
+    removed = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
+        if keys:
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+            removed += len(keys)
+    return removed

@@ -1,0 +1,262 @@
+"""A real single-node Slurm for the local stack: munged, slurmctld, slurmd and slurmrestd (JWT), all under one
+state directory and on free ports of 127.0.0.1.
+
+The node is this machine (its CPUs and memory); partition ``cpu`` always, partition ``gpu`` with ``Gres=gpu:N``
+only where ``/dev/nvidia<N>`` devices exist. Jobs run as the invoking user and reach ``srun --mpi=pmi2`` with
+pip's mpich; slurmrestd runs as ``nobody`` (it refuses root) with ``SLURM_JWT=daemon`` and checks every request's
+HS256 token against the generated ``jwt_hs256.key``. ``stop()`` ends exactly the daemons ``start()`` started.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from helixflow.pipeline.slurm_jobs import SlurmRest, local_client
+from helixflow_local.stack import _free_port
+
+NODE = "helixflow"
+START_TIMEOUT_S = 20
+# Without slurmdbd a finished job is forgotten MinJobAge seconds after it ends; a day keeps it visible to the
+# poll loop for any realistic Wait interval (the adapter still reports a forgotten job as UNKNOWN_JOB).
+MIN_JOB_AGE_S = 86400
+
+
+class SlurmStartFailed(RuntimeError):
+    """A Slurm daemon did not come up; the message carries the end of its log."""
+
+
+def _memory_mib() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            # slurmd drains a node whose configured memory exceeds what it finds; leave the kernel its share.
+            return int(line.split()[1]) // 1024 * 9 // 10
+    raise SlurmStartFailed("no MemTotal in /proc/meminfo")
+
+
+def _gpu_devices() -> list[str]:
+    return sorted((str(p) for p in Path("/dev").glob("nvidia[0-9]*")), key=lambda p: int(re.sub(r"\D", "", p)))
+
+
+class LocalSlurm:
+    def __init__(self, state_dir: Path | str, cpus: int | None = None, gpus: int | None = None) -> None:
+        self.state_dir = Path(state_dir).resolve()
+        self.cpus = cpus or os.cpu_count() or 1
+        devices = _gpu_devices()
+        self.gpu_devices = devices[:gpus] if gpus is not None else devices
+        self.user = getpass.getuser()
+        self.ctld_port, self.slurmd_port, self.rest_port = _free_port(), _free_port(), _free_port()
+        self.rest_url = f"http://127.0.0.1:{self.rest_port}"
+        self.conf = self.state_dir / "slurm.conf"
+        self.jwt_key = self.state_dir / "jwt_hs256.key"
+        self.munge_socket = self.state_dir / "munge" / "munge.socket"
+        self._processes: list[subprocess.Popen] = []
+        self._logs: dict[str, Path] = {}
+        self.start_seconds = 0.0
+
+    # ------------------------------------------------------------------ lifecycle
+    def __enter__(self) -> LocalSlurm:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> dict[str, str]:
+        began = time.monotonic()
+        try:
+            self._write_files()
+            self._spawn("munged", ["munged", "-F", "--force", f"--socket={self.munge_socket}",
+                                   f"--key-file={self.state_dir / 'munge' / 'munge.key'}",
+                                   f"--pid-file={self.state_dir / 'munge' / 'munged.pid'}",
+                                   f"--seed-file={self.state_dir / 'munge' / 'munged.seed'}",
+                                   f"--log-file={self.state_dir / 'log' / 'munged.log'}"])
+            self._wait_for(lambda: self.munge_socket.exists(), "munged")
+            self._spawn("slurmctld", ["slurmctld", "-D", "-i", "-f", str(self.conf)])
+            self._spawn("slurmd", ["slurmd", "-D", "-N", NODE, "-f", str(self.conf)])
+            rest_user = ["-u", "nobody", "-g", "nogroup"] if os.geteuid() == 0 else []
+            self._spawn("slurmrestd", ["slurmrestd", *rest_user, "-a", "rest_auth/jwt", "-s", "openapi/v0.0.38",
+                                       f"127.0.0.1:{self.rest_port}"], extra_env={"SLURM_JWT": "daemon"})
+            self._wait_for(lambda: self._port_open(self.rest_port), "slurmrestd")
+            client = self.client()
+            self._wait_for(lambda: self._node_ready(client), "slurmd")
+        except BaseException:
+            self.stop()
+            raise
+        self.start_seconds = time.monotonic() - began
+        return self.environment()
+
+    def stop(self) -> None:
+        # Reverse order: the REST front first, munged (which the others authenticate through) last.
+        for process in reversed(self._processes):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in reversed(self._processes):
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self._processes.clear()
+
+    # ------------------------------------------------------------------ what clients read
+    def environment(self) -> dict[str, str]:
+        """The variables ``helixflow.pipeline.slurm_jobs.factory`` reads (and what ``scontrol``/``squeue`` need)."""
+        return {"SLURM_REST_URL": self.rest_url, "SLURM_JWT_KEY_FILE": str(self.jwt_key),
+                "SLURM_USER_NAME": self.user, "SLURM_CONF": str(self.conf),
+                "HELIXFLOW_SLURM_PYTHON": sys.executable, "HELIXFLOW_SLURM_WORKDIR": str(self.state_dir / "jobs"),
+                "HELIXFLOW_SLURM_PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"}
+
+    def client(self) -> SlurmRest:
+        return local_client(self.environment())
+
+    def status(self) -> dict[str, Any]:
+        """Nodes, partitions and queue through slurmrestd, for `helixflow local status`."""
+        client = self.client()
+        nodes = client.slurm("GET", "nodes").get("nodes", [])
+        partitions = client.slurm("GET", "partitions").get("partitions", [])
+        jobs = client.slurm("GET", "jobs").get("jobs", [])
+        return {"rest_url": self.rest_url, "api": client.api.version,
+                "nodes": [{"name": n.get("name"), "state": n.get("state"), "cpus": n.get("cpus"),
+                           "gres": n.get("gres")} for n in nodes],
+                "partitions": [p.get("name") for p in partitions],
+                "queue": [{"job_id": j.get("job_id"), "name": j.get("name"), "partition": j.get("partition"),
+                           "state": j.get("job_state")} for j in jobs]}
+
+    # ------------------------------------------------------------------ internals
+    def slurm_conf(self) -> str:
+        state = self.state_dir
+        gpus = len(self.gpu_devices)
+        gres = f" Gres=gpu:{gpus}" if gpus else ""
+        lines = [
+            "# Generated by helixflow_local.slurm: one node (this machine), everything under the state directory.",
+            "ClusterName=helixflow",
+            "SlurmctldHost=localhost(127.0.0.1)",
+            f"SlurmctldPort={self.ctld_port}",
+            f"SlurmUser={self.user}",
+            "AuthType=auth/munge",
+            f"AuthInfo=socket={self.munge_socket}",
+            "CredType=cred/munge",
+            "AuthAltTypes=auth/jwt",
+            f"AuthAltParameters=jwt_key={self.jwt_key}",
+            f"StateSaveLocation={state}/ctld",
+            f"SlurmdSpoolDir={state}/spool/%n",
+            f"SlurmctldPidFile={state}/run/slurmctld.pid",
+            f"SlurmdPidFile={state}/run/slurmd.%n.pid",
+            f"SlurmctldLogFile={state}/log/slurmctld.log",
+            f"SlurmdLogFile={state}/log/slurmd.%n.log",
+            # No systemd and no cgroup setup here: track processes through /proc, bind nothing.
+            "ProctrackType=proctrack/linuxproc",
+            "TaskPlugin=task/none",
+            "MpiDefault=none",
+            "SchedulerType=sched/backfill",
+            "SelectType=select/cons_tres",
+            "SelectTypeParameters=CR_CPU",
+            "ReturnToService=2",
+            f"MinJobAge={MIN_JOB_AGE_S}",
+            "AccountingStorageType=accounting_storage/none",
+            "JobCompType=jobcomp/none",
+            "JobAcctGatherType=jobacct_gather/none",
+            "SlurmctldTimeout=30",
+            "SlurmdTimeout=30",
+            "InactiveLimit=0",
+            "KillWait=5",
+            *(["GresTypes=gpu"] if gpus else []),
+            f"NodeName={NODE} NodeHostname=localhost NodeAddr=127.0.0.1 Port={self.slurmd_port} "
+            f"CPUs={self.cpus} RealMemory={_memory_mib()}{gres} State=UNKNOWN",
+            "PartitionName=cpu Nodes=ALL Default=YES MaxTime=INFINITE State=UP",
+            *([f"PartitionName=gpu Nodes={NODE} MaxTime=INFINITE State=UP"] if gpus else []),
+        ]
+        return "\n".join(lines) + "\n"
+
+    def _write_files(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        for sub in ("munge", "log", "run", "ctld", "spool", "jobs"):
+            (self.state_dir / sub).mkdir(exist_ok=True)
+            # Private to the invoking user (munged also insists its socket directory is not writable by others).
+            (self.state_dir / sub).chmod(0o700)
+        if os.geteuid() == 0:
+            self._open_path_to_conf()
+        self._secret(self.state_dir / "munge" / "munge.key", 1024)
+        self._secret(self.jwt_key, 32)
+        self.conf.write_text(self.slurm_conf())
+        if self.gpu_devices:
+            (self.state_dir / "gres.conf").write_text("".join(
+                f"NodeName={NODE} Name=gpu File={device}\n" for device in self.gpu_devices))
+
+    def _open_path_to_conf(self) -> None:
+        """slurmrestd drops root for ``nobody`` before it reads slurm.conf, so ``nobody`` must reach that file:
+        the state directory becomes traversable (not listable) and slurm.conf, which holds no secret, readable.
+        Its parents are not ours to change; a private one is reported instead."""
+        self.state_dir.chmod(0o711)
+        self.conf.touch(mode=0o644)
+        self.conf.chmod(0o644)
+        blocked = next((d for d in self.state_dir.parents if not d.stat().st_mode & 0o001), None)
+        if blocked is not None:
+            raise SlurmStartFailed(f"{blocked} is private (mode {blocked.stat().st_mode & 0o777:o}), so slurmrestd "
+                                   f"(running as nobody) cannot read {self.conf}: choose a state directory under "
+                                   "a traversable path such as /tmp")
+
+    @staticmethod
+    def _secret(path: Path, size: int) -> None:
+        if not path.exists():
+            path.write_bytes(secrets.token_bytes(size))
+        path.chmod(0o600)
+
+    def _spawn(self, name: str, argv: list[str], extra_env: dict[str, str] | None = None) -> None:
+        log = self.state_dir / "log" / f"{name}.out"
+        self._logs[name] = log
+        env = {**os.environ, "SLURM_CONF": str(self.conf), **(extra_env or {})}
+        with open(log, "ab") as out:
+            self._processes.append(subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                                                    stderr=subprocess.STDOUT, env=env, cwd=self.state_dir,
+                                                    start_new_session=True))
+
+    def _wait_for(self, ready: Any, name: str) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            dead = next((p for p in self._processes if p.poll() is not None), None)
+            if dead is not None:
+                raise SlurmStartFailed(f"{Path(dead.args[0]).name} exited with {dead.returncode}: "
+                                       f"{self._log_tail()}")
+            try:
+                if ready():
+                    return
+            except Exception:  # the daemon is still coming up (connection refused, node not yet registered)
+                pass
+            time.sleep(0.05)
+        raise SlurmStartFailed(f"{name} not ready after {START_TIMEOUT_S} s: {self._log_tail()}")
+
+    def _log_tail(self) -> str:
+        parts = []
+        for name, path in self._logs.items():
+            text = path.read_text(errors="replace").strip().splitlines()[-5:] if path.exists() else []
+            daemon_log = self.state_dir / "log" / f"{name}.log"
+            if daemon_log.exists():
+                text += daemon_log.read_text(errors="replace").strip().splitlines()[-5:]
+            parts.append(f"[{name}] " + " | ".join(text))
+        return "\n".join(parts)
+
+    @staticmethod
+    def _port_open(port: int) -> bool:
+        with socket.socket() as sock:
+            sock.settimeout(0.2)
+            return sock.connect_ex(("127.0.0.1", port)) == 0
+
+    @staticmethod
+    def _node_ready(client: SlurmRest) -> bool:
+        nodes = client.slurm("GET", f"node/{NODE}").get("nodes", [])
+        state = nodes[0].get("state") if nodes else ""
+        states = state if isinstance(state, list) else [state]
+        return any(s.lower() in ("idle", "mixed", "allocated") for s in states)
+
