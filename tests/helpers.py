@@ -1,8 +1,10 @@
 """Helpers the tests share (fixtures stay in conftest.py): saved events, handlers loaded from their folders,
-execution states, and the rule that a missing peer tool fails a test."""
+execution states, the rule that a missing peer tool fails a test, and comparing a pipeline's Phase 1 outputs with
+`helixflow preprocess` on the same input (Lambda and Ray paths)."""
 
 from __future__ import annotations
 
+import gzip
 import importlib.util
 import json
 import sys
@@ -11,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,3 +59,22 @@ def require_tool(available: bool, what: str) -> None:
     than letting it pass unexamined."""
     if not available:
         pytest.fail(f"{what} is not installed; `make install` provides it")
+
+
+def relative_files(directory: Path) -> list[str]:
+    return sorted(p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_file())
+
+
+def same_outputs(pipeline_dir: Path, local_dir: Path, relative_paths: list[str]) -> None:
+    """Reads equal after decompression (gzip members differ in how they are cut), tables and JSON equal."""
+    for relative in relative_paths:
+        got, want = (pipeline_dir / relative).read_bytes(), (local_dir / relative).read_bytes()
+        if relative.endswith(".gz"):
+            assert gzip.decompress(got) == gzip.decompress(want), relative
+        elif relative.endswith(".parquet"):
+            assert pq.read_table(pipeline_dir / relative).equals(pq.read_table(local_dir / relative)), relative
+        elif relative.endswith(".json"):
+            got_doc, want_doc = json.loads(got), json.loads(want)
+            # fastp records the command line, which names the inputs (S3 keys vs local paths).
+            got_doc.pop("command", None), want_doc.pop("command", None)
+            assert got_doc == want_doc, relative

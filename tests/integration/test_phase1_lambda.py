@@ -3,10 +3,8 @@ state machine gives the same outputs as `helixflow preprocess` on the same input
 
 from __future__ import annotations
 
-import gzip
 import json
 
-import pyarrow.parquet as pq
 import pytest
 
 from helixflow_local.client import collect, submit, wait_for_run
@@ -15,6 +13,7 @@ from helixflow.phase1.engine import process_file
 from helixflow.phase1.simulate import write_sample
 from helixflow.pipeline.phase1_lambda import engine_params
 from helixflow.pipeline.params import RunParameters
+from tests.helpers import relative_files, same_outputs
 
 pytestmark = pytest.mark.integration
 
@@ -24,20 +23,6 @@ def stack(tmp_path_factory):
     # 1 MiB chunks, so a few MB of reads take several Distributed Map items.
     with LocalStack(tmp_path_factory.mktemp("stack"), parameters={"Phase1ChunkMiB": "1"}) as running:
         yield running
-
-
-def _same_outputs(pipeline_dir, local_dir, relative_paths):
-    for relative in relative_paths:
-        got, want = (pipeline_dir / relative).read_bytes(), (local_dir / relative).read_bytes()
-        if relative.endswith(".gz"):
-            assert gzip.decompress(got) == gzip.decompress(want), relative
-        elif relative.endswith(".parquet"):
-            assert pq.read_table(pipeline_dir / relative).equals(pq.read_table(local_dir / relative)), relative
-        elif relative.endswith(".json"):
-            got_doc, want_doc = json.loads(got), json.loads(want)
-            # fastp records the command line, which names the inputs (S3 keys vs local paths).
-            got_doc.pop("command", None), want_doc.pop("command", None)
-            assert got_doc == want_doc, relative
 
 
 @pytest.mark.parametrize(("paired", "fmt"), [(True, "gzip"), (False, "bgzf"), (False, "none")])
@@ -58,10 +43,10 @@ def test_lambda_path_equals_preprocess_on_the_same_input(stack, tmp_path, paired
     local = tmp_path / "local"
     process_file(str(reads[0]), str(reads[1]) if paired else None, str(local), sample,
                  engine_params(RunParameters().model_dump()))
-    expected = sorted(p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file())
+    expected = relative_files(local)
     listed = {entry["path"] for entry in outcome.manifest["files"]}
     assert set(expected) <= listed
-    _same_outputs(outcome.local_dir, local, [p for p in expected if not p.endswith(".html")])
+    same_outputs(outcome.local_dir, local, [p for p in expected if not p.endswith(".html")])
     # Nothing is left in the scratch prefix once the run is merged.
     leftovers = stack.client("s3").list_objects_v2(Bucket=stack.info.bucket, Prefix=f"work/{sample}/")
     assert leftovers.get("KeyCount", 0) == 0
