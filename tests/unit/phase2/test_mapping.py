@@ -4,6 +4,7 @@ calibration, pairing, SAM validity, inputs and named errors."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -95,6 +96,84 @@ def test_paired_reads_are_placed_and_flagged_as_proper_pairs(paired_sam, paired_
             assert bool(int(first[1]) & 0x20) == bool(int(second[1]) & 0x10)
 
 
+def _reference_span(cigar: str) -> int:
+    return sum(int(n) for n, op in re.findall(r"(\d+)([MIDNSHP=X])", cigar) if op in "MDN=X")
+
+
+def _tlen_conventions(record, mate) -> tuple[int, int]:
+    """(SAM spec TLEN, 5'-to-5' TLEN as samtools fixmate and bwa compute it) of ``record`` given its ``mate``;
+    both 0 unless the two are mapped to one contig."""
+    if int(record[1]) & 4 or int(mate[1]) & 4 or record[2] != mate[2]:
+        return 0, 0
+    start, mate_start = int(record[3]) - 1, int(mate[3]) - 1
+    end, mate_end = start + _reference_span(record[5]), mate_start + _reference_span(mate[5])
+    reverse, mate_reverse = bool(int(record[1]) & 16), bool(int(mate[1]) & 16)
+    # Spec: leftmost mapped base to rightmost mapped base, positive for the leftmost mate (our tie rule when
+    # both start at one base: the forward mate, else mate 1).
+    span = max(end, mate_end) - min(start, mate_start)
+    if start != mate_start:
+        leftmost = start < mate_start
+    elif reverse != mate_reverse:
+        leftmost = not reverse
+    else:
+        leftmost = bool(int(record[1]) & 0x40)
+    five, mate_five = (end if reverse else start), (mate_end if mate_reverse else mate_start)
+    return (span if leftmost else -span), mate_five - five
+
+
+@pytest.fixture(scope="module")
+def fixmate_records(paired_sam, tmp_path_factory) -> list[list[str]]:
+    """samtools fixmate's view of our pairs: it recomputes the mate fields, mate flags and TLEN from the two
+    records of each pair."""
+    directory = tmp_path_factory.mktemp("fixmate")
+    by_name = directory / "n.bam"
+    subprocess.run(["samtools", "sort", "-n", "-o", str(by_name), str(paired_sam)], check=True, capture_output=True)
+    fixed = directory / "fixmate.sam"
+    subprocess.run(["samtools", "fixmate", "-O", "sam", str(by_name), str(fixed)], check=True, capture_output=True)
+    return sam_records(fixed)
+
+
+def test_flags_and_mate_fields_agree_with_samtools_fixmate(paired_sam, fixmate_records):
+    ours = sorted((r[0], int(r[1]) & 0xC0, r) for r in sam_records(paired_sam))
+    theirs = sorted((r[0], int(r[1]) & 0xC0, r) for r in fixmate_records)
+    assert len(ours) == len(theirs) == 2000
+    for (_, _, mine), (_, _, fixed) in zip(ours, theirs):
+        assert mine[:8] == fixed[:8]  # QNAME FLAG RNAME POS MAPQ CIGAR RNEXT PNEXT
+
+
+def test_tlen_is_the_spec_span_and_equals_fixmate_wherever_the_conventions_agree(paired_sam, fixmate_records):
+    """TLEN convention (SAM spec 1.4): leftmost mapped base to rightmost mapped base of the pair, positive for the
+    leftmost mate. samtools fixmate (and bwa) measure from 5' end to 5' end instead; the two agree except when the
+    mates run past each other (fragment shorter than the reads, or both mates on one strand), where fixmate's
+    value is neither the fragment's span nor signed by the leftmost mate."""
+    ours = {(r[0], int(r[1]) & 0xC0): r for r in sam_records(paired_sam)}
+    fixed = {(r[0], int(r[1]) & 0xC0): r for r in fixmate_records}
+    records = sam_records(paired_sam)
+    differ = 0
+    for first, second in zip(records[0::2], records[1::2]):
+        for record, mate in ((first, second), (second, first)):
+            spec, five_prime = _tlen_conventions(record, mate)
+            fixmate_tlen = int(fixed[(record[0], int(record[1]) & 0xC0)][8])
+            assert fixmate_tlen == five_prime, record   # our reading of fixmate (and of the CIGAR ends) is right
+            assert int(ours[(record[0], int(record[1]) & 0xC0)][8]) == spec, record
+            differ += spec != five_prime
+    # The data has pairs where the conventions part (14 records when measured), so both rules are exercised.
+    assert 0 < differ < 0.05 * len(records)
+
+
+def test_nm_agrees_with_samtools_calmd(paired_sam, repeat_fasta):
+    """calmd recomputes NM from the reference, the CIGAR and SEQ."""
+    done = subprocess.run(["samtools", "calmd", str(paired_sam), str(repeat_fasta)], check=True,
+                          capture_output=True, text=True)
+    assert "different NM" not in done.stderr
+    theirs = [line.split("\t") for line in done.stdout.splitlines() if not line.startswith("@")]
+    ours = sam_records(paired_sam)
+    assert len(theirs) == len(ours)
+    nm = [[t for t in r[11:] if t.startswith("NM:i:")] for r in ours]
+    assert nm == [[t for t in r[11:] if t.startswith("NM:i:")] for r in theirs]
+    assert sum(t != ["NM:i:0"] for t in nm) > 100  # reads with edits: the comparison is not all zeros
+
+
 def test_a_unique_mate_rescues_the_mapq_of_a_mate_in_a_repeat(paired_sam, paired_reads):
     records = sam_records(paired_sam)
     tags = [dict(t.split(":", 1) for t in rec[11:]) for rec in records]
@@ -157,9 +236,15 @@ def test_bam_output_is_coordinate_sorted_and_indexed(tmp_path, repeat_fasta, pai
     header = subprocess.run(["samtools", "view", "-H", str(out)], check=True, capture_output=True,
                             text=True).stdout
     assert "SO:coordinate" in header
-    positions = subprocess.run(["samtools", "view", str(out)], check=True, capture_output=True,
-                               text=True).stdout.splitlines()
-    assert len(positions) == 200
+    records = [line.split("\t") for line in subprocess.run(["samtools", "view", str(out)], check=True,
+                                                             capture_output=True, text=True).stdout.splitlines()]
+    assert len(records) == 200
+    # Coordinate order as samtools reads it back: contigs in @SQ order, positions never decreasing within one,
+    # unplaced records (RNAME *) last.
+    contigs = [line.split("\t")[1][3:] for line in header.splitlines() if line.startswith("@SQ")]
+    keys = [(contigs.index(r[2]) if r[2] != "*" else len(contigs), int(r[3])) for r in records]
+    assert keys == sorted(keys)
+    assert len({r[2] for r in records}) == 2  # both contigs are used, so the contig order is tested too
 
 
 def test_parquet_input_gives_the_same_alignments_as_fastq(tmp_path, repeat_fasta, paired_reads):
