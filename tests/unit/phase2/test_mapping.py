@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,8 @@ import pytest
 
 from click.testing import CliRunner
 from phase2_truth import placed_correctly, sam_records, write_pair
+
+from tests.conftest import require_tool
 
 from helixflow import embedding
 from helixflow.phase2 import simulate
@@ -336,3 +339,42 @@ def test_ungapped_fast_path_returns_exactly_the_traceback_alignment(repeat_genom
                                                             expected.nm)
         assert expected.cigar.replace("S", "").count("M") == 1 and "I" not in expected.cigar
         assert expected.query_end == query_end[h] + 1 and expected.target_end == target_end[h] + 1
+
+
+def test_placement_and_confident_precision_are_at_least_bwa_mems(tmp_path, repeat_fasta, single_reads, single_sam):
+    """The README's claim, measured: bwa mem on the same reads and genome. Reads whose best score is tied at
+    another locus (exact repeat copies) are placed by chance by both tools (bwa picks one of the equal hits at
+    random, we pick the lowest), so on those only a statistical margin is fair: the difference of two coin-flip
+    counts over n tied reads has a standard deviation of sqrt(n / 2); three of them are allowed (measured: bwa
+    2712, ours 2704 of 3000 within 10 bp; every read where the two disagree has MAPQ 0 and AS == XS in both).
+    Everywhere else, and for MAPQ >= 20, ours must be at least bwa's with no margin."""
+    require_tool(shutil.which("bwa") is not None, "bwa")
+    reference = tmp_path / "genome.fa"
+    shutil.copy(repeat_fasta, reference)
+    subprocess.run(["bwa", "index", str(reference)], check=True, capture_output=True)
+    reads = tmp_path / "S1.fastq"
+    simulate.write_fastq(reads, single_reads)
+    bwa_sam = tmp_path / "bwa.sam"
+    with open(bwa_sam, "w") as out:
+        subprocess.run(["bwa", "mem", "-t", "2", str(reference), str(reads)], check=True, stdout=out,
+                       stderr=subprocess.DEVNULL)
+    truth = {r.name: r for r in single_reads}
+    theirs = {r[0]: r for r in sam_records(bwa_sam) if not int(r[1]) & 0x900}  # primary records only
+    ours = {r[0]: r for r in sam_records(single_sam)}
+    assert set(theirs) == set(ours) == set(truth)
+
+    def tied(record):
+        tags = dict(t.split(":", 1) for t in record[11:])
+        return "XS" in tags and tags["XS"] == tags["AS"]
+
+    names = sorted(truth)
+    ours_ok = np.array([placed_correctly(ours[n], truth[n]) for n in names])
+    theirs_ok = np.array([placed_correctly(theirs[n], truth[n]) for n in names])
+    ours_tied = np.array([tied(ours[n]) for n in names])
+    assert ours_ok[~ours_tied].sum() >= theirs_ok[~ours_tied].sum()
+    margin = 3 * np.sqrt(ours_tied.sum() / 2)
+    assert ours_ok.sum() >= theirs_ok.sum() - margin, (ours_ok.sum(), theirs_ok.sum(), margin)
+    ours_confident = np.array([int(ours[n][4]) >= 20 for n in names])
+    theirs_confident = np.array([int(theirs[n][4]) >= 20 for n in names])
+    assert ours_ok[ours_confident].mean() >= theirs_ok[theirs_confident].mean()
+    assert ours_ok[ours_confident].sum() >= theirs_ok[theirs_confident].sum()
