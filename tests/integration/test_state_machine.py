@@ -7,13 +7,13 @@ import csv
 import gzip
 import hashlib
 import json
-import time
 from pathlib import Path
 
 import pytest
 
 from helixflow.local.client import collect, submit, wait_for_run
 from helixflow.local.stack import LocalStack
+from tests.helpers import poll_until
 
 pytestmark = pytest.mark.integration
 
@@ -91,11 +91,8 @@ def test_a_duplicate_event_does_not_start_a_second_run(stack, tmp_path):
     # EventBridge delivers at least once: the same event again, in a new execution.
     again = sfn.start_execution(stateMachineArn=stack.info.state_machine_arn, name="redelivered-dup",
                                 input=original)["executionArn"]
-    for _ in range(200):
-        described = sfn.describe_execution(executionArn=again)
-        if described["status"] != "RUNNING":
-            break
-        time.sleep(0.1)
+    described = poll_until(lambda: (d := sfn.describe_execution(executionArn=again))["status"] != "RUNNING" and d,
+                           timeout=120, what="the redelivered execution to finish")
     assert described["status"] == "SUCCEEDED"
     entered = [e["stateEnteredEventDetails"]["name"] for e in _history(stack, again)
                if "stateEnteredEventDetails" in e]
@@ -122,14 +119,16 @@ def wait_for_run_or_waiting(stack, uploaded):
     """The single-mate execution ends as 'waiting for mate', which wait_for_run does not treat as the run."""
     sfn = stack.client("stepfunctions")
     key, etag = uploaded[0]
-    for _ in range(300):
+
+    def finished():
         for execution in sfn.list_executions(stateMachineArn=stack.info.state_machine_arn)["executions"]:
             described = sfn.describe_execution(executionArn=execution["executionArn"])
             detail = json.loads(described["input"])["detail"]["object"]
             if (detail["key"], detail["etag"]) == (key, etag) and described["status"] != "RUNNING":
                 return described
-        time.sleep(0.1)
-    raise AssertionError("no finished execution")
+        return None
+
+    return poll_until(finished, timeout=120, what=f"a finished execution for {key}")
 
 
 def test_a_transient_lambda_failure_is_retried_and_the_run_succeeds(stack, tmp_path):
@@ -153,3 +152,25 @@ def test_a_key_that_is_not_a_safe_name_fails_with_invalid_key(stack, tmp_path):
     outcome = collect(stack.info, described, tmp_path / "out")
     assert outcome.error_document["code"] == "UNSAFE_KEY"
     assert outcome.local_dir.parts[-2] == "_unresolved"
+
+
+def test_uploads_that_are_not_fastq_under_incoming_start_nothing(stack, tmp_path):
+    """Only incoming/*.fastq[.gz] and *.fq[.gz] start a run: other names, and FASTQ outside incoming/, are left
+    alone. A FASTQ uploaded after them finishing shows their events were delivered and ignored, not pending."""
+    s3 = stack.client("s3")
+    ignored = ["incoming/notes.txt", "incoming/sample.fastq.bak", "incoming/sample.json", "other/late.fastq",
+               "incoming/archive.fastq.zip"]
+    for key in ignored:
+        s3.put_object(Bucket=stack.info.bucket, Key=key, Body=RECORDS)
+    reads = _write(tmp_path, "after_ignored.fastq", RECORDS)
+    outcome, _ = _run(stack, tmp_path, [reads])
+    assert outcome.succeeded
+    started = {execution["key"] for execution in stack.started_executions}
+    assert "incoming/after_ignored.fastq" in started
+    assert started.isdisjoint(ignored)
+    sfn = stack.client("stepfunctions")
+    inputs = [sfn.describe_execution(executionArn=e["executionArn"])["input"]
+              for e in sfn.list_executions(stateMachineArn=stack.info.state_machine_arn)["executions"]]
+    assert not any(key in text for key in ignored for text in inputs)
+    for key in ignored:  # inputs are never modified or deleted
+        assert s3.get_object(Bucket=stack.info.bucket, Key=key)["Body"].read() == RECORDS

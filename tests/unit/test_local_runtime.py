@@ -98,3 +98,20 @@ def test_an_injected_service_fault_fails_only_the_next_invocations(runtime):
             runtime.invoke("Ok", {})
         assert raised.value.code == "TooManyRequestsException"
     assert not runtime.invoke("Ok", {})[1]
+
+
+def test_the_local_moto_server_holds_the_port_it_binds_and_a_taken_port_fails_at_once():
+    """The control plane binds port 0 and keeps the socket (no probe-then-bind race); a port in use raises
+    EADDRINUSE to the caller instead of leaving start() waiting for a server thread that died."""
+    import errno
+
+    from helixflow.local.stack import _bound_moto_server
+
+    server = _bound_moto_server(0)
+    try:
+        assert server._port > 0
+        with pytest.raises(OSError) as raised:
+            _bound_moto_server(server._port)
+        assert raised.value.errno == errno.EADDRINUSE
+    finally:
+        server.stop()

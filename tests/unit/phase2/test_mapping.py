@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 from phase2_truth import placed_correctly, sam_records, write_pair
 
-from tests.conftest import require_tool
+from tests.helpers import require_tool
 
 from helixflow import embedding
 from helixflow.phase2 import simulate
