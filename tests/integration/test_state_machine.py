@@ -7,7 +7,6 @@ import csv
 import gzip
 import hashlib
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -193,3 +192,25 @@ def test_a_key_that_is_not_a_safe_name_fails_with_invalid_key(stack, tmp_path):
     outcome = collect(stack.info, described, tmp_path / "out")
     assert outcome.error_document["code"] == "UNSAFE_KEY"
     assert outcome.local_dir.parts[-2] == "_unresolved"
+
+
+def test_uploads_that_are_not_fastq_under_incoming_start_nothing(stack, tmp_path):
+    """Only incoming/*.fastq[.gz] and *.fq[.gz] start a run: other names, and FASTQ outside incoming/, are left
+    alone. A FASTQ uploaded after them finishing shows their events were delivered and ignored, not pending."""
+    s3 = stack.client("s3")
+    ignored = ["incoming/notes.txt", "incoming/sample.fastq.bak", "incoming/sample.json", "other/late.fastq",
+               "incoming/archive.fastq.zip"]
+    for key in ignored:
+        s3.put_object(Bucket=stack.info.bucket, Key=key, Body=RECORDS)
+    reads = _write(tmp_path, "after_ignored.fastq", RECORDS)
+    outcome, _ = _run(stack, tmp_path, [reads])
+    assert outcome.succeeded
+    started = {execution["key"] for execution in stack.started_executions}
+    assert "incoming/after_ignored.fastq" in started
+    assert started.isdisjoint(ignored)
+    sfn = stack.client("stepfunctions")
+    inputs = [sfn.describe_execution(executionArn=e["executionArn"])["input"]
+              for e in sfn.list_executions(stateMachineArn=stack.info.state_machine_arn)["executions"]]
+    assert not any(key in text for key in ignored for text in inputs)
+    for key in ignored:  # inputs are never modified or deleted
+        assert s3.get_object(Bucket=stack.info.bucket, Key=key)["Body"].read() == RECORDS

@@ -155,3 +155,39 @@ def test_image_functions_take_their_handlers_from_files_next_to_their_dockerfile
     for directory in dockerfile_dirs:
         text = (directory / "Dockerfile").read_text()
         assert "COPY layers/helixflow/helixflow" in text and "requirements.txt" in text
+
+
+def test_bucket_encrypts_with_kms_and_a_bucket_key():
+    (_, bucket), = TEMPLATE.of_type("AWS::S3::Bucket").items()
+    rule, = bucket["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
+    assert rule["BucketKeyEnabled"] is True  # one KMS data key per bucket, not a KMS call per object
+
+
+def test_tables_are_encrypted_and_idempotency_records_expire_on_the_attribute_powertools_writes():
+    tables = TEMPLATE.of_type("AWS::DynamoDB::Table")
+    assert set(tables) == {"IdempotencyTable", "PairingTable"}
+    for logical_id, table in tables.items():
+        assert table["Properties"]["SSESpecification"]["SSEEnabled"] is True, logical_id
+        assert table["Properties"]["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    ttl = tables["IdempotencyTable"]["Properties"]["TimeToLiveSpecification"]
+    assert ttl["Enabled"] is True
+    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+
+    # The attribute name must be the one the ResolveSample handler's persistence layer stores its expiry in,
+    # else DynamoDB never deletes a record.
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    assert ttl["AttributeName"] == DynamoDBPersistenceLayer(table_name="t").expiry_attr
+    handler = (ROOT / "functions" / "resolve_sample" / "app.py").read_text()
+    assert "DynamoDBPersistenceLayer(table_name=os.environ[\"IDEMPOTENCY_TABLE\"])" in handler  # default attrs
+
+
+def test_failed_runs_alarm_fires_on_the_first_failed_execution_of_this_state_machine():
+    (_, alarm), = TEMPLATE.of_type("AWS::CloudWatch::Alarm").items()
+    props = alarm["Properties"]
+    assert (props["Namespace"], props["MetricName"], props["Statistic"]) == ("AWS/States", "ExecutionsFailed", "Sum")
+    (machine_id, _), = TEMPLATE.of_type("AWS::Serverless::StateMachine").items()
+    assert props["Dimensions"] == [{"Name": "StateMachineArn", "Value": {"Ref": machine_id}}]
+    assert props["Threshold"] == 1 and props["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert props["EvaluationPeriods"] == 1
+    assert props["TreatMissingData"] == "notBreaching"  # no executions is not an alarm

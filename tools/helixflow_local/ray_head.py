@@ -29,6 +29,8 @@ from typing import Any
 
 import yaml
 
+from helixflow_local.ports import free_port
+
 TOKEN_FILE = "ray-token"
 # Only workers of the fake cluster have this resource, so a task that asks for it can only run on a worker the
 # autoscaler launched: the tests' way to create demand the head cannot serve.
@@ -42,12 +44,6 @@ MAX_TEMP_DIR = 107 - len("/session_2026-12-01_20-07-23_512639_1234567/sockets/pl
 
 class RayHeadFailed(Exception):
     """The local Ray head did not come up (its log is named in the message)."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class LocalRay:

@@ -88,6 +88,7 @@ class _Pool:
         line = process.stdout.readline() if ready else ""
         if not ready:
             process.kill()
+            process.wait()  # reaped, so alive() is False and invoke() does not hand the dead worker out again
             return _runtime_error("Sandbox.Timedout", f"Task timed out after {self.spec.timeout} seconds"), True
         if not line:
             return _runtime_error("Runtime.ExitError", f"worker of {self.spec.name} exited "

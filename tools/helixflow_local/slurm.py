@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from helixflow.pipeline.slurm_jobs import SlurmRest, local_client
-from helixflow_local.stack import _free_port
+from helixflow_local.ports import free_port
 
 NODE = "helixflow"
 START_TIMEOUT_S = 20
@@ -55,7 +55,7 @@ class LocalSlurm:
         devices = _gpu_devices()
         self.gpu_devices = devices[:gpus] if gpus is not None else devices
         self.user = getpass.getuser()
-        self.ctld_port, self.slurmd_port, self.rest_port = _free_port(), _free_port(), _free_port()
+        self.ctld_port, self.slurmd_port, self.rest_port = free_port(), free_port(), free_port()
         self.rest_url = f"http://127.0.0.1:{self.rest_port}"
         self.conf = self.state_dir / "slurm.conf"
         self.jwt_key = self.state_dir / "jwt_hs256.key"

@@ -80,10 +80,27 @@ class StackInfo:
         return cls(**json.loads(path.read_text()))
 
 
-def _free_port() -> int:
+def _bound_moto_server(port: int) -> Any:
+    """moto's ThreadedMotoServer, bound here before its thread starts. ``port`` 0 lets the OS pick a free port
+    and the server holds it from that moment (a port probed free, closed and bound later can be taken in
+    between); a port in use raises OSError(EADDRINUSE) here, where ThreadedMotoServer.start() would wait forever
+    for a thread that died binding it."""
+    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from werkzeug.serving import make_server
+
+    # Bound here rather than by werkzeug, which turns a bind error into sys.exit(1).
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        sock.bind(("127.0.0.1", port))
+        sock.listen(128)
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        server._server = make_server("127.0.0.1", port, DomainDispatcherApplication(create_backend_app), True,
+                                     request_handler=MotoRequestHandler, fd=sock.fileno())  # a dup of sock
+    server._port = server._server.server_address[1]
+    server._thread = threading.Thread(target=server._server.serve_forever, name="moto-server", daemon=True)
+    server._thread.start()
+    server._server_ready_event.set()
+    return server
 
 
 def _patch_moto() -> list[tuple[Any, str, Any]]:
@@ -136,7 +153,7 @@ class LocalStack:
         ``environment`` is added to every function's (the local clusters' endpoints, a test double)."""
         self.root = root or repository_root()
         self.state_dir = state_dir
-        self.port = port or _free_port()
+        self.port = port or 0  # 0: the server binds a free port at start() and holds it
         self.endpoint_url = f"http://127.0.0.1:{self.port}"
         self.max_concurrency = max_concurrency
         self.template = Template(self.root / "template.yaml")
@@ -158,9 +175,11 @@ class LocalStack:
     def start(self) -> StackInfo:
         global _active_runtime
         from moto.core.config import default_user_config
-        from moto.server import ThreadedMotoServer
 
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._server = _bound_moto_server(self.port)
+        self.port = self._server._port
+        self.endpoint_url = f"http://127.0.0.1:{self.port}"
         # Request lines and moto's per-state failure traces would drown the pipeline's own output.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         logging.getLogger("moto").setLevel(logging.ERROR)
@@ -171,8 +190,6 @@ class LocalStack:
         os.environ["MOTO_PORT"] = str(self.port)
         default_user_config["stepfunctions"]["execute_state_machine"] = True
         self._moto_patches = _patch_moto()
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
-        self._server.start()
         self.info = self._provision()
         _active_runtime = self.runtime
         self._poller = threading.Thread(target=self._poll_events, name="s3-event-poller", daemon=True)

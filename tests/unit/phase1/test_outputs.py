@@ -97,3 +97,19 @@ def test_preprocess_command_reports_invalid_fastq(tmp_path):
     res = CliRunner().invoke(main, ["preprocess", str(bad), "--out", str(tmp_path / "out"), "--quiet"])
     assert res.exit_code == 2
     assert res.stderr.startswith("InvalidFastq (SEQ_QUAL_LENGTH_MISMATCH): ")
+
+
+def test_a_read_and_its_reverse_complement_get_the_same_vector():
+    """Canonical k-mers: the strand a read was sequenced from cannot change its embedding - bit for bit, since
+    both strands yield the same multiset of canonical k-mers (Ns and lower case included)."""
+    rng = np.random.default_rng(17)
+    complement = bytes.maketrans(b"ACGTNacgtn", b"TGCANtgcan")
+    reads = [bytes(np.frombuffer(b"ACGT", np.uint8)[rng.integers(0, 4, int(n))]) for n in rng.integers(11, 300, 50)]
+    reads[1] = reads[1][:40] + b"N" + reads[1][41:]
+    reads[2] = reads[2].lower()
+    reverse = [r.translate(complement)[::-1] for r in reads]
+    forward_vectors, reverse_vectors = embedding.embed(reads), embedding.embed(reverse)
+    np.testing.assert_array_equal(forward_vectors, reverse_vectors)
+    assert np.all(np.abs(forward_vectors).sum(axis=1) > 0)
+    # Not trivially equal: a different read gets a different vector.
+    assert not np.array_equal(forward_vectors[0], forward_vectors[3])

@@ -3,10 +3,11 @@ and mapping accuracy when it feeds the mapper."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
-import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -45,26 +46,72 @@ def test_blocked_cpu_top_k_equals_a_full_sort_exactly(monkeypatch):
     assert indices[0, 0] == 3 and indices[0, 1] == 7
 
 
-def test_cuda_kernels_give_bit_identical_top_k_under_the_simulator():
-    script = textwrap.dedent("""
-        import numpy as np
-        from helixflow.phase2 import _dense_common, dense, dense_cpu, dense_cuda
-        rng = np.random.default_rng(2)
-        def unit(n):
-            v = rng.standard_normal((n, 256))
-            return dense.storage_precision(v / np.linalg.norm(v, axis=1, keepdims=True))
-        queries, targets = unit(21), unit(37)   # not multiples of TILE: exercises the bounds guards
-        _dense_common.BLOCK_READS, _dense_common.BLOCK_WINDOWS = 16, 20   # several read and window blocks
-        gpu_values, gpu_indices = dense_cuda.top_k_cuda(queries, targets, 4)
-        cpu_values, cpu_indices = dense_cpu.top_k_cpu(queries, targets, 4)
-        assert (gpu_indices == cpu_indices).all(), (gpu_indices, cpu_indices)
-        assert (gpu_values == cpu_values).all()   # exact: see dense.py
-        print("ok")
-    """)
+def test_cpu_top_k_ties_go_to_the_lower_index_and_empty_slots_stay_empty(monkeypatch):
+    """Exact ties (a duplicated reference window, a read without k-mers that ties with everything) and k larger
+    than the number of targets: random vectors never tie, so only constructed ties can tell the tie rule."""
+    rng = np.random.default_rng(3)
+    queries, targets = unit_vectors(rng, 12), unit_vectors(rng, 21)
+    for copy in (5, 6, 12, 17, 20):
+        targets[copy] = targets[3]
+    queries[0], queries[1], queries[2] = targets[3], 0.0, targets[20]
+    monkeypatch.setattr(_dense_common, "BLOCK_READS", 4)
+    monkeypatch.setattr(_dense_common, "BLOCK_WINDOWS", 11)
+    values, indices = dense_cpu.top_k_cpu(queries, targets, 4)
+    expected_values, expected_indices = brute_force_top_k(queries, targets, 4)
+    np.testing.assert_array_equal(indices, expected_indices)
+    np.testing.assert_array_equal(values, expected_values)
+    assert indices[0].tolist() == [3, 5, 6, 12] and indices[2].tolist() == [3, 5, 6, 12]
+    assert indices[1].tolist() == [0, 1, 2, 3] and values[1].tolist() == [0.0] * 4
+    # k = 8 over 5 targets: the 5 ranked, then 3 empty slots (-inf, int64 max) that the searcher drops.
+    values, indices = dense_cpu.top_k_cpu(queries, targets[[3, 5, 9, 10, 11]], 8)
+    expected_values, expected_indices = brute_force_top_k(queries, targets[[3, 5, 9, 10, 11]], 5)
+    np.testing.assert_array_equal(indices[:, :5], expected_indices)
+    np.testing.assert_array_equal(values[:, :5], expected_values)
+    assert np.all(values[:, 5:] == -np.inf) and np.all(indices[:, 5:] == np.iinfo(np.int64).max)
+    assert indices[0, :2].tolist() == [0, 1]
+
+
+SIMULATOR_SCRIPT = Path(__file__).parent / "cudasim" / "dense_cuda_vs_cpu.py"
+
+
+@pytest.fixture(scope="module")
+def simulator_report() -> dict:
+    """The GPU paths under numba's CUDA simulator, in a subprocess (see the script's docstring); ~20 s."""
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "ok"
+    done = subprocess.run([sys.executable, str(SIMULATOR_SCRIPT)], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("case", ["top_k_ties", "top_k_k_exceeds_targets"])
+def test_cuda_top_k_equals_the_cpu_on_ties_and_short_target_lists(simulator_report, case):
+    result = simulator_report[case]
+    assert result["gpu_indices"] == result["cpu_indices"]
+    assert result["values_equal"]   # exact: see dense.py
+    if case == "top_k_ties":
+        assert result["cpu_indices"][0] == [3, 5, 6, 12]   # the case really has ties across window blocks
+        assert result["cpu_indices"][4] == [3, 5, 6, 12]   # ... and in the second read block
+
+
+def test_cuda_score_batch_over_several_launches_equals_the_cpu(simulator_report):
+    result = simulator_report["score_batch_multi_launch"]
+    assert result["launches"] == 3 and result["target_length"] == 300
+    assert result["equal"] and result["positive"] == result["pairs"]
+
+
+def test_auto_device_picks_the_gpu_when_one_is_there(simulator_report):
+    assert simulator_report["auto_device"] == {"resolved": "cuda", "score_batch_used_cuda": True}
+
+
+@pytest.mark.parametrize("command", ["align_dense", "cluster"])
+def test_cli_with_device_cuda_writes_what_device_cpu_writes(simulator_report, command):
+    result = simulator_report[command]
+    assert result["equal"]
+    if command == "align_dense":
+        assert result["records"] == 4 and result["mapped"] == 4
+    else:
+        assert result["rows"] == 4
 
 
 def test_windows_cover_every_read_sized_stretch(repeat_fasta):

@@ -3,6 +3,8 @@ TLEN signs, reverse-strand SEQ/QUAL, tags, unmapped reads and mates."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from helixflow.phase2 import sam
@@ -15,25 +17,30 @@ from helixflow.phase2.reference import Reference
 
 # row: (id, SEQ, QUAL, mapped, strand, contig, pos, end, mapq, AS, XS, NM, proper, CIGAR)
 ROWS = [
-    ("fr", b"ACGTA", b"ABCDE", True, 0, 0, 100, 110, 60, 5, 3, 0, True, "5M"),  # proper FR pair
-    ("fr", b"GGCAN", b"FGHIJ", True, 1, 0, 200, 210, 60, 4, -1, 1, True, "5M"),
-    ("half", b"AACGT", b"abcde", True, 1, 1, 50, 55, 7, 4, -1, 0, False, "1S4M"),  # mate unmapped
+    ("fr", b"ACGTA", b"ABCDE", True, 0, 0, 100, 105, 60, 5, 3, 0, True, "5M"),  # proper FR pair
+    ("fr", b"GGCAN", b"FGHIJ", True, 1, 0, 200, 205, 60, 4, -1, 1, True, "5M"),
+    ("half", b"AACGT", b"abcde", True, 1, 1, 50, 54, 7, 4, -1, 0, False, "1S4M"),  # mate unmapped
     ("half", b"TTTTT", b"!!!!!", False, 0, -1, -1, -1, 0, 0, -1, 0, False, "*"),
     ("none", b"CCCCC", b"#####", False, 0, -1, -1, -1, 0, 0, -1, 0, False, "*"),  # both unmapped
     ("none", b"GGGGG", b"$$$$$", False, 0, -1, -1, -1, 0, 0, -1, 0, False, "*"),
     ("apart", b"ACGTT", b"%%%%%", True, 0, 0, 10, 15, 12, 5, -1, 0, False, "5M"),  # mates on two contigs
     ("apart", b"TTGCA", b"&&&&&", True, 0, 1, 20, 25, 0, 5, 5, 0, False, "5M"),
-    ("single", b"ACGNT", b"12345", True, 1, 0, 300, 305, 23, 1, 0, 2, False, "3M1I1M"),
+    ("single", b"ACGNT", b"12345", True, 1, 0, 300, 304, 23, 1, 0, 2, False, "3M1I1M"),
     ("empty", b"", b"", False, 0, -1, -1, -1, 0, 0, -1, 0, False, "*"),
     ("same", b"AAAAC", b"ABCDE", True, 1, 0, 400, 405, 60, 5, -1, 0, True, "5M"),  # same start, FR
-    ("same", b"GTTTT", b"ABCDE", True, 0, 0, 400, 406, 60, 5, -1, 0, True, "5M"),
+    ("same", b"GTTTT", b"ABCDE", True, 0, 0, 400, 406, 60, 5, -1, 0, True, "4M1D1M"),
     ("tie", b"AAAAA", b"ABCDE", True, 0, 0, 500, 505, 30, 5, -1, 0, False, "5M"),  # same start and strand
-    ("tie", b"AAAAA", b"ABCDE", True, 0, 0, 500, 507, 30, 5, -1, 0, False, "5M"),
+    ("tie", b"AAAAA", b"ABCDE", True, 0, 0, 500, 507, 30, 5, -1, 0, False, "3M2D2M"),
+    # Mates that run past each other (fragment shorter than a read): the reverse mate starts 2 bp left of the
+    # forward one and ends 2 bp left of it. TLEN spans leftmost to rightmost mapped base (7), positive for the
+    # leftmost mate - here the reverse one. (samtools fixmate and bwa measure 5' to 5' instead: 3.)
+    ("past", b"ACGTA", b"ABCDE", True, 0, 0, 700, 705, 60, 5, -1, 0, True, "5M"),
+    ("past", b"CCGTA", b"ABCDE", True, 1, 0, 698, 703, 60, 5, -1, 0, True, "5M"),
 ]
-FRAGMENTS = Fragments(np.array([0, 2, 4, 6, 8, 9, 10, 12]), np.array([1, 3, 5, 7, -1, -1, 11, 13]))
+FRAGMENTS = Fragments(np.array([0, 2, 4, 6, 8, 9, 10, 12, 14]), np.array([1, 3, 5, 7, -1, -1, 11, 13, 15]))
 EXPECTED = """\
-fr	99	chr1	101	60	5M	=	201	110	ACGTA	ABCDE	NM:i:0	AS:i:5	XS:i:3	RG:Z:S1
-fr	147	chr1	201	60	5M	=	101	-110	NTGCC	JIHGF	NM:i:1	AS:i:4	RG:Z:S1
+fr	99	chr1	101	60	5M	=	201	105	ACGTA	ABCDE	NM:i:0	AS:i:5	XS:i:3	RG:Z:S1
+fr	147	chr1	201	60	5M	=	101	-105	NTGCC	JIHGF	NM:i:1	AS:i:4	RG:Z:S1
 half	89	chr2	51	7	1S4M	=	51	0	ACGTT	edcba	NM:i:0	AS:i:4	RG:Z:S1
 half	165	chr2	51	0	*	=	51	0	TTTTT	!!!!!	RG:Z:S1
 none	77	*	0	0	*	*	0	0	CCCCC	#####	RG:Z:S1
@@ -43,9 +50,11 @@ apart	129	chr2	21	0	5M	chr1	11	0	TTGCA	&&&&&	NM:i:0	AS:i:5	XS:i:5	RG:Z:S1
 single	16	chr1	301	23	3M1I1M	*	0	0	ANCGT	54321	NM:i:2	AS:i:1	XS:i:0	RG:Z:S1
 empty	4	*	0	0	*	*	0	0		*	RG:Z:S1
 same	83	chr1	401	60	5M	=	401	-6	GTTTT	EDCBA	NM:i:0	AS:i:5	RG:Z:S1
-same	163	chr1	401	60	5M	=	401	6	GTTTT	ABCDE	NM:i:0	AS:i:5	RG:Z:S1
+same	163	chr1	401	60	4M1D1M	=	401	6	GTTTT	ABCDE	NM:i:0	AS:i:5	RG:Z:S1
 tie	65	chr1	501	30	5M	=	501	7	AAAAA	ABCDE	NM:i:0	AS:i:5	RG:Z:S1
-tie	129	chr1	501	30	5M	=	501	-7	AAAAA	ABCDE	NM:i:0	AS:i:5	RG:Z:S1
+tie	129	chr1	501	30	3M2D2M	=	501	-7	AAAAA	ABCDE	NM:i:0	AS:i:5	RG:Z:S1
+past	99	chr1	701	60	5M	=	699	-7	ACGTA	ABCDE	NM:i:0	AS:i:5	RG:Z:S1
+past	147	chr1	699	60	5M	=	701	7	TACGG	EDCBA	NM:i:0	AS:i:5	RG:Z:S1
 """
 
 
@@ -61,6 +70,20 @@ def test_records_match_the_sam_lines_written_out_by_hand():
                       np.array(columns[12]), cigar, cigar_offsets)
     reference = Reference(("chr1", "chr2"), np.zeros(1000, np.uint8), np.array([0, 600, 1000]))
     assert sam.records(batch, mapping, FRAGMENTS, reference, "S1").decode() == EXPECTED
+
+
+def _reference_span(cigar: str) -> int:
+    return sum(int(n) for n, op in re.findall(r"(\d+)([MIDNSHP=X])", cigar) if op in "MDN=X")
+
+
+def test_the_fixture_ends_agree_with_its_cigars():
+    """``end`` is POS + the CIGAR's reference span (exclusive); TLEN is computed from it, so a fixture whose ends
+    disagree with its CIGARs tests TLENs no real alignment can have."""
+    for row in ROWS:
+        if row[3]:
+            assert row[7] == row[6] + _reference_span(row[13]), row
+            assert sum(
+                int(n) for n, op in re.findall(r"(\d+)([MIS=X])", row[13])) == len(row[1]), row
 
 
 def test_pack_cigars_writes_ungapped_and_gapped_cigars_in_row_order():

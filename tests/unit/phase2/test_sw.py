@@ -264,10 +264,27 @@ def test_rejects_bad_input():
     assert all(x.shape == (0,) for x in empty)
 
 
-def test_auto_device_without_gpu_equals_cpu():
-    """'auto' picks CUDA only when numba.cuda.is_available(); either way the results are the CPU kernel's."""
+def test_auto_device_uses_cuda_exactly_when_a_gpu_is_available(monkeypatch):
+    """'auto' runs ``sw_cuda.score_batch_cuda`` when ``cuda_available()`` and the CPU kernel otherwise; which
+    one ran is recorded, so the test cannot pass by comparing the CPU with itself. (Under the CUDA simulator
+    the real resolution is checked in test_dense.py.)"""
+    from helixflow.phase2 import sw as sw_module
+    from helixflow.phase2 import sw_cuda
+
     queries, targets = random_pairs(np.random.default_rng(13), 40)
     cpu = run_batch(queries, targets)
+    used = []
+
+    def fake_cuda(*args, **kwargs):
+        used.append("cuda")
+        return tuple(a.copy() for a in cpu)
+
+    monkeypatch.setattr(sw_cuda, "score_batch_cuda", fake_cuda)
+    monkeypatch.setattr(sw_module, "cuda_available", lambda: False)
     auto = run_batch(queries, targets, device="auto")
+    assert used == []
     for a, b in zip(cpu, auto):
         np.testing.assert_array_equal(a, b)
+    monkeypatch.setattr(sw_module, "cuda_available", lambda: True)
+    run_batch(queries, targets, device="auto")
+    assert used == ["cuda"]

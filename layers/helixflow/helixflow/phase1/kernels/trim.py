@@ -94,7 +94,8 @@ def _poly_g_start(data, s, front, end, min_len):
 
 @njit(cache=True, nogil=True, inline="always")
 def _poly_x_start(data, s, front, end, min_len):
-    """Poly-X: the poly-G rule for each of A, C, G, T; the longest qualifying run is removed."""
+    """Poly-X: the poly-G rule for each of A, C, G, T; the longest qualifying run is removed. As in fastp's
+    poly-X (not its poly-G), an N counts as a match for every letter; the run still ends at the letter itself."""
     best = end
     for letter in (65, 67, 71, 84):
         n = end - front
@@ -103,10 +104,10 @@ def _poly_x_start(data, s, front, end, min_len):
         i = 0
         while i < n:
             base = data[s + end - i - 1] & np.uint8(0xDF)
-            if base != letter:
-                mismatch += 1
-            else:
+            if base == letter:
                 first = end - i - 1
+            elif base != 78:  # 'N'
+                mismatch += 1
             if mismatch > 5 or (mismatch > (i + 1) // 8 and i >= min_len - 1):
                 break
             i += 1
