@@ -24,6 +24,9 @@ from typing import Any
 from helixflow_local.template import FunctionSpec
 
 
+KILL_WORKER = "KillWorker"
+
+
 class ServiceFault(Exception):
     """An injected failure of the Lambda service (not of the handler)."""
 
@@ -63,20 +66,20 @@ class _Pool:
             self.all.append(worker)
         return worker
 
-    def invoke(self, event: Any) -> tuple[dict[str, Any], bool]:
+    def invoke(self, event: Any, *, kill: bool = False) -> tuple[dict[str, Any], bool]:
         with self.slots:
             with self.lock:
                 while self.idle and not self.idle[-1].alive():
                     self.idle.pop()
                 worker = self.idle.pop() if self.idle else None
             worker = worker or self._spawn()
-            reply = self._call(worker, event)
+            reply = self._call(worker, event, kill=kill)
             if worker.alive():
                 with self.lock:
                     self.idle.append(worker)
             return reply
 
-    def _call(self, worker: _Worker, event: Any) -> tuple[dict[str, Any], bool]:
+    def _call(self, worker: _Worker, event: Any, *, kill: bool = False) -> tuple[dict[str, Any], bool]:
         request_id = str(uuid.uuid4())
         process = worker.process
         try:
@@ -84,6 +87,8 @@ class _Pool:
             process.stdin.flush()
         except BrokenPipeError:
             return _runtime_error("Runtime.ExitError", f"worker of {self.spec.name} exited"), True
+        if kill:  # an injected crash: the execution environment dies while it handles the request (OOM kill)
+            process.kill()
         ready, _, _ = select.select([process.stdout], [], [], self.spec.timeout + 5)
         line = process.stdout.readline() if ready else ""
         if not ready:
@@ -148,6 +153,8 @@ class LambdaRuntime:
         }
 
     def inject_fault(self, function: str, error_code: str = "ServiceException", times: int = 1) -> None:
+        """The next ``times`` invocations of ``function`` fail with the Lambda service error ``error_code``, or,
+        for ``KILL_WORKER``, reach the handler's worker and kill it mid-request (Runtime.ExitError)."""
         name = self.by_logical_id.get(function, function)
         with self.fault_lock:
             self.faults[name].extend([error_code] * times)
@@ -155,8 +162,11 @@ class LambdaRuntime:
     def invoke(self, function_name: str, event: Any) -> tuple[dict[str, Any], bool]:
         """(payload, errored) for one invocation; raises ServiceFault for an injected service failure."""
         with self.fault_lock:
-            if self.faults[function_name]:
-                raise ServiceFault(self.faults[function_name].pop(0))
+            fault = self.faults[function_name].pop(0) if self.faults[function_name] else None
+        if fault == KILL_WORKER:
+            return self.pools[function_name].invoke(event, kill=True)
+        if fault:
+            raise ServiceFault(fault)
         return self.pools[function_name].invoke(event)
 
     def close(self) -> None:
