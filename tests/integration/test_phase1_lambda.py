@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 
 from helixflow_local.client import collect, submit, wait_for_run
 from helixflow_local.stack import LocalStack
@@ -40,6 +41,10 @@ def test_lambda_path_equals_preprocess_on_the_same_input(stack, tmp_path, paired
     assert outcome.succeeded, outcome.error_document
     stages = json.loads((outcome.local_dir / "pipeline_info/params.json").read_text())["stages"]
     assert stages["phase1"]["chunks"] >= 3
+    # Phase 1 reports the environment its chunks ran in (the Phase 1 image's engines), Publish its own.
+    versions = yaml.safe_load((outcome.local_dir / "pipeline_info/software_versions.yml").read_text())
+    assert {"numba", "pyarrow", "numpy", "isal"} <= versions["Phase1"].keys()
+    assert list(versions) == ["Validate", "Phase1", "Publish"]
     local = tmp_path / "local"
     process_file(str(reads[0]), str(reads[1]) if paired else None, str(local), sample,
                  engine_params(RunParameters().model_dump()))

@@ -109,6 +109,7 @@ def test_validate_streams_gzip_objects_and_counts_records(aws, lambda_context):
                              ("incoming/S1_R2.fastq.gz", gzip.compress(GOOD))])
     summary = handler.lambda_handler(pipeline_state(sample=request), lambda_context)
     assert summary["records"] == 2 and summary["bases"] == 32 and summary["paired"] is True  # bases of both mates
+    assert {"helixflow", "python", "numpy", "isal"} <= summary["versions"].keys()  # for software_versions.yml
 
 
 def test_validate_names_the_first_defect_with_its_position(aws, lambda_context):

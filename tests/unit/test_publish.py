@@ -7,11 +7,13 @@ from pathlib import Path
 
 import boto3
 import pytest
+import yaml
 from moto import mock_aws
 
 from helixflow.errors import IncompleteResults
 from helixflow.pipeline.failure import describe_failure
 from helixflow.pipeline.publish import TRACE_COLUMNS, publish_run, trace_rows
+from helixflow.versions import VALIDATE, environment_versions
 from helixflow.pipeline.state import SampleRequest
 
 BUCKET = "helixflow-publish-test"
@@ -151,3 +153,29 @@ def test_publish_writes_its_own_completed_row_as_the_last_file_before_the_manife
     assert (rows[-1]["name"], rows[-1]["status"]) == ("Publish", "COMPLETED")
     assert datetime.fromisoformat(rows[-1]["complete"]) >= before
     assert [r["items"] for r in rows if r["type"] == "Map"] == ["1"]
+
+
+def test_software_versions_lists_each_stage_with_the_versions_of_its_own_environment(s3):
+    phase1_image = {"helixflow": "0.1.0", "python": "3.11.9", "numba": "0.67.0", "pyarrow": "20.0.0"}
+    stages = {"validation": {"records": 1, "versions": environment_versions(VALIDATE)},
+              "plan": {"phase1": {"placement": "lambda"}}, "phase1": {"chunks": 1, "versions": phase1_image}}
+    publish_run(s3=s3, request=REQUEST, stages=stages, history_events=[])
+    body = s3.client.get_object(Bucket=BUCKET, Key="results/S1/run-1/pipeline_info/software_versions.yml")["Body"]
+    versions = yaml.safe_load(body.read())
+    # nf-core's layout: process -> tool -> version, one process per stage that reported, Publish last.
+    assert list(versions) == ["Validate", "Phase1", "Publish"]
+    assert versions["Phase1"] == phase1_image  # what the stage reported, not Publish's environment
+    assert versions["Validate"]["numpy"] == environment_versions(["numpy"])["numpy"]
+    assert {"helixflow", "python", "boto3"} <= versions["Publish"].keys()
+
+
+def test_a_stage_that_did_not_run_or_report_is_not_in_software_versions(s3):
+    publish_run(s3=s3, request=REQUEST, stages={"phase1": {"chunks": 1, "versions": {}}}, history_events=[])
+    body = s3.client.get_object(Bucket=BUCKET, Key="results/S1/run-1/pipeline_info/software_versions.yml")["Body"]
+    assert list(yaml.safe_load(body.read())) == ["Publish"]
+
+
+def test_environment_versions_name_the_installed_distributions_and_skip_absent_ones():
+    versions = environment_versions(["numpy", "no-such-distribution-helixflow"])
+    assert {"helixflow", "python", "numpy"} == versions.keys()
+    assert all(isinstance(v, str) and v for v in versions.values())

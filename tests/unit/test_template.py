@@ -81,6 +81,37 @@ def test_every_task_retries_transient_lambda_errors_and_catches_into_the_failure
     assert states["FailRun"]["Type"] == "Fail" and states["FailRun"]["ErrorPath"] == "$.failure.Error"
 
 
+def _tasks(states: dict) -> dict[str, dict]:
+    """Every Task of the machine, the Map iterators' included."""
+    found = {}
+    for name, state in states.items():
+        if state["Type"] == "Task":
+            found[name] = state
+        for processor in (state.get("ItemProcessor"), state.get("Iterator")):
+            if processor:
+                found.update(_tasks(processor["States"]))
+        for branch in state.get("Branches", []):
+            found.update(_tasks(branch["States"]))
+    return found
+
+
+def test_every_task_times_out_after_its_function_and_not_much_later():
+    """A Task that times out first makes Step Functions retry (or fail) work that is still running, and its
+    clock starts before the function's (cold start, queued invoke), so it gets up to a minute more than the
+    function; much more only delays the failure of a function that already stopped."""
+    (_, machine), = TEMPLATE.of_type("AWS::Serverless::StateMachine").items()
+    substitutions = machine["Properties"]["DefinitionSubstitutions"]
+    default = TEMPLATE.document["Globals"]["Function"]["Timeout"]
+    tasks = _tasks(json.loads(ASL_PATH.read_text())["States"])
+    assert "ProcessChunk" in tasks
+    for name, task in tasks.items():
+        placeholder = re.fullmatch(r"\$\{(\w+)\}", task["Parameters"]["FunctionName"])[1]
+        function, attribute = substitutions[placeholder]["Fn::GetAtt"]
+        assert attribute == "Arn", name
+        timeout = TEMPLATE.resources[function]["Properties"].get("Timeout", default)
+        assert timeout < task["TimeoutSeconds"] <= timeout + 60, (name, function, timeout, task["TimeoutSeconds"])
+
+
 def _policy_statements():
     for logical_id, resource in TEMPLATE.resources.items():
         for policy in resource.get("Properties", {}).get("Policies", []):

@@ -3,6 +3,10 @@
 Step Functions sees a Lambda exception's class name as the error name, so every failure a user can act on is
 its own class and the state machine can Catch it by name. Each carries a stable machine code and, where it
 applies, a position in the offending file.
+
+Every code a class can carry is in its ``codes`` (code -> meaning): this module is the one home of the codes,
+README's error tables are rendered from ``registry()`` and a test checks that every code the package raises is
+registered on the class that raises it.
 """
 
 from __future__ import annotations
@@ -27,6 +31,13 @@ class HelixflowError(Exception):
     """Base of every named error. ``code`` is stable across releases; ``message`` is for people."""
 
     default_code = "ERROR"
+    codes: dict[str, str] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # An unregistered default would be raised whenever a caller gives no code: refuse it at import time.
+        if cls.default_code not in cls.codes:
+            raise TypeError(f"{cls.__name__}.codes lacks its default_code {cls.default_code!r}")
 
     def __init__(self, message: str, *, code: str | None = None, position: Position | None = None,
                  details: dict[str, Any] | None = None) -> None:
@@ -68,89 +79,203 @@ class HelixflowError(Exception):
 
 
 class InvalidFastq(HelixflowError):
+    """The first defect of a FASTQ file or mate pair; every code comes with file, record, line and byte offset
+    into the decompressed stream (the policies are in ``helixflow.fastq.validator``)."""
+
     default_code = "INVALID_FASTQ"
+    codes = {
+        "INVALID_FASTQ": "the input is not valid FASTQ (no more specific code applies)",
+        "EMPTY_FILE": "the input has no data (after decompression)",
+        "NOT_FASTQ": "the input does not start with '@' (FASTA, BAM, SAM, a byte-order mark...)",
+        "UNSUPPORTED_COMPRESSION": "bzip2, xz, zstd, lz4 or zip input",
+        "TRUNCATED_GZIP": "the gzip stream ends inside a member",
+        "TRAILING_GARBAGE": "bytes after the last gzip member that are not another member",
+        "CORRUPT_GZIP": "invalid deflate data, bad gzip header, or CRC/length mismatch",
+        "BGZF_BAD_BLOCK": "a file taken for BGZF holds a block without a BGZF header",
+        "BAD_HEADER": "header line without '@' or with an empty read id",
+        "BAD_SEQUENCE_CHAR": "a character outside the IUPAC nucleotide codes (A C G T U N R Y S W K M B D H V)",
+        "MISSING_PLUS_LINE": "the third line of a record does not start with '+'",
+        "PLUS_HEADER_MISMATCH": "text on the '+' line that is neither the header nor the read id",
+        "BAD_QUALITY_CHAR": "a quality character outside '!'..'~'",
+        "SEQ_QUAL_LENGTH_MISMATCH": "sequence and quality lengths differ",
+        "TRUNCATED_RECORD": "the input ends inside a record",
+        "BLANK_LINE": "an empty line where a header or '+' line belongs, or after the last record",
+        "MULTILINE_FASTQ": "a wrapped sequence (multi-line FASTQ)",
+        "MIXED_LINE_ENDINGS": "a line ends with LF in a CRLF file or the other way round",
+        "BINARY_DATA": "a control character (NUL, ESC, lone CR...)",
+        "LINE_TOO_LONG": "a line longer than the limit (16 MiB)",
+        "PHRED64_NOT_SUPPORTED": "Phred+64 qualities while `allow_phred64` is false",
+        "PAIR_COUNT_MISMATCH": "the mates have different numbers of records",
+        "PAIR_NAME_MISMATCH": "the mates' read ids differ at the same record (after removing `/1`, `/2`)",
+        "CHUNK_OUT_OF_RANGE": "a Phase 1 chunk starts past the end of its file (the file changed after it was split)",
+    }
 
 
 class InvalidKey(HelixflowError):
     """An object key that is not a FASTQ name under incoming/ or would escape its prefix."""
 
     default_code = "INVALID_KEY"
+    codes = {
+        "INVALID_KEY": "the key is longer than 512 bytes",
+        "OUTSIDE_PREFIX": "the key is not under `incoming/`",
+        "UNSAFE_KEY": "an empty or relative path segment, or a character outside `A-Z a-z 0-9 . _ -`",
+        "NOT_FASTQ_NAME": "the file name does not end in .fastq.gz, .fq.gz, .fastq or .fq",
+        "BAD_SAMPLE_NAME": "no usable sample id in the file name",
+        "NOT_A_PAIR": "two files given to the CLI that are not mates of one sample",
+        "SAME_FILE": "the CLI was given one file as both mates",
+    }
 
 
 class InvalidParameters(HelixflowError):
     """A sidecar parameters file or --params that does not match the schema."""
 
     default_code = "INVALID_PARAMETERS"
+    codes = {
+        "INVALID_PARAMETERS": "the parameters cannot be used (no more specific code applies)",
+        "PARAMS_TOO_LARGE": "the parameters are over 64 KiB",
+        "PARAMS_NOT_UTF8": "the parameters are not UTF-8",
+        "PARAMS_NOT_JSON": "the parameters are not JSON (also an integer past Python's digit limit)",
+        "PARAMS_TOO_DEEP": "the JSON nests too deeply to be a parameters object",
+        "PARAMS_NOT_OBJECT": "the JSON is not an object",
+        "PARAMS_SCHEMA": "an unknown field, a wrong type or a value out of range",
+    }
 
 
 class InputTooLarge(HelixflowError):
     """No placement can run this input (e.g. above what the Lambda path handles while no cluster is set)."""
 
     default_code = "INPUT_TOO_LARGE"
+    codes = {
+        "INPUT_TOO_LARGE": "no placement can run this input",
+        "TOO_LARGE_FOR_LAMBDA": "Phase 1 was placed on Lambda and the input does not fit its time or scratch disk",
+    }
 
 
 class IncompleteResults(HelixflowError):
-    """Publish found an expected output missing; nothing is published."""
+    """An expected output is missing; nothing is published."""
 
     default_code = "INCOMPLETE_RESULTS"
+    codes = {
+        "INCOMPLETE_RESULTS": "an expected output is missing; nothing is published",
+        "MISSING_OUTPUTS": "a stage's promised output (a Phase 1 chunk part, a staged result) is absent",
+    }
 
 
 class DeviceUnavailable(HelixflowError):
     """``--device cuda`` was asked for on a machine without a usable CUDA GPU."""
 
     default_code = "CUDA_UNAVAILABLE"
+    codes = {"CUDA_UNAVAILABLE": "`--device cuda` on a machine without a usable CUDA GPU"}
 
 
 class InvalidReads(HelixflowError):
-    """Reads that cannot be used: no reads, or embeddings built with another construction.
-
-    Codes: READS_NOT_FOUND, NO_READS, EMBEDDING_MISMATCH, UNSUPPORTED_FORMAT."""
+    """Reads that cannot be used: no reads, or embeddings built with another construction."""
 
     default_code = "INVALID_READS"
+    codes = {
+        "INVALID_READS": "the reads cannot be used (no more specific code applies)",
+        "READS_NOT_FOUND": "the reads file does not exist",
+        "NO_READS": "the input holds no reads",
+        "EMBEDDING_MISMATCH": "the Parquet embeddings were built with another construction than this build's",
+        "UNSUPPORTED_FORMAT": "not one Parquet file or one or two FASTQ files (or a Parquet file given with a mate)",
+    }
 
 
 class InvalidReference(HelixflowError):
-    """The reference FASTA is missing, empty or malformed.
-
-    Codes: REFERENCE_NOT_FOUND, NO_SEQUENCES, SEQUENCE_BEFORE_HEADER, EMPTY_NAME, DUPLICATE_NAME,
-    EMPTY_SEQUENCE, INVALID_SYMBOL."""
+    """The reference FASTA is missing, empty or malformed."""
 
     default_code = "INVALID_REFERENCE"
+    codes = {
+        "INVALID_REFERENCE": "the reference cannot be used (no more specific code applies)",
+        "REFERENCE_NOT_FOUND": "the reference FASTA does not exist",
+        "NO_SEQUENCES": "the reference holds no sequence",
+        "SEQUENCE_BEFORE_HEADER": "sequence text before the first '>' header",
+        "EMPTY_NAME": "a '>' header without a name",
+        "DUPLICATE_NAME": "a contig name appears twice",
+        "EMPTY_SEQUENCE": "a contig has no bases",
+        "INVALID_SYMBOL": "a character that is not a nucleotide code in a sequence line",
+    }
 
 
 class BamConversionFailed(HelixflowError):
     """samtools could not sort or index the alignments (or is not installed)."""
 
     default_code = "BAM_CONVERSION_FAILED"
+    codes = {
+        "BAM_CONVERSION_FAILED": "samtools could not sort or index the alignments",
+        "NO_SAMTOOLS": "BAM output was asked for and samtools is not on PATH",
+    }
 
 
 class ClusterNotConfigured(HelixflowError):
-    """The plan placed a stage on a cluster (Ray, Slurm/PCS) that this deployment has not configured.
-
-    Codes: RAY_NOT_CONFIGURED, SLURM_NOT_CONFIGURED, NOT_A_CLUSTER_PLACEMENT, NO_ADAPTER."""
+    """The plan placed a stage on a cluster (Ray, Slurm/PCS) that this deployment has not configured."""
 
     default_code = "CLUSTER_NOT_CONFIGURED"
+    codes = {
+        "CLUSTER_NOT_CONFIGURED": "a stage is placed on a cluster this deployment has not configured",
+        "RAY_NOT_CONFIGURED": "Phase 1 is placed on Ray and the stack has no RayJobsUrl",
+        "SLURM_NOT_CONFIGURED": "a stage is placed on Slurm and neither slurmrestd nor a PCS cluster is configured",
+        "NOT_A_CLUSTER_PLACEMENT": "a job was asked for on a placement that is not a cluster (e.g. lambda)",
+        "NO_ADAPTER": "the job adapter of the placement's cluster is not installed or did not register",
+    }
 
 
 class ClusterUnavailable(HelixflowError):
     """A configured cluster's API refused or did not answer (authentication, network, server error)."""
 
     default_code = "CLUSTER_UNAVAILABLE"
+    codes = {
+        "CLUSTER_UNAVAILABLE": "a configured cluster's API refused or did not answer",
+        "SLURM_UNREACHABLE": "slurmrestd did not answer",
+        "SLURM_AUTH_REJECTED": "slurmrestd rejected the token (slurmctld's log has the reason)",
+        "SLURM_API_ERROR": "slurmrestd answered with an error",
+        "SLURM_API_UNSUPPORTED": "slurmrestd offers none of the API versions this adapter speaks",
+        "SLURM_SUBMIT_REJECTED": "slurmrestd accepted no job",
+        "PCS_CLUSTER_UNAVAILABLE": "the AWS PCS cluster could not be described",
+        "PCS_REST_DISABLED": "the AWS PCS cluster has no slurmrestd endpoint",
+        "PCS_JWT_KEY_UNAVAILABLE": "the AWS PCS cluster's JWT signing key could not be read",
+    }
+
+
+# The job seam ends every cluster stage with the same states, so these codes are shared on purpose: the error
+# class names the stage, the code the way its job ended.
+SHARED_CODES = {
+    "JOB_FAILED": "the cluster job ended FAILED (details carry the job id, state and log tail)",
+    "JOB_CANCELLED": "the cluster job was cancelled",
+}
 
 
 class Phase1JobFailed(HelixflowError):
     """The Phase 1 cluster job ended FAILED or CANCELLED; details carry the job id, state and log tail."""
 
     default_code = "PHASE1_JOB_FAILED"
+    codes = {"PHASE1_JOB_FAILED": "the Phase 1 cluster job did not succeed", **SHARED_CODES}
 
 
 class Phase2JobFailed(HelixflowError):
     """The Phase 2 Slurm job ended FAILED, TIMEOUT, NODE_FAIL, OUT_OF_MEMORY or CANCELLED."""
 
     default_code = "PHASE2_JOB_FAILED"
+    codes = {"PHASE2_JOB_FAILED": "the Phase 2 Slurm job did not succeed", **SHARED_CODES}
 
 
 class MateMissing(HelixflowError):
     """A file named like one mate (S1_R1) waited the mate-wait time and its pair never arrived."""
 
     default_code = "MATE_MISSING"
+    codes = {"MATE_MISSING": "a file named like one mate waited the mate-wait time and its pair never arrived"}
+
+
+def error_classes() -> list[type[HelixflowError]]:
+    """Every named error, in the order this module defines them."""
+    found, pending = [], list(HelixflowError.__subclasses__())
+    while pending:
+        cls = pending.pop(0)
+        found.append(cls)
+        pending.extend(cls.__subclasses__())
+    return found
+
+
+def registry() -> dict[str, dict[str, str]]:
+    """Error name -> {code: meaning}: the contract Step Functions Catches and error.json carry."""
+    return {cls.__name__: dict(cls.codes) for cls in error_classes()}

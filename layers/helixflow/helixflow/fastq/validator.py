@@ -49,29 +49,8 @@ Policies
 
 Error codes
 -----------
-=========================  =====================================================================
-EMPTY_FILE                 the input has no data (after decompression)
-NOT_FASTQ                  the input does not start with '@' (FASTA, BAM, SAM, a byte-order mark...)
-UNSUPPORTED_COMPRESSION    bzip2, xz, zstd, lz4 or zip input
-TRUNCATED_GZIP             the gzip stream ends inside a member
-TRAILING_GARBAGE           bytes after the last gzip member that are not another member
-CORRUPT_GZIP               invalid deflate data, bad gzip header, or CRC/length mismatch
-BAD_HEADER                 header line without '@' or with an empty read id
-BAD_SEQUENCE_CHAR          a character outside the IUPAC nucleotide codes in a sequence
-MISSING_PLUS_LINE          the third line of a record does not start with '+'
-PLUS_HEADER_MISMATCH       text on the '+' line that is neither the header nor the read id
-BAD_QUALITY_CHAR           a quality character outside '!'..'~'
-SEQ_QUAL_LENGTH_MISMATCH   sequence and quality lengths differ
-TRUNCATED_RECORD           the input ends inside a record
-BLANK_LINE                 an empty line where a header or '+' line belongs, or after the last record
-MULTILINE_FASTQ            a wrapped sequence (multi-line FASTQ)
-MIXED_LINE_ENDINGS         a line ends with LF in a CRLF file or the other way round
-BINARY_DATA                a control character (NUL, ESC, lone CR...)
-LINE_TOO_LONG              a line longer than max_line_length
-PHRED64_NOT_SUPPORTED      Phred+64 qualities while allow_phred64 is False
-PAIR_COUNT_MISMATCH        the mates have different numbers of records
-PAIR_NAME_MISMATCH         the mates' read ids differ at the same record
-=========================  =====================================================================
+``helixflow.errors.InvalidFastq.codes`` lists every code with its meaning (README's FASTQ table is rendered
+from it).
 
 How it is fast. Each chunk (1 MiB of decompressed text by default) is checked with whole-array numpy
 operations: newlines are found in one pass; a 256-entry table (applied by ``bytes.translate``) gives every

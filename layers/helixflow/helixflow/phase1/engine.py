@@ -6,7 +6,7 @@ Public API (what the CLI, the Ray job and the Lambda chunk path call)::
     result = process_file(r1, r2, out_dir, sample, params)        # whole file: process + write_outputs
     result = process_chunk(chunk, params, parts_dir, part_name)   # one record-aligned chunk -> ChunkResult
     merged = merge_results([result_a, result_b, ...])            # in file order
-    write_outputs(merged, out_dir, sample)                        # results layout of DESIGN.md
+    write_outputs(merged, out_dir, sample)                        # README's results layout
     ChunkResult.to_dict() / ChunkResult.from_dict(d)              # JSON-able, for Step Functions payloads
 
 ``chunk`` is a ``reader.Chunk`` (single-end) or a (R1 chunk, R2 chunk) tuple with the same records;

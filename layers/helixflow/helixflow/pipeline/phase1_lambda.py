@@ -28,6 +28,7 @@ from helixflow.pipeline import keys
 from helixflow.pipeline.runs import SUMMARY_NAME, checkpoint_prefix
 from helixflow.errors import IncompleteResults
 from helixflow.pipeline.storage import COPY_BYTES, delete_prefix, download, get_json, list_objects, put_json
+from helixflow.versions import PHASE1, environment_versions
 
 MANIFEST_NAME = "chunks.json"
 
@@ -130,6 +131,7 @@ def process_chunk_item(*, s3: Any, item: dict[str, Any], request: dict[str, Any]
         keys[path] = f"{prefix}parts/{os.path.basename(path)}"
         s3.upload_file(path, bucket, keys[path])
     document = result.to_dict()
+    document["versions"] = environment_versions(PHASE1)
     document["reads_parts"] = [[keys[p] for p in part] for part in result.reads_parts]
     document["embedding_parts"] = [keys[p] for p in result.embedding_parts]
     result_key = f"{prefix}parts/{name}.json"
@@ -155,6 +157,9 @@ def merge_chunks(*, s3: Any, request: dict[str, Any], chunk_count: int, scratch:
     results = []
     for index in range(chunk_count):
         document = get_json(s3, bucket, f"{prefix}parts/{part_name(index)}.json")
+        # The outputs are the chunks' work, so Phase 1 reports the environment that processed them (this image
+        # on the Lambda path, the cluster's on Ray), not the one that merges.
+        versions = document["versions"]
         document["reads_parts"] = [[local(key) for key in part] for part in document["reads_parts"]]
         document["embedding_parts"] = [local(key) for key in document["embedding_parts"]]
         results.append(ChunkResult.from_dict(document))
@@ -172,7 +177,7 @@ def merge_chunks(*, s3: Any, request: dict[str, Any], chunk_count: int, scratch:
         outputs.append(relative)
     summary = {"outputs": outputs, "staged_prefix": staged, "reads_before": sum(s.reads for s in merged.before),
                "reads_after": sum(s.reads for s in merged.after), "chunks": chunk_count,
-               "report": os.path.relpath(str(paths["html"]), str(out_dir))}
+               "report": os.path.relpath(str(paths["html"]), str(out_dir)), "versions": versions}
     put_json(s3, bucket, checkpoint + SUMMARY_NAME, summary)  # last: it marks the checkpoint complete
     delete_prefix(s3, bucket, prefix)
     shutil.rmtree(scratch, ignore_errors=True)

@@ -10,33 +10,30 @@ from __future__ import annotations
 import csv
 import io
 import json
-import platform
 from datetime import datetime, timezone
-from importlib import metadata
 from typing import Any, Iterable
 
-from helixflow import __version__
 from helixflow.errors import IncompleteResults
 from helixflow.pipeline.state import SampleRequest
 from helixflow.pipeline import runs
 from helixflow.pipeline.keys import run_work_prefix
 from helixflow.pipeline.storage import delete_prefix, list_objects, sha256_of_object
+from helixflow.versions import PUBLISH, environment_versions
 
 MANIFEST_NAME = "manifest.json"
-# Distributions whose versions a reader of the results needs to reproduce them.
-_REPORTED_DISTRIBUTIONS = ("aws-lambda-powertools", "boto3", "numpy", "numba", "pyarrow", "isal", "pydantic")
 TRACE_COLUMNS = ("task_id", "name", "type", "status", "attempts", "items", "submit", "start", "complete",
                  "duration_ms")
 
 
-def software_versions() -> dict[str, dict[str, str]]:
-    versions = {"helixflow": __version__, "python": platform.python_version()}
-    for dist in _REPORTED_DISTRIBUTIONS:
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    return {"helixflow": versions}
+# The stage results (keys of ``stages``) that carry the versions of their environment, by process name.
+VERSIONED_STAGES = {"validation": "Validate", "phase1": "Phase1"}
+
+
+def software_versions(stages: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """process -> tool -> version for every stage that reported its environment, and Publish's own."""
+    reported = {process: stages[stage]["versions"] for stage, process in VERSIONED_STAGES.items()
+                if stages.get(stage, {}).get("versions")}
+    return {**reported, "Publish": environment_versions(PUBLISH)}
 
 
 def render_yaml(versions: dict[str, dict[str, str]]) -> str:
@@ -155,7 +152,7 @@ def publish_run(*, s3: Any, request: SampleRequest, stages: dict[str, Any], hist
               "stages": stages}
     info = {
         "pipeline_info/params.json": json.dumps(params, indent=2, sort_keys=True, default=str) + "\n",
-        "pipeline_info/software_versions.yml": render_yaml(software_versions()),
+        "pipeline_info/software_versions.yml": render_yaml(software_versions(stages)),
     }
     for name, text in info.items():
         _put_text(s3, bucket, prefix + name, text)

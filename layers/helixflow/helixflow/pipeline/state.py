@@ -35,6 +35,8 @@ class Phase1Summary(_Contract):
     reads_after: int
     chunks: int
     report: str
+    versions: dict[str, str] = Field(default_factory=dict,
+                                     description="tool -> version in the environment this stage ran in")
 
 
 class SampleRequest(_Contract):
@@ -60,6 +62,8 @@ class ValidationSummary(_Contract):
     bases: int
     paired: bool
     reports: list[dict[str, Any]]
+    versions: dict[str, str] = Field(default_factory=dict,
+                                     description="tool -> version in the environment this stage ran in")
 
 
 class Phase1Plan(_Contract):

@@ -10,6 +10,7 @@ from typing import Any
 
 from helixflow.fastq.validator import validate_fastq
 from helixflow.pipeline.state import SampleInput, SampleRequest, ValidationSummary
+from helixflow.versions import VALIDATE, environment_versions
 
 
 def _open(s3: Any, bucket: str, item: SampleInput) -> Any:
@@ -27,4 +28,4 @@ def validate_sample(*, s3: Any, request: SampleRequest) -> ValidationSummary:
         allow_phred64=allow_phred64)
     summary = report.to_dict()
     return ValidationSummary(records=summary["records"], bases=summary["bases"], paired=summary["paired"],
-                             reports=summary["files"])
+                             reports=summary["files"], versions=environment_versions(VALIDATE))
