@@ -28,9 +28,18 @@ def stack(tmp_path_factory):
         yield running
 
 
+@pytest.fixture(autouse=True)
+def faults_are_used_up(stack):
+    """Each test's injected kills all hit their function (none leaks into the next test)."""
+    stack.runtime.faults.clear()
+    yield
+    assert {name: left for name, left in stack.runtime.faults.items() if left} == {}
+
+
 def _run(stack, tmp_path, name):
     reads = tmp_path / name
-    reads.write_bytes(gzip.compress(RECORDS))
+    if not reads.exists():  # the same bytes when a test runs a file again (gzip stamps the time in its header)
+        reads.write_bytes(gzip.compress(RECORDS))
     uploaded = submit(stack.info, [reads])
     described = wait_for_run(stack.info, uploaded, timeout=240)
     return collect(stack.info, described, tmp_path / "out"), uploaded
@@ -51,7 +60,9 @@ def test_a_worker_killed_once_is_retried_and_the_run_succeeds(stack, tmp_path, t
     if task != "ProcessChunk":  # a map item's attempts are in its child execution, not this trace
         with open(outcome.local_dir / "pipeline_info/trace.tsv") as trace:
             attempts = {row["name"]: int(row["attempts"]) for row in csv.DictReader(trace, delimiter="\t")}
-        assert attempts[task] == 2
+        # ResolveSample's killed attempt leaves Powertools' idempotency record in progress, so its retries see
+        # IdempotencyAlreadyInProgressError (retried with backoff) until that record's Lambda timeout passes.
+        assert attempts[task] >= 2 if task == "ResolveSample" else attempts[task] == 2
 
 
 @pytest.mark.parametrize("task", sorted(TASKS))

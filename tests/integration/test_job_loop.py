@@ -91,14 +91,3 @@ def test_record_failure_stops_a_job_the_failed_run_left_running(stack, tmp_path,
     assert outcome.error_document["cleanup"]["cancelled_jobs"] == [f"{outcome.run_id}-phase1"]
     record = json.loads((double_dir / f"{outcome.run_id}-phase1.json").read_text())
     assert record["cancelled"] is True
-
-
-def test_a_ray_placement_without_a_ray_cluster_fails_before_any_chunk_is_prepared(tmp_path_factory, tmp_path):
-    with LocalStack(tmp_path_factory.mktemp("noray")) as bare:
-        reads = tmp_path / "noray.fastq"
-        reads.write_bytes(RECORDS)
-        described = wait_for_run(bare.info, submit(bare.info, [reads], {"phase1": "ray"}), timeout=120)
-        outcome = collect(bare.info, described, tmp_path / "out")
-        assert (outcome.status, outcome.error) == ("FAILED", "ClusterNotConfigured")
-        assert outcome.error_document["code"] == "RAY_NOT_CONFIGURED"
-        assert "SplitIntoChunks" not in _entered(bare, described["executionArn"])

@@ -134,7 +134,8 @@ def _paired_sample(s3, directory: Path, sample: str, run_id: str) -> dict:
         head = s3.head_object(Bucket=BUCKET, Key=key)
         inputs.append({"key": key, "mate": mate, "etag": head["ETag"], "size": head["ContentLength"]})
     return {"status": "ready", "bucket": BUCKET, "sample": sample, "run_id": run_id, "inputs": inputs,
-            "params": RunParameters().model_dump(), "results_prefix": results_prefix(sample, run_id)}, paths
+            "params": RunParameters().model_dump(), "results_prefix": results_prefix(sample, run_id),
+            "identity": f"identity-of-{run_id}"}, paths
 
 
 def test_phase1_as_a_ray_data_job_equals_preprocess(adapter, ray_head, moto_s3, tmp_path):
@@ -165,7 +166,7 @@ def test_phase1_as_a_ray_data_job_equals_preprocess(adapter, ray_head, moto_s3, 
     for relative in merged["outputs"]:
         target = pipeline_dir / relative
         target.parent.mkdir(parents=True, exist_ok=True)
-        s3.download_file(BUCKET, request["results_prefix"] + relative, str(target))
+        s3.download_file(BUCKET, merged["staged_prefix"] + relative, str(target))
     local = tmp_path / "local"
     process_file(paths[0], paths[1], str(local), request["sample"], engine_params(request["params"]))
     expected = relative_files(local)

@@ -214,3 +214,12 @@ def test_uploads_that_are_not_fastq_under_incoming_start_nothing(stack, tmp_path
     assert not any(key in text for key in ignored for text in inputs)
     for key in ignored:  # inputs are never modified or deleted
         assert s3.get_object(Bucket=stack.info.bucket, Key=key)["Body"].read() == RECORDS
+
+
+def test_a_ray_placement_without_a_ray_cluster_fails_before_any_chunk_is_prepared(stack, tmp_path):
+    reads = _write(tmp_path, "noray.fastq", RECORDS)
+    outcome, _ = _run(stack, tmp_path, [reads], {"phase1": "ray"})
+    assert (outcome.status, outcome.error) == ("FAILED", "ClusterNotConfigured")
+    assert outcome.error_document["code"] == "RAY_NOT_CONFIGURED"
+    entered = _entered(stack, outcome.execution_arn)
+    assert "PlanPhase1" in entered and "SplitIntoChunks" not in entered

@@ -77,15 +77,16 @@ def _closure(roots: list[Path]) -> set[str]:
         parts = name.split(".")
         pending += [".".join(parts[:i]) for i in range(1, len(parts))]
         pending += list(_imports(path))
-        pending += [f"{name}.{sub}" for sub in _from_imports(path, name)]
+        pending += _from_imports(path)
     return seen
 
 
-def _from_imports(path: Path, package: str) -> list[str]:
+def _from_imports(path: Path) -> list[str]:
+    """``from a.b import c`` may name the module a.b.c (or only an attribute of a.b: then no file matches)."""
     found = []
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found += [f"{node.module}.{alias.name}".removeprefix(package + ".") for alias in node.names]
+            found += [f"{node.module}.{alias.name}" for alias in node.names]
     return found
 
 
@@ -124,7 +125,7 @@ for directory in {handlers!r}:
 print("imported", len({modules!r}), "modules and", len({handlers!r}), "handlers")
 """
     env = {"PATH": os.environ["PATH"], "AWS_DEFAULT_REGION": "us-east-1", "PAIRING_TABLE": "p",
-           "IDEMPOTENCY_TABLE": "i", "POWERTOOLS_TRACE_DISABLED": "true"}
+           "IDEMPOTENCY_TABLE": "i", "RUNS_TABLE": "r", "POWERTOOLS_TRACE_DISABLED": "true"}
     # -I -S: no site-packages, no PYTHONPATH, no current directory: only the two folders above and the stdlib.
     result = subprocess.run([sys.executable, "-I", "-S", "-c", probe], capture_output=True, text=True, env=env,
                             timeout=300, cwd=layer)

@@ -157,10 +157,11 @@ def test_functions_write_only_their_own_prefixes():
             writes.setdefault(logical_id, []).append(json.dumps(statement["Resource"]))
     prefixes = {logical_id: {p for p in ("results", "errors", "work", "incoming") if any(f"/{p}/*" in r for r in rs)}
                 for logical_id, rs in writes.items()}
-    # RecordFailure also removes a failed run's scratch under work/.
+    # Only Publish writes results/ (it also removes the staged outputs it published); RecordFailure removes a
+    # failed run's scratch under work/; MergeChunks stages Phase 1's outputs under work/.
     assert prefixes == {
-        "PublishFunction": {"results"}, "RecordFailureFunction": {"errors", "work"}, "SplitIntoChunksFunction": {"work"},
-        "ProcessChunkFunction": {"work"}, "MergeChunksFunction": {"work", "results"}}
+        "PublishFunction": {"results", "work"}, "RecordFailureFunction": {"errors", "work"},
+        "SplitIntoChunksFunction": {"work"}, "ProcessChunkFunction": {"work"}, "MergeChunksFunction": {"work"}}
 
 
 def test_every_function_has_a_log_group_with_retention():
@@ -197,12 +198,16 @@ def test_bucket_encrypts_with_kms_and_a_bucket_key():
 
 def test_tables_are_encrypted_and_idempotency_records_expire_on_the_attribute_powertools_writes():
     tables = TEMPLATE.of_type("AWS::DynamoDB::Table")
-    assert set(tables) == {"IdempotencyTable", "PairingTable"}
+    assert set(tables) == {"IdempotencyTable", "PairingTable", "RunsTable"}
     for logical_id, table in tables.items():
         assert table["Properties"]["SSESpecification"]["SSEEnabled"] is True, logical_id
         assert table["Properties"]["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
     ttl = tables["IdempotencyTable"]["Properties"]["TimeToLiveSpecification"]
     assert ttl["Enabled"] is True
+    # A lone mate's pairing item expires on the attribute resolve.py writes (a stale R1 must not pair later).
+    pairing_ttl = tables["PairingTable"]["Properties"]["TimeToLiveSpecification"]
+    assert pairing_ttl == {"AttributeName": "expiration", "Enabled": True}
+    assert "expiration = :expires" in (ROOT / "layers/helixflow/helixflow/pipeline/resolve.py").read_text()
     from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
     # The attribute name must be the one the ResolveSample handler's persistence layer stores its expiry in,

@@ -21,6 +21,7 @@ from helixflow_local.exit_codes import ExitCode, classify, epilog
 COMMANDS = {
     "validate": "helixflow_local.commands.validate:validate_command",
     "run": "helixflow_local.commands.local:run_command",
+    "resume": "helixflow_local.commands.local:resume_command",
     "demo": "helixflow_local.commands.local:demo_command",
     "local": "helixflow_local.commands.local:local_group",
     "preprocess": "helixflow_local.commands.preprocess:preprocess_command",

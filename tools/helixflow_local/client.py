@@ -6,12 +6,17 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from helixflow.errors import InvalidKey
+from helixflow.errors import ClusterNotConfigured, InputTooLarge, InvalidKey
+from helixflow_local.exit_codes import ExitCode, ToolError
+from helixflow_local.events import execution_name
+from helixflow.pipeline.plan import plan_phase1
+from helixflow.pipeline.state import SampleInput
 from helixflow_local.stack import StackInfo
 from helixflow.pipeline.keys import INCOMING_PREFIX, parse_incoming_key
 from helixflow.pipeline.params import parse_parameters
@@ -78,6 +83,22 @@ def sidecar_for(reads: list[Path], params: dict[str, Any] | None, *, force: bool
     return document
 
 
+def needs_ray(reads: list[Path], params: dict[str, Any] | None) -> bool:
+    """Whether the pipeline's own plan (on these files' sizes) places Phase 1 on Ray, so the local stack for this
+    command must have a Ray head."""
+    requested = parse_parameters(params or {}, source="--params").phase1
+    if requested != "auto":
+        return requested == "ray"
+    inputs = [SampleInput(key=INCOMING_PREFIX + path.name, etag="", size=path.stat().st_size, mate=0)
+              for path in reads]
+    try:
+        return plan_phase1(inputs).placement == "ray"
+    except ClusterNotConfigured:  # placed on Ray, and this process has no Ray configured (yet)
+        return True
+    except InputTooLarge:
+        return False
+
+
 def submit(info: StackInfo, reads: list[Path], params: dict[str, Any] | None = None, *,
            force: bool = False) -> list[Upload]:
     """Upload the sidecar (always: an older sidecar must not apply to this run), then the reads, R2 last."""
@@ -115,6 +136,28 @@ def _executions_for(sfn: Any, info: StackInfo, uploaded: list[Upload], known: di
     return known
 
 
+def execution_arn(info: StackInfo, run_id: str) -> str:
+    machine = info.state_machine_arn.split(":stateMachine:")
+    return f"{machine[0]}:execution:{machine[1]}:{run_id}"
+
+
+def resume(info: StackInfo, run_id: str) -> str:
+    """Start the failed run ``run_id`` again from the event that started it; ResolveSample finds the same
+    identity and the checkpoints it left (Phase 1 done -> straight to Publish). A new event id, since the old
+    one was delivered already. Returns the new execution's ARN. (In AWS, RedriveExecution is the other way.)"""
+    sfn = info.client("stepfunctions")
+    try:
+        described = sfn.describe_execution(executionArn=execution_arn(info, run_id))
+    except sfn.exceptions.ExecutionDoesNotExist:
+        raise RunNotFound(f"no run {run_id} on this stack") from None
+    if described["status"] != "FAILED":
+        raise RunNotFound(f"run {run_id} is {described['status']}; only a failed run resumes")
+    event = json.loads(described["input"])
+    event["id"] = f"resume-{run_id}-{uuid.uuid4()}"
+    return sfn.start_execution(stateMachineArn=info.state_machine_arn, name=execution_name(),
+                               input=json.dumps(event))["executionArn"]
+
+
 def outcome_kind(described: dict) -> str | None:
     """What a finished execution did with the sample: "ran", "failed", "reused", "running_elsewhere", or None
     for one that handed the sample to another execution (a first mate, a repeated event)."""
@@ -143,21 +186,19 @@ def current_state(sfn: Any, execution_arn: str) -> str:
 
 
 def wait_for_run(info: StackInfo, uploaded: list[Upload], *, timeout: float = 1800,
-                 on_progress: Callable[[str], None] = lambda _: None) -> dict:
+                 on_progress: Callable[[str], None] = lambda _: None, follow: tuple[str, ...] = ()) -> dict:
     """The execution that ran (or reused, or failed) the sample these uploads make up. A first mate's
     execution waits for its pair and is not it; neither is a repeated event's."""
     sfn = info.client("stepfunctions")
     started = time.monotonic()
     deadline = started + timeout
-    known: dict[str, dict] = {}
+    known: dict[str, dict] = {arn: sfn.describe_execution(executionArn=arn) for arn in follow}
     while True:
         _executions_for(sfn, info, uploaded, known)
         decided = [d for d in known.values() if outcome_kind(d)]
         if decided and outcome_kind(decided[0]) == "running_elsewhere":
             # The same work is already running as another execution: follow that one instead.
-            other = json.loads(decided[0]["output"])["running_run"]
-            machine = info.state_machine_arn.split(":stateMachine:")
-            arn = f"{machine[0]}:execution:{machine[1]}:{other}"
+            arn = execution_arn(info, json.loads(decided[0]["output"])["running_run"])
             known = {arn: sfn.describe_execution(executionArn=arn)}
             uploaded = []
             continue
@@ -174,8 +215,18 @@ def wait_for_run(info: StackInfo, uploaded: list[Upload], *, timeout: float = 18
         time.sleep(0.5)
 
 
-class RunNotStarted(RuntimeError):
+class RunNotStarted(ToolError):
     """The uploads' executions all ended without running the sample."""
+
+    code = "RUN_NOT_STARTED"
+    exit_code = ExitCode.RUN_FAILED
+
+
+class RunNotFound(ToolError):
+    """`helixflow resume RUN_ID` names no failed run of this stack."""
+
+    code = "RUN_NOT_FOUND"
+    exit_code = ExitCode.REFUSED
 
 
 def download_prefix(info: StackInfo, prefix: str, destination: Path) -> list[Path]:

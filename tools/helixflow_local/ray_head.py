@@ -19,8 +19,10 @@ import os
 import secrets
 import signal
 import socket
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -49,7 +51,7 @@ class RayHeadFailed(Exception):
 class LocalRay:
     def __init__(self, state_dir: Path | str, *, autoscaling: bool = False, num_cpus: int = 2,
                  max_workers: int = 2, idle_timeout_minutes: float = 0.25, python: str | None = None,
-                 start_timeout: float = 60.0) -> None:
+                 start_timeout: float = 60.0, job_environment: dict[str, str] | None = None) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.autoscaling = autoscaling
         self.num_cpus = num_cpus
@@ -58,7 +60,11 @@ class LocalRay:
         # Job drivers run with this interpreter (the one that has helixflow and Ray installed).
         self.python = python or sys.executable
         self.start_timeout = start_timeout
+        # What the cluster's machines would have in AWS (an instance profile, the region): the job drivers and
+        # workers inherit it from the head, never from the Lambda that submitted them.
+        self.job_environment = dict(job_environment or {})
         self.temp_dir = self.state_dir / "ray"
+        self._short_temp_dir = False
         self.token_path = self.state_dir / TOKEN_FILE
         self.gcs_port = self.dashboard_port = 0
         self.start_seconds: float | None = None
@@ -71,7 +77,7 @@ class LocalRay:
         return f"http://127.0.0.1:{self.dashboard_port}"
 
     def _ray_env(self) -> dict[str, str]:
-        env = dict(os.environ)
+        env = {**os.environ, **self.job_environment}
         env.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(self.token_path),
                     "RAY_USAGE_STATS_ENABLED": "0",
                     # `ray start` replaces --node-ip-address=127.0.0.1 by the machine's routable address (so that
@@ -83,10 +89,13 @@ class LocalRay:
         return env
 
     def start(self) -> LocalRay:
-        if len(str(self.temp_dir)) > MAX_TEMP_DIR:
-            raise RayHeadFailed(f"the state directory {self.state_dir} is too long for Ray's socket paths: its "
-                                f"ray/ subdirectory may have at most {MAX_TEMP_DIR} characters")
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        if len(str(self.temp_dir)) > MAX_TEMP_DIR:
+            # Sockets cannot live under a deep state directory: Ray's session goes to a short private folder
+            # under the system temp dir instead, named in the state directory and removed by stop().
+            self.temp_dir = Path(tempfile.mkdtemp(prefix="hf-ray-", dir="/tmp"))
+            self._short_temp_dir = True
+            (self.state_dir / "ray-temp-dir").write_text(str(self.temp_dir))
         self.temp_dir.mkdir(exist_ok=True)
         # Any string works as a token; Ray's own generator writes to ~/.ray regardless of RAY_AUTH_TOKEN_PATH.
         fd = os.open(self.token_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -175,6 +184,8 @@ class LocalRay:
                     _signal(pid, wave)
         self._process.wait(timeout=10)
         self._process = None
+        if self._short_temp_dir:
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
         if self._log:
             self._log.close()
             self._log = None
@@ -186,6 +197,13 @@ class LocalRay:
         self.stop()
 
     # ------------------------------------------------------------------ what clients need
+    @classmethod
+    def attach(cls, state_dir: Path | str, url: str) -> LocalRay:
+        """The head another process started (`helixflow local up --with-ray`), for its REST API."""
+        head = cls(state_dir)
+        head.dashboard_port = int(url.rsplit(":", 1)[1])
+        return head
+
     def token(self) -> str:
         return self.token_path.read_text().strip()
 

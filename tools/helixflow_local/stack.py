@@ -24,6 +24,7 @@ from typing import Any
 import boto3
 
 from helixflow_local.events import eventbridge_object_created, execution_name
+from helixflow_local.ray_head import LocalRay
 from helixflow_local.runtime import LambdaRuntime, ServiceFault
 from helixflow_local.template import LocalNames, Template
 from helixflow.pipeline.keys import FASTQ_SUFFIXES, INCOMING_PREFIX
@@ -67,6 +68,7 @@ class StackInfo:
     queue_url: str
     pid: int
     state_dir: str
+    ray_url: str | None = None
 
     def client(self, service: str) -> Any:
         return boto3.client(service, endpoint_url=self.endpoint_url, region_name=self.region,
@@ -148,9 +150,10 @@ def _restore_moto(saved: list[tuple[Any, str, Any]]) -> None:
 class LocalStack:
     def __init__(self, state_dir: Path, *, root: Path | None = None, port: int | None = None,
                  max_concurrency: int = 4, parameters: dict[str, str] | None = None,
-                 environment: dict[str, str] | None = None) -> None:
+                 environment: dict[str, str] | None = None, ray: bool = False) -> None:
         """``parameters`` override template.yaml's (as `sam deploy --parameter-overrides` does);
-        ``environment`` is added to every function's (the local clusters' endpoints, a test double)."""
+        ``environment`` is added to every function's (a test double, say). ``ray`` also starts a local Ray head
+        (token auth on) and deploys the stack with it as the Ray cluster, as `RayJobsUrl` does in AWS."""
         self.root = root or repository_root()
         self.state_dir = state_dir
         self.port = port or 0  # 0: the server binds a free port at start() and holds it
@@ -163,6 +166,7 @@ class LocalStack:
             raise ValueError(f"template.yaml has no parameter(s) {', '.join(sorted(unknown))}")
         self.names = LocalNames(STACK_NAME, REGION, ACCOUNT, parameters=parameters)
         self.environment = dict(environment or {})
+        self.ray = LocalRay(state_dir / "ray-head") if ray else None
         self.runtime: LambdaRuntime | None = None
         self.info: StackInfo | None = None
         self._server = None
@@ -180,6 +184,17 @@ class LocalStack:
         self._server = _bound_moto_server(self.port)
         self.port = self._server._port
         self.endpoint_url = f"http://127.0.0.1:{self.port}"
+        if self.ray is not None:
+            # The cluster reaches this stack's S3 as Ray workers in AWS reach S3 with their instance profile.
+            self.ray.job_environment.update({"AWS_ENDPOINT_URL": self.endpoint_url, "AWS_DEFAULT_REGION": REGION,
+                                             "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"})
+            try:
+                self.ray.start()
+            except Exception:
+                self._server.stop()
+                raise
+            self.names.parameters["RayJobsUrl"] = self.ray.url
+            self.environment.update(self.ray.environment())
         # Request lines and moto's per-state failure traces would drown the pipeline's own output.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         logging.getLogger("moto").setLevel(logging.ERROR)
@@ -215,6 +230,8 @@ class LocalStack:
             port, executes = self._restore
             default_user_config["stepfunctions"]["execute_state_machine"] = executes
             _restore_moto(self._moto_patches)
+        if self.ray is not None:
+            self.ray.stop()
             if port is None:
                 os.environ.pop("MOTO_PORT", None)
             else:
@@ -258,7 +275,8 @@ class LocalStack:
         state_machine_arn = self.client("stepfunctions").create_state_machine(
             name=f"{STACK_NAME}-pipeline", definition=definition, roleArn=role_arn)["stateMachineArn"]
         queue_url = self._connect_bucket_to_queue(bucket)
-        return StackInfo(endpoint_url=self.endpoint_url, region=REGION, bucket=bucket,
+        return StackInfo(ray_url=self.ray.url if self.ray else None, endpoint_url=self.endpoint_url, region=REGION,
+                         bucket=bucket,
                          state_machine_arn=state_machine_arn, queue_url=queue_url, pid=os.getpid(),
                          state_dir=str(self.state_dir))
 
@@ -337,10 +355,10 @@ def _zip_directory(directory: Path) -> bytes:
     return buffer.getvalue()
 
 
-def serve(state_dir: Path) -> None:
+def serve(state_dir: Path, ray: bool = False) -> None:
     """Run the stack until SIGTERM/SIGINT; stack.json exists exactly while it serves."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    stack = LocalStack(state_dir)
+    stack = LocalStack(state_dir, ray=ray)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -360,4 +378,6 @@ def serve(state_dir: Path) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="helixflow local stack (started by `helixflow local up`)")
     parser.add_argument("--state-dir", type=Path, default=default_state_dir())
-    serve(parser.parse_args().state_dir)
+    parser.add_argument("--with-ray", action="store_true", help="also start a local Ray head (token auth)")
+    arguments = parser.parse_args()
+    serve(arguments.state_dir, ray=arguments.with_ray)

@@ -10,6 +10,7 @@ import gzip
 import numpy as np
 
 from helixflow.phase1 import engine, simulate
+from helixflow.phase1 import params as phase1_params
 
 ADAPTER = "AGATCGGAAGAGCACACGTCTGAACTCCAGTCA"
 NO_FILTERS = dict(quality=0, n_limit=-1, unqualified_percent=-1, min_length=1, detect_adapter=False,
@@ -258,7 +259,7 @@ def test_max_length_filter_matches_fastp_length_limit(tmp_path, run_tool):
 def test_adapter2_trims_read_2_like_fastp(tmp_path, run_tool):
     """``adapter2``: a separate read-2 adapter (fastp --adapter_sequence_r2). Pairs with a short insert: both
     tools trim by overlap, so an insert of 10 bases (too short to overlap) is left to the given sequences."""
-    files = simulate.write_sample(tmp_path / "in", 2000, paired=True, fmt="plain", seed=34, fragment_mean=120.0,
+    files = simulate.write_sample(tmp_path / "in", 2000, paired=True, fmt="none", seed=34, fragment_mean=120.0,
                                   fragment_sd=40.0, bad_tail_fraction=0.0)
     adapter1, adapter2 = simulate.TRUSEQ_R1.decode(), simulate.TRUSEQ_R2.decode()
     theirs = _fastp_trim(run_tool, tmp_path, files[0], "-G", "-L", "--adapter_sequence", adapter1,
@@ -273,10 +274,10 @@ def test_adapter2_trims_read_2_like_fastp(tmp_path, run_tool):
 
 def test_auto_detected_adapter_is_the_one_in_the_reads(tmp_path):
     """Simulated reads run into the TruSeq read-1 adapter: detection names that sequence."""
-    files = simulate.write_sample(tmp_path / "in", 3000, paired=False, fmt="plain", seed=35, fragment_mean=120.0,
+    files = simulate.write_sample(tmp_path / "in", 3000, paired=False, fmt="none", seed=35, fragment_mean=120.0,
                                   fragment_sd=30.0)
-    assert engine.detect_adapter(files[0]) == simulate.TRUSEQ_R1.decode() == ADAPTER
+    assert phase1_params.detect_adapter(files[0]) == simulate.TRUSEQ_R1.decode() == ADAPTER
     clean = tmp_path / "clean.fq"
     rng = _rng(36)
     _write(clean, [(f"c{i}", _random_seq(rng, 150), b"I" * 150) for i in range(500)])
-    assert engine.detect_adapter(str(clean)) is None
+    assert phase1_params.detect_adapter(str(clean)) is None

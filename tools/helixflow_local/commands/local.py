@@ -16,8 +16,10 @@ import click
 from rich.console import Console
 
 from helixflow.pipeline.params import parse_parameters
-from helixflow_local.client import RunOutcome, collect, incoming_keys, submit, wait_for_run
+from helixflow.errors import ClusterNotConfigured
+from helixflow_local.client import RunOutcome, collect, incoming_keys, needs_ray, resume, submit, wait_for_run
 from helixflow_local.exit_codes import ExitCode, ToolError
+from helixflow_local.ray_head import LocalRay
 from helixflow_local.stack import STACK_FILE, LocalStack, StackInfo, default_state_dir
 
 console = Console(stderr=True, soft_wrap=True)
@@ -39,6 +41,11 @@ class DemoUnexpected(ToolError):
 
     code = "DEMO_UNEXPECTED_OUTCOME"
     exit_code = ExitCode.RUN_FAILED
+
+
+class StackNotRunning(ToolError):
+    code = "STACK_NOT_RUNNING"
+    exit_code = ExitCode.STACK_NOT_RUNNING
 
 
 class RunFailed(ToolError):
@@ -89,15 +96,21 @@ def running_stack(state_dir: Path) -> StackInfo | None:
 
 
 @contextmanager
-def stack_for_command(state_dir: Path) -> Iterator[StackInfo]:
-    """The running local stack, or one started for this command alone."""
+def stack_for_command(state_dir: Path, *, ray: bool = False) -> Iterator[StackInfo]:
+    """The running local stack, or one started for this command alone. The Ray head (~0.7 GB, ~5-20 s to
+    start) is started only for a run whose plan places Phase 1 on Ray."""
     info = running_stack(state_dir)
     if info is not None:
+        if ray and not info.ray_url:
+            raise ClusterNotConfigured("this run's Phase 1 is placed on Ray and the running local stack has no Ray "
+                                       "head: `helixflow local down`, then `helixflow local up --with-ray`",
+                                       code="RAY_NOT_CONFIGURED")
         console.print(f"[dim]using the local stack at {info.endpoint_url}[/dim]")
         yield info
         return
-    console.print("[dim]starting a local stack for this command (`helixflow local up` keeps one running)[/dim]")
-    with LocalStack(Path(tempfile.mkdtemp(prefix="run-", dir=_ensure(state_dir)))) as stack:
+    console.print("[dim]starting a local stack for this command (`helixflow local up` keeps one running)"
+                  + (" with a Ray head" if ray else "") + "[/dim]")
+    with LocalStack(Path(tempfile.mkdtemp(prefix="run-", dir=_ensure(state_dir))), ray=ray) as stack:
         yield stack.info
 
 
@@ -112,8 +125,9 @@ def local_group() -> None:
 
 
 @local_group.command("up")
+@click.option("--with-ray", is_flag=True, help="Also start a local Ray head (token auth) for Phase 1 on Ray.")
 @state_dir_option
-def local_up(state_dir: Path) -> None:
+def local_up(state_dir: Path, with_ray: bool) -> None:
     """Start the local stack in the background."""
     info = running_stack(state_dir)
     if info is not None:
@@ -122,7 +136,8 @@ def local_up(state_dir: Path) -> None:
     _ensure(state_dir)
     (state_dir / STACK_FILE).unlink(missing_ok=True)
     with open(state_dir / "stack.log", "ab") as log:
-        process = subprocess.Popen([sys.executable, "-m", "helixflow_local.stack", "--state-dir", str(state_dir)],
+        command = [sys.executable, "-m", "helixflow_local.stack", "--state-dir", str(state_dir)]
+        process = subprocess.Popen(command + (["--with-ray"] if with_ray else []),
                                    stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
     (state_dir / PID_FILE).write_text(str(process.pid))
     deadline = time.monotonic() + READY_TIMEOUT_S
@@ -166,6 +181,13 @@ def local_status(state_dir: Path) -> None:
         out.print("local stack: not running")
         sys.exit(ExitCode.STACK_NOT_RUNNING)
     _print_info(info)
+    if info.ray_url:
+        ray = LocalRay.attach(Path(info.state_dir) / "ray-head", info.ray_url)
+        for node in ray.nodes():
+            out.print(f"  ray node      {node['node_id'][:12]}  {node['state']}  "
+                      f"{'head' if node['head'] else 'worker'}  {node['resources']}")
+        for job in ray.request("GET", "/api/jobs/")[-10:]:
+            out.print(f"  ray job       {job.get('submission_id')}  {job['status']}")
     executions = info.client("stepfunctions").list_executions(stateMachineArn=info.state_machine_arn)["executions"]
     for execution in executions[:10]:
         out.print(f"  {execution['name']}  {execution['status']}")
@@ -175,6 +197,7 @@ def _print_info(info: StackInfo) -> None:
     out.print(f"local stack running (pid {info.pid})\n  endpoint      {info.endpoint_url}\n"
               f"  bucket        s3://{info.bucket}/incoming/\n  state machine {info.state_machine_arn}\n"
               f"  logs          {info.state_dir}/logs/\n"
+              f"  ray head      {info.ray_url or 'not started (`local up --with-ray`, or on a run placed on Ray)'}\n"
               f"  use it with   AWS_ENDPOINT_URL={info.endpoint_url} AWS_ACCESS_KEY_ID=local "
               f"AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION={info.region}")
 
@@ -234,8 +257,31 @@ def run_command(reads: tuple[Path, ...], out_dir: Path, params_file: Path | None
     incoming_keys(list(reads))
     params = (parse_parameters(params_file.read_bytes(), source=str(params_file)).model_dump(exclude_unset=True)
               if params_file else None)
-    with stack_for_command(state_dir) as info:
+    with stack_for_command(state_dir, ray=needs_ray(list(reads), params)) as info:
         outcome = run_reads(info, list(reads), out_dir, params, timeout, force=force)
+    print_outcome(outcome)
+    if not outcome.succeeded:
+        raise RunFailed(outcome)
+
+
+@click.command("resume")
+@click.argument("run_id")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("helixflow-results"), show_default=True)
+@click.option("--timeout", type=click.FloatRange(min=1), default=3600, show_default=True,
+              help="Seconds to wait for the run.")
+@state_dir_option
+def resume_command(run_id: str, out_dir: Path, timeout: float, state_dir: Path) -> None:
+    """Run the failed run RUN_ID again on the running local stack, skipping the phases it checkpointed."""
+    info = running_stack(state_dir)
+    if info is None:
+        raise StackNotRunning("`helixflow resume` needs the stack that ran RUN_ID: start it with `helixflow local up`")
+    arn = resume(info, run_id)
+    console.print(f"resuming {run_id} as {arn.rsplit(':', 1)[-1]}")
+    with console.status("waiting for the execution") as status:
+        described = wait_for_run(info, [], timeout=timeout, follow=(arn,),
+                                 on_progress=lambda state: status.update(f"execution is in [bold]{state}[/bold]"))
+    outcome = collect(info, described, out_dir)
     print_outcome(outcome)
     if not outcome.succeeded:
         raise RunFailed(outcome)

@@ -107,7 +107,7 @@ def _warm_up(params: dict[str, Any], paired: bool) -> None:
     from helixflow.phase1.simulate import write_sample
 
     with tempfile.TemporaryDirectory(prefix="helixflow-warm-up-") as scratch:
-        paths = write_sample(Path(scratch) / "in", WARM_UP_READS, paired=paired, fmt="plain")
+        paths = write_sample(Path(scratch) / "in", WARM_UP_READS, paired=paired, fmt="none")
         chunk = tuple(whole_file(p) for p in paths) if paired else whole_file(paths[0])
         process_chunk(chunk, Params(**params), str(Path(scratch) / "parts"))
 
