@@ -138,6 +138,8 @@ class InvalidParameters(HelixflowError):
         "PARAMS_TOO_DEEP": "the JSON nests too deeply to be a parameters object",
         "PARAMS_NOT_OBJECT": "the JSON is not an object",
         "PARAMS_SCHEMA": "an unknown field, a wrong type or a value out of range",
+        "MANIFEST_OUTSIDE_RUN": "a cluster job was given a chunk manifest outside its run's work prefix",
+        "EMPTY_MANIFEST": "a cluster job was given a chunk manifest without chunks",
     }
 
 
@@ -234,6 +236,13 @@ class ClusterUnavailable(HelixflowError):
         "PCS_CLUSTER_UNAVAILABLE": "the AWS PCS cluster could not be described",
         "PCS_REST_DISABLED": "the AWS PCS cluster has no slurmrestd endpoint",
         "PCS_JWT_KEY_UNAVAILABLE": "the AWS PCS cluster's JWT signing key could not be read",
+        "RAY_UNAUTHENTICATED": "the Ray Jobs API wants a token (HTTP 401)",
+        "RAY_FORBIDDEN": "the Ray Jobs API refused the token (HTTP 403)",
+        "RAY_UNREACHABLE": "the Ray head did not answer",
+        "RAY_SUBMIT_REJECTED": "the Ray Jobs API accepted no job",
+        "RAY_SERVER_ERROR": "the Ray Jobs API answered with a server error",
+        "RAY_UNKNOWN_STATE": "the Ray Jobs API reported a job state this adapter does not know",
+        "RAY_JOB_NOT_FOUND": "the Ray head does not know the job (HTTP 404)",
     }
 
 

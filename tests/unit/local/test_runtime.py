@@ -11,7 +11,7 @@ import pytest
 from helixflow_local.runtime import LambdaRuntime, ServiceFault
 from helixflow_local.template import FunctionSpec
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import ROOT  # noqa: E402 - the checkout
 
 HANDLERS = '''
 import os, time

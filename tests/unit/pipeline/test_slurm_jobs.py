@@ -15,12 +15,13 @@ import jwt
 import pytest
 from botocore.stub import Stubber
 
+from tests.helpers import ROOT
 from helixflow.errors import ClusterNotConfigured
 from helixflow.pipeline import slurm_jobs
 from helixflow.pipeline.jobs import JobSpec
 from helixflow.pipeline.slurm_jobs import JOB_SCRIPT, V0038, V0040, SlurmJobs, SlurmRest, TokenSigner, api_for
 
-SCHEMA = Path(__file__).resolve().parents[1] / "fixtures" / "slurm" / "v0.0.43_job_submit_req.schema.json"
+SCHEMA = ROOT / "tests" / "fixtures" / "slurm" / "v0.0.43_job_submit_req.schema.json"
 CLUSTER = "pcs_abc123"
 VERSION = "a1b2c3d4-5678-90ab-cdef-EXAMPLE11111"
 KEY = os.urandom(32)

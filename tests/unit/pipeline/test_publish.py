@@ -10,6 +10,7 @@ import pytest
 import yaml
 from moto import mock_aws
 
+from tests.helpers import ROOT
 from helixflow.errors import IncompleteResults
 from helixflow.pipeline.failure import describe_failure
 from helixflow.pipeline.publish import TRACE_COLUMNS, publish_run, trace_rows
@@ -101,7 +102,7 @@ def test_failure_description_of_an_unexpected_error_keeps_its_trace():
 
 
 def _saved_history() -> list[dict]:
-    return json.loads((Path(__file__).resolve().parents[1] / "events/history_lambda_path_at_publish.json").read_text())
+    return json.loads((ROOT / "tests" / "events" / "history_lambda_path_at_publish.json").read_text())
 
 
 def test_trace_has_a_row_for_every_state_that_does_work_including_the_distributed_map():
