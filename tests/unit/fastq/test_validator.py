@@ -76,6 +76,10 @@ DEFECTS = [
     ("starts-blank", b"\n" + P, "BLANK_LINE", 1, 1, 0, {}),
     ("header-without-at", P + b"r3\nACGT\n+\nIIII\n", "BAD_HEADER", 3, 9, 36, {}),
     ("empty-read-id", P + b"@ desc\nACGT\n+\nIIII\n", "BAD_HEADER", 3, 9, 36, {}),
+    # Read ids become Parquet strings: a byte that is not UTF-8 is reported at that byte.
+    ("latin1-read-id", P + b"@read-1\xb11\nACGT\n+\nIIII\n", "HEADER_NOT_UTF8", 3, 9, 43, {}),
+    ("truncated-utf8-in-description", P + b"@r3 Z\xc3\nACGT\n+\nIIII\n", "HEADER_NOT_UTF8", 3, 9, 41, {}),
+    ("surrogate-in-read-id", P + b"@r\xed\xa0\x80\nACGT\n+\nIIII\n", "HEADER_NOT_UTF8", 3, 9, 38, {}),
     ("dot-in-sequence", P + b"@r3\nAC.T\n+\nIIII\n", "BAD_SEQUENCE_CHAR", 3, 10, 42, {}),
     ("digit-in-sequence", P + b"@r3\nACGT7\n+\nIIIII\n", "BAD_SEQUENCE_CHAR", 3, 10, 44, {}),
     ("missing-plus", P + b"@r3\nACGT\nIIII\n@r4\nACGT\n+\nIIII\n", "MISSING_PLUS_LINE", 3, 11, 45, {}),
@@ -309,6 +313,10 @@ def reference_is_valid(data: bytes) -> bool:
             return False
         if not header.startswith(b"@") or len(header) < 2 or header[1] in b" \t":
             return False
+        try:
+            header.decode("utf-8")
+        except UnicodeDecodeError:
+            return False
         read_id = header[1:].replace(b"\t", b" ").split(b" ")[0]
         if not plus.startswith(b"+") or plus[1:] not in (b"", header[1:], read_id):
             return False
@@ -387,6 +395,13 @@ def test_pair_count_mismatch_at_the_first_unpaired_record(chunk_size, longer):
     full = one if longer == "R1" else two
     assert (exc.code, exc.position.file, exc.position.record, exc.position.line, exc.position.byte_offset) == (
         "PAIR_COUNT_MISMATCH", f"{longer}.fq", 21, 81, full.index(b"@p21/"))
+
+
+def test_mate_read_id_must_be_utf8_too():
+    one, two = mates(5)
+    exc = pair(one, two.replace(b"@p3/2", b"@p\xff3/2"))
+    assert (exc.code, exc.position.file, exc.position.record, exc.position.line) == (
+        "HEADER_NOT_UTF8", "R2.fq", 3, 9)
 
 
 def test_pair_reports_the_earliest_defect_of_either_file_or_the_pairing():

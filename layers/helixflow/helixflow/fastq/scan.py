@@ -265,6 +265,16 @@ class Scanner:
             stray = carriage_returns[arr[carriage_returns + 1] != LF]
             bad[np.searchsorted(heads, int(stray[0]), side="right") - 1] = True
 
+        if not buf.isascii():
+            # Read ids become Parquet strings, so headers must be UTF-8. One decode of the whole region (only
+            # when it holds a byte >= 0x80) stands in for one per header: LF is ASCII, so the first invalid
+            # byte lies in the line that holds it, and that record goes to the diagnosis, which names it
+            # (a sequence or quality line with such a byte already failed the class check).
+            try:
+                buf[:region].decode("utf-8")
+            except UnicodeDecodeError as exc:
+                bad[np.searchsorted(heads, exc.start, side="right") - 1] = True
+
         first_bad = int(np.argmax(bad)) if bad.any() else n
         # '+' lines with text (old Illumina files repeat the header) are rare enough for a plain loop.
         for i in np.flatnonzero(plus_len[:first_bad] > 1).tolist():
