@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from helixflow.errors import InvalidFastq
-from helixflow.fastq.streams import DecompressedStream
+from helixflow.fastq.streams import INFLATE_STEP, DecompressedStream
 from helixflow.fastq.validator import validate_fastq
 
 # Two good records; a third record appended to this starts on line 9 at byte 36.
@@ -155,7 +155,8 @@ def test_truncated_gzip_is_placed_where_the_data_stops(chunk_size):
     exc = error(first + gzip.compress(b"@r3\nACGT\n+\nIIII\n")[:10], chunk_size=chunk_size)
     assert (exc.code, exc.position.record, exc.position.line, exc.position.byte_offset) == (
         "TRUNCATED_GZIP", 3, 9, 36)
-    assert exc.details == {"member": 2, "member_offset": len(first), "compressed_offset": len(first) + 10}
+    assert exc.details == {"member": 2, "member_offset": len(first), "member_start": 36,
+                           "compressed_offset": len(first) + 10}
 
 
 def test_truncated_gzip_inside_a_record_counts_its_lines():
@@ -193,6 +194,53 @@ def test_corrupt_deflate_data():
     data = bytearray(gzip.compress(P * 50, compresslevel=1))
     data[len(data) // 2] ^= 0xFF
     assert error(bytes(data)).code in {"CORRUPT_GZIP"}
+
+
+def _records(n: int) -> bytes:
+    rng = random.Random(n)
+    return b"".join(b"@r%d\n%s\n+\n%s\n" % (i, bytes(rng.choice(b"ACGT") for _ in range(50)), b"I" * 50)
+                    for i in range(n))
+
+
+def _flip_middle(member: bytes) -> bytes:
+    """Corrupt the deflate data in the middle of a member: inflation goes on producing wrong bytes (which
+    may look like FASTQ defects) until the stream or the CRC check fails."""
+    corrupt = bytearray(member)
+    corrupt[len(corrupt) // 2] ^= 0xFF
+    return bytes(corrupt)
+
+
+def _corrupt_gzip_cases():
+    data = _records(3000)  # 330,000 bytes: several inflate steps per member
+    yield "gzip", _flip_middle(gzip.compress(data, compresslevel=1)), 1, 0, 0, len(data)
+    first = gzip.compress(data[:110_000])
+    yield "multi-gzip", first + _flip_middle(gzip.compress(data[110_000:])), 2, len(first), 110_000, 220_000
+    blocks = bgzf(data, block=60_000)
+    second = struct.unpack("<H", blocks[16:18])[0] + 1  # the first block's BSIZE + 1
+    third = second + struct.unpack("<H", blocks[second + 16:second + 18])[0] + 1
+    yield "bgzf", blocks[:second] + _flip_middle(blocks[second:third]) + blocks[third:], 2, second, 60_000, 60_000
+
+
+@pytest.mark.parametrize("form, data, member, member_offset, member_start, member_length", list(_corrupt_gzip_cases()),
+                         ids=lambda v: v if isinstance(v, str) else "")
+def test_corrupt_gzip_is_placed_in_its_member_at_every_chunk_size(form, data, member, member_offset,
+                                                                   member_start, member_length):
+    """Reported as CORRUPT_GZIP (not as whatever defect the wrong bytes look like), at the same position for
+    every chunk size: the failing member and how far inflating it got."""
+    results = {outcome(check(data, chunk_size=size)) for size in [1, 7, 4096, 65536, 1 << 20]}
+    assert len(results) == 1, results
+    exc = error(data)
+    assert exc.code == "CORRUPT_GZIP", exc.describe()
+    assert (exc.details["member"], exc.details["member_offset"], exc.details["member_start"]) == (
+        member, member_offset, member_start)
+    # Where inflating the member stopped, within it (to within one inflate step: a BGZF block is one step, so
+    # its start); record and line count the lines as they inflated (wrong bytes after the flip included).
+    assert member_start <= exc.position.byte_offset <= member_start + member_length
+    assert member_offset <= exc.details["compressed_offset"] < len(data)
+    if member_length > INFLATE_STEP:
+        assert exc.position.byte_offset > member_start
+    assert exc.position.record == (exc.position.line - 1) // 4 + 1
+    assert exc.message.startswith(f"gzip member {member} (starts at compressed byte {member_offset}")
 
 
 GOOD_FILES = [
