@@ -93,6 +93,7 @@ class InvalidFastq(HelixflowError):
         "CORRUPT_GZIP": "invalid deflate data, bad gzip header, or CRC/length mismatch",
         "BGZF_BAD_BLOCK": "a file taken for BGZF holds a block without a BGZF header",
         "BAD_HEADER": "header line without '@' or with an empty read id",
+        "HEADER_NOT_UTF8": "a header line that is not valid UTF-8 (read ids are stored as UTF-8 text)",
         "BAD_SEQUENCE_CHAR": "a character outside the IUPAC nucleotide codes (A C G T U N R Y S W K M B D H V)",
         "MISSING_PLUS_LINE": "the third line of a record does not start with '+'",
         "PLUS_HEADER_MISMATCH": "text on the '+' line that is neither the header nor the read id",

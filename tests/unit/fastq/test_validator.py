@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from helixflow.errors import InvalidFastq
-from helixflow.fastq.streams import DecompressedStream
+from helixflow.fastq.streams import INFLATE_STEP, DecompressedStream
 from helixflow.fastq.validator import validate_fastq
 
 # Two good records; a third record appended to this starts on line 9 at byte 36.
@@ -76,6 +76,10 @@ DEFECTS = [
     ("starts-blank", b"\n" + P, "BLANK_LINE", 1, 1, 0, {}),
     ("header-without-at", P + b"r3\nACGT\n+\nIIII\n", "BAD_HEADER", 3, 9, 36, {}),
     ("empty-read-id", P + b"@ desc\nACGT\n+\nIIII\n", "BAD_HEADER", 3, 9, 36, {}),
+    # Read ids become Parquet strings: a byte that is not UTF-8 is reported at that byte.
+    ("latin1-read-id", P + b"@read-1\xb11\nACGT\n+\nIIII\n", "HEADER_NOT_UTF8", 3, 9, 43, {}),
+    ("truncated-utf8-in-description", P + b"@r3 Z\xc3\nACGT\n+\nIIII\n", "HEADER_NOT_UTF8", 3, 9, 41, {}),
+    ("surrogate-in-read-id", P + b"@r\xed\xa0\x80\nACGT\n+\nIIII\n", "HEADER_NOT_UTF8", 3, 9, 38, {}),
     ("dot-in-sequence", P + b"@r3\nAC.T\n+\nIIII\n", "BAD_SEQUENCE_CHAR", 3, 10, 42, {}),
     ("digit-in-sequence", P + b"@r3\nACGT7\n+\nIIIII\n", "BAD_SEQUENCE_CHAR", 3, 10, 44, {}),
     ("missing-plus", P + b"@r3\nACGT\nIIII\n@r4\nACGT\n+\nIIII\n", "MISSING_PLUS_LINE", 3, 11, 45, {}),
@@ -151,7 +155,8 @@ def test_truncated_gzip_is_placed_where_the_data_stops(chunk_size):
     exc = error(first + gzip.compress(b"@r3\nACGT\n+\nIIII\n")[:10], chunk_size=chunk_size)
     assert (exc.code, exc.position.record, exc.position.line, exc.position.byte_offset) == (
         "TRUNCATED_GZIP", 3, 9, 36)
-    assert exc.details == {"member": 2, "member_offset": len(first), "compressed_offset": len(first) + 10}
+    assert exc.details == {"member": 2, "member_offset": len(first), "member_start": 36,
+                           "compressed_offset": len(first) + 10}
 
 
 def test_truncated_gzip_inside_a_record_counts_its_lines():
@@ -189,6 +194,53 @@ def test_corrupt_deflate_data():
     data = bytearray(gzip.compress(P * 50, compresslevel=1))
     data[len(data) // 2] ^= 0xFF
     assert error(bytes(data)).code in {"CORRUPT_GZIP"}
+
+
+def _records(n: int) -> bytes:
+    rng = random.Random(n)
+    return b"".join(b"@r%d\n%s\n+\n%s\n" % (i, bytes(rng.choice(b"ACGT") for _ in range(50)), b"I" * 50)
+                    for i in range(n))
+
+
+def _flip_middle(member: bytes) -> bytes:
+    """Corrupt the deflate data in the middle of a member: inflation goes on producing wrong bytes (which
+    may look like FASTQ defects) until the stream or the CRC check fails."""
+    corrupt = bytearray(member)
+    corrupt[len(corrupt) // 2] ^= 0xFF
+    return bytes(corrupt)
+
+
+def _corrupt_gzip_cases():
+    data = _records(3000)  # 330,000 bytes: several inflate steps per member
+    yield "gzip", _flip_middle(gzip.compress(data, compresslevel=1)), 1, 0, 0, len(data)
+    first = gzip.compress(data[:110_000])
+    yield "multi-gzip", first + _flip_middle(gzip.compress(data[110_000:])), 2, len(first), 110_000, 220_000
+    blocks = bgzf(data, block=60_000)
+    second = struct.unpack("<H", blocks[16:18])[0] + 1  # the first block's BSIZE + 1
+    third = second + struct.unpack("<H", blocks[second + 16:second + 18])[0] + 1
+    yield "bgzf", blocks[:second] + _flip_middle(blocks[second:third]) + blocks[third:], 2, second, 60_000, 60_000
+
+
+@pytest.mark.parametrize("form, data, member, member_offset, member_start, member_length", list(_corrupt_gzip_cases()),
+                         ids=lambda v: v if isinstance(v, str) else "")
+def test_corrupt_gzip_is_placed_in_its_member_at_every_chunk_size(form, data, member, member_offset,
+                                                                   member_start, member_length):
+    """Reported as CORRUPT_GZIP (not as whatever defect the wrong bytes look like), at the same position for
+    every chunk size: the failing member and how far inflating it got."""
+    results = {outcome(check(data, chunk_size=size)) for size in [1, 7, 4096, 65536, 1 << 20]}
+    assert len(results) == 1, results
+    exc = error(data)
+    assert exc.code == "CORRUPT_GZIP", exc.describe()
+    assert (exc.details["member"], exc.details["member_offset"], exc.details["member_start"]) == (
+        member, member_offset, member_start)
+    # Where inflating the member stopped, within it (to within one inflate step: a BGZF block is one step, so
+    # its start); record and line count the lines as they inflated (wrong bytes after the flip included).
+    assert member_start <= exc.position.byte_offset <= member_start + member_length
+    assert member_offset <= exc.details["compressed_offset"] < len(data)
+    if member_length > INFLATE_STEP:
+        assert exc.position.byte_offset > member_start
+    assert exc.position.record == (exc.position.line - 1) // 4 + 1
+    assert exc.message.startswith(f"gzip member {member} (starts at compressed byte {member_offset}")
 
 
 GOOD_FILES = [
@@ -309,6 +361,10 @@ def reference_is_valid(data: bytes) -> bool:
             return False
         if not header.startswith(b"@") or len(header) < 2 or header[1] in b" \t":
             return False
+        try:
+            header.decode("utf-8")
+        except UnicodeDecodeError:
+            return False
         read_id = header[1:].replace(b"\t", b" ").split(b" ")[0]
         if not plus.startswith(b"+") or plus[1:] not in (b"", header[1:], read_id):
             return False
@@ -387,6 +443,13 @@ def test_pair_count_mismatch_at_the_first_unpaired_record(chunk_size, longer):
     full = one if longer == "R1" else two
     assert (exc.code, exc.position.file, exc.position.record, exc.position.line, exc.position.byte_offset) == (
         "PAIR_COUNT_MISMATCH", f"{longer}.fq", 21, 81, full.index(b"@p21/"))
+
+
+def test_mate_read_id_must_be_utf8_too():
+    one, two = mates(5)
+    exc = pair(one, two.replace(b"@p3/2", b"@p\xff3/2"))
+    assert (exc.code, exc.position.file, exc.position.record, exc.position.line) == (
+        "HEADER_NOT_UTF8", "R2.fq", 3, 9)
 
 
 def test_pair_reports_the_earliest_defect_of_either_file_or_the_pairing():

@@ -92,6 +92,12 @@ def diagnose(buf: bytes, start: int, offset: int, *, name: str, records: int, ma
     if h_end - h_start < 2 or buf[h_start + 1] in (SPACE, TAB):
         return error("BAD_HEADER", "header has an empty read id (nothing between '@' and the first space)",
                      first_line, h_start)
+    try:
+        buf[h_start:h_end].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return error("HEADER_NOT_UTF8", f"header has byte {show_byte(buf[h_start + exc.start])} at column "
+                     f"{exc.start + 1} that is not valid UTF-8 ({exc.reason}); read ids are stored as UTF-8 text",
+                     first_line, h_start + exc.start)
     if number == 1 and buf[h_start:h_start + 4] in SAM_HEADER_TAGS:
         # Only reached when record 1 fails: a read named "HD" followed by a tab is still fine FASTQ.
         return InvalidFastq("not FASTQ: this looks like SAM text (header lines '@HD', '@SQ'...)",

@@ -109,14 +109,18 @@ class Scanner:
             if chunk is None:
                 break
             buf = carry + chunk if carry else chunk
-            if not started:
-                # Wait for a few bytes so the NOT_FASTQ message can name what the file is instead.
-                if len(buf) < 8:
-                    carry = buf
-                    continue
-                self._check_start(buf)
-                started = True
-            consumed = yield from self._scan(buf, carry_offset, eof=False)
+            records_before = self.records
+            try:
+                if not started:
+                    # Wait for a few bytes so the NOT_FASTQ message can name what the file is instead.
+                    if len(buf) < 8:
+                        carry = buf
+                        continue
+                    self._check_start(buf)
+                    started = True
+                consumed = yield from self._scan(buf, carry_offset, eof=False)
+            except InvalidFastq as defect:
+                raise self._unless_member_corrupt(defect, chunks, 4 * records_before + buf.count(b"\n")) from None
             carry = buf[consumed:]
             carry_offset += consumed
         if not started:
@@ -141,6 +145,31 @@ class Scanner:
             records=self.records, bases=self.bases, min_length=self.min_length or 0, max_length=self.max_length,
             quality_encoding=encoding, line_endings="crlf" if self.crlf else "lf")
 
+    def _unless_member_corrupt(self, defect: InvalidFastq, chunks: Iterator[bytes], lines_read: int) -> InvalidFastq:
+        """The defect found, or CORRUPT_GZIP when it lies in a gzip member that fails its integrity check.
+
+        Corrupt deflate data inflates to wrong bytes until the inflater notices (at an invalid code, or only
+        at the CRC at the member's end), and those bytes usually look like a FASTQ defect; whether the
+        inflater notices within the chunk at hand depends on the chunk size. So a defect inside a member not
+        yet checked is only reported once the rest of that member inflates cleanly (on this error path only,
+        at most one member's worth). ``lines_read`` counts the lines before the end of the data read so far."""
+        s = self._stream
+        offset = defect.position.byte_offset
+        if not s.member_open or offset is None or offset < s.member_start:
+            return defect
+        member = s.gzip_members
+        try:
+            while s.member_open and s.gzip_members == member:
+                chunk = next(chunks, None)
+                if chunk is None:
+                    break
+                lines_read += chunk.count(b"\n")
+        except InvalidFastq as exc:
+            if exc.code == "CORRUPT_GZIP" and exc.details["member"] == member:
+                return InvalidFastq(exc.message, code=exc.code, details=exc.details, position=Position(
+                    self.name, lines_read // 4 + 1, lines_read + 1, exc.position.byte_offset))
+        return defect
+
     def _wrap_stream_errors(self, call, *, carry: bytes):
         """Run a stream call; place a gzip error at the record and line where the data broke off, unless the
         complete lines before it already hold a defect (which then comes first)."""
@@ -150,11 +179,15 @@ class Scanner:
             if exc.position.record is not None:
                 raise
             base = exc.position.byte_offset - len(carry) if exc.position.byte_offset is not None else 0
-            if carry and not self.records:
-                self._check_start(carry)
-            if carry:
+            # A defect in the lines before the break comes first, unless it lies in the member that failed
+            # its integrity check (see _unless_member_corrupt).
+            trusted_before = exc.details.get("member_start", 0) if exc.code == "CORRUPT_GZIP" else None
+            if carry and (trusted_before is None or base < trusted_before):
+                if not self.records:
+                    self._check_start(carry)
                 earlier = self._diagnose(carry, 0, base, eof=False, partial_ok=True)
-                if isinstance(earlier, InvalidFastq):
+                if isinstance(earlier, InvalidFastq) and (trusted_before is None
+                                                          or earlier.position.byte_offset < trusted_before):
                     raise earlier from None
             position = Position(self.name, self.records + 1, 4 * self.records + 1 + carry.count(b"\n"),
                                 exc.position.byte_offset if exc.position.byte_offset is not None else 0)
@@ -264,6 +297,16 @@ class Scanner:
             carriage_returns = np.flatnonzero(arr[:region] == CR)
             stray = carriage_returns[arr[carriage_returns + 1] != LF]
             bad[np.searchsorted(heads, int(stray[0]), side="right") - 1] = True
+
+        if not buf.isascii():
+            # Read ids become Parquet strings, so headers must be UTF-8. One decode of the whole region (only
+            # when it holds a byte >= 0x80) stands in for one per header: LF is ASCII, so the first invalid
+            # byte lies in the line that holds it, and that record goes to the diagnosis, which names it
+            # (a sequence or quality line with such a byte already failed the class check).
+            try:
+                buf[:region].decode("utf-8")
+            except UnicodeDecodeError as exc:
+                bad[np.searchsorted(heads, exc.start, side="right") - 1] = True
 
         first_bad = int(np.argmax(bad)) if bad.any() else n
         # '+' lines with text (old Illumina files repeat the header) are rare enough for a plain loop.

@@ -25,11 +25,18 @@ which makes the three gzip defects distinguishable and locatable:
 * ``CORRUPT_GZIP``: invalid deflate data, a bad header, or a CRC-32 / length mismatch in a member trailer.
 
 Each carries the decompressed byte offset reached (``Position.byte_offset``) and, in ``details``, the
-compressed byte offset where the failing member starts and how far the reader had got (``compressed_offset``,
-``member_offset``, ``member``). Record and line are filled in by the validator, which knows them.
+failing member (``member``, 1-based), where it starts in the compressed file (``member_offset``) and in the
+decompressed stream (``member_start``), and how far the inflater had consumed its input
+(``compressed_offset``). Record and line are filled in by the validator, which knows them.
+
+The positions do not depend on ``chunk_size`` or on how the source splits its reads: the inflater is fed
+the compressed bytes in fixed ``read_size`` pieces and each call is capped at ``INFLATE_STEP`` output bytes,
+so the sequence of calls, and hence where the failing one starts, is a function of the file's bytes alone;
+the output is then cut into ``chunk_size`` chunks. A failing call's own output is lost (zlib reports the
+error instead), so ``byte_offset`` for ``CORRUPT_GZIP`` is exact to within ``INFLATE_STEP`` bytes.
 
 Memory is bounded: the source is read ``read_size`` bytes at a time and every decompression call is capped
-at ``chunk_size`` output bytes, so a highly compressible member cannot expand into one huge buffer.
+at ``INFLATE_STEP`` output bytes, so a highly compressible member cannot expand into one huge buffer.
 The SHA-256 of the bytes as stored is computed on the way (cheap next to inflating them), for manifests.
 """
 
@@ -47,6 +54,7 @@ from helixflow.fastq.bgzf import GZIP_MAGIC, HEADER_BYTES, block_size
 
 DEFAULT_CHUNK_SIZE = 1 << 20  # decompressed bytes per chunk handed to the validator
 DEFAULT_READ_SIZE = 1 << 18  # compressed bytes per read from the source
+INFLATE_STEP = 1 << 16  # decompressed bytes per inflate call, whatever the chunk size (see above)
 
 _GZIP_WBITS = 31  # 16 + 15: a gzip wrapper around a 32 KiB-window deflate stream
 
@@ -107,7 +115,9 @@ class DecompressedStream:
         self.compressed_bytes = 0  # bytes read from the source so far
         self.decompressed_bytes = 0  # bytes yielded so far
         self.gzip_members = 0
-        self._head = self._read_at_least(MAGIC_PEEK)
+        self.member_start = 0  # decompressed offset where the current (or last) gzip member starts
+        self.member_open = False  # inside a gzip member whose end (and CRC check) is not reached yet
+        self._head = self._read_exactly(MAGIC_PEEK)
         self.compression = detect_compression(self._head, self.name)
 
     @property
@@ -118,7 +128,7 @@ class DecompressedStream:
     def __iter__(self) -> Iterator[bytes]:
         if self.compression == "none":
             return self._plain_chunks()
-        return self._coalesced(self._gzip_chunks())
+        return self._rechunked(self._gzip_chunks())
 
     # -- reading the source ---------------------------------------------------------------------------------
 
@@ -136,11 +146,12 @@ class DecompressedStream:
             self._progress(len(data))
         return data
 
-    def _read_at_least(self, size: int) -> bytes:
-        # A streaming body may return fewer bytes than asked for before its end, so loop.
+    def _read_exactly(self, size: int) -> bytes:
+        """Exactly ``size`` bytes, fewer only at the end: a streaming body may return fewer than asked for
+        before its end, and the inflater's input pieces must not depend on that."""
         data = b""
         while len(data) < size:
-            more = self._read()
+            more = self._read(size - len(data))
             if not more:
                 break
             data += more
@@ -171,7 +182,7 @@ class DecompressedStream:
         while True:
             # Between members: the rest must be empty or start another member.
             if len(data) < len(GZIP_MAGIC):
-                data += self._read_at_least(len(GZIP_MAGIC) - len(data))
+                data += self._read_exactly(len(GZIP_MAGIC) - len(data))
             if not data:
                 return
             if not data.startswith(GZIP_MAGIC):
@@ -182,13 +193,15 @@ class DecompressedStream:
                     member_offset=data_offset, compressed_offset=data_offset)
             member_offset = data_offset
             self.gzip_members += 1
+            self.member_start = self.decompressed_bytes
+            self.member_open = True
             inflater = isal_zlib.decompressobj(wbits=_GZIP_WBITS)
             while not inflater.eof:
                 if not data:
-                    data = self._read()
+                    data = self._read_exactly(self._read_size)
                 if not data:
                     # The source is exhausted. The inflater may still hold output it produced without needing
-                    # more input (capped by chunk_size last time); drain that before judging the member cut.
+                    # more input (capped by INFLATE_STEP last time); drain that before judging the member cut.
                     out = self._inflate(inflater, b"", member_offset, data_offset)
                     if out:
                         self.decompressed_bytes += len(out)
@@ -203,44 +216,50 @@ class DecompressedStream:
                 # Input the inflater did not take is either held back by the output cap (unconsumed_tail) or,
                 # once the member has ended, the bytes after it (unused_data).
                 rest = inflater.unused_data if inflater.eof else inflater.unconsumed_tail
+                # At its end ISA-L has checked the member's CRC and length: its data can be trusted.
+                self.member_open = not inflater.eof
                 data_offset += len(data) - len(rest)
                 data = rest
                 if out:
                     self.decompressed_bytes += len(out)
                     yield out
 
-    def _coalesced(self, pieces: Iterator[bytes]) -> Iterator[bytes]:
-        """Join small outputs (a BGZF member inflates to at most 64 KiB) into chunks of about chunk_size, so
-        the validator's per-chunk overhead stays small next to its per-byte work."""
-        pending: list[bytes] = []
-        pending_size = 0
+    def _rechunked(self, pieces: Iterator[bytes]) -> Iterator[bytes]:
+        """Cut the inflate outputs (at most INFLATE_STEP bytes each; a BGZF member inflates to at most 64 KiB)
+        into chunks of exactly chunk_size, the last one shorter: the validator's per-chunk overhead stays small
+        next to its per-byte work, and a small chunk size really puts chunk boundaries everywhere."""
+        size = self._chunk_size
+        pending = b""
         try:
             for piece in pieces:
-                pending.append(piece)
-                pending_size += len(piece)
-                if pending_size >= self._chunk_size:
-                    yield b"".join(pending)
-                    pending, pending_size = [], 0
+                pending += piece
+                start = 0  # cut by offset: re-slicing the rest after every chunk is quadratic for tiny chunks
+                while len(pending) - start >= size:
+                    yield pending[start:start + size]
+                    start += size
+                pending = pending[start:]
         except InvalidFastq:
-            # Hand over what was inflated before the defect first: a FASTQ defect in it comes earlier in the
-            # file, and the validator needs it to place the gzip error at the right record and line.
+            # Hand over what was inflated before the defect first: the validator needs it to place the gzip
+            # error at the right record and line (or to find a defect that comes earlier in the file).
             if pending:
-                yield b"".join(pending)
+                yield pending
             raise
         if pending:
-            yield b"".join(pending)
+            yield pending
 
     def _inflate(self, inflater, data: bytes, member_offset: int, data_offset: int) -> bytes:
         try:
-            return inflater.decompress(data, self._chunk_size)
+            return inflater.decompress(data, INFLATE_STEP)
         except isal_zlib.error as exc:
             raise self._error(
                 "CORRUPT_GZIP",
-                f"gzip member {self.gzip_members} (started at compressed byte {member_offset}) is corrupt: {exc}",
+                f"gzip member {self.gzip_members} (starts at compressed byte {member_offset}, decompressed byte "
+                f"{self.member_start}) is corrupt: {exc}; inflating it stopped at compressed byte {data_offset}, "
+                f"decompressed byte {self.decompressed_bytes} (within {INFLATE_STEP} bytes)",
                 member_offset=member_offset, compressed_offset=data_offset) from None
 
     def _error(self, code: str, message: str, *, member_offset: int, compressed_offset: int) -> InvalidFastq:
         return InvalidFastq(
             message, code=code, position=Position(file=self.name, byte_offset=self.decompressed_bytes),
             details={"member": self.gzip_members, "member_offset": member_offset,
-                     "compressed_offset": compressed_offset})
+                     "member_start": self.member_start, "compressed_offset": compressed_offset})

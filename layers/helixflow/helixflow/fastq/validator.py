@@ -15,8 +15,10 @@ Policies
 * Records are exactly 4 lines: ``@id[ description]``, sequence, ``+[text]``, quality. Wrapped (multi-line)
   FASTQ is rejected with ``MULTILINE_FASTQ``, recognised when the line where '+' belongs is made of sequence
   letters and a '+' line follows after such lines only (within 10,000 lines); otherwise ``MISSING_PLUS_LINE``.
-* Header: starts with '@' and the read id (text up to the first space or tab) is non-empty. Any bytes except
-  control characters may follow (UTF-8 descriptions are fine).
+* Header: starts with '@' and the read id (text up to the first space or tab) is non-empty. Any text except
+  control characters may follow. The whole header line must be valid UTF-8 (``HEADER_NOT_UTF8``, at the
+  first invalid byte): Phase 1 stores read ids as Arrow/Parquet strings, which must be UTF-8, and writes
+  the whole header into its trimmed FASTQ; Latin-1 or binary ids would break every later stage.
 * Sequence alphabet: the IUPAC nucleotide codes A C G T U N R Y S W K M B D H V, either case. Gap and
   "missing" symbols ('.', '-', '*') and anything else are ``BAD_SEQUENCE_CHAR``.
 * Zero-length reads are valid (an empty sequence line and an empty quality line); the report's
