@@ -1,7 +1,10 @@
+import boto3
 import pytest
+from moto import mock_aws
 
 from helixflow.errors import InvalidKey
-from helixflow.pipeline.keys import bounded_component, errors_prefix, parse_incoming_key, results_prefix
+from helixflow.pipeline.keys import (bounded_component, errors_prefix, parse_incoming_key, results_prefix,
+                                     sample_from_path)
 
 
 @pytest.mark.parametrize(
@@ -75,3 +78,27 @@ def test_bounded_component_keeps_long_names_short_and_distinct():
     assert len(bounded_component(long_a)) == 64
     assert bounded_component(long_a) != bounded_component(long_b)
     assert bounded_component("S1") == "S1"
+
+
+@pytest.mark.parametrize(("file_name", "sample"), [
+    ("S1_L001_R1_001.fastq.gz", "S1_L001"), ("S1_L001_R2_001.fastq.gz", "S1_L001"), ("S1_R1.fastq.gz", "S1"),
+    ("S1_2.fq", "S1"), ("S1.fastq", "S1"), ("tumour-3.fq.gz", "tumour-3"), ("S1_R3.fastq", "S1_R3"),
+])
+def test_one_sample_name_rule_for_the_pipeline_preprocess_align_and_failure_reports(file_name, sample):
+    """The same file is the same sample wherever it is named: the pipeline's key parser, the local commands
+    (`preprocess`, `align`, `cluster`, the MPI driver: sample_from_path / phase2.engine.sample_name) and the
+    folder a failure report is written to."""
+    from helixflow.phase2.engine import sample_name
+    from helixflow.pipeline.failure import record_failure
+
+    assert parse_incoming_key(f"incoming/{file_name}").sample == sample
+    assert sample_from_path(f"/data/run 7/{file_name}") == sample == sample_name([f"reads/{file_name}"])
+    assert sample_from_path(f"results/{sample}/embeddings/{sample}.parquet") == sample
+
+    state = {"run_id": "run-1", "event": {"detail": {"object": {"key": f"incoming/{file_name}"}}},
+             "failure": {"Error": "InvalidKey", "Cause": "refused"}}
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="helixflow-keys-test")
+        record = record_failure(s3=s3, bucket="helixflow-keys-test", state=state)
+    assert record["error_key"] == f"errors/{sample}/run-1/error.json"

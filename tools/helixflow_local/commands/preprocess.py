@@ -8,17 +8,11 @@ by it, so they accept what a sidecar accepts. Exit status: the CLI's table (``he
 from __future__ import annotations
 
 import os
-import re
 
 import click
 
+from helixflow.pipeline.keys import sample_from_path
 from helixflow_local.options import schema_option, threads_option
-
-
-def _sample_name(path: str) -> str:
-    name = os.path.basename(path)
-    name = re.sub(r"\.(fastq|fq)(\.gz|\.bgz|\.bgzf)?$", "", name, flags=re.IGNORECASE)
-    return re.sub(r"([._-]R?[12])$", "", name) or "sample"
 
 
 @click.command("preprocess")
@@ -61,7 +55,7 @@ def preprocess_command(r1, r2, out_dir, sample, adapter, adapter2, no_adapter_de
         import numba
 
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    sample = sample or _sample_name(r1)
+    sample = sample or sample_from_path(r1)
     params = engine.Params(adapter=adapter, adapter2=adapter2, detect_adapter=not no_adapter_detection,
                            quality=quality, window=window, quality_front=quality_front, poly_g=poly_g,
                            poly_x=poly_x, min_length=min_length, max_length=max_length, n_limit=n_limit,

@@ -5,10 +5,10 @@ functions, which is what makes a one-rank and a many-rank run produce the same b
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Sequence
 
 from helixflow.phase2.device import DEVICES, resolve_device
+from helixflow.pipeline.keys import sample_from_path
 from helixflow.phase2.reference import Reference
 
 __all__ = ["DEVICES", "SEARCHERS", "build_searcher", "resolve_device", "sample_name"]
@@ -29,13 +29,6 @@ def build_searcher(kind: str, reference: Reference, device: str):
     raise ValueError(f"searcher must be one of {SEARCHERS}, got {kind!r}")
 
 
-_SAMPLE_SUFFIXES = re.compile(r"(\.(parquet|fastq|fq)(\.gz)?)$", re.IGNORECASE)
-_MATE_SUFFIX = re.compile(r"([._](R?[12]))$")
-
-
 def sample_name(paths: Sequence[str | os.PathLike]) -> str:
-    """Sample name from the first reads file: ``S1_R1.fastq.gz`` and ``embeddings/S1.parquet`` give ``S1``."""
-    stem = _SAMPLE_SUFFIXES.sub("", os.path.basename(os.fspath(paths[0])))
-    if len(paths) == 2:
-        stem = _MATE_SUFFIX.sub("", stem)
-    return stem or "sample"
+    """Sample name from the first reads file, by the pipeline's one rule (helixflow.pipeline.keys)."""
+    return sample_from_path(os.fspath(paths[0]))

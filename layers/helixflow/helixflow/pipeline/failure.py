@@ -15,7 +15,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from helixflow.errors import HelixflowError, InvalidKey
-from helixflow.pipeline.keys import FASTQ_SUFFIXES, bounded_component, errors_prefix, run_work_prefix, safe_component
+from helixflow.pipeline.keys import (FASTQ_SUFFIXES, bounded_component, errors_prefix, run_work_prefix, safe_component,
+                                     sample_and_mate)
 from helixflow.pipeline import runs
 from helixflow.pipeline.stage_jobs import cancel_running_jobs
 from helixflow.pipeline.state import PipelineState
@@ -91,7 +92,7 @@ def _sample_hint(state: dict[str, Any]) -> str:
     name = key.rsplit("/", 1)[-1]
     stem = next((name[: -len(s)] for s in FASTQ_SUFFIXES if name.endswith(s)), name)
     try:
-        return bounded_component(safe_component(stem))
+        return bounded_component(safe_component(sample_and_mate(stem)[0]))
     except InvalidKey:
         return _UNRESOLVED_SAMPLE
 

@@ -68,8 +68,7 @@ def parse_incoming_key(key: str) -> IncomingKey:
         raise InvalidKey(f"{file_name!r} is not a FASTQ name (expected one of {', '.join(FASTQ_SUFFIXES)})",
                          code="NOT_FASTQ_NAME", details={"key": key})
     stem = file_name[: -len(suffix)]
-    match = _MATE.match(stem)
-    sample, mate = (match["sample"], int(match["r"] or match["n"])) if match else (stem, 0)
+    sample, mate = sample_and_mate(stem)
     if not _SAMPLE.fullmatch(sample):
         raise InvalidKey(f"sample id {sample!r} derived from {file_name!r} is not a valid sample name",
                          code="BAD_SAMPLE_NAME", details={"key": key})
@@ -83,6 +82,22 @@ def bounded_component(value: str, limit: int = 64) -> str:
     if len(value) <= limit:
         return value
     return f"{value[: limit - 13]}-{hashlib.sha256(value.encode()).hexdigest()[:12]}"
+
+
+def sample_and_mate(stem: str) -> tuple[str, int]:
+    """The one sample-name rule (pipeline, `helixflow preprocess`, `align`, `cluster`, the MPI driver): a file
+    name's stem without its mate marker ``_R1``/``_R2``/``_1``/``_2`` (optionally followed by Illumina's
+    ``_001``); mate 0 when there is none."""
+    match = _MATE.match(stem)
+    return (match["sample"], int(match["r"] or match["n"])) if match else (stem, 0)
+
+
+def sample_from_path(path: str) -> str:
+    """The sample a local reads file belongs to: its name without a FASTQ (or Phase 1 Parquet) suffix and
+    without the mate marker (``S1_L001_R1_001.fastq.gz`` and ``embeddings/S1_L001.parquet`` -> ``S1_L001``)."""
+    name = path.replace("\\", "/").rsplit("/", 1)[-1]
+    stem = next((name[: -len(s)] for s in (*FASTQ_SUFFIXES, ".parquet") if name.endswith(s)), name)
+    return sample_and_mate(stem)[0] or "sample"
 
 
 def results_prefix(sample: str, run_id: str) -> str:
