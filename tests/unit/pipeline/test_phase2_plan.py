@@ -120,3 +120,9 @@ def test_cancel_running_jobs_covers_the_phase2_job(monkeypatch):
     monkeypatch.setattr("helixflow.pipeline.jobs.backend_for", lambda placement: Backend())
     state = PipelineState.model_validate(pipeline_state(phase2_job=_handle(state="RUNNING")))
     assert cancel_running_jobs(state) == ["7"] and cancelled == ["7"]
+
+
+def test_auto_ignores_the_test_double_override_but_explicit_slurm_uses_it(no_slurm, monkeypatch):
+    monkeypatch.setenv("HELIXFLOW_JOB_BACKEND", "tests.doubles.jobs:factory")
+    assert planning.plan_phase2(phase1(), "S1").placement == "off"
+    assert planning.plan_phase2(phase1(), "S1", "slurm-cpu").placement == "slurm-cpu"

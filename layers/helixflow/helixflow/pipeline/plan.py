@@ -142,6 +142,6 @@ def plan_phase2(phase1: Phase1Summary, sample: str, requested: str = "auto",
                 f"Phase 2 is placed on {requested} (requested), and this deployment has no Slurm cluster (stack "
                 "parameter SlurmRestUrl or PcsClusterId)", code="SLURM_NOT_CONFIGURED", details=placed.model_dump())
         return placed
-    if not jobs.is_configured("slurm-cpu"):
+    if not jobs.deployment_has("slurm-cpu"):
         return plan("off", "no Slurm cluster is configured (stack parameter SlurmRestUrl or PcsClusterId)")
     return plan("slurm-cpu", "stateful MPI job: the neighbour graph spans every read")
