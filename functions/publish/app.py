@@ -19,7 +19,7 @@ s3 = boto3.client("s3")
 sfn = boto3.client("stepfunctions")
 runs_table = boto3.resource("dynamodb").Table(os.environ["RUNS_TABLE"])
 # What pipeline_info/params.json records of each stage: its result, the placement and any cluster job.
-STAGES = ("validation", "plan", "phase1_job", "phase1")
+STAGES = ("validation", "plan", "phase1_job", "phase1", "plan2", "phase2_job", "phase2")
 
 
 @logger.inject_lambda_context(log_event=False)
@@ -32,7 +32,7 @@ def lambda_handler(state: PipelineState, context: LambdaContext) -> dict:
     stages = state.model_dump(include=set(STAGES), exclude_none=True)
     history = [e for page in sfn.get_paginator("get_execution_history").paginate(executionArn=state.execution_arn)
                for e in page["events"]]
-    staged = {state.phase1.staged_prefix: state.phase1.outputs} if state.phase1 else {}
+    staged = {summary.staged_prefix: summary.outputs for summary in (state.phase1, state.phase2) if summary}
     # The Distributed Map's item count is not in the history (its ItemReader makes MapStateStarted say 0):
     # the chunk plan has it, and the map only lets the run reach Publish when every chunk succeeded.
     item_counts = {"ProcessChunks": state.chunks.chunk_count} if state.chunks else None

@@ -53,7 +53,9 @@ def test_a_ray_placement_follows_the_job_to_success_and_publishes(stack, tmp_pat
     entered = _entered(stack, described["executionArn"])
     assert "ProcessChunks" not in entered  # routed by the Choice, not the Lambda map
     assert entered.count("PollPhase1Job") == 4 and entered.count("WaitForPhase1Job") == 4
-    assert entered[entered.index("IsPhase1JobDone"):][-3:] == ["IsPhase1JobDone", "MergeChunks", "Publish"]
+    # Phase 2 is planned after the merge and, with no Slurm in this deployment, routed off to Publish.
+    assert entered[entered.index("IsPhase1JobDone"):][-5:] == ["IsPhase1JobDone", "MergeChunks", "PlanPhase2",
+                                                               "RoutePhase2", "Publish"]
     params = json.loads((outcome.local_dir / "pipeline_info/params.json").read_text())
     job = params["stages"]["phase1_job"]
     assert (job["state"], job["backend"], job["polls"]) == ("SUCCEEDED", "double", 4)

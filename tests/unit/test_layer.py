@@ -22,8 +22,8 @@ PACKAGE = ROOT / "layers" / "helixflow"
 # What the Lambda runtime and the public Powertools layer provide; never part of our layer.
 RUNTIME_PROVIDED = ("aws-lambda-powertools[tracer]", "boto3")
 FORBIDDEN = ("moto", "yaml", "click", "rich", "numba", "pyarrow", "ray", "mpi4py", "helixflow_local")
-ZIP_FUNCTIONS = ("resolve_sample", "check_mate", "validate", "plan", "submit_job", "poll_job", "publish",
-                 "record_failure")
+ZIP_FUNCTIONS = ("resolve_sample", "check_mate", "validate", "plan", "plan_phase2", "submit_job", "poll_job",
+                 "collect_phase2", "publish", "record_failure")
 
 
 @pytest.fixture(scope="module")

@@ -64,6 +64,19 @@ class LocalSlurm:
         self._logs: dict[str, Path] = {}
         self.start_seconds = 0.0
 
+    @classmethod
+    def attach(cls, state_dir: Path | str, rest_url: str) -> LocalSlurm:
+        """The Slurm another process started (`helixflow local status`): its state directory and REST URL."""
+        attached = cls.__new__(cls)
+        attached.state_dir = Path(state_dir)
+        attached.rest_url = rest_url
+        attached.rest_port = int(rest_url.rsplit(":", 1)[1])
+        attached.jwt_key = attached.state_dir / "jwt_hs256.key"
+        attached.conf = attached.state_dir / "slurm.conf"
+        attached.user = getpass.getuser()
+        attached._processes, attached._logs = [], {}
+        return attached
+
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> LocalSlurm:
         self.start()

@@ -26,6 +26,7 @@ import boto3
 from helixflow_local.events import eventbridge_object_created, execution_name
 from helixflow_local.ray_head import LocalRay
 from helixflow_local.runtime import LambdaRuntime, ServiceFault
+from helixflow_local.slurm import LocalSlurm
 from helixflow_local.template import LocalNames, Template
 from helixflow.pipeline.keys import FASTQ_SUFFIXES, INCOMING_PREFIX
 
@@ -69,6 +70,8 @@ class StackInfo:
     pid: int
     state_dir: str
     ray_url: str | None = None
+    slurm_url: str | None = None
+    slurm_state_dir: str | None = None
 
     def client(self, service: str) -> Any:
         return boto3.client(service, endpoint_url=self.endpoint_url, region_name=self.region,
@@ -150,10 +153,12 @@ def _restore_moto(saved: list[tuple[Any, str, Any]]) -> None:
 class LocalStack:
     def __init__(self, state_dir: Path, *, root: Path | None = None, port: int | None = None,
                  max_concurrency: int = 4, parameters: dict[str, str] | None = None,
-                 environment: dict[str, str] | None = None, ray: bool = False) -> None:
+                 environment: dict[str, str] | None = None, ray: bool = False, slurm: bool = False) -> None:
         """``parameters`` override template.yaml's (as `sam deploy --parameter-overrides` does);
         ``environment`` is added to every function's (a test double, say). ``ray`` also starts a local Ray head
-        (token auth on) and deploys the stack with it as the Ray cluster, as `RayJobsUrl` does in AWS."""
+        (token auth on) and deploys the stack with it as the Ray cluster, as `RayJobsUrl` does in AWS; ``slurm``
+        starts a local Slurm (helixflow_local.slurm) as the Phase 2 cluster, as `SlurmRestUrl` / `PcsClusterId`
+        do."""
         self.root = root or repository_root()
         self.state_dir = state_dir
         self.port = port or 0  # 0: the server binds a free port at start() and holds it
@@ -167,6 +172,8 @@ class LocalStack:
         self.names = LocalNames(STACK_NAME, REGION, ACCOUNT, parameters=parameters)
         self.environment = dict(environment or {})
         self.ray = LocalRay(state_dir / "ray-head") if ray else None
+        self._slurm_temporary: Path | None = None
+        self.slurm = LocalSlurm(self._slurm_state_dir()) if slurm else None
         self.runtime: LambdaRuntime | None = None
         self.info: StackInfo | None = None
         self._server = None
@@ -195,6 +202,22 @@ class LocalStack:
                 raise
             self.names.parameters["RayJobsUrl"] = self.ray.url
             self.environment.update(self.ray.environment())
+        if self.slurm is not None:
+            try:
+                self.slurm.start()
+            except Exception:
+                if self.ray is not None:
+                    self.ray.stop()
+                self._server.stop()
+                raise
+            self.names.parameters["SlurmRestUrl"] = self.slurm.rest_url
+            self.environment.update(self.slurm.environment())
+            # The job reaches this stack's S3 as PCS nodes reach S3 with their instance profile, and imports
+            # helixflow from the checkout the stack runs (the interpreter may be installed from another one).
+            self.environment["HELIXFLOW_SLURM_JOB_ENVIRONMENT"] = json.dumps({
+                "AWS_ENDPOINT_URL": self.endpoint_url, "AWS_DEFAULT_REGION": REGION,
+                "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
+                "PYTHONPATH": str(self.root / "layers" / "helixflow")})
         # Request lines and moto's per-state failure traces would drown the pipeline's own output.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         logging.getLogger("moto").setLevel(logging.ERROR)
@@ -230,12 +253,29 @@ class LocalStack:
             port, executes = self._restore
             default_user_config["stepfunctions"]["execute_state_machine"] = executes
             _restore_moto(self._moto_patches)
+        if self.slurm is not None:
+            self.slurm.stop()
+            if self._slurm_temporary is not None:
+                import shutil
+
+                shutil.rmtree(self._slurm_temporary, ignore_errors=True)
         if self.ray is not None:
             self.ray.stop()
             if port is None:
                 os.environ.pop("MOTO_PORT", None)
             else:
                 os.environ["MOTO_PORT"] = port
+
+    def _slurm_state_dir(self) -> Path:
+        """``<state dir>/slurm`` where ``nobody`` (slurmrestd, when started as root) can traverse to it; else a
+        short private directory under /tmp (pytest's and ~/.helixflow's parents are often mode 700)."""
+        wanted = (self.state_dir / "slurm").resolve()
+        if os.geteuid() != 0 or all(d.stat().st_mode & 0o001 for d in wanted.parents if d.exists()):
+            return wanted
+        import tempfile
+
+        self._slurm_temporary = Path(tempfile.mkdtemp(prefix="hf-slurm-", dir="/tmp"))
+        return self._slurm_temporary
 
     def __enter__(self) -> LocalStack:
         self.start()
@@ -275,7 +315,9 @@ class LocalStack:
         state_machine_arn = self.client("stepfunctions").create_state_machine(
             name=f"{STACK_NAME}-pipeline", definition=definition, roleArn=role_arn)["stateMachineArn"]
         queue_url = self._connect_bucket_to_queue(bucket)
-        return StackInfo(ray_url=self.ray.url if self.ray else None, endpoint_url=self.endpoint_url, region=REGION,
+        return StackInfo(ray_url=self.ray.url if self.ray else None,
+                         slurm_url=self.slurm.rest_url if self.slurm else None,
+                         slurm_state_dir=str(self.slurm.state_dir) if self.slurm else None, endpoint_url=self.endpoint_url, region=REGION,
                          bucket=bucket,
                          state_machine_arn=state_machine_arn, queue_url=queue_url, pid=os.getpid(),
                          state_dir=str(self.state_dir))
@@ -355,10 +397,10 @@ def _zip_directory(directory: Path) -> bytes:
     return buffer.getvalue()
 
 
-def serve(state_dir: Path, ray: bool = False) -> None:
+def serve(state_dir: Path, ray: bool = False, slurm: bool = False) -> None:
     """Run the stack until SIGTERM/SIGINT; stack.json exists exactly while it serves."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    stack = LocalStack(state_dir, ray=ray)
+    stack = LocalStack(state_dir, ray=ray, slurm=slurm)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -379,5 +421,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="helixflow local stack (started by `helixflow local up`)")
     parser.add_argument("--state-dir", type=Path, default=default_state_dir())
     parser.add_argument("--with-ray", action="store_true", help="also start a local Ray head (token auth)")
+    parser.add_argument("--with-slurm", action="store_true", help="also start a local Slurm (slurmrestd, JWT)")
     arguments = parser.parse_args()
-    serve(arguments.state_dir, ray=arguments.with_ray)
+    serve(arguments.state_dir, ray=arguments.with_ray, slurm=arguments.with_slurm)

@@ -20,6 +20,7 @@ from helixflow.errors import ClusterNotConfigured
 from helixflow_local.client import RunOutcome, collect, incoming_keys, needs_ray, resume, submit, wait_for_run
 from helixflow_local.exit_codes import ExitCode, ToolError
 from helixflow_local.ray_head import LocalRay
+from helixflow_local.slurm import LocalSlurm
 from helixflow_local.stack import STACK_FILE, LocalStack, StackInfo, default_state_dir
 
 console = Console(stderr=True, soft_wrap=True)
@@ -126,8 +127,9 @@ def local_group() -> None:
 
 @local_group.command("up")
 @click.option("--with-ray", is_flag=True, help="Also start a local Ray head (token auth) for Phase 1 on Ray.")
+@click.option("--with-slurm", is_flag=True, help="Also start a local Slurm (slurmrestd, JWT) for Phase 2.")
 @state_dir_option
-def local_up(state_dir: Path, with_ray: bool) -> None:
+def local_up(state_dir: Path, with_ray: bool, with_slurm: bool) -> None:
     """Start the local stack in the background."""
     info = running_stack(state_dir)
     if info is not None:
@@ -137,7 +139,8 @@ def local_up(state_dir: Path, with_ray: bool) -> None:
     (state_dir / STACK_FILE).unlink(missing_ok=True)
     with open(state_dir / "stack.log", "ab") as log:
         command = [sys.executable, "-m", "helixflow_local.stack", "--state-dir", str(state_dir)]
-        process = subprocess.Popen(command + (["--with-ray"] if with_ray else []),
+        process = subprocess.Popen(command + (["--with-ray"] if with_ray else [])
+                                   + (["--with-slurm"] if with_slurm else []),
                                    stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
     (state_dir / PID_FILE).write_text(str(process.pid))
     deadline = time.monotonic() + READY_TIMEOUT_S
@@ -188,6 +191,13 @@ def local_status(state_dir: Path) -> None:
                       f"{'head' if node['head'] else 'worker'}  {node['resources']}")
         for job in ray.request("GET", "/api/jobs/")[-10:]:
             out.print(f"  ray job       {job.get('submission_id')}  {job['status']}")
+    if info.slurm_url:
+        cluster = LocalSlurm.attach(info.slurm_state_dir, info.slurm_url).status()
+        for node in cluster["nodes"]:
+            out.print(f"  slurm node    {node['name']}  {node['state']}  cpus={node['cpus']}  gres={node['gres'] or '-'}")
+        out.print(f"  slurm parts   {', '.join(cluster['partitions'])}  (REST {cluster['api']})")
+        for job in cluster["queue"][-10:]:
+            out.print(f"  slurm job     {job['job_id']}  {job['name']}  {job['partition']}  {job['state']}")
     executions = info.client("stepfunctions").list_executions(stateMachineArn=info.state_machine_arn)["executions"]
     for execution in executions[:10]:
         out.print(f"  {execution['name']}  {execution['status']}")
@@ -198,6 +208,7 @@ def _print_info(info: StackInfo) -> None:
               f"  bucket        s3://{info.bucket}/incoming/\n  state machine {info.state_machine_arn}\n"
               f"  logs          {info.state_dir}/logs/\n"
               f"  ray head      {info.ray_url or 'not started (`local up --with-ray`, or on a run placed on Ray)'}\n"
+              f"  slurm         {info.slurm_url or 'not started (`local up --with-slurm`): Phase 2 is off'}\n"
               f"  use it with   AWS_ENDPOINT_URL={info.endpoint_url} AWS_ACCESS_KEY_ID=local "
               f"AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION={info.region}")
 

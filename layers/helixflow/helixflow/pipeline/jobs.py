@@ -114,6 +114,13 @@ def is_configured(placement: str) -> bool:
     return backend is not None and any(os.environ.get(name) for name in CONFIGURATION[backend])
 
 
+def deployment_has(placement: str) -> bool:
+    """Whether this deployment names a cluster for ``placement`` (its environment variables), ignoring the
+    ``HELIXFLOW_JOB_BACKEND`` override: ``auto`` placements choose a cluster only where one is deployed."""
+    backend = BACKEND_OF_PLACEMENT.get(placement)
+    return backend is not None and any(os.environ.get(name) for name in CONFIGURATION[backend])
+
+
 def register_backend(name: str, factory: BackendFactory) -> None:
     """``factory(placement)`` returns a configured adapter or raises ClusterNotConfigured."""
     _FACTORIES[name] = factory

@@ -29,6 +29,8 @@ from helixflow.errors import InvalidParameters
 
 MAX_DOCUMENT_BYTES = 64 * 1024
 _ADAPTER = r"^[ACGTacgt]{6,64}$"
+# A key of the data bucket under references/: segments start alphanumeric, so no "..", no option-like value.
+_REFERENCE = r"^references/[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*\.(fa|fasta|fna)(\.gz)?$"
 
 
 class RunParameters(BaseModel):
@@ -42,6 +44,10 @@ class RunParameters(BaseModel):
     min_length: int = Field(15, ge=1, le=10_000, description="drop reads (pairs) shorter than this after trimming")
     allow_phred64: bool = Field(False, description="accept Phred+64 input (converted on the way in)")
     phase1: Literal["auto", "lambda", "ray"] = Field("auto", description="Phase 1 placement override")
+    phase2: Literal["auto", "slurm-cpu", "slurm-gpu", "off"] = Field(
+        "auto", description="Phase 2 placement (auto: Slurm when this deployment has it, else off)")
+    reference: str | None = Field(None, pattern=_REFERENCE,
+                                  description="reference FASTA(.gz) in the data bucket: Phase 2 also aligns")
     single_end: bool = Field(False, description="run a file named like a mate (S1_R1) alone, without waiting for R2")
     force: bool = Field(False, description="run even when a run with the same inputs and parameters succeeded")
 
@@ -102,6 +108,8 @@ def field_range(name: str) -> str:
     if "Ge" in bounds:
         return f">= {bounds['Ge'].ge}"
     pattern = next((m.pattern for m in info.metadata if getattr(m, "pattern", None)), None)
+    if pattern == _REFERENCE:
+        return "a key under references/ ending .fa, .fasta or .fna (.gz)"
     if pattern is not None:
         letters, low, high = re.fullmatch(r"\^\[(\w+)\]\{(\d+),(\d+)\}\$", pattern).groups()
         return f"{low}-{high} of {''.join(dict.fromkeys(letters.upper()))}"

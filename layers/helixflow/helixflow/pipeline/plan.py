@@ -29,7 +29,7 @@ from typing import Any
 
 from helixflow.errors import ClusterNotConfigured, InputTooLarge
 from helixflow.pipeline import jobs
-from helixflow.pipeline.state import Phase1Plan, SampleInput
+from helixflow.pipeline.state import Phase1Plan, Phase1Summary, Phase2Plan, SampleInput
 
 MB = 1024 * 1024
 GZIP_RATIO = 3.5
@@ -95,3 +95,53 @@ def plan_phase1(inputs: list[SampleInput], requested: str = "auto", chunk_mb: in
                             f"{SAFETY:.0%} of {LAMBDA_TIMEOUT_S} s and {SCRATCH_MB} MB of scratch",
                             code="TOO_LARGE_FOR_LAMBDA", details=plan("lambda", "requested").model_dump())
     return plan("lambda", "requested" if requested == "lambda" else "bursty: chunks finish before a cluster scales up")
+
+
+# ---------------------------------------------------------------------------------------------- Phase 2
+# Phase 2 is stateful (the neighbour graph spans every read) and long: it runs as one MPI job on Slurm (PCS),
+# never on Lambda. Its size decides the ranks and the time limit Slurm is asked for:
+# - ``READS_PER_RANK`` reads per rank (each rank holds every read for clustering, but searches its share);
+# - ``CLUSTER_READS_S`` reads searched + confirmed per second per rank (CPU; a GPU rank ``GPU_SPEEDUP`` faster);
+# - time limit = ``TIME_SAFETY`` x (``JOB_STARTUP_S`` + the estimate), between the bounds below, in minutes.
+READS_PER_RANK = 2_000_000
+MAX_RANKS = 16
+CLUSTER_READS_S = 2_000.0
+GPU_SPEEDUP = 8.0
+JOB_STARTUP_S = 120.0
+TIME_SAFETY = 3.0
+MIN_TIME_LIMIT_MIN = 10
+MAX_TIME_LIMIT_MIN = 48 * 60
+
+
+def plan_phase2(phase1: Phase1Summary, sample: str, requested: str = "auto",
+                reference_key: str | None = None) -> Phase2Plan:
+    """Where Phase 2 runs and with how much; raises ClusterNotConfigured for an explicit Slurm placement this
+    deployment lacks (``auto`` then turns Phase 2 off and says why)."""
+    reads = phase1.reads_after
+    embeddings = f"embeddings/{sample}.parquet"
+    if embeddings not in phase1.outputs:
+        embeddings = next((p for p in phase1.outputs if p.startswith("embeddings/") and p.endswith(".parquet")),
+                          embeddings)
+    ranks = max(1, min(MAX_RANKS, math.ceil(reads / READS_PER_RANK)))
+
+    def plan(placement: str, reason: str) -> Phase2Plan:
+        speed = CLUSTER_READS_S * (GPU_SPEEDUP if placement == "slurm-gpu" else 1.0)
+        estimate_s = JOB_STARTUP_S + reads / ranks / speed
+        minutes = max(MIN_TIME_LIMIT_MIN, min(MAX_TIME_LIMIT_MIN, math.ceil(TIME_SAFETY * estimate_s / 60)))
+        return Phase2Plan(placement=placement, reason=reason, reads=reads, ranks=ranks, time_limit_minutes=minutes,
+                          embeddings_key=phase1.staged_prefix + embeddings, reference_key=reference_key)
+
+    if requested == "off":
+        return plan("off", "requested")
+    if reads == 0:
+        return plan("off", "no reads left after Phase 1")
+    if requested in ("slurm-cpu", "slurm-gpu"):
+        placed = plan(requested, "requested")
+        if not jobs.is_configured(requested):
+            raise ClusterNotConfigured(
+                f"Phase 2 is placed on {requested} (requested), and this deployment has no Slurm cluster (stack "
+                "parameter SlurmRestUrl or PcsClusterId)", code="SLURM_NOT_CONFIGURED", details=placed.model_dump())
+        return placed
+    if not jobs.deployment_has("slurm-cpu"):
+        return plan("off", "no Slurm cluster is configured (stack parameter SlurmRestUrl or PcsClusterId)")
+    return plan("slurm-cpu", "stateful MPI job: the neighbour graph spans every read")

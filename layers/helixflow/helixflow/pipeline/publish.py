@@ -26,7 +26,7 @@ TRACE_COLUMNS = ("task_id", "name", "type", "status", "attempts", "items", "subm
 
 
 # The stage results (keys of ``stages``) that carry the versions of their environment, by process name.
-VERSIONED_STAGES = {"validation": "Validate", "phase1": "Phase1"}
+VERSIONED_STAGES = {"validation": "Validate", "phase1": "Phase1", "phase2": "Phase2"}
 
 
 def software_versions(stages: dict[str, Any]) -> dict[str, dict[str, str]]:

@@ -9,11 +9,14 @@ from __future__ import annotations
 import json
 import os
 
-from helixflow.errors import HelixflowError, Phase1JobFailed, Phase2JobFailed
+from typing import Any
+
+from helixflow.errors import HelixflowError, IncompleteResults, Phase1JobFailed, Phase2JobFailed
 from helixflow.pipeline import jobs
 from helixflow.pipeline.jobs import JobHandle, JobSpec
 from helixflow.pipeline.keys import work_prefix
-from helixflow.pipeline.state import PipelineState
+from helixflow.pipeline.state import Phase2Summary, PipelineState
+from helixflow.pipeline.storage import get_json
 
 FAILURES: dict[str, type[HelixflowError]] = {"phase1": Phase1JobFailed, "phase2": Phase2JobFailed}
 LOG_TAIL_LINES = 20
@@ -33,7 +36,33 @@ def phase1_spec(state: PipelineState) -> JobSpec:
         resources={"chunks": chunks.chunk_count})
 
 
-SPECS = {"phase1": phase1_spec}
+def phase2_spec(state: PipelineState) -> JobSpec:
+    """One MPI job (``helixflow.cluster.phase2_job``) over Phase 1's embeddings, sized by PlanPhase2.
+
+    ``HELIXFLOW_SLURM_JOB_ENVIRONMENT`` (a JSON object) adds to the job's environment what the deployment's
+    nodes need and cannot find themselves (the local stack: its S3 endpoint and the checkout's PYTHONPATH)."""
+    request = state.require_sample()
+    if state.plan2 is None or state.phase1 is None:
+        raise ValueError("Phase 2 is submitted after MergeChunks (or a resumed Phase 1) and PlanPhase2")
+    plan = state.plan2.phase2
+    if plan.placement == "off":
+        raise ValueError("Phase 2 is off for this run; nothing to submit")
+    prefix = work_prefix(request.sample, request.run_id, "phase2")
+    arguments = ["--bucket", request.bucket, "--embeddings-key", plan.embeddings_key, "--out-prefix", prefix,
+                 "--sample", request.sample]
+    if plan.reference_key:
+        arguments += ["--reference-key", plan.reference_key]
+    if plan.placement == "slurm-cpu":
+        arguments += ["--device", "cpu"]
+    environment = json.loads(os.environ.get("HELIXFLOW_SLURM_JOB_ENVIRONMENT") or "{}")
+    return JobSpec(
+        stage="phase2", placement=plan.placement, run_id=request.run_id, sample=request.sample,
+        bucket=request.bucket, work_prefix=prefix, module="helixflow.cluster.phase2_job", arguments=arguments,
+        environment={str(k): str(v) for k, v in environment.items()},
+        resources={"ranks": plan.ranks, "time_limit_minutes": plan.time_limit_minutes})
+
+
+SPECS = {"phase1": phase1_spec, "phase2": phase2_spec}
 
 
 def submit_stage(state: PipelineState, stage: str) -> JobHandle:
@@ -76,7 +105,7 @@ def cancel_running_jobs(state: PipelineState) -> list[str]:
     decides. A cluster that cannot be reached must not keep the failure from being recorded: that is reported
     in the error document instead."""
     cancelled = []
-    for handle in (state.phase1_job,):
+    for handle in (state.phase1_job, state.phase2_job):
         if handle is None or handle.state in jobs.TERMINAL_STATES:
             continue
         backend = jobs.backend_for(handle.placement)
@@ -84,3 +113,20 @@ def cancel_running_jobs(state: PipelineState) -> list[str]:
             backend.cancel(handle)
             cancelled.append(handle.job_id)
     return cancelled
+
+
+PHASE2_SUMMARY = "summary.json"
+
+
+def collect_phase2(s3: Any, state: PipelineState) -> Phase2Summary:
+    """The finished Phase 2 job's summary.json (written last by helixflow.cluster.phase2_job) as the stage's
+    result; its outputs stay under the job's prefix until Publish copies them."""
+    handle = handle_of(state, "phase2")
+    bucket, key = state.require_sample().bucket, handle.work_prefix + PHASE2_SUMMARY
+    try:
+        document = get_json(s3, bucket, key)
+    except s3.exceptions.NoSuchKey:
+        raise IncompleteResults(f"the Phase 2 job {handle.job_id} succeeded but wrote no s3://{bucket}/{key}",
+                                code="MISSING_OUTPUTS", details={"missing": [key], "job_id": handle.job_id}) from None
+    fields = set(Phase2Summary.model_fields) - {"staged_prefix"}
+    return Phase2Summary(staged_prefix=handle.work_prefix, **{k: v for k, v in document.items() if k in fields})

@@ -85,6 +85,36 @@ class Plan(_Contract):
     phase1: Phase1Plan
 
 
+class Phase2Plan(_Contract):
+    """Where Phase 2 (clustering, and alignment with a reference) runs, sized from Phase 1's read count."""
+
+    placement: Literal["off", "slurm-cpu", "slurm-gpu"]
+    reason: str
+    reads: int
+    ranks: int
+    time_limit_minutes: int
+    embeddings_key: str = Field(description="Phase 1's embeddings Parquet the job reads (bucket key)")
+    reference_key: str | None = Field(None, description="reference FASTA in the bucket: the job also aligns")
+
+
+class Plan2(_Contract):
+    phase2: Phase2Plan
+
+
+class Phase2Summary(_Contract):
+    """CollectPhase2's result: the job's summary.json and where its outputs wait for Publish."""
+
+    outputs: list[str] = Field(description="paths relative to the results prefix")
+    staged_prefix: str = Field(description="work/<sample>/<run>/phase2/: the job's out prefix")
+    reads: int
+    clusters: int
+    ranks: int
+    aligned_reads: int | None = None
+    job_id: str | None = None
+    versions: dict[str, str] = Field(default_factory=dict,
+                                     description="tool -> version in the environment this stage ran in")
+
+
 class ChunkSet(_Contract):
     """SplitIntoChunks' result: the chunk manifest in S3 and the engine parameters resolved once per sample."""
 
@@ -138,6 +168,8 @@ class PipelineState(BaseModel):
     phase1_job: JobHandle | None = None
     phase2_job: JobHandle | None = None
     phase1: Phase1Summary | None = None
+    plan2: Plan2 | None = None
+    phase2: Phase2Summary | None = None
     publication: Publication | None = None
     failure: CaughtError | None = None
     failure_record: FailureRecord | None = None
@@ -170,6 +202,10 @@ TASK_RESULTS: dict[str, tuple[type[BaseModel], str | None]] = {
     "SubmitPhase1Job": (JobHandle, "phase1_job"),
     "PollPhase1Job": (JobHandle, "phase1_job"),
     "MergeChunks": (Phase1Summary, "phase1"),
+    "PlanPhase2": (Plan2, "plan2"),
+    "SubmitPhase2Job": (JobHandle, "phase2_job"),
+    "PollPhase2Job": (JobHandle, "phase2_job"),
+    "CollectPhase2": (Phase2Summary, "phase2"),
     "Publish": (Publication, "publication"),
     "RecordFailure": (FailureRecord, "failure_record"),
 }

@@ -1,0 +1,96 @@
+"""helixflow.cluster.phase2_job under mpiexec against an S3 endpoint (moto's server): rank 0 downloads, every
+rank works, rank 0 uploads the outputs and summary.json under the out prefix; outputs equal the MPI driver's."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import boto3
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from helixflow import embedding
+from helixflow.phase2 import simulate
+
+ROOT = Path(__file__).resolve().parents[2]
+LAMBDA = ROOT / "tests" / "unit" / "phase2" / "genomes" / "lambda_virus.fa.gz"
+MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("p2job")
+    with gzip.open(LAMBDA, "rb") as handle:
+        base = b"".join(line.strip() for line in handle if not line.startswith(b">"))
+    genome = simulate.genome_with_repeats(base, np.random.default_rng(11))
+    simulate.write_fasta(directory / "genome.fa", genome)
+    reads = simulate.simulate_reads(genome, 101, rng=np.random.default_rng(8), paired=True)
+    sequences = [r.sequence for r in reads]
+    table = pa.table({
+        "read_id": [r.name[:-2] for r in reads],
+        "mate": pa.array([1, 2] * (len(reads) // 2), pa.int8()),
+        "sequence": [s.decode() for s in sequences],
+        "quality": [r.quality.decode() for r in reads],
+        "embedding": pa.FixedSizeListArray.from_arrays(
+            pa.array(embedding.embed(sequences).astype(np.float16).ravel()), embedding.DIMS),
+    }, schema=embedding.parquet_schema())
+    pq.write_table(table, directory / "S1.parquet", row_group_size=37)
+    return directory
+
+
+def _env(endpoint: str) -> dict[str, str]:
+    return {**os.environ, "AWS_ENDPOINT_URL": endpoint, "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
+            "PYTHONPATH": os.pathsep.join([str(ROOT / "layers" / "helixflow"), os.environ.get("PYTHONPATH", "")])}
+
+
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_job_uploads_clusters_bam_and_summary(tmp_path, inputs, s3_endpoint, ranks):
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1", aws_access_key_id="local",
+                      aws_secret_access_key="local")
+    bucket = f"p2job-{ranks}"
+    s3.create_bucket(Bucket=bucket)
+    s3.upload_file(str(inputs / "S1.parquet"), bucket, "work/S1/run/phase1/staged/embeddings/S1.parquet")
+    s3.upload_file(str(inputs / "genome.fa"), bucket, "references/genome.fa")
+    prefix = "work/S1/run/phase2/"
+    done = subprocess.run([MPIEXEC, "-n", str(ranks), sys.executable, "-m", "helixflow.cluster.phase2_job",
+                           "--bucket", bucket, "--embeddings-key", "work/S1/run/phase1/staged/embeddings/S1.parquet",
+                           "--out-prefix", prefix, "--sample", "S1", "--reference-key", "references/genome.fa",
+                           "--device", "cpu", "--threads", "1"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300, env=_env(s3_endpoint))
+    assert done.returncode == 0, done.stderr
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]}
+    assert keys == {prefix + p for p in ("clusters/S1.clusters.tsv", "alignments/S1.bam", "alignments/S1.bam.bai",
+                                         "summary.json")}
+    summary = json.loads(s3.get_object(Bucket=bucket, Key=prefix + "summary.json")["Body"].read())
+    assert summary["ranks"] == ranks and summary["reads"] == 202 and summary["aligned_reads"] == 202
+    assert summary["outputs"] == ["clusters/S1.clusters.tsv", "alignments/S1.bam", "alignments/S1.bam.bai"]
+    assert summary["clusters"] >= 1 and "numba" in summary["versions"]
+    # The same clusters as the MPI driver on the local file.
+    driver = subprocess.run([MPIEXEC, "-n", "1", sys.executable, "-m", "helixflow.phase2.mpi", "cluster",
+                             str(inputs / "S1.parquet"), "--out", str(tmp_path / "d.tsv"), "--device", "cpu"],
+                            capture_output=True, text=True, timeout=300, env=_env(s3_endpoint))
+    assert driver.returncode == 0, driver.stderr
+    got = s3.get_object(Bucket=bucket, Key=prefix + "clusters/S1.clusters.tsv")["Body"].read()
+    assert got == (tmp_path / "d.tsv").read_bytes()
+    assert not list(Path(os.environ.get("TMPDIR", "/tmp")).glob("helixflow-phase2-*"))
