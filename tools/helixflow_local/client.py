@@ -100,10 +100,15 @@ def needs_ray(reads: list[Path], params: dict[str, Any] | None) -> bool:
 
 
 def submit(info: StackInfo, reads: list[Path], params: dict[str, Any] | None = None, *,
-           force: bool = False) -> list[Upload]:
-    """Upload the sidecar (always: an older sidecar must not apply to this run), then the reads, R2 last."""
+           force: bool = False, reference: Path | None = None) -> list[Upload]:
+    """Upload the reference (to references/, named in the parameters), the sidecar (always: an older sidecar
+    must not apply to this run), then the reads, R2 last."""
     keys = incoming_keys(reads)
     s3 = info.client("s3")
+    if reference is not None:
+        params = {**(params or {}), "reference": f"references/{reference.name}"}
+        parse_parameters(params, source="--reference")  # refuse a name the pipeline would refuse, before upload
+        s3.upload_file(str(reference), info.bucket, params["reference"])
     sidecar = parse_incoming_key(keys[0]).sidecar_key
     s3.put_object(Bucket=info.bucket, Key=sidecar, ContentType="application/json",
                   Body=json.dumps(sidecar_for(reads, params, force=force)).encode())

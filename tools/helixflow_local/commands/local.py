@@ -97,21 +97,26 @@ def running_stack(state_dir: Path) -> StackInfo | None:
 
 
 @contextmanager
-def stack_for_command(state_dir: Path, *, ray: bool = False) -> Iterator[StackInfo]:
+def stack_for_command(state_dir: Path, *, ray: bool = False, slurm: bool = False) -> Iterator[StackInfo]:
     """The running local stack, or one started for this command alone. The Ray head (~0.7 GB, ~5-20 s to
-    start) is started only for a run whose plan places Phase 1 on Ray."""
+    start) is started only for a run whose plan places Phase 1 on Ray, Slurm (~0.5 s) for a run with Phase 2
+    (a reference, or "phase2" asked for)."""
     info = running_stack(state_dir)
     if info is not None:
         if ray and not info.ray_url:
             raise ClusterNotConfigured("this run's Phase 1 is placed on Ray and the running local stack has no Ray "
                                        "head: `helixflow local down`, then `helixflow local up --with-ray`",
                                        code="RAY_NOT_CONFIGURED")
+        if slurm and not info.slurm_url:
+            raise ClusterNotConfigured("this run has Phase 2 and the running local stack has no Slurm: "
+                                       "`helixflow local down`, then `helixflow local up --with-slurm`",
+                                       code="SLURM_NOT_CONFIGURED")
         console.print(f"[dim]using the local stack at {info.endpoint_url}[/dim]")
         yield info
         return
     console.print("[dim]starting a local stack for this command (`helixflow local up` keeps one running)"
                   + (" with a Ray head" if ray else "") + "[/dim]")
-    with LocalStack(Path(tempfile.mkdtemp(prefix="run-", dir=_ensure(state_dir))), ray=ray) as stack:
+    with LocalStack(Path(tempfile.mkdtemp(prefix="run-", dir=_ensure(state_dir))), ray=ray, slurm=slurm) as stack:
         yield stack.info
 
 
@@ -214,8 +219,8 @@ def _print_info(info: StackInfo) -> None:
 
 
 def run_reads(info: StackInfo, reads: list[Path], out_dir: Path, params: dict | None,
-              timeout: float, force: bool = False) -> RunOutcome:
-    uploaded = submit(info, reads, params, force=force)
+              timeout: float, force: bool = False, reference: Path | None = None) -> RunOutcome:
+    uploaded = submit(info, reads, params, force=force, reference=reference)
     console.print(f"uploaded {', '.join(f's3://{info.bucket}/{u.key}' for u in uploaded)}")
     with console.status("waiting for the execution") as status:
         described = wait_for_run(info, uploaded, timeout=timeout,
@@ -258,9 +263,11 @@ def print_outcome(outcome: RunOutcome) -> None:
               help="JSON run parameters (uploaded as the sample's sidecar incoming/<sample>.json).")
 @click.option("--timeout", type=float, default=3600, show_default=True, help="Seconds to wait for the run.")
 @click.option("--force", is_flag=True, help="Run even if the same inputs and parameters already succeeded.")
+@click.option("--reference", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Reference FASTA(.gz): uploaded to references/<name>; Phase 2 (Slurm) aligns to it.")
 @state_dir_option
 def run_command(reads: tuple[Path, ...], out_dir: Path, params_file: Path | None, timeout: float, force: bool,
-                state_dir: Path) -> None:
+                reference: Path | None, state_dir: Path) -> None:
     """Run the pipeline on R1 [R2] through the local stack; exit 0 when the execution succeeded."""
     if len(reads) > 2:
         raise click.UsageError("give one FASTQ (single-end) or two (R1 R2)")
@@ -268,8 +275,11 @@ def run_command(reads: tuple[Path, ...], out_dir: Path, params_file: Path | None
     incoming_keys(list(reads))
     params = (parse_parameters(params_file.read_bytes(), source=str(params_file)).model_dump(exclude_unset=True)
               if params_file else None)
-    with stack_for_command(state_dir, ray=needs_ray(list(reads), params)) as info:
-        outcome = run_reads(info, list(reads), out_dir, params, timeout, force=force)
+    phase2 = reference is not None or (params or {}).get("phase2") in ("slurm-cpu", "slurm-gpu")
+    if reference is not None:  # the name becomes references/<name>: refused here, before anything starts
+        parse_parameters({**(params or {}), "reference": f"references/{reference.name}"}, source="--reference")
+    with stack_for_command(state_dir, ray=needs_ray(list(reads), params), slurm=phase2) as info:
+        outcome = run_reads(info, list(reads), out_dir, params, timeout, force=force, reference=reference)
     print_outcome(outcome)
     if not outcome.succeeded:
         raise RunFailed(outcome)

@@ -48,7 +48,9 @@ def resolve_sample(*, bucket: str, key: str, etag: str, size: int, run_id: str, 
 def _claim_run(*, run_id: str, bucket: str, sample: str, inputs: list[SampleInput], params: RunParameters,
                execution_arn: str, s3: Any, runs_table: Any, execution_running: Callable[[str], bool]) -> SampleRequest:
     effective = params.model_dump()
-    identity = runs.run_identity(sample=sample, inputs=inputs, params=effective)
+    reference_etag = (s3.head_object(Bucket=bucket, Key=params.reference)["ETag"].strip('"')
+                      if params.reference else None)
+    identity = runs.run_identity(sample=sample, inputs=inputs, params=effective, reference_etag=reference_etag)
     request = SampleRequest(status="ready", run_id=run_id, bucket=bucket, sample=sample, inputs=inputs,
                             params=effective, identity=identity, results_prefix=results_prefix(sample, run_id),
                             errors_prefix=errors_prefix(sample, run_id))
