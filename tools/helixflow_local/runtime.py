@@ -82,13 +82,14 @@ class _Pool:
     def _call(self, worker: _Worker, event: Any, *, kill: bool = False) -> tuple[dict[str, Any], bool]:
         request_id = str(uuid.uuid4())
         process = worker.process
+        # An injected crash is the worker killing itself on receipt (as an OOM kill would end it mid-request);
+        # killing it from here instead would race a fast handler that has already answered.
+        request = {"event": event, "request_id": request_id, **({"crash": True} if kill else {})}
         try:
-            process.stdin.write(json.dumps({"event": event, "request_id": request_id}) + "\n")
+            process.stdin.write(json.dumps(request) + "\n")
             process.stdin.flush()
         except BrokenPipeError:
             return _runtime_error("Runtime.ExitError", f"worker of {self.spec.name} exited"), True
-        if kill:  # an injected crash: the execution environment dies while it handles the request (OOM kill)
-            process.kill()
         ready, _, _ = select.select([process.stdout], [], [], self.spec.timeout + 5)
         line = process.stdout.readline() if ready else ""
         if not ready:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import signal
 import sys
 import traceback
 
@@ -34,6 +35,8 @@ def main() -> None:
         handler, startup_error = None, {**_error(exc), "errorType": "Runtime.ImportModuleError"}
     for line in sys.stdin:
         request = json.loads(line)
+        if request.get("crash"):  # the local runtime's fault injection (LambdaRuntime.inject_fault KILL_WORKER)
+            os.kill(os.getpid(), signal.SIGKILL)
         if startup_error:
             protocol.write(json.dumps({"ok": False, "payload": startup_error}) + "\n")
             continue

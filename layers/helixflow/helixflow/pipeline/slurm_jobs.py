@@ -1,5 +1,8 @@
 """The "slurm" job adapter: Phase 2 as a Slurm batch job through slurmrestd (local Slurm, or AWS PCS).
 
+One module of ~500 lines on purpose: the two API versions (v0.0.38 / v0.0.40+), token signing and PCS
+discovery are one adapter's halves that change together; split apart, each would only make sense with the others.
+
 Configuration (environment variables, read by ``factory(placement)``):
 
 - Local (or any self-managed slurmrestd):
