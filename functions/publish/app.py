@@ -37,7 +37,7 @@ def lambda_handler(state: PipelineState, context: LambdaContext) -> dict:
     # the chunk plan has it, and the map only lets the run reach Publish when every chunk succeeded.
     item_counts = {"ProcessChunks": state.chunks.chunk_count} if state.chunks else None
     manifest = publish_run(s3=s3, request=request, stages=stages, history_events=history, staged=staged,
-                           item_counts=item_counts)
+                           item_counts=item_counts, jobs=[j for j in (state.phase1_job, state.phase2_job) if j])
     removed = complete_run(s3=s3, runs_table=runs_table, request=request)
     logger.info("run published", extra={"prefix": manifest["prefix"], "files": len(manifest["files"]),
                                         "scratch_objects_removed": removed})

@@ -64,6 +64,11 @@ def test_phase2_on_slurm_publishes_clusters_and_an_indexed_bam(stack, tmp_path):
         trace = {row["name"]: row for row in csv.DictReader(handle, delimiter="\t")}
     for name in ("PlanPhase2", "SubmitPhase2Job", "PollPhase2Job", "CollectPhase2", "Publish"):
         assert trace[name]["status"] == "COMPLETED", name
+    # The Slurm job's own row: its id, partition, and queue/run times from slurmrestd.
+    slurm = trace["Phase2Job"]
+    assert (slurm["type"], slurm["native_id"], slurm["queue"], slurm["status"]) == (
+        "slurm job", job["job_id"], "cpu", "COMPLETED")
+    assert slurm["submit"] <= slurm["start"] <= slurm["complete"] and slurm["duration_ms"] != ""
 
 
 def test_phase2_off_publishes_phase1_alone(stack, tmp_path):

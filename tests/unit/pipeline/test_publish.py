@@ -180,3 +180,27 @@ def test_environment_versions_name_the_installed_distributions_and_skip_absent_o
     versions = environment_versions(["numpy", "no-such-distribution-helixflow"])
     assert {"helixflow", "python", "numpy"} == versions.keys()
     assert all(isinstance(v, str) and v for v in versions.values())
+
+
+def test_a_cluster_job_gets_its_own_trace_row_with_its_id_queue_and_queue_and_run_times():
+    from helixflow.pipeline.jobs import JobHandle
+
+    t0 = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
+    events = [
+        {"id": 1, "previousEventId": 0, "type": "TaskStateEntered", "timestamp": t0,
+         "stateEnteredEventDetails": {"name": "SubmitPhase2Job"}},
+        {"id": 2, "previousEventId": 1, "type": "TaskScheduled", "timestamp": t0},
+        {"id": 3, "previousEventId": 2, "type": "TaskSucceeded", "timestamp": t0 + timedelta(seconds=1)},
+        {"id": 4, "previousEventId": 3, "type": "TaskStateExited", "timestamp": t0 + timedelta(seconds=1),
+         "stateExitedEventDetails": {"name": "SubmitPhase2Job"}},
+    ]
+    job = JobHandle(backend="slurm", job_id="42", stage="phase2", placement="slurm-cpu", work_prefix="w/",
+                    submitted=(t0 + timedelta(seconds=1)).isoformat(), state="SUCCEEDED",
+                    details={"partition": "cpu", "submit_time": (t0 + timedelta(seconds=1)).isoformat(),
+                             "start_time": (t0 + timedelta(seconds=13)).isoformat(),
+                             "end_time": (t0 + timedelta(seconds=73)).isoformat()})
+    submit, row = trace_rows(events, jobs=[job])
+    assert submit["name"] == "SubmitPhase2Job" and (submit["native_id"], submit["queue"]) == ("", "")
+    assert (row["task_id"], row["name"], row["type"], row["status"]) == (2, "Phase2Job", "slurm job", "COMPLETED")
+    assert (row["native_id"], row["queue"], row["duration_ms"]) == ("42", "cpu", 60000)  # run time, not queue
+    assert datetime.fromisoformat(row["start"]) - datetime.fromisoformat(row["submit"]) == timedelta(seconds=12)

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterable
 
 from helixflow.errors import IncompleteResults
+from helixflow.pipeline.jobs import JobHandle
 from helixflow.pipeline.state import SampleRequest
 from helixflow.pipeline import runs
 from helixflow.pipeline.keys import run_work_prefix
@@ -21,8 +22,9 @@ from helixflow.pipeline.storage import delete_prefix, list_objects, sha256_of_ob
 from helixflow.versions import PUBLISH, environment_versions
 
 MANIFEST_NAME = "manifest.json"
-TRACE_COLUMNS = ("task_id", "name", "type", "status", "attempts", "items", "submit", "start", "complete",
-                 "duration_ms")
+# native_id and queue are a cluster job's own id and queue (Slurm partition); empty for Step Functions states.
+TRACE_COLUMNS = ("task_id", "name", "type", "status", "attempts", "items", "native_id", "queue", "submit", "start",
+                 "complete", "duration_ms")
 
 
 # The stage results (keys of ``stages``) that carry the versions of their environment, by process name.
@@ -57,7 +59,7 @@ _FAILED = {"TaskFailed", "LambdaFunctionFailed", "TaskTimedOut", "LambdaFunction
 
 
 def trace_rows(history_events: Iterable[dict[str, Any]], *, item_counts: dict[str, int] | None = None,
-               running_until: datetime | None = None) -> list[dict[str, Any]]:
+               running_until: datetime | None = None, jobs: Iterable[JobHandle] = ()) -> list[dict[str, Any]]:
     """One row per visit of a state that does work (Task, Map), from a Step Functions execution history
     (Nextflow-trace-like).
 
@@ -101,12 +103,37 @@ def trace_rows(history_events: Iterable[dict[str, Any]], *, item_counts: dict[st
             row["items"] = item_counts[row["name"]]
     if running_until is not None and rows and rows[-1]["complete"] is None and rows[-1]["status"] == "RUNNING":
         rows[-1]["status"], rows[-1]["complete"] = "COMPLETED", running_until
+    for handle in jobs:  # each cluster job right after the state that submitted it
+        at = next((i for i, row in enumerate(rows) if row["name"] == f"Submit{handle.stage.title()}Job"), len(rows) - 1)
+        rows.insert(at + 1, _job_row(handle))
+    for task_id, row in enumerate(rows, start=1):
+        row["task_id"] = task_id
+        row.setdefault("native_id", "")
+        row.setdefault("queue", "")
     for row in rows:
         end, begin = row["complete"], row["start"] or row["submit"]
         row["duration_ms"] = int((end - begin).total_seconds() * 1000) if end and begin else ""
         for column in ("submit", "start", "complete"):
             row[column] = row[column].isoformat() if row[column] else ""
     return rows
+
+
+_JOB_STATUS = {"SUCCEEDED": "COMPLETED", "FAILED": "FAILED", "CANCELLED": "FAILED"}
+
+
+def _job_row(handle: JobHandle) -> dict[str, Any]:
+    """A cluster job as the cluster saw it: its own id, queue (Slurm partition), and queue/run times (submit ->
+    start is the time it waited in the queue), not the Step Functions states that followed it."""
+    details = handle.details
+
+    def when(key: str) -> datetime | None:
+        return _timestamp(details[key]) if details.get(key) else None
+
+    return {"task_id": 0, "name": f"{handle.stage.title()}Job", "type": f"{handle.backend} job",
+            "status": _JOB_STATUS.get(handle.state, "RUNNING"), "attempts": 1, "items": "",
+            "native_id": handle.job_id, "queue": details.get("partition") or "",
+            "submit": when("submit_time") or _timestamp(handle.submitted), "start": when("start_time"),
+            "complete": when("end_time")}
 
 
 def _timestamp(value: datetime | str) -> datetime:
@@ -124,7 +151,7 @@ def render_trace(rows: list[dict[str, Any]]) -> str:
 
 def publish_run(*, s3: Any, request: SampleRequest, stages: dict[str, Any], history_events: Iterable[dict],
                 expected_outputs: Iterable[str] = (), staged: dict[str, list[str]] | None = None,
-                item_counts: dict[str, int] | None = None) -> dict[str, Any]:
+                item_counts: dict[str, int] | None = None, jobs: Iterable[JobHandle] = ()) -> dict[str, Any]:
     """Publish one run: staged outputs, then pipeline_info/, then the manifest; return the manifest.
 
     ``request`` is ResolveSample's sample request, ``stages`` what the earlier stages returned (validation
@@ -156,7 +183,7 @@ def publish_run(*, s3: Any, request: SampleRequest, stages: dict[str, Any], hist
     }
     for name, text in info.items():
         _put_text(s3, bucket, prefix + name, text)
-    rows = trace_rows(history_events, item_counts=item_counts, running_until=datetime.now(timezone.utc))
+    rows = trace_rows(history_events, item_counts=item_counts, running_until=datetime.now(timezone.utc), jobs=jobs)
     _put_text(s3, bucket, prefix + "pipeline_info/trace.tsv", render_trace(rows))
 
     files = []
