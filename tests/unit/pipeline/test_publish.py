@@ -204,3 +204,15 @@ def test_a_cluster_job_gets_its_own_trace_row_with_its_id_queue_and_queue_and_ru
     assert (row["task_id"], row["name"], row["type"], row["status"]) == (2, "Phase2Job", "slurm job", "COMPLETED")
     assert (row["native_id"], row["queue"], row["duration_ms"]) == ("42", "cpu", 60000)  # run time, not queue
     assert datetime.fromisoformat(row["start"]) - datetime.fromisoformat(row["submit"]) == timedelta(seconds=12)
+
+
+def test_a_ray_job_row_reads_the_jobs_api_epoch_milliseconds():
+    from helixflow.pipeline.jobs import JobHandle
+
+    t0 = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
+    job = JobHandle(backend="ray", job_id="run-1-phase1", stage="phase1", placement="ray", work_prefix="w/",
+                    submitted=t0.isoformat(), state="SUCCEEDED",
+                    details={"start_time": int((t0 + timedelta(seconds=2)).timestamp() * 1000),
+                             "end_time": int((t0 + timedelta(seconds=32)).timestamp() * 1000)})
+    (row,) = trace_rows([], jobs=[job])
+    assert (row["name"], row["native_id"], row["queue"], row["duration_ms"]) == ("Phase1Job", "run-1-phase1", "", 30000)

@@ -127,7 +127,10 @@ def _job_row(handle: JobHandle) -> dict[str, Any]:
     details = handle.details
 
     def when(key: str) -> datetime | None:
-        return _timestamp(details[key]) if details.get(key) else None
+        value = details.get(key)
+        if isinstance(value, (int, float)) and value:  # the Ray Jobs API reports epoch milliseconds
+            return datetime.fromtimestamp(value / 1000, timezone.utc)
+        return _timestamp(value) if value else None
 
     return {"task_id": 0, "name": f"{handle.stage.title()}Job", "type": f"{handle.backend} job",
             "status": _JOB_STATUS.get(handle.state, "RUNNING"), "attempts": 1, "items": "",
