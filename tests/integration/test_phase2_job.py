@@ -73,11 +73,15 @@ def test_job_uploads_clusters_bam_and_summary(tmp_path, inputs, s3_endpoint, ran
     s3.upload_file(str(inputs / "S1.parquet"), bucket, "work/S1/run/phase1/staged/embeddings/S1.parquet")
     s3.upload_file(str(inputs / "genome.fa"), bucket, "references/genome.fa")
     prefix = "work/S1/run/phase2/"
+    # This job's own scratch root: other tests' jobs may be using theirs under /tmp at the same time.
+    scratch_root = tmp_path / "scratch"
+    scratch_root.mkdir()
     done = subprocess.run([MPIEXEC, "-n", str(ranks), sys.executable, "-m", "helixflow.cluster.phase2_job",
                            "--bucket", bucket, "--embeddings-key", "work/S1/run/phase1/staged/embeddings/S1.parquet",
                            "--out-prefix", prefix, "--sample", "S1", "--reference-key", "references/genome.fa",
                            "--device", "cpu", "--threads", "1"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300, env=_env(s3_endpoint))
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={**_env(s3_endpoint), "TMPDIR": str(scratch_root)})
     assert done.returncode == 0, done.stderr
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]}
     assert keys == {prefix + p for p in ("clusters/S1.clusters.tsv", "alignments/S1.bam", "alignments/S1.bam.bai",
@@ -93,4 +97,4 @@ def test_job_uploads_clusters_bam_and_summary(tmp_path, inputs, s3_endpoint, ran
     assert driver.returncode == 0, driver.stderr
     got = s3.get_object(Bucket=bucket, Key=prefix + "clusters/S1.clusters.tsv")["Body"].read()
     assert got == (tmp_path / "d.tsv").read_bytes()
-    assert not list(Path(os.environ.get("TMPDIR", "/tmp")).glob("helixflow-phase2-*"))
+    assert not list(scratch_root.glob("helixflow-phase2-*"))  # every rank removed its scratch
