@@ -78,3 +78,34 @@ def same_outputs(pipeline_dir: Path, local_dir: Path, relative_paths: list[str])
             # fastp records the command line, which names the inputs (S3 keys vs local paths).
             got_doc.pop("command", None), want_doc.pop("command", None)
             assert got_doc == want_doc, relative
+
+
+def write_phase2_inputs(directory: Path, fragments: int) -> Path:
+    """A repeat genome built from the lambda phage (genome.fa) and Phase 1's embeddings Parquet of ``fragments``
+    simulated pairs (S1.parquet, 37 rows per group: odd, so pairs straddle row groups and ranks' shares cut
+    groups), as the MPI driver and the Phase 2 job read them."""
+    import gzip
+
+    import numpy as np
+    import pyarrow as pa
+
+    from helixflow import embedding
+    from helixflow.phase2 import simulate
+
+    lambda_genome = ROOT / "tests" / "unit" / "phase2" / "genomes" / "lambda_virus.fa.gz"
+    with gzip.open(lambda_genome, "rb") as handle:
+        base = b"".join(line.strip() for line in handle if not line.startswith(b">"))
+    genome = simulate.genome_with_repeats(base, np.random.default_rng(11))
+    simulate.write_fasta(directory / "genome.fa", genome)
+    reads = simulate.simulate_reads(genome, fragments, rng=np.random.default_rng(8), paired=True)
+    sequences = [r.sequence for r in reads]
+    table = pa.table({
+        "read_id": [r.name[:-2] for r in reads],
+        "mate": pa.array([1, 2] * (len(reads) // 2), pa.int8()),
+        "sequence": [s.decode() for s in sequences],
+        "quality": [r.quality.decode() for r in reads],
+        "embedding": pa.FixedSizeListArray.from_arrays(
+            pa.array(embedding.embed(sequences).astype(np.float16).ravel()), embedding.DIMS),
+    }, schema=embedding.parquet_schema())
+    pq.write_table(table, directory / "S1.parquet", row_group_size=37)
+    return directory

@@ -3,7 +3,6 @@ rank works, rank 0 uploads the outputs and summary.json under the out prefix; ou
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import shutil
@@ -12,16 +11,12 @@ import sys
 from pathlib import Path
 
 import boto3
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
-from helixflow import embedding
-from helixflow.phase2 import simulate
+from tests.helpers import write_phase2_inputs
+
 
 ROOT = Path(__file__).resolve().parents[2]
-LAMBDA = ROOT / "tests" / "unit" / "phase2" / "genomes" / "lambda_virus.fa.gz"
 MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
 pytestmark = pytest.mark.integration
 
@@ -39,23 +34,7 @@ def s3_endpoint():
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory) -> Path:
-    directory = tmp_path_factory.mktemp("p2job")
-    with gzip.open(LAMBDA, "rb") as handle:
-        base = b"".join(line.strip() for line in handle if not line.startswith(b">"))
-    genome = simulate.genome_with_repeats(base, np.random.default_rng(11))
-    simulate.write_fasta(directory / "genome.fa", genome)
-    reads = simulate.simulate_reads(genome, 101, rng=np.random.default_rng(8), paired=True)
-    sequences = [r.sequence for r in reads]
-    table = pa.table({
-        "read_id": [r.name[:-2] for r in reads],
-        "mate": pa.array([1, 2] * (len(reads) // 2), pa.int8()),
-        "sequence": [s.decode() for s in sequences],
-        "quality": [r.quality.decode() for r in reads],
-        "embedding": pa.FixedSizeListArray.from_arrays(
-            pa.array(embedding.embed(sequences).astype(np.float16).ravel()), embedding.DIMS),
-    }, schema=embedding.parquet_schema())
-    pq.write_table(table, directory / "S1.parquet", row_group_size=37)
-    return directory
+    return write_phase2_inputs(tmp_path_factory.mktemp("p2job"), 101)
 
 
 def _env(endpoint: str) -> dict[str, str]:
