@@ -165,7 +165,7 @@ def run(options: argparse.Namespace, comm, scratch: Path) -> dict | None:
         "versions": environment_versions(VERSIONED) | _samtools_version(bool(options.reference_key)),
     }
     for path in outputs:
-        s3.upload_file(str(out / path), options.bucket, options.out_prefix + path)
+        storage.upload(s3, options.bucket, out / path, options.out_prefix + path)
     # Last: its presence says every output is in place.
     s3.put_object(Bucket=options.bucket, Key=options.out_prefix + SUMMARY_NAME, ContentType="application/json",
                   Body=(json.dumps(summary, indent=2) + "\n").encode())
