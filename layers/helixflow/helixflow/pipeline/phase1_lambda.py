@@ -27,7 +27,7 @@ from helixflow.fastq.bgzf import BgzfWriter, block_size_at
 from helixflow.pipeline import keys
 from helixflow.pipeline.runs import SUMMARY_NAME, checkpoint_prefix
 from helixflow.errors import IncompleteResults
-from helixflow.pipeline.storage import COPY_BYTES, delete_prefix, download, get_json, list_objects, put_json
+from helixflow.pipeline.storage import COPY_BYTES, delete_prefix, download, get_json, list_objects, put_json, upload
 from helixflow.versions import PHASE1, environment_versions
 
 MANIFEST_NAME = "chunks.json"
