@@ -25,7 +25,6 @@ prepared; an input that must run on Lambda (``"phase1": "lambda"``) but does not
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from helixflow.errors import ClusterNotConfigured, InputTooLarge
 from helixflow.pipeline import jobs
