@@ -18,7 +18,7 @@ def main(argv: list[str]) -> None:
     import ray
     from ray.autoscaler.sdk import request_resources
 
-    ray.init(address="auto", logging_level="WARNING")
+    ray.init(logging_level="WARNING")  # a job driver: RAY_ADDRESS names its own cluster
     request_resources(bundles=bundles)
     print(json.dumps({"requested_bundles": len(bundles)}))
 

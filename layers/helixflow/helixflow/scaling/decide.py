@@ -104,6 +104,11 @@ class DecisionStore:
             raise
         return True
 
+    def complete(self, change: AlarmChange, record: dict[str, Any]) -> None:
+        """The claimed decision, now with what the cluster confirmed (a later replay returns this)."""
+        self.table.update_item(Key={"pk": f"event#{change.event_id}"}, UpdateExpression="SET decision = :d",
+                               ExpressionAttributeValues={":d": json.dumps(record)})
+
     def previous(self, cluster: str, partition: str) -> Previous | None:
         item = self.table.get_item(Key={"pk": f"cluster#{cluster}#{partition}"}, ConsistentRead=True).get("Item")
         return Previous(desired=int(item["desired"]), at=float(item["at"])) if item else None
@@ -174,8 +179,12 @@ def handle_alarm(change: AlarmChange, *, policy: Policy, cloudwatch: Any, store:
     if change.state != "ALARM":
         return {"action": "ignored", "reason": f"alarm state {change.state}", "alarm": change.alarm_name}
     recorded = store.recorded(change)
-    if recorded is not None:
+    if recorded is not None and (recorded["action"] == "hold" or "applied" in recorded):
         return {**recorded, "replayed": True}
+    if recorded is not None:
+        # Claimed, but the call that claimed it ended before the cluster confirmed: apply it again (both
+        # actuators are idempotent per decision id), never decide anew.
+        return _apply(recorded, store, actuator_for, policy, change, now) | {"replayed": True}
     signal = metrics.SIGNAL_OF_METRIC.get(change.metric)
     if signal is None or change.cluster not in metrics.LOAD_METRICS:
         raise ClusterNotConfigured(f"alarm {change.alarm_name} watches {change.metric}, which drives no scaling",
@@ -184,16 +193,22 @@ def handle_alarm(change: AlarmChange, *, policy: Policy, cloudwatch: Any, store:
                      datetime.fromtimestamp(now, timezone.utc))
     previous = store.previous(change.cluster, change.partition)
     decision: Decision = decide(policy, signal, load, previous, now,
-                                idle_for_s=change.evaluated_datapoints * change.period)
+                                idle_periods_seen=change.evaluated_datapoints)
     record = {"alarm": change.alarm_name, "signal": signal, "cluster": change.cluster,
               "partition": change.partition, "decided_at": datetime.fromtimestamp(now, timezone.utc).isoformat(),
               "load": asdict(load), **asdict(decision), "decision_id": decision_id(change)}
     if not store.claim(change, record, now):  # a concurrent duplicate claimed it first
         return {**(store.recorded(change) or record), "replayed": True}
-    if decision.action != "hold":
-        record["applied"] = actuator_for(change.cluster, change.partition).apply(decision.desired, policy,
-                                                                                   record["decision_id"])
-        store.changed(change.cluster, change.partition, decision.desired, now)
+    return _apply(record, store, actuator_for, policy, change, now) if decision.action != "hold" else record
+
+
+def _apply(record: dict[str, Any], store: DecisionStore, actuator_for: Any, policy: Policy, change: AlarmChange,
+           now: float) -> dict[str, Any]:
+    applied = actuator_for(record["cluster"], record["partition"]).apply(record["desired"], policy,
+                                                                         record["decision_id"])
+    record = {**record, "applied": applied}
+    store.changed(record["cluster"], record["partition"], record["desired"], now)
+    store.complete(change, record)
     return record
 
 

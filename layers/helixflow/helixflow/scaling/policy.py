@@ -3,11 +3,12 @@ node count the cluster should keep.
 
 The clusters scale themselves between bounds (PCS from Slurm's queue, Ray's autoscaler from pending demand);
 a decision moves the floor: raised to pre-warm nodes for a burst that is queued, released to ``min_nodes``
-(zero by default) once the cluster has been idle for ``idle_s``. ``max_nodes`` caps both.
+(zero by default) once the cluster has been idle for ``idle_periods`` alarm periods. ``max_nodes`` caps both.
 
 Alarms invoke the scaling Lambda once per transition into ALARM, so the policy never waits for a later call:
-the scale-in alarm's own window (EvaluationPeriods x Period in template.yaml, checked by a test) *is* the idle
-period, and the event's evaluated datapoints tell how long the cluster has been idle.
+the scale-in alarm's own window (EvaluationPeriods = ScaleInIdlePeriods periods in template.yaml) *is* the idle
+period, and the event's evaluated datapoints tell how long the cluster has been idle: an alarm with a shorter
+window than the policy's does not scale in.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ TARGET_JOBS_PER_NODE = 2.0
 MIN_NODES = 0
 MAX_NODES = 4
 COOLDOWN_S = 300
-IDLE_S = 600
+IDLE_PERIODS = 10
 ENVIRONMENT = {"target_jobs_per_node": "SCALING_JOBS_PER_NODE", "min_nodes": "SCALING_MIN_NODES",
-               "max_nodes": "SCALING_MAX_NODES", "cooldown_s": "SCALING_COOLDOWN_S", "idle_s": "SCALING_IDLE_S"}
+               "max_nodes": "SCALING_MAX_NODES", "cooldown_s": "SCALING_COOLDOWN_S", "idle_periods": "SCALING_IDLE_PERIODS"}
 
 
 @dataclass(frozen=True)
@@ -36,11 +37,11 @@ class Policy:
     min_nodes: int = MIN_NODES  # the floor when idle
     max_nodes: int = MAX_NODES  # the cap, always
     cooldown_s: float = COOLDOWN_S  # no lowering of the floor this soon after the last change
-    idle_s: float = IDLE_S  # no work for this long before the floor goes back to min_nodes
+    idle_periods: int = IDLE_PERIODS  # alarm periods without work before the floor goes back to min_nodes
 
     def __post_init__(self) -> None:
         if not (self.target_jobs_per_node > 0 and 0 <= self.min_nodes <= self.max_nodes and self.cooldown_s >= 0
-                and self.idle_s >= 0):
+                and self.idle_periods >= 1):
             raise ValueError(f"inconsistent scaling policy {self}")
 
     @classmethod
@@ -84,7 +85,7 @@ def nodes_needed(policy: Policy, load: Load) -> int:
 
 
 def decide(policy: Policy, signal: Signal, load: Load, previous: Previous | None, now: float,
-           idle_for_s: float) -> Decision:
+           idle_periods_seen: int) -> Decision:
     """What the cluster's floor becomes after an alarm with ``signal`` went into ALARM at ``now``."""
     current = previous.desired if previous else policy.min_nodes
     needed = nodes_needed(policy, load)
@@ -100,11 +101,11 @@ def decide(policy: Policy, signal: Signal, load: Load, previous: Previous | None
         return hold(f"the floor {current} already covers {load.pending:g} pending + {load.running:g} running")
     if load.pending > 0 or load.running > 0:
         return hold(f"not idle: {load.pending:g} pending + {load.running:g} running")
-    if idle_for_s < policy.idle_s:
-        return hold(f"idle for {idle_for_s:g} s of the {policy.idle_s:g} s before scaling in")
+    if idle_periods_seen < policy.idle_periods:
+        return hold(f"idle for {idle_periods_seen} of the {policy.idle_periods} periods before scaling in")
     if current <= policy.min_nodes:
         return hold(f"already at the floor of {policy.min_nodes}")
     if previous is not None and now - previous.at < policy.cooldown_s:
         return hold(f"cooldown: the last change was {now - previous.at:.0f} s ago (< {policy.cooldown_s:g} s)")
     return Decision("scale_in", policy.min_nodes, current, needed,
-                    f"idle for {idle_for_s:g} s (>= {policy.idle_s:g} s): back to {policy.min_nodes} node(s)")
+                    f"idle for {idle_periods_seen} periods (>= {policy.idle_periods}): back to {policy.min_nodes} node(s)")
