@@ -8,7 +8,8 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from helixflow.errors import ClusterUnavailable
-from helixflow.scaling import metrics, observe
+from helixflow.scaling.metrics import put
+from helixflow.scaling.observe import collect
 
 logger = Logger()
 tracer = Tracer()
@@ -18,8 +19,8 @@ tracer = Tracer()
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     now = datetime.now(timezone.utc)
-    data, failures = observe.collect(dict(os.environ), boto3.client("stepfunctions"), now)
-    published = metrics.put(boto3.client("cloudwatch"), data)
+    data, failures = collect(dict(os.environ), boto3.client("stepfunctions"), now)
+    published = put(boto3.client("cloudwatch"), data)
     values = {f"{d['MetricName']}[{','.join(x['Value'] for x in d['Dimensions'])}]": d["Value"] for d in data}
     logger.info("metrics published", extra={"published": published, "values": values, "failures": failures})
     if failures:

@@ -8,8 +8,8 @@ import boto3
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from helixflow.scaling import metrics
 from helixflow.scaling.decide import AlarmChange, DecisionStore, actuators, decision_data, handle_alarm
+from helixflow.scaling.metrics import put
 from helixflow.scaling.policy import Policy
 
 logger = Logger()
@@ -27,5 +27,5 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
                           actuator_for=actuators(dict(os.environ)))
     logger.info("scaling decision", extra={"decision": record})
     if "desired" in record and not record.get("replayed"):
-        metrics.put(cloudwatch, decision_data(record, datetime.now(timezone.utc)))
+        put(cloudwatch, decision_data(record, datetime.now(timezone.utc)))
     return record
