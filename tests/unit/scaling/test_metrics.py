@@ -91,3 +91,12 @@ def test_the_current_state_is_the_newest_state_entered():
                {"type": "ChoiceStateEntered", "stateEnteredEventDetails": {"name": "RoutePhase2"}}]
     assert current_state(history) == "Publish"
     assert current_state([]) is None
+
+
+def test_readme_lists_exactly_the_defined_metrics():
+    import re
+
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Elasticity"):text.index("## Results layout")]
+    listed = re.findall(r"^\| `(\w+)` \| (?:Cluster|Stage)", section, flags=re.M)
+    assert listed == list(metrics.METRICS)
