@@ -453,10 +453,10 @@ def _zip_directory(directory: Path) -> bytes:
     return buffer.getvalue()
 
 
-def serve(state_dir: Path, ray: bool = False, slurm: bool = False) -> None:
+def serve(state_dir: Path, ray: bool = False, slurm: bool = False, scaling: int = 0) -> None:
     """Run the stack until SIGTERM/SIGINT; stack.json exists exactly while it serves."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    stack = LocalStack(state_dir, ray=ray, slurm=slurm)
+    stack = LocalStack(state_dir, ray=ray, slurm=slurm, elasticity=scaling > 0, ray_workers=scaling)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -478,5 +478,7 @@ if __name__ == "__main__":
     parser.add_argument("--state-dir", type=Path, default=default_state_dir())
     parser.add_argument("--with-ray", action="store_true", help="also start a local Ray head (token auth)")
     parser.add_argument("--with-slurm", action="store_true", help="also start a local Slurm (slurmrestd, JWT)")
+    parser.add_argument("--with-scaling", type=int, default=0, metavar="N",
+                        help="run schedules and evaluate alarms; Ray's autoscaler gets up to N workers")
     arguments = parser.parse_args()
-    serve(arguments.state_dir, ray=arguments.with_ray, slurm=arguments.with_slurm)
+    serve(arguments.state_dir, ray=arguments.with_ray, slurm=arguments.with_slurm, scaling=arguments.with_scaling)
