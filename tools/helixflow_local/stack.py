@@ -72,6 +72,7 @@ class StackInfo:
     ray_url: str | None = None
     slurm_url: str | None = None
     slurm_state_dir: str | None = None
+    console_url: str | None = None
 
     def client(self, service: str) -> Any:
         return boto3.client(service, endpoint_url=self.endpoint_url, region_name=self.region,
@@ -153,12 +154,13 @@ def _restore_moto(saved: list[tuple[Any, str, Any]]) -> None:
 class LocalStack:
     def __init__(self, state_dir: Path, *, root: Path | None = None, port: int | None = None,
                  max_concurrency: int = 4, parameters: dict[str, str] | None = None,
-                 environment: dict[str, str] | None = None, ray: bool = False, slurm: bool = False) -> None:
+                 environment: dict[str, str] | None = None, ray: bool = False, slurm: bool = False,
+                 console: bool = True) -> None:
         """``parameters`` override template.yaml's (as `sam deploy --parameter-overrides` does);
         ``environment`` is added to every function's (a test double, say). ``ray`` also starts a local Ray head
         (token auth on) and deploys the stack with it as the Ray cluster, as `RayJobsUrl` does in AWS; ``slurm``
         starts a local Slurm (helixflow_local.slurm) as the Phase 2 cluster, as `SlurmRestUrl` / `PcsClusterId`
-        do."""
+        do. ``console`` serves the read-only console (helixflow_local.console) on 127.0.0.1."""
         self.root = root or repository_root()
         self.state_dir = state_dir
         self.port = port or 0  # 0: the server binds a free port at start() and holds it
@@ -175,6 +177,8 @@ class LocalStack:
         self._slurm_temporary: Path | None = None
         self.slurm = LocalSlurm(self._slurm_state_dir()) if slurm else None
         self.runtime: LambdaRuntime | None = None
+        self.console = console
+        self._console_server = None
         self.info: StackInfo | None = None
         self._server = None
         self._stopping = threading.Event()
@@ -230,6 +234,13 @@ class LocalStack:
         self._moto_patches = _patch_moto()
         self.info = self._provision()
         _active_runtime = self.runtime
+        if self.console:
+            from helixflow_local.console.reader import Reader
+            from helixflow_local.console.server import ConsoleServer
+
+            self._console_server = ConsoleServer(Reader(self.client, self.info.state_machine_arn, self.info.bucket),
+                                                 local_logs=str(self.state_dir / "logs"))
+            self.info.console_url = self._console_server.start()
         self._poller = threading.Thread(target=self._poll_events, name="s3-event-poller", daemon=True)
         self._poller.start()
         return self.info
@@ -237,6 +248,8 @@ class LocalStack:
     def stop(self) -> None:
         global _active_runtime
         self._stopping.set()
+        if self._console_server is not None:
+            self._console_server.stop()
         if self._poller:
             self._poller.join(timeout=5)
         if self.runtime:

@@ -121,12 +121,14 @@ def stack_for_command(state_dir: Path, *, ray: bool = False, slurm: bool = False
             raise ClusterNotConfigured("this run has Phase 2 and the running local stack has no Slurm: "
                                        "`helixflow local down`, then `helixflow local up --with-slurm`",
                                        code="SLURM_NOT_CONFIGURED")
-        console.print(f"[dim]using the local stack at {info.endpoint_url}[/dim]")
+        console.print(f"[dim]using the local stack at {info.endpoint_url}[/dim]"
+                      + (f"\n[dim]console: {info.console_url}[/dim]" if info.console_url else ""))
         yield info
         return
     console.print("[dim]starting a local stack for this command (`helixflow local up` keeps one running)"
                   + (" with a Ray head" if ray else "") + "[/dim]")
     with LocalStack(Path(tempfile.mkdtemp(prefix="run-", dir=_ensure(state_dir))), ray=ray, slurm=slurm) as stack:
+        console.print(f"[dim]console (while this command runs): {stack.info.console_url}[/dim]")
         yield stack.info
 
 
@@ -221,6 +223,7 @@ def local_status(state_dir: Path) -> None:
 def _print_info(info: StackInfo) -> None:
     out.print(f"local stack running (pid {info.pid})\n  endpoint      {info.endpoint_url}\n"
               f"  bucket        s3://{info.bucket}/incoming/\n  state machine {info.state_machine_arn}\n"
+              f"  console       {info.console_url or 'not served'}\n"
               f"  logs          {info.state_dir}/logs/\n"
               f"  ray head      {info.ray_url or 'not started (`local up --with-ray`, or on a run placed on Ray)'}\n"
               f"  slurm         {info.slurm_url or 'not started (`local up --with-slurm`): Phase 2 is off'}\n"
@@ -394,3 +397,18 @@ def demo_command(out_dir: Path, pairs: int, state_dir: Path) -> None:
     if bad.succeeded or bad.error != "InvalidFastq":
         raise DemoUnexpected(f"the broken sample ended {bad.status} ({bad.error or 'no error'}), not InvalidFastq "
                              f"(run {bad.run_id})")
+
+
+@click.command("console")
+@click.option("--open", "open_browser", is_flag=True, help="Also open it in this machine's web browser.")
+@state_dir_option
+def console_command(open_browser: bool, state_dir: Path) -> None:
+    """Print the URL of the running local stack's console (read-only, on 127.0.0.1)."""
+    info = running_stack(state_dir)
+    if info is None or not info.console_url:
+        raise StackNotRunning("no local stack with a console is running: start one with `helixflow local up`")
+    out.print(info.console_url)
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(info.console_url)
