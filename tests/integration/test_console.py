@@ -6,6 +6,7 @@ HELIXFLOW_UPDATE_SCREENSHOTS=1 the README's docs/img/console-*.png are rewritten
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
@@ -103,7 +104,14 @@ def test_console_lists_runs_draws_their_graphs_and_follows_a_running_one(tmp_pat
         assert page.locator("#events table.events tbody tr").count() == 25  # first page of the history
         page.locator("a[data-events-page='2']").click()
         page.wait_for_selector("nav.pages[data-page='2']")
-        page.wait_for_selector("#logs pre.logs, #logs p")
+        # The run's Lambda log lines, from the stack's CloudWatch Logs, each carrying the run id.
+        page.wait_for_selector("#logs pre.logs")
+        assert "run published" in page.locator("#logs pre.logs").inner_text()
+        assert good in page.locator("#logs pre.logs").inner_text()
+        # Only the run's own results/ and errors/ objects: a path that climbs out of them is refused.
+        connection = http.client.HTTPConnection("127.0.0.1", int(url.rsplit(":", 1)[1].strip("/")), timeout=10)
+        connection.request("GET", f"/executions/{good}/results/qc/%2E%2E/%2E%2E/%2E%2E/incoming/demo_R1.fastq.gz")
+        assert connection.getresponse().status == 404
         _shoot(page, "console-execution")
 
         # The broken run: Validate failed with its error name, and its error.json is linked.

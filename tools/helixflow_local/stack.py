@@ -323,7 +323,8 @@ class LocalStack:
                 Code={"ZipFile": _zip_directory(spec.code_dir)}, Timeout=spec.timeout, MemorySize=spec.memory_mb,
                 Environment={"Variables": spec.environment})
         self.runtime = LambdaRuntime(specs, endpoint_url=self.endpoint_url, region=REGION,
-                                     log_dir=self.state_dir / "logs", max_concurrency=self.max_concurrency)
+                                     log_dir=self.state_dir / "logs", max_concurrency=self.max_concurrency,
+                                     logs=self.client("logs"))
         logical_id, definition = self.template.state_machine(self.names)
         state_machine_arn = self.client("stepfunctions").create_state_machine(
             name=f"{STACK_NAME}-pipeline", definition=definition, roleArn=role_arn)["stateMachineArn"]

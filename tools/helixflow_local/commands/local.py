@@ -107,7 +107,8 @@ def running_stack(state_dir: Path) -> StackInfo | None:
 
 
 @contextmanager
-def stack_for_command(state_dir: Path, *, ray: bool = False, slurm: bool = False) -> Iterator[StackInfo]:
+def stack_for_command(state_dir: Path, *, ray: bool = False, slurm: bool = False,
+                      quiet: bool = False) -> Iterator[StackInfo]:
     """The running local stack, or one started for this command alone. The Ray head (~0.7 GB, ~5-20 s to
     start) is started only for a run whose plan places Phase 1 on Ray, Slurm (~0.5 s) for a run with Phase 2
     (a reference, or "phase2" asked for)."""
@@ -121,14 +122,17 @@ def stack_for_command(state_dir: Path, *, ray: bool = False, slurm: bool = False
             raise ClusterNotConfigured("this run has Phase 2 and the running local stack has no Slurm: "
                                        "`helixflow local down`, then `helixflow local up --with-slurm`",
                                        code="SLURM_NOT_CONFIGURED")
-        console.print(f"[dim]using the local stack at {info.endpoint_url}[/dim]"
-                      + (f"\n[dim]console: {info.console_url}[/dim]" if info.console_url else ""))
+        if not quiet:
+            console.print(f"[dim]using the local stack at {info.endpoint_url}[/dim]"
+                          + (f"\n[dim]console: {info.console_url}[/dim]" if info.console_url else ""))
         yield info
         return
-    console.print("[dim]starting a local stack for this command (`helixflow local up` keeps one running)"
-                  + (" with a Ray head" if ray else "") + "[/dim]")
+    if not quiet:
+        console.print("[dim]starting a local stack for this command (`helixflow local up` keeps one running)"
+                      + (" with a Ray head" if ray else "") + "[/dim]")
     with LocalStack(Path(tempfile.mkdtemp(prefix="run-", dir=_ensure(state_dir))), ray=ray, slurm=slurm) as stack:
-        console.print(f"[dim]console (while this command runs): {stack.info.console_url}[/dim]")
+        if not quiet:
+            console.print(f"[dim]console (while this command runs): {stack.info.console_url}[/dim]")
         yield stack.info
 
 
@@ -340,7 +344,7 @@ def run_command(reads: tuple[Path, ...], out_dir: Path, params_file: Path | None
     phase2 = reference is not None or (params or {}).get("phase2") in ("slurm-cpu", "slurm-gpu")
     if reference is not None:  # the name becomes references/<name>: refused here, before anything starts
         parse_parameters({**(params or {}), "reference": f"references/{reference.name}"}, source="--reference")
-    with stack_for_command(state_dir, ray=needs_ray(list(reads), params), slurm=phase2) as info:
+    with stack_for_command(state_dir, ray=needs_ray(list(reads), params), slurm=phase2, quiet=quiet) as info:
         outcome = run_reads(info, list(reads), out_dir, params, timeout, force=force, reference=reference,
                             quiet=quiet)
     report(outcome, as_json)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import mimetypes
 from pathlib import Path
@@ -16,7 +17,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from helixflow_local.asl import Machine
-from helixflow_local.console.graph import state_graph, status_class
+from helixflow_local.console.graph import GraphvizMissing, state_graph, status_class
 from helixflow_local.console.reader import Reader, now
 from helixflow_local.history import NOT_RUN, STATUSES, RunHistory, duration_s
 
@@ -110,8 +111,12 @@ def create_app(reader: Reader, *, local_logs: str | None = None) -> Starlette:
         statuses = state_statuses(machine, history)
         manifest = reader.manifest(history) if described["status"] == "SUCCEEDED" else None
         error_document = reader.error_document(history) if described["status"] == "FAILED" else None
-        return page("execution.html", name=name, described=described, history=history, now=now(),
-                    graph=state_graph(definition, statuses), machine=machine, statuses=statuses,
+        try:
+            graph = state_graph(definition, statuses)
+        except GraphvizMissing as missing:  # the rest of the page still says what happened
+            graph = f'<p class="missing">{html.escape(str(missing))}</p>'
+        return page("execution.html", name=name, described=described, history=history, now=now(), graph=graph,
+                    machine=machine, statuses=statuses,
                     map_items=reader.map_items(history), manifest=manifest, error_document=error_document,
                     events=_events_page(name, described, 1),
                     duration=_seconds(duration_s(described["startDate"], described.get("stopDate"), now())))
