@@ -43,7 +43,11 @@ def _shoot(page, name: str) -> None:
     ARTEFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTEFACTS / f"{name}.png"))
     if os.environ.get("HELIXFLOW_UPDATE_SCREENSHOTS") == "1":
-        page.screenshot(path=str(ROOT / "docs" / "img" / f"{name}.png"))
+        from PIL import Image  # a 128-colour palette keeps the committed PNGs small
+
+        target = ROOT / "docs" / "img" / f"{name}.png"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        Image.open(ARTEFACTS / f"{name}.png").convert("RGB").quantize(colors=128).save(target, optimize=True)
 
 
 def _first_working_execution(stack: LocalStack) -> str | None:

@@ -32,7 +32,8 @@ def test_local_up_run_status_down(tmp_path):
     stack = json.loads((state_dir / "stack.json").read_text())
     pid = stack["pid"]
     try:
-        assert stack["console_url"].startswith("http://127.0.0.1:") and f"console       {stack['console_url']}" in up.stdout
+        assert stack["console_url"].startswith("http://127.0.0.1:")
+        assert f"console       {stack['console_url']}" in up.stdout
         assert _helixflow("console", state_dir=state_dir, cwd=tmp_path).stdout.strip() == stack["console_url"]
         again = _helixflow("local", "up", state_dir=state_dir, cwd=tmp_path)
         assert "already running" in again.stdout

@@ -114,9 +114,14 @@ def _patch_moto() -> list[tuple[Any, str, Any]]:
 
     - Lambda: moto runs a function through LambdaFunction._invoke_lambda (Docker); run our handlers instead.
     - S3 notifications: moto's records carry no ``versionId`` or ``sequencer`` (AWS's always do on a versioned
-      bucket); without them an execution cannot be tied to the object version that started it."""
+      bucket); without them an execution cannot be tied to the object version that started it.
+    - DynamoDB: moto's UpdateItem reads, copies and writes the item with nothing held, so two mates recording
+      themselves at once (each in its own server thread) can both see only themselves and both wait for the
+      other (seen under load: MateMissing on a complete pair). DynamoDB applies each write atomically;
+      one lock around moto's writes does here."""
     from moto.awslambda.models import LambdaFunction
     from moto.core.exceptions import JsonRESTError
+    from moto.dynamodb.models import DynamoDBBackend
     from moto.s3 import notifications
 
     def invoke(function: LambdaFunction, event: Any = None) -> tuple[str, bool, str]:
@@ -139,7 +144,17 @@ def _patch_moto() -> list[tuple[Any, str, Any]]:
             obj["sequencer"] = f"{int(key.last_modified.timestamp() * 1e6):016X}"
         return body
 
-    patches = [(LambdaFunction, "_invoke_lambda", invoke), (notifications, "_get_s3_event", s3_event)]
+    writes = threading.Lock()
+
+    def atomic(write: Any) -> Any:
+        def locked(*args: Any, **kwargs: Any) -> Any:
+            with writes:
+                return write(*args, **kwargs)
+        return locked
+
+    patches = [(LambdaFunction, "_invoke_lambda", invoke), (notifications, "_get_s3_event", s3_event),
+               *((DynamoDBBackend, name, atomic(getattr(DynamoDBBackend, name)))
+                 for name in ("put_item", "update_item", "delete_item", "transact_write_items"))]
     saved = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
     for owner, name, replacement in patches:
         setattr(owner, name, replacement)

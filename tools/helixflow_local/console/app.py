@@ -71,7 +71,8 @@ def create_app(reader: Reader, *, local_logs: str | None = None) -> Starlette:
                              poll_ms=POLL_MS)
 
     def page(template: str, **context: Any) -> HTMLResponse:
-        return HTMLResponse(templates.get_template(template).render(**context), headers={"Content-Security-Policy": CSP})
+        return HTMLResponse(templates.get_template(template).render(**context),
+                            headers={"Content-Security-Policy": CSP})
 
     def loaded(name: str) -> tuple[dict[str, Any], RunHistory]:
         try:

@@ -13,7 +13,7 @@ import shutil
 import subprocess
 
 from helixflow_local.asl import Machine, read_machine
-from helixflow_local.history import STATUSES
+from helixflow_local.history import NOT_RUN
 from helixflow_local.exit_codes import ToolError
 
 DOT_TIMEOUT_S = 20
@@ -45,7 +45,8 @@ def to_dot(machine: Machine) -> str:
     def node(name: str, indent: str = "  ") -> str:
         label = (f'<{html.escape(name)}<BR/><FONT POINT-SIZE="8" COLOR="#6b7280">'
                  f'{html.escape(machine.types[name])}</FONT>>')
-        return f'{indent}{_quote(name)} [id={_quote("state-" + name)}, class="state {status_class("not run")}", label={label}];'
+        return (f'{indent}{_quote(name)} [id={_quote("state-" + name)}, class="state {status_class(NOT_RUN)}", '
+                f'label={label}];')
 
     groups = {name for name in machine.types if name in machine.starts}
     for name in machine.order:
@@ -71,11 +72,11 @@ def to_dot(machine: Machine) -> str:
         if edge.target in groups:
             attributes.append(f'lhead={_quote("cluster_" + edge.target)}')
         if edge.kind == "catch":
-            attributes += ['style=dashed', 'color="#c0c6d0"', 'constraint=false' if edge.target == source else '']
+            attributes += ['style=dashed', 'color="#c0c6d0"']
         elif edge.label:
             attributes.append(f"label={_quote(edge.label)}")
-        attributes = [a for a in attributes if a]
-        lines.append(f'  {_quote(source)} -> {_quote(edge.target)}' + (f' [{", ".join(attributes)}]' if attributes else "") + ";")
+        listed = f' [{", ".join(attributes)}]' if attributes else ""
+        lines.append(f"  {_quote(source)} -> {_quote(edge.target)}{listed};")
     lines.append("}")
     return "\n".join(lines)
 
@@ -98,9 +99,7 @@ def state_graph(definition: str, statuses: dict[str, str]) -> str:
     svg = _layout(definition)
 
     def colour(match: re.Match) -> str:
-        name = html.unescape(match.group(1))
-        status = statuses.get(name, "not run")
-        assert status in STATUSES
+        status = statuses.get(html.unescape(match.group(1)), NOT_RUN)
         return f'<g id="state-{match.group(1)}" class="node state {status_class(status)}"'
 
     return re.sub(r'<g id="state&#45;([^"]+)" class="node state st&#45;not&#45;run"', colour, svg)
