@@ -76,8 +76,9 @@ def test_console_lists_runs_draws_their_graphs_and_follows_a_running_one(tmp_pat
         running = poll_until(lambda: _first_working_execution(stack), timeout=120, what="the pair's execution")
         page.goto(f"{url}executions/{running}")
         assert page.locator("body").get_attribute("data-status") == "RUNNING"
-        page.wait_for_selector("#state-Publish.st-succeeded", timeout=240_000)
-        page.wait_for_selector("#run-status:has-text('SUCCEEDED')")
+        page.wait_for_function("document.body.dataset.status !== 'RUNNING'", timeout=300_000)
+        assert page.locator("#run-status").inner_text() == "SUCCEEDED", page.locator(".facts").inner_text()
+        assert "st-succeeded" in page.locator("#state-Publish").get_attribute("class")  # redrawn, not reloaded
         good = wait_for_run(stack.info, uploaded, timeout=60)["name"]
         assert good == running
         failed = wait_for_run(stack.info, submit(stack.info, [broken]), timeout=240)["name"]

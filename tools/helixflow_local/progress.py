@@ -72,8 +72,8 @@ def status_line(snapshot: Snapshot) -> str:
 def stage_lines(snapshot: Snapshot, machine: Machine, printed: Printed) -> list[str]:
     """Lines for the stages that finished, and the job state changes, since ``printed``; updates ``printed``."""
     history = snapshot.history
-    if history is None:
-        return []
+    if history is None or (history.waiting_for_mate and history.status == "RUNNING"):
+        return []  # a first mate's execution only waits (its pair runs in the other); said only if it ends so
     lines = []
     looping = machine.in_loop()
     for name in history.finished:

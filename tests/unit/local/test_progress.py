@@ -96,3 +96,15 @@ def test_statuses_of_a_caught_error_the_run_did_not_end_with():
     history = read_history(_events("demo_invalid_fastq")[:16])
     assert history.states["Validate"].status == CAUGHT  # caught; the run has not ended yet
     assert history.current == "RecordFailure"
+
+
+def test_a_first_mates_execution_says_nothing_while_it_waits_for_the_second():
+    events = json.loads(json.dumps(_events("demo_succeeded")[:10]))  # through ResolveSample and RouteSample
+    resolved = next(e for e in events if e["type"] == "TaskSucceeded")
+    output = json.loads(resolved["taskSucceededEventDetails"]["output"])
+    output["Payload"]["status"] = "waiting_for_mate"
+    resolved["taskSucceededEventDetails"]["output"] = json.dumps(output)
+    snapshot = _snapshot(events)
+    assert snapshot.history.waiting_for_mate
+    assert stage_lines(snapshot, MACHINE, Printed()) == []
+    assert stage_lines(_snapshot(_events("demo_succeeded")[:10]), MACHINE, Printed())[0].split()[1] == "ResolveSample"
