@@ -39,9 +39,9 @@ def browser():
         launched.close()
 
 
-def _shoot(page, name: str) -> None:
+def _shoot(page, name: str, selector: str | None = None) -> None:
     ARTEFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTEFACTS / f"{name}.png"))
+    (page.locator(selector) if selector else page).screenshot(path=str(ARTEFACTS / f"{name}.png"))
     if os.environ.get("HELIXFLOW_UPDATE_SCREENSHOTS") == "1":
         from PIL import Image  # a 128-colour palette keeps the committed PNGs small
 
@@ -76,7 +76,8 @@ def test_console_lists_runs_draws_their_graphs_and_follows_a_running_one(tmp_pat
         running = poll_until(lambda: _first_working_execution(stack), timeout=120, what="the pair's execution")
         page.goto(f"{url}executions/{running}")
         assert page.locator("body").get_attribute("data-status") == "RUNNING"
-        page.wait_for_function("document.body.dataset.status !== 'RUNNING'", timeout=300_000)
+        # A selector, not wait_for_function: the page's Content-Security-Policy forbids evaluating strings.
+        page.wait_for_selector("body:not([data-status='RUNNING'])", state="attached", timeout=300_000)
         assert page.locator("#run-status").inner_text() == "SUCCEEDED", page.locator(".facts").inner_text()
         assert "st-succeeded" in page.locator("#state-Publish").get_attribute("class")  # redrawn, not reloaded
         good = wait_for_run(stack.info, uploaded, timeout=60)["name"]
@@ -102,6 +103,7 @@ def test_console_lists_runs_draws_their_graphs_and_follows_a_running_one(tmp_pat
         page.locator("#state-Validate").click()
         page.wait_for_selector("#state-detail .detail-output")
         assert '"records": 500' in page.locator("#state-detail .detail-output").inner_text()
+        _shoot(page, "console-execution", ".graph-and-detail")
         manifest = page.locator("a[href$='/results/manifest.json']").get_attribute("href")
         files = json.loads(urllib.request.urlopen(url.rstrip("/") + manifest, timeout=10).read())["files"]
         assert any(entry["path"].endswith(".html") for entry in files)
@@ -117,7 +119,6 @@ def test_console_lists_runs_draws_their_graphs_and_follows_a_running_one(tmp_pat
         connection = http.client.HTTPConnection("127.0.0.1", int(url.rsplit(":", 1)[1].strip("/")), timeout=10)
         connection.request("GET", f"/executions/{good}/results/qc/%2E%2E/%2E%2E/%2E%2E/incoming/demo_R1.fastq.gz")
         assert connection.getresponse().status == 404
-        _shoot(page, "console-execution")
 
         # The broken run: Validate failed with its error name, and its error.json is linked.
         page.goto(f"{url}executions/{failed}")

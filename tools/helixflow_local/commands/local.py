@@ -281,7 +281,8 @@ def outcome_document(outcome: RunOutcome) -> dict:
         "results": str(outcome.local_dir) if outcome.local_dir else None,
         "files": (outcome.manifest or {}).get("files", []),
         "error": outcome.error, "code": document.get("code"), "message": document.get("message"),
-        "position": {k: document[k] for k in ("file", "record", "line", "byte_offset") if document.get(k) is not None},
+        "position": {k: document[k] for k in ("file", "record", "line", "byte_offset")
+                     if document.get(k) is not None},
     }
 
 
