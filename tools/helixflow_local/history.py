@@ -60,6 +60,7 @@ class Job:
     state: str
     native_state: str | None = None
     polls: int = 0
+    details: dict[str, Any] = field(default_factory=dict)  # the backend's (partition, nodes, run time, exit code)
 
 
 @dataclass
@@ -163,7 +164,8 @@ def _read_payload(history: RunHistory, state: str, payload: dict[str, Any]) -> N
         stage = str(payload.get("stage") or state)
         history.jobs[stage] = Job(stage=stage, backend=str(payload["backend"]), job_id=str(payload["job_id"]),
                                   state=str(payload.get("state") or ""), native_state=payload.get("native_state"),
-                                  polls=int(payload.get("polls") or 0))
+                                  polls=int(payload.get("polls") or 0),
+                                  details=payload.get("details") if isinstance(payload.get("details"), dict) else {})
 
 
 def _settle(history: RunHistory) -> None:

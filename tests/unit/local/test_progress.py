@@ -82,6 +82,8 @@ def test_a_slurm_stage_shows_its_job_id_and_state_and_each_change_once():
     assert "PollPhase2Job" not in stages and "WaitForPhase2Job" not in stages  # the loop is the job's lines
     assert stages[-3:] == ["SubmitPhase2Job", "CollectPhase2", "Publish"]
     assert "job" not in status_line(_snapshot(events))  # a finished job leaves the line
+    job = read_history(events).jobs["phase2"]
+    assert (job.details["partition"], job.details["exit_code"], job.polls) == ("cpu", 0, 9)
 
 
 def test_statuses_of_a_caught_error_the_run_did_not_end_with():

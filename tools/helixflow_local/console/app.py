@@ -153,7 +153,7 @@ def create_app(reader: Reader, *, local_logs: str | None = None) -> Starlette:
     def logs_fragment(request: Request) -> HTMLResponse:
         name = request.path_params["name"]
         _, history = loaded(name)
-        found = reader.log_lines(history, name, reader.machine(), reader.definition())
+        found = reader.log_lines(history, name, reader.definition())
         return page("logs.html", logs=found, local_logs=local_logs)
 
     def run_object(request: Request) -> Response:

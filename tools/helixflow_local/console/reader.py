@@ -142,7 +142,7 @@ class Reader:
             raise
 
     # ------------------------------------------------------------------ logs
-    def log_lines(self, history: RunHistory, run_id: str, machine: Machine, definition: str) -> LogLines:
+    def log_lines(self, history: RunHistory, run_id: str, definition: str) -> LogLines:
         """The lines with this run's id in the log groups of the Lambdas the definition invokes
         (``/aws/lambda/<function>``), oldest first."""
         lines: list[dict[str, Any]] = []
