@@ -81,6 +81,8 @@ def stage_lines(snapshot: Snapshot, machine: Machine, printed: Printed) -> list[
         if (name in printed.stages or machine.types.get(name) not in STAGE_TYPES or name in looping
                 or state.status not in MARKS):
             continue
+        if state.status == CAUGHT and history.status == "RUNNING":
+            continue  # whether the run ends with this error (failed) or goes on (caught) is known at its end
         printed.stages.add(name)
         took = _seconds(duration_s(state.entered, state.exited, snapshot.now))
         line = f"{MARKS[state.status]} {name}  {took}"

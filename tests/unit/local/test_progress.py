@@ -59,7 +59,10 @@ def test_a_failed_validation_says_the_stage_and_the_error_name():
     assert (history.status, history.error) == ("FAILED", "InvalidFastq")
     assert history.states["Validate"].status == FAILED
     assert history.states["RecordFailure"].status == SUCCEEDED
-    lines = stage_lines(_snapshot(events), MACHINE, Printed())
+    printed, lines = Printed(), []
+    for upto in range(1, len(events) + 1):  # as the CLI sees it grow: Validate is said once, as failed
+        lines += stage_lines(_snapshot(events, upto=upto), MACHINE, printed)
+    assert [line.split()[1] for line in lines] == ["ResolveSample", "RecordFailure", "Validate", "FailRun"]
     validate = next(line for line in lines if " Validate " in line)
     assert validate.startswith("[red]✗[/red]") and "InvalidFastq" in validate
     assert lines[-1] == "[red]✗[/red] FailRun  [bold]InvalidFastq[/bold]"
