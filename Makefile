@@ -5,9 +5,10 @@ VENV := .venv
 SAM_VENV := .venv-sam
 SAM_VERSION := 1.170.0
 # Peers for correctness tests and benchmarks, the Illumina read simulator, the reference data, and the local
-# Slurm (slurmctld, slurmd, slurmrestd with JWT, munge) that Phase 2 jobs run on.
+# Slurm (slurmctld, slurmd, slurmrestd with JWT, munge) that Phase 2 jobs run on; graphviz lays out the console's
+# state graph and chromium is the browser its test drives.
 APT_PACKAGES := fastp samtools bwa minimap2 art-nextgen-simulation-tools bowtie2-examples \
-  slurm-wlm slurmrestd slurm-wlm-jwt-plugin munge
+  slurm-wlm slurmrestd slurm-wlm-jwt-plugin munge graphviz chromium
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
 export SAM_CLI_TELEMETRY := 0
 
@@ -37,8 +38,11 @@ $(SAM_VENV)/bin/sam:
 	$(SAM_VENV)/bin/pip install -q --upgrade pip
 	$(SAM_VENV)/bin/pip install -q aws-sam-cli==$(SAM_VERSION)
 
+# The stack stays up after the demo so its console (URL printed) shows both runs; `helixflow local down` stops it.
 demo: install
+	$(VENV)/bin/helixflow local up
 	$(VENV)/bin/helixflow demo
+	@echo "console: $$($(VENV)/bin/helixflow console)  (the local stack keeps running: $(VENV)/bin/helixflow local down)"
 
 # The default test run (CI runs this through .ci/run).
 test: install
@@ -50,4 +54,4 @@ lint: install
 	$(VENV)/bin/python -m pytest -q tests/unit/test_template.py
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) .aws-sam helixflow-demo helixflow-results
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam helixflow-demo helixflow-results test-artefacts

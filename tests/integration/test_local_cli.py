@@ -29,23 +29,37 @@ def test_local_up_run_status_down(tmp_path):
     mate.write_bytes(b"".join(record % i for i in range(5)))
     up = _helixflow("local", "up", state_dir=state_dir, cwd=tmp_path)
     assert up.returncode == 0, up.stdout + up.stderr
-    pid = json.loads((state_dir / "stack.json").read_text())["pid"]
+    stack = json.loads((state_dir / "stack.json").read_text())
+    pid = stack["pid"]
     try:
+        assert stack["console_url"].startswith("http://127.0.0.1:")
+        assert f"console       {stack['console_url']}" in up.stdout
+        assert _helixflow("console", state_dir=state_dir, cwd=tmp_path).stdout.strip() == stack["console_url"]
         again = _helixflow("local", "up", state_dir=state_dir, cwd=tmp_path)
         assert "already running" in again.stdout
         run = _helixflow("run", str(reads), str(mate), "--out", str(tmp_path / "results"), state_dir=state_dir,
                          cwd=tmp_path)
         assert run.returncode == 0, run.stdout + run.stderr
         assert "SUCCEEDED cli run" in run.stdout
+        # The progress on stderr: a line per stage as it finished, in order, the Map with its items.
+        stages = [line.split()[1] for line in run.stderr.splitlines() if line.strip().startswith("✓")]
+        assert stages == ["ResolveSample", "Validate", "PlanPhase1", "SplitIntoChunks", "ProcessChunks",
+                          "MergeChunks", "PlanPhase2", "Publish"], run.stderr
+        assert "1/1 items" in next(line for line in run.stderr.splitlines() if "✓ ProcessChunks" in line)
         manifests = list((tmp_path / "results" / "results" / "cli").glob("*/manifest.json"))
         assert len(manifests) == 1
         status = _helixflow("local", "status", state_dir=state_dir, cwd=tmp_path)
         assert status.returncode == 0 and "SUCCEEDED" in status.stdout
         bad = tmp_path / "cli_bad.fastq"
         bad.write_bytes(b"@r1\nACGT\nIIII\n")
-        failed = _helixflow("run", str(bad), "--out", str(tmp_path / "results"), state_dir=state_dir, cwd=tmp_path)
+        failed = _helixflow("run", str(bad), "--out", str(tmp_path / "results"), "--json", "--quiet",
+                            state_dir=state_dir, cwd=tmp_path)
         assert failed.returncode == 1
-        assert "InvalidFastq" in failed.stdout and "MISSING_PLUS_LINE" in failed.stdout
+        summary = json.loads(failed.stdout)
+        assert (summary["status"], summary["error"], summary["code"]) == ("FAILED", "InvalidFastq", "MISSING_PLUS_LINE")
+        assert summary["sample"] == "cli_bad" and summary["position"]["line"] == 3
+        # --quiet: no progress, only the one error line (name and code) the CLI ends a failed run with.
+        assert failed.stderr.strip().count("\n") == 0 and "InvalidFastq" in failed.stderr
     finally:
         down = _helixflow("local", "down", state_dir=state_dir, cwd=tmp_path)
     assert down.returncode == 0 and "stopped" in down.stdout

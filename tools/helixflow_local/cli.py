@@ -24,6 +24,7 @@ COMMANDS = {
     "resume": "helixflow_local.commands.local:resume_command",
     "demo": "helixflow_local.commands.local:demo_command",
     "local": "helixflow_local.commands.local:local_group",
+    "console": "helixflow_local.commands.local:console_command",
     "preprocess": "helixflow_local.commands.preprocess:preprocess_command",
     "align": "helixflow_local.commands.phase2:align_command",
     "cluster": "helixflow_local.commands.phase2:cluster_command",

@@ -7,6 +7,7 @@ import json
 import os
 import time
 import uuid
+from datetime import datetime, timezone
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,8 @@ from typing import Any
 from helixflow.errors import ClusterNotConfigured, InputTooLarge, InvalidKey
 from helixflow_local.exit_codes import ExitCode, ToolError
 from helixflow_local.events import execution_name
+from helixflow_local.history import read_history
+from helixflow_local.progress import MapItems, Snapshot
 from helixflow.pipeline.plan import plan_phase1
 from helixflow.pipeline.state import SampleInput
 from helixflow_local.stack import StackInfo
@@ -179,21 +182,39 @@ def outcome_kind(described: dict) -> str | None:
     return "ran" if "publication" in output else None
 
 
-def current_state(sfn: Any, execution_arn: str) -> str:
-    """The state the execution is in now: the last state entered, reading the history forward page by page
-    (moto ignores reverseOrder)."""
-    name = "Starting"
+def execution_history(sfn: Any, execution_arn: str) -> list[dict]:
+    """Every event of the execution, oldest first, page by page (moto ignores reverseOrder)."""
+    events: list[dict] = []
     for page in sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn):
-        for event in page["events"]:
-            if "stateEnteredEventDetails" in event:
-                name = event["stateEnteredEventDetails"]["name"]
-    return name
+        events.extend(page["events"])
+    return events
+
+
+def snapshot(sfn: Any, execution_arn: str | None) -> Snapshot:
+    """Where the execution is now, with its Distributed Map's item counts while the map runs."""
+    now = datetime.now(timezone.utc)
+    if execution_arn is None:
+        return Snapshot(execution=None, history=None, now=now)
+    history = read_history(execution_history(sfn, execution_arn))
+    items = None
+    if history.map_run_arn:
+        items = MapItems.from_counts(sfn.describe_map_run(mapRunArn=history.map_run_arn)["itemCounts"])
+    return Snapshot(execution=execution_arn.rsplit(":", 1)[-1], history=history, now=now, map_items=items)
+
+
+def _followed(sfn: Any, running: list[dict]) -> Snapshot:
+    """The snapshot of the execution that is running the sample: not a first mate's, which only waits for the
+    second (both run at once for a pair), nor one still before ResolveSample decided."""
+    snapshots = [snapshot(sfn, d["executionArn"]) for d in running]
+    working = [s for s in snapshots if not s.history.waiting_for_mate]
+    return (working or snapshots or [snapshot(sfn, None)])[-1]
 
 
 def wait_for_run(info: StackInfo, uploaded: list[Upload], *, timeout: float = 1800,
-                 on_progress: Callable[[str], None] = lambda _: None, follow: tuple[str, ...] = ()) -> dict:
+                 on_progress: Callable[[Snapshot], None] = lambda _: None, follow: tuple[str, ...] = ()) -> dict:
     """The execution that ran (or reused, or failed) the sample these uploads make up. A first mate's
-    execution waits for its pair and is not it; neither is a repeated event's."""
+    execution waits for its pair and is not it; neither is a repeated event's. ``on_progress`` gets a snapshot
+    of the execution running the sample about twice a second, and one last of the execution returned."""
     sfn = info.client("stepfunctions")
     started = time.monotonic()
     deadline = started + timeout
@@ -208,6 +229,7 @@ def wait_for_run(info: StackInfo, uploaded: list[Upload], *, timeout: float = 18
             uploaded = []
             continue
         if decided:
+            on_progress(snapshot(sfn, decided[0]["executionArn"]))
             return decided[0]
         running = [d for d in known.values() if d["status"] not in TERMINAL]
         if known and len(known) >= len(uploaded) and not running:
@@ -215,8 +237,7 @@ def wait_for_run(info: StackInfo, uploaded: list[Upload], *, timeout: float = 18
                                 "(a mate is missing?)")
         if time.monotonic() > deadline:
             raise TimeoutError(f"no finished run after {timeout:.0f} s (executions: {', '.join(d['name'] for d in known.values()) or 'none yet'})")
-        state = current_state(sfn, running[-1]["executionArn"]) if running else "waiting for the upload's event"
-        on_progress(f"{state} ({time.monotonic() - started:.0f} s)")
+        on_progress(_followed(sfn, running))
         time.sleep(0.5)
 
 

@@ -15,6 +15,7 @@ import select
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
@@ -118,9 +119,63 @@ def _runtime_error(error_type: str, message: str) -> dict[str, Any]:
     return {"errorType": error_type, "errorMessage": message, "stackTrace": []}
 
 
+class LogShipper:
+    """Lambda sends each function's output to CloudWatch Logs (group ``/aws/lambda/<name>``); the local workers
+    write theirs to files under the stack's logs/, so this thread sends those files' new lines to the stack's
+    CloudWatch Logs (moto) about once a second. What reads logs (the console) then reads them as in AWS."""
+
+    INTERVAL_S = 1.0
+    STREAM = "local/[$LATEST]workers"
+
+    def __init__(self, logs: Any, files: dict[str, Path]) -> None:
+        self.logs = logs
+        self.files = files  # function name -> its workers' log file
+        # Lines an earlier stack wrote into the same state directory belong to executions this one never had.
+        self.offsets = {name: path.stat().st_size if path.exists() else 0 for name, path in files.items()}
+        self._stop = threading.Event()
+        for name in files:
+            group = f"/aws/lambda/{name}"
+            self.logs.create_log_group(logGroupName=group)
+            self.logs.create_log_stream(logGroupName=group, logStreamName=self.STREAM)
+        self._thread = threading.Thread(target=self._run, name="lambda-log-shipper", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.INTERVAL_S):
+            self.ship()
+
+    def ship(self) -> None:
+        for name, path in self.files.items():
+            try:
+                with open(path, "rb") as handle:
+                    handle.seek(self.offsets[name])
+                    chunk = handle.read()
+            except FileNotFoundError:
+                continue
+            complete = chunk[:chunk.rfind(b"\n") + 1]  # a line still being written waits for the next turn
+            if not complete:
+                continue
+            self.offsets[name] += len(complete)
+            now_ms = int(time.time() * 1000)
+            events = [{"timestamp": now_ms, "message": line.decode("utf-8", "replace")}
+                      for line in complete.splitlines() if line.strip()]
+            for start in range(0, len(events), 1000):  # well under PutLogEvents' 10,000 events / 1 MB
+                self.logs.put_log_events(logGroupName=f"/aws/lambda/{name}", logStreamName=self.STREAM,
+                                         logEvents=events[start:start + 1000])
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        try:
+            self.ship()
+        except Exception:  # noqa: BLE001 - the endpoint may already be gone at shutdown; the files keep every line
+            pass
+
+
 class LambdaRuntime:
     def __init__(self, specs: list[FunctionSpec], *, endpoint_url: str, region: str, log_dir: Path,
-                 max_concurrency: int = 4) -> None:
+                 max_concurrency: int = 4, logs: Any = None) -> None:
+        """``logs``: a CloudWatch Logs client of the stack, to which the workers' log lines are sent."""
         self.specs = {spec.name: spec for spec in specs}
         self.by_logical_id = {spec.logical_id: spec.name for spec in specs}
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -128,6 +183,8 @@ class LambdaRuntime:
                                        f"{spec.logical_id}.log", max_concurrency) for spec in specs}
         self.faults: dict[str, list[str]] = defaultdict(list)
         self.fault_lock = threading.Lock()
+        self.shipper = (LogShipper(logs, {name: pool.log_path for name, pool in self.pools.items()})
+                        if logs is not None else None)
 
     @staticmethod
     def _environment(spec: FunctionSpec, endpoint_url: str, region: str) -> dict[str, str]:
@@ -173,3 +230,5 @@ class LambdaRuntime:
     def close(self) -> None:
         for pool in self.pools.values():
             pool.close()
+        if self.shipper is not None:
+            self.shipper.close()

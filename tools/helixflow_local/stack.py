@@ -85,6 +85,7 @@ class StackInfo:
     ray_url: str | None = None
     slurm_url: str | None = None
     slurm_state_dir: str | None = None
+    console_url: str | None = None
 
     def client(self, service: str) -> Any:
         return boto3.client(service, endpoint_url=self.endpoint_url, region_name=self.region,
@@ -126,9 +127,14 @@ def _patch_moto() -> list[tuple[Any, str, Any]]:
 
     - Lambda: moto runs a function through LambdaFunction._invoke_lambda (Docker); run our handlers instead.
     - S3 notifications: moto's records carry no ``versionId`` or ``sequencer`` (AWS's always do on a versioned
-      bucket); without them an execution cannot be tied to the object version that started it."""
+      bucket); without them an execution cannot be tied to the object version that started it.
+    - DynamoDB: moto's UpdateItem reads, copies and writes the item with nothing held, so two mates recording
+      themselves at once (each in its own server thread) can both see only themselves and both wait for the
+      other (seen under load: MateMissing on a complete pair). DynamoDB applies each write atomically;
+      one lock around moto's writes does here."""
     from moto.awslambda.models import LambdaFunction
     from moto.core.exceptions import JsonRESTError
+    from moto.dynamodb.models import DynamoDBBackend
     from moto.s3 import notifications
 
     def invoke(function: LambdaFunction, event: Any = None) -> tuple[str, bool, str]:
@@ -151,7 +157,17 @@ def _patch_moto() -> list[tuple[Any, str, Any]]:
             obj["sequencer"] = f"{int(key.last_modified.timestamp() * 1e6):016X}"
         return body
 
-    patches = [(LambdaFunction, "_invoke_lambda", invoke), (notifications, "_get_s3_event", s3_event)]
+    writes = threading.Lock()
+
+    def atomic(write: Any) -> Any:
+        def locked(*args: Any, **kwargs: Any) -> Any:
+            with writes:
+                return write(*args, **kwargs)
+        return locked
+
+    patches = [(LambdaFunction, "_invoke_lambda", invoke), (notifications, "_get_s3_event", s3_event),
+               *((DynamoDBBackend, name, atomic(getattr(DynamoDBBackend, name)))
+                 for name in ("put_item", "update_item", "delete_item", "transact_write_items"))]
     saved = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
     for owner, name, replacement in patches:
         setattr(owner, name, replacement)
@@ -167,7 +183,7 @@ class LocalStack:
     def __init__(self, state_dir: Path, *, root: Path | None = None, port: int | None = None,
                  max_concurrency: int = 4, parameters: dict[str, str] | None = None,
                  environment: dict[str, str] | None = None, ray: bool = False, slurm: bool = False,
-                 elasticity: bool = False, ray_workers: int = 0) -> None:
+                 elasticity: bool = False, ray_workers: int = 0, console: bool = True) -> None:
         """``parameters`` override template.yaml's (as `sam deploy --parameter-overrides` does);
         ``environment`` is added to every function's (a test double, say). ``ray`` also starts a local Ray head
         (token auth on) and deploys the stack with it as the Ray cluster, as `RayJobsUrl` does in AWS; ``slurm``
@@ -175,7 +191,8 @@ class LocalStack:
         do. ``elasticity`` runs the template's schedules and evaluates its alarms (helixflow_local.cloudwatch),
         with the short periods of ``ELASTIC_PARAMETERS``; ``ray_workers`` > 0 gives the Ray head Ray's own
         autoscaler with up to that many worker nodes (its fake multi-node provider), as the cluster launcher's
-        cluster.yaml gives it EC2 workers."""
+        cluster.yaml gives it EC2 workers. ``console`` serves the read-only
+        console (helixflow_local.console) on 127.0.0.1."""
         self.root = root or repository_root()
         self.state_dir = state_dir
         self.port = port or 0  # 0: the server binds a free port at start() and holds it
@@ -200,6 +217,8 @@ class LocalStack:
         self._slurm_temporary: Path | None = None
         self.slurm = LocalSlurm(self._slurm_state_dir()) if slurm else None
         self.runtime: LambdaRuntime | None = None
+        self.console = console
+        self._console_server = None
         self.info: StackInfo | None = None
         self._server = None
         self._stopping = threading.Event()
@@ -255,6 +274,13 @@ class LocalStack:
         self._moto_patches = _patch_moto()
         self.info = self._provision()
         _active_runtime = self.runtime
+        if self.console:
+            from helixflow_local.console.reader import Reader
+            from helixflow_local.console.server import ConsoleServer
+
+            self._console_server = ConsoleServer(Reader(self.client, self.info.state_machine_arn, self.info.bucket),
+                                                 local_logs=str(self.state_dir / "logs"))
+            self.info.console_url = self._console_server.start()
         self._poller = threading.Thread(target=self._poll_events, name="s3-event-poller", daemon=True)
         self._poller.start()
         if self.elasticity:
@@ -267,6 +293,8 @@ class LocalStack:
         self._stopping.set()
         if self.cloudwatch is not None:
             self.cloudwatch.stop()
+        if self._console_server is not None:
+            self._console_server.stop()
         if self._poller:
             self._poller.join(timeout=5)
         if self.runtime:
@@ -340,7 +368,8 @@ class LocalStack:
                 Code={"ZipFile": _zip_directory(spec.code_dir)}, Timeout=spec.timeout, MemorySize=spec.memory_mb,
                 Environment={"Variables": spec.environment})
         self.runtime = LambdaRuntime(specs, endpoint_url=self.endpoint_url, region=REGION,
-                                     log_dir=self.state_dir / "logs", max_concurrency=self.max_concurrency)
+                                     log_dir=self.state_dir / "logs", max_concurrency=self.max_concurrency,
+                                     logs=self.client("logs"))
         logical_id, definition = self.template.state_machine(self.names)
         state_machine_arn = self.client("stepfunctions").create_state_machine(
             name=f"{STACK_NAME}-pipeline", definition=definition, roleArn=role_arn)["stateMachineArn"]

@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.status import Status
 
 from helixflow.pipeline.params import parse_parameters
 from helixflow.errors import ClusterNotConfigured
 from helixflow_local.client import RunOutcome, collect, incoming_keys, needs_ray, resume, submit, wait_for_run
+from helixflow_local.asl import read_machine
 from helixflow_local.exit_codes import ExitCode, ToolError
+from helixflow_local.progress import Printed, Snapshot, stage_lines, status_line
 from helixflow_local.ray_head import LocalRay
 from helixflow_local.slurm import LocalSlurm
 from helixflow_local.stack import STACK_FILE, LocalStack, StackInfo, default_state_dir
@@ -31,6 +35,12 @@ READY_TIMEOUT_S = 90
 state_dir_option = click.option("--state-dir", type=click.Path(path_type=Path), default=default_state_dir,
                                 show_default="$HELIXFLOW_STATE_DIR or ~/.helixflow/local",
                                 help="Where the local stack keeps its pid, logs and endpoint.")
+
+
+quiet_option = click.option("--quiet", "-q", is_flag=True,
+                            help="No progress on stderr (the summary is still printed).")
+json_option = click.option("--json", "as_json", is_flag=True,
+                           help="Print the summary as one JSON object on stdout instead of text.")
 
 
 class StackDidNotStart(ToolError):
@@ -97,7 +107,8 @@ def running_stack(state_dir: Path) -> StackInfo | None:
 
 
 @contextmanager
-def stack_for_command(state_dir: Path, *, ray: bool = False, slurm: bool = False) -> Iterator[StackInfo]:
+def stack_for_command(state_dir: Path, *, ray: bool = False, slurm: bool = False,
+                      quiet: bool = False) -> Iterator[StackInfo]:
     """The running local stack, or one started for this command alone. The Ray head (~0.7 GB, ~5-20 s to
     start) is started only for a run whose plan places Phase 1 on Ray, Slurm (~0.5 s) for a run with Phase 2
     (a reference, or "phase2" asked for)."""
@@ -111,12 +122,17 @@ def stack_for_command(state_dir: Path, *, ray: bool = False, slurm: bool = False
             raise ClusterNotConfigured("this run has Phase 2 and the running local stack has no Slurm: "
                                        "`helixflow local down`, then `helixflow local up --with-slurm`",
                                        code="SLURM_NOT_CONFIGURED")
-        console.print(f"[dim]using the local stack at {info.endpoint_url}[/dim]")
+        if not quiet:
+            console.print(f"[dim]using the local stack at {info.endpoint_url}[/dim]"
+                          + (f"\n[dim]console: {info.console_url}[/dim]" if info.console_url else ""))
         yield info
         return
-    console.print("[dim]starting a local stack for this command (`helixflow local up` keeps one running)"
-                  + (" with a Ray head" if ray else "") + "[/dim]")
+    if not quiet:
+        console.print("[dim]starting a local stack for this command (`helixflow local up` keeps one running)"
+                      + (" with a Ray head" if ray else "") + "[/dim]")
     with LocalStack(Path(tempfile.mkdtemp(prefix="run-", dir=_ensure(state_dir))), ray=ray, slurm=slurm) as stack:
+        if not quiet:
+            console.print(f"[dim]console (while this command runs): {stack.info.console_url}[/dim]")
         yield stack.info
 
 
@@ -215,6 +231,7 @@ def local_status(state_dir: Path) -> None:
 def _print_info(info: StackInfo) -> None:
     out.print(f"local stack running (pid {info.pid})\n  endpoint      {info.endpoint_url}\n"
               f"  bucket        s3://{info.bucket}/incoming/\n  state machine {info.state_machine_arn}\n"
+              f"  console       {info.console_url or 'not served'}\n"
               f"  logs          {info.state_dir}/logs/\n"
               f"  ray head      {info.ray_url or 'not started (`local up --with-ray`, or on a run placed on Ray)'}\n"
               f"  slurm         {info.slurm_url or 'not started (`local up --with-slurm`): Phase 2 is off'}\n"
@@ -222,14 +239,62 @@ def _print_info(info: StackInfo) -> None:
               f"AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION={info.region}")
 
 
-def run_reads(info: StackInfo, reads: list[Path], out_dir: Path, params: dict | None,
-              timeout: float, force: bool = False, reference: Path | None = None) -> RunOutcome:
-    uploaded = submit(info, reads, params, force=force, reference=reference)
-    console.print(f"uploaded {', '.join(f's3://{info.bucket}/{u.key}' for u in uploaded)}")
+class Watch:
+    """Renders the snapshots wait_for_run hands on: the spinner's line, and a line per finished stage above it."""
+
+    def __init__(self, info: StackInfo, status: Status) -> None:
+        definition = info.client("stepfunctions").describe_state_machine(
+            stateMachineArn=info.state_machine_arn)["definition"]
+        self.machine = read_machine(json.loads(definition))
+        self.status = status
+        self.printed: dict[str, Printed] = {}
+
+    def __call__(self, snapshot: Snapshot) -> None:
+        printed = self.printed.setdefault(snapshot.execution or "", Printed())
+        for line in stage_lines(snapshot, self.machine, printed):
+            console.print(f"  {line}")
+        self.status.update(status_line(snapshot))
+
+
+@contextmanager
+def watching(info: StackInfo, quiet: bool) -> Iterator[Callable[[Snapshot], None]]:
+    """The progress callback for wait_for_run: the live display on stderr, or nothing with --quiet."""
+    if quiet:
+        yield lambda _: None
+        return
     with console.status("waiting for the execution") as status:
-        described = wait_for_run(info, uploaded, timeout=timeout,
-                                 on_progress=lambda state: status.update(f"execution is in [bold]{state}[/bold]"))
+        yield Watch(info, status)
+
+
+def run_reads(info: StackInfo, reads: list[Path], out_dir: Path, params: dict | None,
+              timeout: float, force: bool = False, reference: Path | None = None, quiet: bool = False) -> RunOutcome:
+    uploaded = submit(info, reads, params, force=force, reference=reference)
+    if not quiet:
+        console.print(f"uploaded {', '.join(f's3://{info.bucket}/{u.key}' for u in uploaded)}")
+    with watching(info, quiet) as on_progress:
+        described = wait_for_run(info, uploaded, timeout=timeout, on_progress=on_progress)
     return collect(info, described, out_dir)
+
+
+def outcome_document(outcome: RunOutcome) -> dict:
+    """`--json`: the summary print_outcome writes, as one JSON object on stdout."""
+    document = outcome.error_document or {}
+    return {
+        "status": outcome.status, "sample": outcome.sample, "run_id": outcome.run_id,
+        "execution_arn": outcome.execution_arn, "reused": outcome.reused,
+        "results": str(outcome.local_dir) if outcome.local_dir else None,
+        "files": (outcome.manifest or {}).get("files", []),
+        "error": outcome.error, "code": document.get("code"), "message": document.get("message"),
+        "position": {k: document[k] for k in ("file", "record", "line", "byte_offset")
+                     if document.get(k) is not None},
+    }
+
+
+def report(outcome: RunOutcome, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(outcome_document(outcome), indent=2))
+    else:
+        print_outcome(outcome)
 
 
 def print_outcome(outcome: RunOutcome) -> None:
@@ -269,9 +334,11 @@ def print_outcome(outcome: RunOutcome) -> None:
 @click.option("--force", is_flag=True, help="Run even if the same inputs and parameters already succeeded.")
 @click.option("--reference", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Reference FASTA(.gz): uploaded to references/<name>; Phase 2 (Slurm) aligns to it.")
+@quiet_option
+@json_option
 @state_dir_option
 def run_command(reads: tuple[Path, ...], out_dir: Path, params_file: Path | None, timeout: float, force: bool,
-                reference: Path | None, state_dir: Path) -> None:
+                reference: Path | None, quiet: bool, as_json: bool, state_dir: Path) -> None:
     """Run the pipeline on R1 [R2] through the local stack; exit 0 when the execution succeeded."""
     if len(reads) > 2:
         raise click.UsageError("give one FASTQ (single-end) or two (R1 R2)")
@@ -282,9 +349,10 @@ def run_command(reads: tuple[Path, ...], out_dir: Path, params_file: Path | None
     phase2 = reference is not None or (params or {}).get("phase2") in ("slurm-cpu", "slurm-gpu")
     if reference is not None:  # the name becomes references/<name>: refused here, before anything starts
         parse_parameters({**(params or {}), "reference": f"references/{reference.name}"}, source="--reference")
-    with stack_for_command(state_dir, ray=needs_ray(list(reads), params), slurm=phase2) as info:
-        outcome = run_reads(info, list(reads), out_dir, params, timeout, force=force, reference=reference)
-    print_outcome(outcome)
+    with stack_for_command(state_dir, ray=needs_ray(list(reads), params), slurm=phase2, quiet=quiet) as info:
+        outcome = run_reads(info, list(reads), out_dir, params, timeout, force=force, reference=reference,
+                            quiet=quiet)
+    report(outcome, as_json)
     if not outcome.succeeded:
         raise RunFailed(outcome)
 
@@ -295,19 +363,21 @@ def run_command(reads: tuple[Path, ...], out_dir: Path, params_file: Path | None
               default=Path("helixflow-results"), show_default=True)
 @click.option("--timeout", type=click.FloatRange(min=1), default=3600, show_default=True,
               help="Seconds to wait for the run.")
+@quiet_option
+@json_option
 @state_dir_option
-def resume_command(run_id: str, out_dir: Path, timeout: float, state_dir: Path) -> None:
+def resume_command(run_id: str, out_dir: Path, timeout: float, quiet: bool, as_json: bool, state_dir: Path) -> None:
     """Run the failed run RUN_ID again on the running local stack, skipping the phases it checkpointed."""
     info = running_stack(state_dir)
     if info is None:
         raise StackNotRunning("`helixflow resume` needs the stack that ran RUN_ID: start it with `helixflow local up`")
     arn = resume(info, run_id)
-    console.print(f"resuming {run_id} as {arn.rsplit(':', 1)[-1]}")
-    with console.status("waiting for the execution") as status:
-        described = wait_for_run(info, [], timeout=timeout, follow=(arn,),
-                                 on_progress=lambda state: status.update(f"execution is in [bold]{state}[/bold]"))
+    if not quiet:
+        console.print(f"resuming {run_id} as {arn.rsplit(':', 1)[-1]}")
+    with watching(info, quiet) as on_progress:
+        described = wait_for_run(info, [], timeout=timeout, follow=(arn,), on_progress=on_progress)
     outcome = collect(info, described, out_dir)
-    print_outcome(outcome)
+    report(outcome, as_json)
     if not outcome.succeeded:
         raise RunFailed(outcome)
 
@@ -336,3 +406,18 @@ def demo_command(out_dir: Path, pairs: int, state_dir: Path) -> None:
     if bad.succeeded or bad.error != "InvalidFastq":
         raise DemoUnexpected(f"the broken sample ended {bad.status} ({bad.error or 'no error'}), not InvalidFastq "
                              f"(run {bad.run_id})")
+
+
+@click.command("console")
+@click.option("--open", "open_browser", is_flag=True, help="Also open it in this machine's web browser.")
+@state_dir_option
+def console_command(open_browser: bool, state_dir: Path) -> None:
+    """Print the URL of the running local stack's console (read-only, on 127.0.0.1)."""
+    info = running_stack(state_dir)
+    if info is None or not info.console_url:
+        raise StackNotRunning("no local stack with a console is running: start one with `helixflow local up`")
+    out.print(info.console_url)
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(info.console_url)
