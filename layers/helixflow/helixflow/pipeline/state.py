@@ -66,6 +66,18 @@ class ValidationSummary(_Contract):
                                      description="tool -> version in the environment this stage ran in")
 
 
+class PlacementPrediction(_Contract):
+    """The planner's prediction for one placement of a stage."""
+
+    placement: str
+    seconds: float
+    usd: float
+    feasible: bool
+    limit: str = Field("", description="why the placement cannot run the input (empty when it can)")
+    workers: int = Field(1, description="functions in flight or cluster workers the prediction assumes")
+    startup_seconds: float = 0.0
+
+
 class Phase1Plan(_Contract):
     """Mashup placement of Phase 1 with the numbers behind it (they go into pipeline_info/params.json)."""
 
@@ -79,6 +91,10 @@ class Phase1Plan(_Contract):
     lambda_usd: float
     cluster_seconds: float
     cluster_usd: float
+    objective: str = ""
+    deadline_seconds: float = 0.0
+    profile_version: str = ""
+    predictions: list[PlacementPrediction] = Field(default_factory=list)
 
 
 class Plan(_Contract):
