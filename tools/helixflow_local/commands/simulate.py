@@ -22,7 +22,7 @@ from helixflow_local import simulate as sim
               + ", ".join(sim.shipped_traces()))
 @click.option("--sample-size", help="Instead of a trace: one paired gzip sample of this size (e.g. 100GB).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("helixflow-simulation"),
-              show_default=True, help="Where results.json, table.md and the plots go.")
+              show_default=True, help="Where results.json, table.txt and the plots go.")
 @click.option("--seed", type=int, default=7, show_default=True, help="Seed of the size distribution.")
 @click.option("--size-median-gb", type=click.FloatRange(min=0.001), default=1.0, show_default=True,
               help="Median paired gzip size of the log-normal size distribution (rows with size_gb keep theirs).")
@@ -58,7 +58,7 @@ def simulate_command(trace_source: str | None, sample_size: str | None, out_dir:
                 "seed": seed, "size_median_gb": size_median_gb, "size_sigma": size_sigma,
                 "strategies": [o.row() for o in outcomes], "mashup_vs_best_single_platform": verdict}
     (out_dir / "results.json").write_text(json.dumps(document, indent=2) + "\n")
-    (out_dir / "table.md").write_text(f"{title}\n\n{table}\n")
+    (out_dir / "table.txt").write_text(f"{title}\n\n{table}\n")
     if as_json:
         click.echo(json.dumps(document, indent=2))
         return
@@ -71,7 +71,7 @@ def simulate_command(trace_source: str | None, sample_size: str | None, out_dir:
                    f"lower time, >= 43% lower cost) {'is met' if verdict['meets_paper_goal'] else 'is not met'}.")
     else:
         click.echo(f"Mashup: {verdict['note']}.")
-    click.echo(f"wrote {out_dir / 'results.json'}, {out_dir / 'table.md'}, " + ", ".join(str(p) for p in plots))
+    click.echo(f"wrote {out_dir / 'results.json'}, {out_dir / 'table.txt'}, " + ", ".join(str(p) for p in plots))
 
 
 def _change(lower_pct: float) -> str:

@@ -62,7 +62,7 @@ def decompressed_mb(inputs: list[SampleInput], ratio: float) -> float:
 @dataclass(frozen=True)
 class Phase1Work:
     """Phase 1 of one sample on one placement, as steps: ``validate_s`` then ``prepare_s`` (on
-    ``prepare_units`` functions/workers at once), ``chunks`` tasks of ``chunk_s`` each, then ``merge_s``.
+    ``prepare_units`` functions or workers at once), ``chunks`` tasks of ``chunk_s`` each, then ``merge_s``.
     A Lambda step runs on one function; a cluster step on one vCPU, except the distributed index, which takes
     a whole worker per mate. ``limit`` says which Lambda limit the work breaks (empty when none)."""
 
