@@ -142,3 +142,6 @@ def test_observations_of_a_published_run_and_the_store_round_trip(tmp_path):
     assert profiles.read_store(tmp_path) == observed
     fitted = profiles.fit(observed, PROFILE)
     assert fitted["gzip_ratio"]["value"] == pytest.approx(9_000_000 / 3_000_000, abs=1e-3)
+    # 9 MB of work is all overhead: stored, not fitted.
+    assert fitted["stages"]["chunk"]["rate_mb_s"] == PROFILE["stages"]["chunk"]["rate_mb_s"]
+    assert fitted["stages"]["chunk"]["skipped_observations"] == 1

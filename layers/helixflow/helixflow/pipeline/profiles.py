@@ -26,6 +26,8 @@ from pydantic import BaseModel, ConfigDict
 
 PROFILE_PATH = Path(__file__).with_name("profile.json")
 MB = 1024 * 1024
+# The least work (decompressed MB; reads for Phase 2) an observation needs to count in a rate fit.
+MIN_FIT_WORK = (64.0, 100_000)
 # Trace row name -> (profile stage, how its work is measured).
 _STAGE_OF_ROW = {"Validate": "validate", "SplitIntoChunks": "split", "ProcessChunks": "chunk",
                  "MergeChunks": "merge", "Phase1Job": "chunk", "Phase2Job": "phase2"}
@@ -100,14 +102,20 @@ def fit(observations: Iterable[Observation], initial: Mapping[str, Any]) -> dict
 
     The engine stages (chunk, phase2) are rates per vCPU, so an observation is scaled by its vCPUs first;
     validate, split and merge are single-reader rates. With two or more sizes the line's intercept is the
-    overhead (kept at the initial value when the fit gives a negative one or a non-positive slope)."""
+    overhead (kept at the initial value when the fit gives a negative one or a non-positive slope).
+    Observations below ``MIN_FIT_WORK`` are kept in the store but not fitted (their time is overhead)."""
     profile = json.loads(json.dumps(initial))
     by_stage: dict[str, list[Observation]] = {}
     for observation in observations:
         by_stage.setdefault(observation.stage, []).append(observation)
     runs = set()
-    for stage, items in sorted(by_stage.items()):
+    for stage, observed in sorted(by_stage.items()):
         model = profile["stages"][stage]
+        # A small run's wall time is its overhead (cold starts, polling): it says nothing about the rate.
+        items = [o for o in observed if _work(o, stage) >= MIN_FIT_WORK[stage == "phase2"]]
+        if not items:
+            model["skipped_observations"] = len(observed)
+            continue
         per_vcpu = stage in ("chunk", "phase2")
         xs = [_work(o, stage) / (o.vcpus if per_vcpu else 1.0) for o in items]
         ys = [o.wall_s for o in items]
