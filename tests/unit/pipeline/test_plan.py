@@ -145,3 +145,17 @@ def test_observations_of_a_published_run_and_the_store_round_trip(tmp_path):
     # 9 MB of work is all overhead: stored, not fitted.
     assert fitted["stages"]["chunk"]["rate_mb_s"] == PROFILE["stages"]["chunk"]["rate_mb_s"]
     assert fitted["stages"]["chunk"]["skipped_observations"] == 1
+
+
+def test_phase2_records_both_partitions_predictions_with_the_queue_wait():
+    from helixflow.pipeline.state import Phase1Summary
+
+    summary = Phase1Summary(outputs=["embeddings/S1.parquet"], staged_prefix="work/S1/x/", reads_before=20_000_000,
+                            reads_after=20_000_000, chunks=4, report="r")
+    placed = planning.plan_phase2(summary, "S1", "off")
+    cpu, gpu = placed.predictions
+    assert (cpu.placement, gpu.placement) == ("slurm-cpu", "slurm-gpu")
+    assert cpu.startup_seconds == PROFILE["platforms"]["slurm-cpu"]["queue_wait_cold_s"]
+    assert gpu.seconds - gpu.startup_seconds < cpu.seconds - cpu.startup_seconds  # a GPU rank searches faster
+    warm = planning.predict_phase2(20_000_000, placed.ranks, queue_wait_s={"slurm-cpu": 0.0})["slurm-cpu"]
+    assert warm.seconds == pytest.approx(cpu.seconds - cpu.startup_seconds, abs=0.2) and warm.usd < cpu.usd

@@ -34,7 +34,7 @@ from typing import Any, Mapping
 
 from helixflow.errors import ClusterNotConfigured, InputTooLarge
 from helixflow.pipeline import jobs
-from helixflow.pipeline.cost import lambda_usd, load_prices, node_hour_usd
+from helixflow.pipeline.cost import lambda_usd, load_prices, node_hour_usd, nodes_for
 from helixflow.pipeline.profiles import load_profile, stage_seconds
 from helixflow.pipeline.state import Phase1Plan, Phase1Summary, Phase2Plan, PlacementPrediction, SampleInput
 
@@ -225,16 +225,34 @@ def plan_phase1(inputs: list[SampleInput], requested: str = "auto", chunk_mb: in
 # Phase 2 is stateful (the neighbour graph spans every read) and long: it runs as one MPI job on Slurm (PCS),
 # never on Lambda. Its size decides the ranks and the time limit Slurm is asked for:
 # - ``READS_PER_RANK`` reads per rank (each rank holds every read for clustering, but searches its share);
-# - ``CLUSTER_READS_S`` reads searched + confirmed per second per rank (CPU; a GPU rank ``GPU_SPEEDUP`` faster);
-# - time limit = ``TIME_SAFETY`` x (``JOB_STARTUP_S`` + the estimate), between the bounds below, in minutes.
+# - the profile's ``phase2`` stage: reads searched + confirmed per second per CPU rank and the job's start-up
+#   (a GPU rank the slurm-gpu platform's ``gpu_speedup`` faster);
+# - time limit = ``TIME_SAFETY`` x the estimate, between the bounds below, in minutes.
+# Both partitions are predicted (queue wait from a cold node group: the Plan Lambda has no queue metrics yet) and
+# recorded; ``auto`` stays on the CPU partition, since a deployment does not declare that it has a GPU one.
 READS_PER_RANK = 2_000_000
 MAX_RANKS = 16
-CLUSTER_READS_S = 2_000.0
-GPU_SPEEDUP = 8.0
-JOB_STARTUP_S = 120.0
 TIME_SAFETY = 3.0
 MIN_TIME_LIMIT_MIN = 10
 MAX_TIME_LIMIT_MIN = 48 * 60
+
+
+def predict_phase2(reads: int, ranks: int, *, profile: Mapping[str, Any] | None = None,
+                   prices: Mapping[str, Any] | None = None, queue_wait_s: Mapping[str, float] | None = None
+                   ) -> dict[str, PlacementPrediction]:
+    """Run time (job start-up + search), time to finish (+ queue wait) and cost (nodes x node-hours, the wait
+    included: a PCS node is billed from launch) of Phase 2 on each Slurm partition."""
+    profile, prices = profile or load_profile(), prices or load_prices()
+    found = {}
+    for placement in ("slurm-cpu", "slurm-gpu"):
+        platform = profile["platforms"][placement]
+        wait = (queue_wait_s or {}).get(placement, platform["queue_wait_cold_s"])
+        run_s = stage_seconds(profile, "phase2", reads / ranks, vcpus=platform.get("gpu_speedup", 1.0))
+        nodes = nodes_for(placement, ranks, prices)
+        found[placement] = PlacementPrediction(
+            placement=placement, seconds=round(wait + run_s, 1), startup_seconds=round(wait, 1), workers=nodes,
+            usd=round(nodes * (wait + run_s) / 3600 * node_hour_usd(placement, prices), 5), feasible=True)
+    return found
 
 
 def plan_phase2(phase1: Phase1Summary, sample: str, requested: str = "auto",
@@ -248,12 +266,15 @@ def plan_phase2(phase1: Phase1Summary, sample: str, requested: str = "auto",
                           embeddings)
     ranks = max(1, min(MAX_RANKS, math.ceil(reads / READS_PER_RANK)))
 
+    predictions = predict_phase2(reads, ranks)
+
     def plan(placement: str, reason: str) -> Phase2Plan:
-        speed = CLUSTER_READS_S * (GPU_SPEEDUP if placement == "slurm-gpu" else 1.0)
-        estimate_s = JOB_STARTUP_S + reads / ranks / speed
+        chosen = predictions.get(placement)
+        estimate_s = chosen.seconds - chosen.startup_seconds if chosen else 0.0  # the job's run, not its wait
         minutes = max(MIN_TIME_LIMIT_MIN, min(MAX_TIME_LIMIT_MIN, math.ceil(TIME_SAFETY * estimate_s / 60)))
         return Phase2Plan(placement=placement, reason=reason, reads=reads, ranks=ranks, time_limit_minutes=minutes,
-                          embeddings_key=phase1.staged_prefix + embeddings, reference_key=reference_key)
+                          embeddings_key=phase1.staged_prefix + embeddings, reference_key=reference_key,
+                          predictions=list(predictions.values()))
 
     if requested == "off":
         return plan("off", "requested")

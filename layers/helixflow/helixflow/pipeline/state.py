@@ -111,6 +111,8 @@ class Phase2Plan(_Contract):
     time_limit_minutes: int
     embeddings_key: str = Field(description="Phase 1's embeddings Parquet the job reads (bucket key)")
     reference_key: str | None = Field(None, description="reference FASTA in the bucket: the job also aligns")
+    predictions: list[PlacementPrediction] = Field(default_factory=list,
+                                                   description="time and cost on each Slurm partition")
 
 
 class Plan2(_Contract):
