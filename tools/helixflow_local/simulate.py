@@ -179,8 +179,8 @@ class Cluster:
         if max_nodes > min_nodes or warm_nodes < max_nodes:
             env.process(self._scaler())
 
-    def _record(self) -> None:
-        self.timeline.append((self.env.now, len(self.nodes)))
+    def _record(self, at: float | None = None) -> None:
+        self.timeline.append((self.env.now if at is None else at, len(self.nodes)))
 
     def _launch(self, ready_now: bool = False) -> None:
         node = self.next_id
@@ -218,7 +218,7 @@ class Cluster:
 
     def _retire(self, node: int, at: float) -> None:
         self.node_seconds += at - self.nodes.pop(node)["launched"]
-        self._record()
+        self._record(at)
 
     def run(self, seconds: float, slots: int = 1):
         """A task holding ``slots`` vCPUs for ``seconds`` (a SimPy process body)."""
@@ -246,7 +246,7 @@ class Cluster:
 
     def close(self, window_end: float, static: bool) -> None:
         """Bill the nodes still up: a static cluster to the end of the window, others until their idle timeout."""
-        for node, state in list(self.nodes.items()):
+        for node, state in sorted(self.nodes.items(), key=lambda item: item[1]["idle_since"]):
             end = max(window_end, self.env.now) if static else max(self.env.now,
                                                                     state["idle_since"] + self.idle_timeout_s)
             self._retire(node, end)
@@ -467,7 +467,7 @@ def write_plots(outcomes: list[Outcome], directory: Path, title: str) -> list[Pa
         if outcome.timeline:
             times, counts = zip(*outcome.timeline)
             ax.step([t / 3600 for t in times], counts, where="post", label=outcome.strategy)
-    ax.set_xlabel("hours since the first arrival")
+    ax.set_xlabel("hours since the start of the trace")
     ax.set_ylabel("nodes up")
     ax.legend()
     ax.set_title(f"{title}: cluster nodes")
