@@ -36,7 +36,8 @@ from helixflow.errors import ClusterNotConfigured, InputTooLarge
 from helixflow.pipeline import jobs
 from helixflow.pipeline.cost import lambda_usd, load_prices, node_hour_usd, nodes_for
 from helixflow.pipeline.profiles import load_profile, stage_seconds
-from helixflow.pipeline.state import Phase1Plan, Phase1Summary, Phase2Plan, PlacementPrediction, SampleInput
+from helixflow.pipeline.state import (Phase1Plan, Phase1Summary, Phase2Plan, PlacementPrediction, ReferenceSummary,
+                                      SampleInput)
 
 MB = 1024 * 1024
 CHUNK_MB = 256
@@ -256,7 +257,7 @@ def predict_phase2(reads: int, ranks: int, *, profile: Mapping[str, Any] | None 
 
 
 def plan_phase2(phase1: Phase1Summary, sample: str, requested: str = "auto",
-                reference_key: str | None = None) -> Phase2Plan:
+                reference: ReferenceSummary | None = None) -> Phase2Plan:
     """Where Phase 2 runs and with how much; raises ClusterNotConfigured for an explicit Slurm placement this
     deployment lacks (``auto`` then turns Phase 2 off and says why)."""
     reads = phase1.reads_after
@@ -273,7 +274,7 @@ def plan_phase2(phase1: Phase1Summary, sample: str, requested: str = "auto",
         estimate_s = chosen.seconds - chosen.startup_seconds if chosen else 0.0  # the job's run, not its wait
         minutes = max(MIN_TIME_LIMIT_MIN, min(MAX_TIME_LIMIT_MIN, math.ceil(TIME_SAFETY * estimate_s / 60)))
         return Phase2Plan(placement=placement, reason=reason, reads=reads, ranks=ranks, time_limit_minutes=minutes,
-                          embeddings_key=phase1.staged_prefix + embeddings, reference_key=reference_key,
+                          embeddings_key=phase1.staged_prefix + embeddings, reference=reference,
                           predictions=list(predictions.values()))
 
     if requested == "off":
