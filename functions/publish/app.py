@@ -8,6 +8,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from helixflow.pipeline.cost import parse_function_settings
 from helixflow.pipeline.publish import MANIFEST_NAME, complete_run, publish_run
 from helixflow.pipeline.state import PipelineState, Publication
 
@@ -20,6 +21,8 @@ sfn = boto3.client("stepfunctions")
 runs_table = boto3.resource("dynamodb").Table(os.environ["RUNS_TABLE"])
 # What pipeline_info/params.json records of each stage: its result, the placement and any cluster job.
 STAGES = ("validation", "plan", "phase1_job", "phase1", "plan2", "phase2_job", "phase2")
+# Memory (and disk, Map concurrency) of each state's function, which pipeline_info/cost.json prices.
+FUNCTIONS = parse_function_settings(os.environ.get("STATE_FUNCTIONS", "{}"))
 
 
 @logger.inject_lambda_context(log_event=False)
@@ -37,7 +40,8 @@ def lambda_handler(state: PipelineState, context: LambdaContext) -> dict:
     # the chunk plan has it, and the map only lets the run reach Publish when every chunk succeeded.
     item_counts = {"ProcessChunks": state.chunks.chunk_count} if state.chunks else None
     manifest = publish_run(s3=s3, request=request, stages=stages, history_events=history, staged=staged,
-                           item_counts=item_counts, jobs=[j for j in (state.phase1_job, state.phase2_job) if j])
+                           item_counts=item_counts, jobs=[j for j in (state.phase1_job, state.phase2_job) if j],
+                           functions=FUNCTIONS)
     removed = complete_run(s3=s3, runs_table=runs_table, request=request)
     logger.info("run published", extra={"prefix": manifest["prefix"], "files": len(manifest["files"]),
                                         "scratch_objects_removed": removed})

@@ -161,7 +161,8 @@ def test_publish_writes_pipeline_info_then_the_manifest(aws, lambda_context):
     assert result["manifest_key"] == "results/S1/run-p/manifest.json"
     manifest = json.loads(aws.get_object(Bucket=BUCKET, Key=result["manifest_key"])["Body"].read())
     assert {f["path"] for f in manifest["files"]} == {
-        "pipeline_info/params.json", "pipeline_info/trace.tsv", "pipeline_info/software_versions.yml"}
+        "pipeline_info/params.json", "pipeline_info/trace.tsv", "pipeline_info/software_versions.yml",
+        "pipeline_info/cost.json"}
 
 
 def test_a_refused_1000_character_name_gets_an_error_key_within_s3_limits(aws, lambda_context):

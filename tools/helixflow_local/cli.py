@@ -28,6 +28,8 @@ COMMANDS = {
     "preprocess": "helixflow_local.commands.preprocess:preprocess_command",
     "align": "helixflow_local.commands.phase2:align_command",
     "cluster": "helixflow_local.commands.phase2:cluster_command",
+    "simulate": "helixflow_local.commands.simulate:simulate_command",
+    "profile": "helixflow_local.commands.simulate:profile_command",
 }
 
 

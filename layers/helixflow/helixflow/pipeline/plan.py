@@ -3,19 +3,23 @@
 Mashup (Roy et al., 2022) places a workflow's bursty, stateless, embarrassingly parallel work on serverless
 functions and its long-running, stateful work on instances. Phase 1 over record-aligned chunks is the former
 up to the point where one Lambda can still prepare the chunks (download, re-block, find record boundaries)
-within its time and disk limits; past that the Ray cluster is the right place.
+and merge them within its time and disk limits; past that the Ray cluster is the right place.
 
-The model below is explicit so its numbers can be argued with (and replaced by measurements):
-- decompressed size = stored size for plain text, ``GZIP_RATIO`` times it for gzip/BGZF (FASTQ compresses
-  about 3.5x at the levels sequencers use);
-- preparing chunks reads the input once at ``PREPARE_MB_S`` (S3 download + decompress + BGZF re-block);
-- each chunk of ``CHUNK_MB`` decompressed megabytes runs at ``LAMBDA_MB_S`` on one worker (the Phase 1
-  engine on 2 vCPUs), ``MAX_CONCURRENCY`` at a time;
-- the cluster needs ``CLUSTER_STARTUP_S`` to scale workers up, then runs at ``CLUSTER_MB_S``;
-- Lambda is chosen when preparing fits in ``SAFETY`` of the 15-minute limit, preparing and merging fit in
-  ``SAFETY`` of the scratch disk, and it is
-  not slower than the cluster. Costs are reported (GB-seconds at ``LAMBDA_USD_PER_GB_S`` vs node-hours at
-  ``CLUSTER_USD_PER_HOUR``) so the trade is visible in pipeline_info/params.json.
+Both placements are predicted from the measured profile (profiles.py: ``seconds = overhead + MB / rate``
+per stage, fitted from stored run traces, the benchmarks' figures until then) and priced from the versioned
+price table (cost.py's prices.json):
+- Lambda: SplitIntoChunks reads the input once in one function; ``chunks`` of ``chunk_mb`` decompressed MB run
+  on 3008 MB functions (1.7 vCPU), ``max_concurrency`` at a time (the Distributed Map's MaxConcurrency), each
+  with a cold start; MergeChunks in one function. Cost: GB-seconds of every function + requests + state
+  transitions. Feasible when each single function finishes within ``SAFETY`` of the 15-minute limit and
+  preparing and merging fit in ``SAFETY`` of the 10 GB scratch disk.
+- Ray: start-up (cold: EC2 launch and node setup; warm: a running worker with room) + the same stages on
+  16-vCPU workers, as many as the chunks fill (up to max_workers). Cost: node-seconds x the node-hour price,
+  plus, when the run starts workers, the idle tail before the autoscaler removes them.
+The rule: an explicitly requested placement is honoured; otherwise, among the placements that can run the
+input, the cheapest predicted to finish within the deadline (``DEADLINE_S`` unless the caller gives one), else
+the fastest. Bursty, short, stateless inputs land on Lambda by this rule (no start-up, no idle tail); long ones
+past one function's limits on the cluster. The reason and both predictions go into pipeline_info/params.json.
 The plan is data: it names a placement and the Choice state after SplitIntoChunks routes on it. A placement
 this deployment has not configured (no Ray head) fails here with ``ClusterNotConfigured``, before any chunk is
 prepared; an input that must run on Lambda (``"phase1": "lambda"``) but does not fit fails with
@@ -25,91 +29,231 @@ prepared; an input that must run on Lambda (``"phase1": "lambda"``) but does not
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any, Mapping
 
 from helixflow.errors import ClusterNotConfigured, InputTooLarge
 from helixflow.pipeline import jobs
-from helixflow.pipeline.state import Phase1Plan, Phase1Summary, Phase2Plan, ReferenceSummary, SampleInput
+from helixflow.pipeline.cost import lambda_usd, load_prices, node_hour_usd, nodes_for
+from helixflow.pipeline.profiles import load_profile, stage_seconds
+from helixflow.pipeline.state import (Phase1Plan, Phase1Summary, Phase2Plan, PlacementPrediction, ReferenceSummary,
+                                      SampleInput)
 
 MB = 1024 * 1024
-GZIP_RATIO = 3.5
-PREPARE_MB_S = 150.0
-LAMBDA_MB_S = 40.0
 CHUNK_MB = 256
-MAX_CONCURRENCY = 40
-LAMBDA_TIMEOUT_S = 900
 SAFETY = 0.6
-SCRATCH_MB = 10_240  # Lambda ephemeral storage ceiling
 # Merge holds the embeddings Parquet: a 512-byte float16 vector per ~320-byte FASTQ record of 150 bp.
 EMBEDDINGS_PER_DECOMPRESSED = 1.6
-LAMBDA_MEMORY_GB = 3.0
-LAMBDA_USD_PER_GB_S = 0.0000166667
-CLUSTER_STARTUP_S = 240.0
-CLUSTER_MB_S = 160.0  # one 8-vCPU worker
-CLUSTER_USD_PER_HOUR = 0.68
+DEADLINE_S = 3600.0
+OBJECTIVE = "cheapest placement predicted to finish within the deadline, else the fastest"
 
 
-def _decompressed_mb(inputs: list[SampleInput]) -> float:
-    total = 0.0
-    for item in inputs:
-        ratio = GZIP_RATIO if item.key.endswith(".gz") else 1.0
-        total += item.size * ratio / MB
-    return total
+@dataclass(frozen=True)
+class ClusterState:
+    """What the planner knows of the Ray cluster: idle warm workers skip the start-up and add no idle tail.
+    The Plan Lambda has no metrics yet and plans for a cold cluster; the simulator passes its live state."""
+
+    idle_workers: int = 0
 
 
-def plan_phase1(inputs: list[SampleInput], requested: str = "auto", chunk_mb: int = CHUNK_MB) -> Phase1Plan:
+def decompressed_mb(inputs: list[SampleInput], ratio: float) -> float:
+    return sum(item.size * (ratio if item.key.endswith(".gz") else 1.0) for item in inputs) / MB
+
+
+@dataclass(frozen=True)
+class Phase1Work:
+    """Phase 1 of one sample on one placement, as steps: ``validate_s`` then ``prepare_s`` (on
+    ``prepare_units`` functions or workers at once), ``chunks`` tasks of ``chunk_s`` each, then ``merge_s``.
+    A Lambda step runs on one function; a cluster step on one vCPU, except the distributed index, which takes
+    a whole worker per mate. ``limit`` says which Lambda limit the work breaks (empty when none)."""
+
+    placement: str
+    validate_s: float
+    prepare_s: float
+    prepare_units: int
+    chunks: int
+    chunk_s: float
+    merge_s: float
+    limit: str
+
+    def serial_s(self) -> float:
+        return self.validate_s + self.prepare_s + self.merge_s
+
+
+def phase1_work(data_mb: float, input_mb: float, placement: str, *, mates: int = 1, chunk_mb: int = CHUNK_MB,
+                profile: Mapping[str, Any], distributed: bool = False, validate: bool = False) -> Phase1Work:
+    """The steps of Phase 1 (and of Validate when ``validate``) for ``data_mb`` decompressed MB on ``placement``
+    (``lambda`` or ``ray``). ``distributed`` is issue 16's design (seek index in parallel, validation per chunk,
+    merge by part copy; profile["distributed"] says what is assumed); otherwise today's pipeline (one Validate
+    function, one SplitIntoChunks re-blocking to BGZF, one MergeChunks)."""
+    lam, dist = profile["platforms"]["lambda"], profile["distributed"]
+    on_lambda = placement == "lambda"
+    chunks = max(1, math.ceil(data_mb / chunk_mb))
+    chunk_data = min(data_mb, chunk_mb)
+    vcpus = lam["chunk_memory_mb"] / lam["mb_per_vcpu"] if on_lambda else 1.0
+    # Each chunk task moves its gzip input in, its trimmed reads and embeddings out, at the per-task S3 rate.
+    stored_per_decompressed = input_mb / data_mb if data_mb else 1.0
+    moved_mb = chunk_data * (2 * stored_per_decompressed + EMBEDDINGS_PER_DECOMPRESSED)
+    chunk_s = (stage_seconds(profile, "chunk", chunk_data, vcpus=vcpus) + moved_mb / lam["s3_mb_s_per_task"]
+               + (lam["cold_start_s"] if on_lambda else 0.0))
+    if distributed:
+        index_vcpus = (dist["index_memory_mb"] / lam["mb_per_vcpu"] if on_lambda
+                       else profile["platforms"]["ray"]["vcpus_per_worker"])
+        validate_s, units = 0.0, max(1, mates)
+        prepare_s = data_mb / units / (dist["index_mb_s_per_vcpu"] * index_vcpus)
+        chunk_s += stage_seconds(profile, "validate", chunk_data)
+        merge_s = dist["merge_overhead_s"] + chunks * dist["merge_s_per_chunk"]
+        disk = 2 * chunk_data
+    else:
+        units = 1
+        validate_s = stage_seconds(profile, "validate", data_mb) if validate else 0.0
+        prepare_s, merge_s = stage_seconds(profile, "split", data_mb), stage_seconds(profile, "merge", data_mb)
+        disk = max(2 * input_mb, EMBEDDINGS_PER_DECOMPRESSED * data_mb)
+    limit_s = SAFETY * lam["timeout_s"]
+    too_long = [name for name, step in (("Validate", validate_s), ("SplitIntoChunks", prepare_s),
+                                        ("ProcessChunk", chunk_s), ("MergeChunks", merge_s)) if step > limit_s]
+    limit = ", ".join([f"{name} over {limit_s:.0f} s" for name in too_long]
+                      + ([f"{disk:,.0f} MB of scratch over {SAFETY * lam['scratch_mb']:,.0f} MB"]
+                         if disk > SAFETY * lam["scratch_mb"] else []))
+    return Phase1Work(placement=placement, validate_s=validate_s, prepare_s=prepare_s, prepare_units=units,
+                      chunks=chunks, chunk_s=chunk_s, merge_s=merge_s, limit=limit if on_lambda else "")
+
+
+def lambda_work_usd(work: Phase1Work, profile: Mapping[str, Any], prices: Mapping[str, Any]) -> float:
+    """GB-seconds, requests and state transitions of ``work`` on Lambda (Validate on its 2048 MB function, the
+    index on the 10 GB one, everything else on 3008 MB)."""
+    lam, dist = profile["platforms"]["lambda"], profile["distributed"]
+    prepare_gb = (dist["index_memory_mb"] if work.prepare_units > 1 else lam["chunk_memory_mb"]) / 1024
+    gb_s = (work.validate_s * lam["validate_memory_mb"] / 1024 + work.prepare_s * work.prepare_units * prepare_gb
+            + (work.chunks * work.chunk_s + work.merge_s) * lam["chunk_memory_mb"] / 1024)
+    transitions = work.chunks + 12  # one per map item, and the run's own states on the Lambda path
+    return lambda_usd(gb_s, work.chunks + work.prepare_units + 2, prices) \
+        + transitions * prices["step_functions"]["usd_per_state_transition"]
+
+
+def cluster_seconds(work: Phase1Work, workers: int, per_worker: int) -> float:
+    waves = math.ceil(work.chunks / (workers * per_worker))
+    return work.serial_s() + waves * work.chunk_s
+
+
+def predict_phase1(inputs: list[SampleInput], *, chunk_mb: int = CHUNK_MB, profile: Mapping[str, Any] | None = None,
+                   prices: Mapping[str, Any] | None = None, cluster: ClusterState = ClusterState(),
+                   distributed: bool = False) -> dict[str, PlacementPrediction]:
+    """Time and cost of Phase 1 on each placement, with whether Lambda's limits allow it."""
+    profile, prices = profile or load_profile(), prices or load_prices()
+    lam, ray = profile["platforms"]["lambda"], profile["platforms"]["ray"]
+    data = decompressed_mb(inputs, float(profile["gzip_ratio"]["value"]))
+    input_mb = sum(item.size for item in inputs) / MB
+    mates = len(inputs)
+    on_lambda = phase1_work(data, input_mb, "lambda", mates=mates, chunk_mb=chunk_mb, profile=profile,
+                            distributed=distributed)
+    waves = math.ceil(on_lambda.chunks / lam["max_concurrency"])
+    lambda_s = on_lambda.serial_s() + waves * on_lambda.chunk_s
+
+    on_ray = phase1_work(data, input_mb, "ray", mates=mates, chunk_mb=chunk_mb, profile=profile,
+                         distributed=distributed)
+    per_worker = ray["vcpus_per_worker"]
+    workers = max(1, min(ray["max_workers"], math.ceil(on_ray.chunks / per_worker)))
+    warm = cluster.idle_workers >= workers
+    startup = ray["startup_warm_s"] if warm else ray["startup_cold_s"]
+    cluster_s = startup + cluster_seconds(on_ray, workers, per_worker)
+    tail_s = 0.0 if warm else ray["idle_timeout_s"]  # workers this run starts idle this long before they go
+    cluster_cost = workers * (cluster_s + tail_s) / 3600 * node_hour_usd("ray", prices)
+    return {
+        "lambda": PlacementPrediction(placement="lambda", seconds=round(lambda_s, 1),
+                                      usd=round(lambda_work_usd(on_lambda, profile, prices), 5),
+                                      feasible=not on_lambda.limit, limit=on_lambda.limit,
+                                      workers=min(on_lambda.chunks, lam["max_concurrency"]), startup_seconds=0.0),
+        "ray": PlacementPrediction(placement="ray", seconds=round(cluster_s, 1), usd=round(cluster_cost, 5),
+                                   feasible=True, limit="", workers=workers, startup_seconds=startup),
+    }
+
+
+def choose(predictions: Mapping[str, PlacementPrediction], deadline_s: float = DEADLINE_S) -> tuple[str, str]:
+    """(placement, reason) by the stated objective."""
+    feasible = [p for p in predictions.values() if p.feasible]
+    in_time = [p for p in feasible if p.seconds <= deadline_s]
+    if in_time:
+        best = min(in_time, key=lambda p: (p.usd, p.seconds))
+        rival = next((p for p in feasible if p is not best), None)
+        if best.placement == "lambda":
+            why = "bursty, stateless chunks: cheapest within the deadline (no cluster start-up or idle tail)"
+        elif not predictions["lambda"].feasible:
+            why = f"chunk preparation would not fit one Lambda ({predictions['lambda'].limit})"
+        else:
+            why = "long-running: the cluster is cheaper within the deadline"
+        if rival is not None:
+            why += f"; {rival.placement}: {rival.seconds:,.0f} s, ${rival.usd:.4f}"
+        return best.placement, why
+    best = min(feasible, key=lambda p: p.seconds)
+    return best.placement, f"no placement meets the {deadline_s:,.0f} s deadline: the fastest"
+
+
+def plan_phase1(inputs: list[SampleInput], requested: str = "auto", chunk_mb: int = CHUNK_MB, *,
+                deadline_s: float = DEADLINE_S, profile: Mapping[str, Any] | None = None,
+                cluster: ClusterState = ClusterState()) -> Phase1Plan:
     """Where Phase 1 runs, with both predictions; raises when that placement cannot run here."""
-    input_bytes = sum(item.size for item in inputs)
-    decompressed = _decompressed_mb(inputs)
-    chunks = max(1, math.ceil(decompressed / chunk_mb))
-    prepare_s = decompressed / PREPARE_MB_S
-    waves = math.ceil(chunks / MAX_CONCURRENCY)
-    lambda_s = prepare_s + waves * min(decompressed, chunk_mb) / LAMBDA_MB_S
-    lambda_usd = (prepare_s + chunks * min(decompressed, chunk_mb) / LAMBDA_MB_S) * LAMBDA_MEMORY_GB \
-        * LAMBDA_USD_PER_GB_S
-    cluster_s = CLUSTER_STARTUP_S + decompressed / CLUSTER_MB_S
-    cluster_usd = cluster_s / 3600 * CLUSTER_USD_PER_HOUR
-    fits_time = prepare_s <= SAFETY * LAMBDA_TIMEOUT_S
-    # Chunk preparation holds the input and its BGZF copy; the merge holds the embeddings.
-    fits_disk = max(2 * input_bytes / MB, EMBEDDINGS_PER_DECOMPRESSED * decompressed) <= SAFETY * SCRATCH_MB
-    fits = fits_time and fits_disk
+    profile = profile or load_profile()
+    predictions = predict_phase1(inputs, chunk_mb=chunk_mb, profile=profile, cluster=cluster)
+    lam, ray = predictions["lambda"], predictions["ray"]
+    data = decompressed_mb(inputs, float(profile["gzip_ratio"]["value"]))
 
     def plan(placement: str, reason: str) -> Phase1Plan:
-        return Phase1Plan(placement=placement, reason=reason, input_bytes=input_bytes,
-                          decompressed_mb=round(decompressed, 1), chunk_bytes=chunk_mb * MB, expected_chunks=chunks,
-                          lambda_seconds=round(lambda_s, 1), lambda_usd=round(lambda_usd, 4),
-                          cluster_seconds=round(cluster_s, 1), cluster_usd=round(cluster_usd, 4))
+        return Phase1Plan(placement=placement, reason=reason, input_bytes=sum(item.size for item in inputs),
+                          decompressed_mb=round(data, 1), chunk_bytes=chunk_mb * MB,
+                          expected_chunks=max(1, math.ceil(data / chunk_mb)),
+                          lambda_seconds=lam.seconds, lambda_usd=lam.usd, cluster_seconds=ray.seconds,
+                          cluster_usd=ray.usd, objective=OBJECTIVE, deadline_seconds=deadline_s,
+                          profile_version=str(profile["version"]), predictions=[lam, ray])
 
-    if requested == "ray" or (requested == "auto" and (not fits or cluster_s < lambda_s)):
-        why = ("requested" if requested == "ray" else
-               "chunk preparation would not fit one Lambda" if not fits else "the cluster is faster")
+    placement, why = ("ray", "requested") if requested == "ray" else ("lambda", "requested") \
+        if requested == "lambda" else choose(predictions, deadline_s)
+    if placement == "ray":
         placed = plan("ray", why)
         if not jobs.is_configured("ray"):
             raise ClusterNotConfigured(
-                f"Phase 1 is placed on the Ray cluster ({why}: ~{decompressed:,.0f} MB decompressed, Lambda "
-                f"estimate {lambda_s:,.0f} s vs cluster {cluster_s:,.0f} s), and this deployment has no Ray "
+                f"Phase 1 is placed on the Ray cluster ({why}: ~{data:,.0f} MB decompressed, Lambda "
+                f"estimate {lam.seconds:,.0f} s vs cluster {ray.seconds:,.0f} s), and this deployment has no Ray "
                 "cluster (stack parameter RayJobsUrl)", code="RAY_NOT_CONFIGURED", details=placed.model_dump())
         return placed
-    if not fits:
-        raise InputTooLarge(f"~{decompressed:,.0f} MB decompressed is more than the Lambda path prepares within "
-                            f"{SAFETY:.0%} of {LAMBDA_TIMEOUT_S} s and {SCRATCH_MB} MB of scratch",
+    if not lam.feasible:
+        raise InputTooLarge(f"~{data:,.0f} MB decompressed is more than the Lambda path runs: {lam.limit}",
                             code="TOO_LARGE_FOR_LAMBDA", details=plan("lambda", "requested").model_dump())
-    return plan("lambda", "requested" if requested == "lambda" else "bursty: chunks finish before a cluster scales up")
+    return plan("lambda", why)
 
 
 # ---------------------------------------------------------------------------------------------- Phase 2
 # Phase 2 is stateful (the neighbour graph spans every read) and long: it runs as one MPI job on Slurm (PCS),
 # never on Lambda. Its size decides the ranks and the time limit Slurm is asked for:
 # - ``READS_PER_RANK`` reads per rank (each rank holds every read for clustering, but searches its share);
-# - ``CLUSTER_READS_S`` reads searched + confirmed per second per rank (CPU; a GPU rank ``GPU_SPEEDUP`` faster);
-# - time limit = ``TIME_SAFETY`` x (``JOB_STARTUP_S`` + the estimate), between the bounds below, in minutes.
+# - the profile's ``phase2`` stage: reads searched + confirmed per second per CPU rank and the job's start-up
+#   (a GPU rank the slurm-gpu platform's ``gpu_speedup`` faster);
+# - time limit = ``TIME_SAFETY`` x the estimate, between the bounds below, in minutes.
+# Both partitions are predicted (queue wait from a cold node group: the Plan Lambda has no queue metrics yet) and
+# recorded; ``auto`` stays on the CPU partition, since a deployment does not declare that it has a GPU one.
 READS_PER_RANK = 2_000_000
 MAX_RANKS = 16
-CLUSTER_READS_S = 2_000.0
-GPU_SPEEDUP = 8.0
-JOB_STARTUP_S = 120.0
 TIME_SAFETY = 3.0
 MIN_TIME_LIMIT_MIN = 10
 MAX_TIME_LIMIT_MIN = 48 * 60
+
+
+def predict_phase2(reads: int, ranks: int, *, profile: Mapping[str, Any] | None = None,
+                   prices: Mapping[str, Any] | None = None, queue_wait_s: Mapping[str, float] | None = None
+                   ) -> dict[str, PlacementPrediction]:
+    """Run time (job start-up + search), time to finish (+ queue wait) and cost (nodes x node-hours, the wait
+    included: a PCS node is billed from launch) of Phase 2 on each Slurm partition."""
+    profile, prices = profile or load_profile(), prices or load_prices()
+    found = {}
+    for placement in ("slurm-cpu", "slurm-gpu"):
+        platform = profile["platforms"][placement]
+        wait = (queue_wait_s or {}).get(placement, platform["queue_wait_cold_s"])
+        run_s = stage_seconds(profile, "phase2", reads / ranks, vcpus=platform.get("gpu_speedup", 1.0))
+        nodes = nodes_for(placement, ranks, prices)
+        found[placement] = PlacementPrediction(
+            placement=placement, seconds=round(wait + run_s, 1), startup_seconds=round(wait, 1), workers=nodes,
+            usd=round(nodes * (wait + run_s) / 3600 * node_hour_usd(placement, prices), 5), feasible=True)
+    return found
 
 
 def plan_phase2(phase1: Phase1Summary, sample: str, requested: str = "auto",
@@ -123,12 +267,15 @@ def plan_phase2(phase1: Phase1Summary, sample: str, requested: str = "auto",
                           embeddings)
     ranks = max(1, min(MAX_RANKS, math.ceil(reads / READS_PER_RANK)))
 
+    predictions = predict_phase2(reads, ranks)
+
     def plan(placement: str, reason: str) -> Phase2Plan:
-        speed = CLUSTER_READS_S * (GPU_SPEEDUP if placement == "slurm-gpu" else 1.0)
-        estimate_s = JOB_STARTUP_S + reads / ranks / speed
+        chosen = predictions.get(placement)
+        estimate_s = chosen.seconds - chosen.startup_seconds if chosen else 0.0  # the job's run, not its wait
         minutes = max(MIN_TIME_LIMIT_MIN, min(MAX_TIME_LIMIT_MIN, math.ceil(TIME_SAFETY * estimate_s / 60)))
         return Phase2Plan(placement=placement, reason=reason, reads=reads, ranks=ranks, time_limit_minutes=minutes,
-                          embeddings_key=phase1.staged_prefix + embeddings, reference=reference)
+                          embeddings_key=phase1.staged_prefix + embeddings, reference=reference,
+                          predictions=list(predictions.values()))
 
     if requested == "off":
         return plan("off", "requested")

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterable
 
 from helixflow.errors import IncompleteResults
+from helixflow.pipeline import cost as costing
 from helixflow.pipeline.jobs import JobHandle
 from helixflow.pipeline.state import SampleRequest
 from helixflow.pipeline import runs
@@ -155,7 +156,8 @@ def render_trace(rows: list[dict[str, Any]]) -> str:
 
 def publish_run(*, s3: Any, request: SampleRequest, stages: dict[str, Any], history_events: Iterable[dict],
                 expected_outputs: Iterable[str] = (), staged: dict[str, list[str]] | None = None,
-                item_counts: dict[str, int] | None = None, jobs: Iterable[JobHandle] = ()) -> dict[str, Any]:
+                item_counts: dict[str, int] | None = None, jobs: Iterable[JobHandle] = (),
+                functions: dict[str, dict[str, int]] | None = None) -> dict[str, Any]:
     """Publish one run: staged outputs, then pipeline_info/, then the manifest; return the manifest.
 
     ``request`` is ResolveSample's sample request, ``stages`` what the earlier stages returned (validation
@@ -164,7 +166,8 @@ def publish_run(*, s3: Any, request: SampleRequest, stages: dict[str, Any], hist
     under the results prefix; every promised file is checked before anything is written. ``item_counts`` are
     the items of Map states by name (see trace_rows). ``history_events`` is this execution's history while
     Publish runs: the trace is written last before the manifest, so Publish's own row ends when its checks and
-    pipeline_info writes are done."""
+    pipeline_info writes are done. ``functions`` are the Lambda settings per state (cost.parse_function_settings)
+    that pipeline_info/cost.json prices the trace with."""
     bucket, prefix = request.bucket, request.results_prefix
     staged = staged or {}
     missing = [f"{source}{path}" for source, paths in staged.items()
@@ -187,8 +190,13 @@ def publish_run(*, s3: Any, request: SampleRequest, stages: dict[str, Any], hist
         "pipeline_info/params.json": json.dumps(params, indent=2, sort_keys=True, default=str) + "\n",
         "pipeline_info/software_versions.yml": render_yaml(software_versions(stages)),
     }
+    history_events, jobs = list(history_events), list(jobs)
     rows = trace_rows(history_events, item_counts=item_counts, running_until=datetime.now(timezone.utc), jobs=jobs)
-    info["pipeline_info/trace.tsv"] = render_trace(rows)
+    info[costing.COST_NAME] = json.dumps(costing.cost_from_trace(
+        rows, functions=functions or {}, transitions=costing.count_transitions(history_events),
+        job_nodes=_job_nodes(stages, jobs), job_placements={f"{job.stage.title()}Job": job.placement for job in jobs}),
+        indent=2) + "\n"
+    info["pipeline_info/trace.tsv"] = render_trace(rows)  # last: Publish's own row ends with its writes
     for name, text in info.items():
         digests[name] = _put_text(s3, bucket, prefix + name, text)
 
@@ -206,6 +214,17 @@ def publish_run(*, s3: Any, request: SampleRequest, stages: dict[str, Any], hist
     s3.put_object(Bucket=bucket, Key=prefix + MANIFEST_NAME, ContentType="application/json",
                   Body=(json.dumps(manifest, indent=2) + "\n").encode())
     return manifest
+
+
+def _job_nodes(stages: dict[str, Any], jobs: list[JobHandle]) -> dict[str, int]:
+    """Nodes each cluster job held: Phase 2's from its planned ranks; a Ray job is counted as one worker (the
+    Jobs API does not say how many the autoscaler gave it)."""
+    nodes = {}
+    for job in jobs:
+        if job.stage == "phase2" and stages.get("plan2", {}).get("phase2", {}).get("ranks"):
+            nodes["Phase2Job"] = costing.nodes_for(job.placement, stages["plan2"]["phase2"]["ranks"],
+                                                   costing.load_prices())
+    return nodes
 
 
 def complete_run(*, s3: Any, runs_table: Any, request: SampleRequest) -> int:

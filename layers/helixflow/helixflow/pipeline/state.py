@@ -78,6 +78,18 @@ class ValidationSummary(_Contract):
                                      description="tool -> version in the environment this stage ran in")
 
 
+class PlacementPrediction(_Contract):
+    """The planner's prediction for one placement of a stage."""
+
+    placement: str
+    seconds: float
+    usd: float
+    feasible: bool
+    limit: str = Field("", description="why the placement cannot run the input (empty when it can)")
+    workers: int = Field(1, description="functions in flight or cluster workers the prediction assumes")
+    startup_seconds: float = 0.0
+
+
 class Phase1Plan(_Contract):
     """Mashup placement of Phase 1 with the numbers behind it (they go into pipeline_info/params.json)."""
 
@@ -91,6 +103,10 @@ class Phase1Plan(_Contract):
     lambda_usd: float
     cluster_seconds: float
     cluster_usd: float
+    objective: str = ""
+    deadline_seconds: float = 0.0
+    profile_version: str = ""
+    predictions: list[PlacementPrediction] = Field(default_factory=list)
 
 
 class Plan(_Contract):
@@ -107,6 +123,8 @@ class Phase2Plan(_Contract):
     time_limit_minutes: int
     embeddings_key: str = Field(description="Phase 1's embeddings Parquet the job reads (bucket key)")
     reference: ReferenceSummary | None = Field(None, description="the reference FASTA: the job also aligns")
+    predictions: list[PlacementPrediction] = Field(default_factory=list,
+                                                   description="time and cost on each Slurm partition")
 
 
 class Plan2(_Contract):
