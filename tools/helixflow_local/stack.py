@@ -323,7 +323,7 @@ class LocalStack:
                          state_dir=str(self.state_dir))
 
     def _create_bucket(self) -> str:
-        (logical_id, _), = self.template.of_type("AWS::S3::Bucket").items()
+        logical_id = self.template.data_bucket()
         bucket = self.names.physical[logical_id].lower()
         self.names.physical[logical_id] = bucket
         self.names.arns[logical_id] = f"arn:aws:s3:::{bucket}"
