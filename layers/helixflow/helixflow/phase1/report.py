@@ -304,7 +304,7 @@ def write_reports(result, sample: str, paths: dict) -> dict:
     doc = fastp_json(result, sample)
     # One line: Athena's JSON SerDe reads one object per line (the catalog's qc table, infra/catalog.yaml).
     with open(paths["fastp_json"], "w") as fh:
-        fh.write(json.dumps(doc, separators=(",", ":")) + "\n")
+        fh.write(json.dumps(doc) + "\n")
     with open(paths["mqc_json"], "w") as fh:
         json.dump(mqc_json(result, sample), fh, indent=2)
     with open(paths["html"], "w") as fh:
