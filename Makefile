@@ -57,6 +57,7 @@ test: install
 lint: install
 	$(VENV)/bin/cfn-lint $(TEMPLATES)
 	$(SAM_VENV)/bin/sam validate --lint --region us-east-1
+	$(SAM_VENV)/bin/sam validate --lint --region us-east-1 --template infra/catalog.yaml
 	$(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation $(addprefix -f ,$(TEMPLATES))
 	$(VENV)/bin/hadolint $(DOCKERFILES)
 	$(VENV)/bin/python -m pytest -q tests/unit/test_template.py tests/unit/test_infra.py
