@@ -237,3 +237,20 @@ def test_image_repositories_scan_on_push_and_never_overwrite_a_tag():
     for repository in repositories:
         assert repository["ImageScanningConfiguration"] == {"ScanOnPush": True}
         assert repository["ImageTagMutability"] == "IMMUTABLE"
+
+
+def test_the_job_functions_claim_the_identity_the_pcs_nodes_create_and_run_the_interpreter_they_install():
+    """A token for a user the nodes do not have, or an interpreter they lack, fails every Phase 2 job on PCS."""
+    app, pcs = load("template.yaml"), load("infra/pcs.yaml")
+    defaults = {name: str(p["Default"]) for name, p in app["Parameters"].items() if "Default" in p}
+    pcs_defaults = {name: str(p["Default"]) for name, p in pcs["Parameters"].items() if "Default" in p}
+    for function in ("SubmitJobFunction", "PollJobFunction", "RecordFailureFunction"):
+        env = app["Resources"][function]["Properties"]["Environment"]["Variables"]
+        assert defaults[env["SLURM_USER_NAME"]["Ref"]] == pcs_defaults["SlurmUserName"]
+        assert defaults[env["PCS_SLURM_UID"]["Ref"]] == pcs_defaults["SlurmUid"]
+        assert defaults[env["PCS_SLURM_GID"]["Ref"]] == pcs_defaults["SlurmGid"]
+        assert defaults[env["HELIXFLOW_SLURM_PYTHON"]["Ref"]] == pcs["Outputs"]["SlurmPython"]["Value"]
+    script = pcs["Resources"]["CpuLaunchTemplate"]["Properties"]["LaunchTemplateData"]["UserData"]["Fn::Base64"][
+        "Fn::Sub"][0]
+    assert "useradd -m -u ${SlurmUid} -g ${SlurmGid} ${SlurmUserName}" in script
+    assert "python3.11 -m venv /opt/helixflow" in script
