@@ -244,12 +244,13 @@ def test_the_job_functions_claim_the_identity_the_pcs_nodes_create_and_run_the_i
     app, pcs = load("template.yaml"), load("infra/pcs.yaml")
     defaults = {name: str(p["Default"]) for name, p in app["Parameters"].items() if "Default" in p}
     pcs_defaults = {name: str(p["Default"]) for name, p in pcs["Parameters"].items() if "Default" in p}
-    for function in ("SubmitJobFunction", "PollJobFunction", "RecordFailureFunction"):
+    for function in ("SubmitJobFunction", "PollJobFunction", "RecordFailureFunction", "PublishMetricsFunction"):
         env = app["Resources"][function]["Properties"]["Environment"]["Variables"]
         assert defaults[env["SLURM_USER_NAME"]["Ref"]] == pcs_defaults["SlurmUserName"]
         assert defaults[env["PCS_SLURM_UID"]["Ref"]] == pcs_defaults["SlurmUid"]
         assert defaults[env["PCS_SLURM_GID"]["Ref"]] == pcs_defaults["SlurmGid"]
-        assert defaults[env["HELIXFLOW_SLURM_PYTHON"]["Ref"]] == pcs["Outputs"]["SlurmPython"]["Value"]
+        if function != "PublishMetricsFunction":  # it only reads the queues; the others' jobs run the interpreter
+            assert defaults[env["HELIXFLOW_SLURM_PYTHON"]["Ref"]] == pcs["Outputs"]["SlurmPython"]["Value"]
     script = pcs["Resources"]["CpuLaunchTemplate"]["Properties"]["LaunchTemplateData"]["UserData"]["Fn::Base64"][
         "Fn::Sub"][0]
     assert "useradd -m -u ${SlurmUid} -g ${SlurmGid} ${SlurmUserName}" in script

@@ -201,7 +201,7 @@ def test_bucket_encrypts_with_kms_and_a_bucket_key():
 
 def test_tables_are_encrypted_and_idempotency_records_expire_on_the_attribute_powertools_writes():
     tables = TEMPLATE.of_type("AWS::DynamoDB::Table")
-    assert set(tables) == {"IdempotencyTable", "PairingTable", "RunsTable"}
+    assert set(tables) == {"IdempotencyTable", "PairingTable", "RunsTable", "ScalingTable"}
     for logical_id, table in tables.items():
         assert table["Properties"]["SSESpecification"]["SSEEnabled"] is True, logical_id
         assert table["Properties"]["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
@@ -222,8 +222,7 @@ def test_tables_are_encrypted_and_idempotency_records_expire_on_the_attribute_po
 
 
 def test_failed_runs_alarm_fires_on_the_first_failed_execution_of_this_state_machine():
-    (_, alarm), = TEMPLATE.of_type("AWS::CloudWatch::Alarm").items()
-    props = alarm["Properties"]
+    props = TEMPLATE.resources["FailedRunsAlarm"]["Properties"]
     assert (props["Namespace"], props["MetricName"], props["Statistic"]) == ("AWS/States", "ExecutionsFailed", "Sum")
     (machine_id, _), = TEMPLATE.of_type("AWS::Serverless::StateMachine").items()
     assert props["Dimensions"] == [{"Name": "StateMachineArn", "Value": {"Ref": machine_id}}]
@@ -273,16 +272,71 @@ def test_process_chunk_reserves_exactly_the_distributed_maps_concurrency_by_defa
 
 
 def test_only_the_functions_that_call_the_clusters_join_the_vpc_and_read_the_pcs_key():
-    in_vpc, read_pcs = set(), {}
+    in_vpc, jwt_readers, cluster_readers = set(), {}, set()
     for logical_id, resource in TEMPLATE.of_type("AWS::Serverless::Function").items():
         props = resource["Properties"]
         if "VpcConfig" in props:
             in_vpc.add(logical_id)
         for policy in props.get("Policies", []):
-            if isinstance(policy, dict) and policy.get("Fn::If", [""])[0] == "HasPcsJwtKey":
-                read_pcs[logical_id] = {s["Action"]: s["Resource"] for s in policy["Fn::If"][1]["Statement"]}
+            if isinstance(policy, dict) and "Fn::If" in policy:
+                condition, statements, _ = policy["Fn::If"]
+                grants = {s["Sid"]: s for s in statements["Statement"]}
+                if condition == "HasPcsJwtKey":
+                    jwt_readers[logical_id] = grants
+                if any(s["Action"] == "pcs:GetCluster" for s in grants.values()):
+                    cluster_readers.add(logical_id)
+    # Ray's Jobs API and slurmrestd are reachable only inside the VPC: these call them.
     jobs = {"SubmitJobFunction", "PollJobFunction", "RecordFailureFunction"}
-    assert in_vpc == jobs and set(read_pcs) == jobs
-    for grants in read_pcs.values():
-        assert grants["secretsmanager:GetSecretValue"] == {"Ref": "PcsJwtKeySecretArn"}  # that one secret only
-        assert grants["pcs:GetCluster"]["Fn::Sub"].endswith(":cluster/${PcsClusterId}")
+    assert in_vpc == jobs | {"PublishMetricsFunction", "ScaleClusterFunction"}
+    # Signing slurmrestd tokens needs the JWT key and the endpoint (get-cluster).
+    assert set(jwt_readers) == jobs | {"PublishMetricsFunction"} and set(jwt_readers) <= cluster_readers
+    for grants in jwt_readers.values():
+        assert grants["ReadPcsJwtKey"]["Resource"] == {"Ref": "PcsJwtKeySecretArn"}  # that one secret only
+
+def test_scaling_alarms_invoke_the_scaling_lambda_directly_with_their_own_permission():
+    from helixflow.scaling.metrics import NAMESPACE, SIGNAL_OF_METRIC
+
+    alarms = {k: v["Properties"] for k, v in TEMPLATE.of_type("AWS::CloudWatch::Alarm").items()
+              if v["Properties"]["Namespace"] == NAMESPACE}
+    assert set(alarms) == set(SCALING_ALARMS)
+    permissions = [p["Properties"] for p in TEMPLATE.of_type("AWS::Lambda::Permission").values()]
+    for logical_id, (metric, signal) in SCALING_ALARMS.items():
+        props = alarms[logical_id]
+        assert props["MetricName"] == metric and SIGNAL_OF_METRIC[metric] == signal, logical_id
+        assert props["AlarmActions"] == [{"Fn::GetAtt": ["ScaleClusterFunction", "Arn"]}], logical_id
+        assert props["TreatMissingData"] == "notBreaching", logical_id  # no data (publisher down) never scales
+        assert props["Period"] == {"Ref": "ScalingPeriodSeconds"}, logical_id
+        if signal == "scale_out":  # one period of queued work is enough to pre-warm
+            assert (props["EvaluationPeriods"], props["DatapointsToAlarm"], props["Threshold"],
+                    props["ComparisonOperator"]) == (1, 1, 1, "GreaterThanOrEqualToThreshold"), logical_id
+        else:  # no work for the whole idle window, the same number of periods the policy reads
+            idle = {"Ref": "ScaleInIdlePeriods"}
+            assert (props["EvaluationPeriods"], props["DatapointsToAlarm"], props["Threshold"],
+                    props["ComparisonOperator"]) == (idle, idle, 0, "LessThanOrEqualToThreshold"), logical_id
+        granted = [p for p in permissions if p.get("SourceArn") == {"Fn::GetAtt": [logical_id, "Arn"]}]
+        assert granted == [{"Action": "lambda:InvokeFunction", "FunctionName": {"Fn::GetAtt": ["ScaleClusterFunction", "Arn"]},
+                            "Principal": "lambda.alarms.cloudwatch.amazonaws.com",
+                            "SourceAccount": {"Ref": "AWS::AccountId"}, "SourceArn": {"Fn::GetAtt": [logical_id, "Arn"]}}]
+    variables = TEMPLATE.resources["ScaleClusterFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["SCALING_IDLE_PERIODS"] == {"Ref": "ScaleInIdlePeriods"}
+
+
+def test_the_metrics_publisher_runs_every_minute_on_eventbridge_scheduler():
+    props = TEMPLATE.resources["PublishMetricsFunction"]["Properties"]
+    (event,) = props["Events"].values()
+    assert event["Type"] == "ScheduleV2"
+    assert event["Properties"]["ScheduleExpression"] == {"Ref": "MetricsScheduleRate"}
+    assert TEMPLATE.document["Parameters"]["MetricsScheduleRate"]["Default"] == "rate(1 minute)"
+
+
+def test_scaling_permissions_are_scoped_to_the_namespace_the_table_and_the_clusters_node_groups():
+    statements = {s["Sid"]: s for logical_id, s in _policy_statements()
+                  if logical_id in ("PublishMetricsFunction", "ScaleClusterFunction")}
+    for sid in ("PublishHelixflowMetrics", "PublishDecisions"):
+        assert statements[sid]["Condition"] == {"StringEquals": {"cloudwatch:namespace": "Helixflow"}}
+    assert statements["RecordDecisionsOnce"]["Resource"] == {"Fn::GetAtt": ["ScalingTable", "Arn"]}
+    # The conditional (PcsClusterId set) statements sit inside Fn::If.
+    pcs = [p["Fn::If"][1]["Statement"][0] for p in TEMPLATE.resources["ScaleClusterFunction"]["Properties"]["Policies"]
+           if isinstance(p, dict) and "Fn::If" in p and p["Fn::If"][0] == "HasPcsCluster"]
+    assert pcs[0]["Action"] == ["pcs:GetComputeNodeGroup", "pcs:UpdateComputeNodeGroup"]
+    assert pcs[0]["Resource"]["Fn::Sub"].endswith(":cluster/${PcsClusterId}/computenodegroup/*")
