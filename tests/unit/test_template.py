@@ -293,6 +293,13 @@ def test_only_the_functions_that_call_the_clusters_join_the_vpc_and_read_the_pcs
     for grants in jwt_readers.values():
         assert grants["ReadPcsJwtKey"]["Resource"] == {"Ref": "PcsJwtKeySecretArn"}  # that one secret only
 
+SCALING_ALARMS = {"RayScaleOutAlarm": ("RayPendingTasks", "scale_out"), "RayScaleInAlarm": ("RayTasksInFlight", "scale_in"),
+                  "SlurmCpuScaleOutAlarm": ("SlurmPendingJobs", "scale_out"),
+                  "SlurmCpuScaleInAlarm": ("SlurmJobsInFlight", "scale_in"),
+                  "SlurmGpuScaleOutAlarm": ("SlurmPendingJobs", "scale_out"),
+                  "SlurmGpuScaleInAlarm": ("SlurmJobsInFlight", "scale_in")}
+
+
 def test_scaling_alarms_invoke_the_scaling_lambda_directly_with_their_own_permission():
     from helixflow.scaling.metrics import NAMESPACE, SIGNAL_OF_METRIC
 
