@@ -130,13 +130,13 @@ def test_no_allow_statement_grants_wildcard_actions():
 
 
 def test_bucket_is_encrypted_private_versioned_tls_only_and_emits_eventbridge_events():
-    (_, bucket), = TEMPLATE.of_type("AWS::S3::Bucket").items()
-    props = bucket["Properties"]
+    props = TEMPLATE.resources[TEMPLATE.data_bucket()]["Properties"]
     assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
     assert all(props["PublicAccessBlockConfiguration"].values())
     assert props["VersioningConfiguration"]["Status"] == "Enabled"
     assert props["NotificationConfiguration"]["EventBridgeConfiguration"]["EventBridgeEnabled"] is True
-    (_, policy), = TEMPLATE.of_type("AWS::S3::BucketPolicy").items()
+    policy, = (p for p in TEMPLATE.of_type("AWS::S3::BucketPolicy").values()
+               if p["Properties"]["Bucket"] == {"Ref": TEMPLATE.data_bucket()})
     deny = policy["Properties"]["PolicyDocument"]["Statement"][0]
     assert deny["Effect"] == "Deny" and deny["Condition"]["Bool"]["aws:SecureTransport"] == "false"
 
@@ -193,8 +193,8 @@ def test_image_functions_take_their_handlers_from_files_next_to_their_dockerfile
 
 
 def test_bucket_encrypts_with_kms_and_a_bucket_key():
-    (_, bucket), = TEMPLATE.of_type("AWS::S3::Bucket").items()
-    rule, = bucket["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    encryption = TEMPLATE.resources[TEMPLATE.data_bucket()]["Properties"]["BucketEncryption"]
+    rule, = encryption["ServerSideEncryptionConfiguration"]
     assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
     assert rule["BucketKeyEnabled"] is True  # one KMS data key per bucket, not a KMS call per object
 
@@ -230,6 +230,68 @@ def test_failed_runs_alarm_fires_on_the_first_failed_execution_of_this_state_mac
     assert props["EvaluationPeriods"] == 1
     assert props["TreatMissingData"] == "notBreaching"  # no executions is not an alarm
 
+
+def test_data_bucket_access_is_logged_to_a_bucket_only_s3_logging_may_write_and_only_for_the_data_bucket():
+    data = TEMPLATE.data_bucket()
+    logging = TEMPLATE.resources[data]["Properties"]["LoggingConfiguration"]
+    log_bucket = logging["DestinationBucketName"]["Ref"]
+    props = TEMPLATE.resources[log_bucket]["Properties"]
+    # S3 delivers server access logs only to SSE-S3 buckets.
+    default, = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert default["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    assert all(props["PublicAccessBlockConfiguration"].values())
+    policy, = (p for p in TEMPLATE.of_type("AWS::S3::BucketPolicy").values()
+               if p["Properties"]["Bucket"] == {"Ref": log_bucket})
+    allow, deny = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert allow["Principal"] == {"Service": "logging.s3.amazonaws.com"} and allow["Action"] == "s3:PutObject"
+    assert allow["Resource"] == {"Fn::Sub": "${%s.Arn}/%s*" % (log_bucket, logging["LogFilePrefix"])}
+    assert allow["Condition"]["ArnLike"]["aws:SourceArn"] == {"Fn::GetAtt": [data, "Arn"]}
+    assert deny["Effect"] == "Deny" and deny["Condition"]["Bool"]["aws:SecureTransport"] == "false"
+
+
+def test_every_log_group_is_encrypted_with_the_rotated_logs_key_that_only_this_accounts_logs_may_use():
+    groups = TEMPLATE.of_type("AWS::Logs::LogGroup")
+    keys = {json.dumps(g["Properties"]["KmsKeyId"]) for g in groups.values()}
+    assert keys == {json.dumps({"Fn::GetAtt": ["LogsKey", "Arn"]})}
+    key = TEMPLATE.resources["LogsKey"]["Properties"]
+    assert key["EnableKeyRotation"] is True
+    admin, logs = key["KeyPolicy"]["Statement"]
+    assert all("*" not in action for action in admin["Action"])
+    assert logs["Principal"] == {"Service": {"Fn::Sub": "logs.${AWS::Region}.amazonaws.com"}}
+    assert "log-group:" in logs["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"]["Fn::Sub"]
+
+
+def test_process_chunk_reserves_exactly_the_distributed_maps_concurrency_by_default():
+    """Reserved concurrency both guarantees the fan-out its capacity and keeps it from starving the account; less
+    than the Map's MaxConcurrency would throttle every run, more would be taken from other functions for nothing."""
+    states = json.loads(ASL_PATH.read_text())["States"]
+    reserved = TEMPLATE.resources["ProcessChunkFunction"]["Properties"]["ReservedConcurrentExecutions"]["Fn::If"]
+    assert reserved[1] == {"Ref": "ProcessChunkReservedConcurrency"}
+    default = TEMPLATE.document["Parameters"]["ProcessChunkReservedConcurrency"]["Default"]
+    assert default == states["ProcessChunks"]["MaxConcurrency"]
+
+
+def test_only_the_functions_that_call_the_clusters_join_the_vpc_and_read_the_pcs_key():
+    in_vpc, jwt_readers, cluster_readers = set(), {}, set()
+    for logical_id, resource in TEMPLATE.of_type("AWS::Serverless::Function").items():
+        props = resource["Properties"]
+        if "VpcConfig" in props:
+            in_vpc.add(logical_id)
+        for policy in props.get("Policies", []):
+            if isinstance(policy, dict) and "Fn::If" in policy:
+                condition, statements, _ = policy["Fn::If"]
+                grants = {s["Sid"]: s for s in statements["Statement"]}
+                if condition == "HasPcsJwtKey":
+                    jwt_readers[logical_id] = grants
+                if any(s["Action"] == "pcs:GetCluster" for s in grants.values()):
+                    cluster_readers.add(logical_id)
+    # Ray's Jobs API and slurmrestd are reachable only inside the VPC: these call them.
+    jobs = {"SubmitJobFunction", "PollJobFunction", "RecordFailureFunction"}
+    assert in_vpc == jobs | {"PublishMetricsFunction", "ScaleClusterFunction"}
+    # Signing slurmrestd tokens needs the JWT key and the endpoint (get-cluster).
+    assert set(jwt_readers) == jobs | {"PublishMetricsFunction"} and set(jwt_readers) <= cluster_readers
+    for grants in jwt_readers.values():
+        assert grants["ReadPcsJwtKey"]["Resource"] == {"Ref": "PcsJwtKeySecretArn"}  # that one secret only
 
 SCALING_ALARMS = {"RayScaleOutAlarm": ("RayPendingTasks", "scale_out"), "RayScaleInAlarm": ("RayTasksInFlight", "scale_in"),
                   "SlurmCpuScaleOutAlarm": ("SlurmPendingJobs", "scale_out"),

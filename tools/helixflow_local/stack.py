@@ -408,7 +408,7 @@ class LocalStack:
                                allowed=allowed, schedules=schedules)
 
     def _create_bucket(self) -> str:
-        (logical_id, _), = self.template.of_type("AWS::S3::Bucket").items()
+        logical_id = self.template.data_bucket()
         bucket = self.names.physical[logical_id].lower()
         self.names.physical[logical_id] = bucket
         self.names.arns[logical_id] = f"arn:aws:s3:::{bucket}"

@@ -75,6 +75,13 @@ class Template:
     def of_type(self, resource_type: str) -> dict[str, dict[str, Any]]:
         return {k: v for k, v in self.resources.items() if v["Type"] == resource_type}
 
+    def data_bucket(self) -> str:
+        """The logical id of the pipeline's bucket: the one that emits EventBridge events (the other holds its
+        access logs)."""
+        (logical_id,) = (k for k, v in self.of_type("AWS::S3::Bucket").items()
+                         if v["Properties"].get("NotificationConfiguration", {}).get("EventBridgeConfiguration"))
+        return logical_id
+
     def parameter_defaults(self) -> dict[str, str]:
         return {k: str(v.get("Default", "")) for k, v in self.document.get("Parameters", {}).items()}
 

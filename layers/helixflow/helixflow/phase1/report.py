@@ -302,8 +302,9 @@ def html_report(doc: dict, sample: str) -> str:
 
 def write_reports(result, sample: str, paths: dict) -> dict:
     doc = fastp_json(result, sample)
+    # One line: Athena's JSON SerDe reads one object per line (the catalog's qc table, infra/catalog.yaml).
     with open(paths["fastp_json"], "w") as fh:
-        json.dump(doc, fh, indent=2)
+        fh.write(json.dumps(doc) + "\n")
     with open(paths["mqc_json"], "w") as fh:
         json.dump(mqc_json(result, sample), fh, indent=2)
     with open(paths["html"], "w") as fh:
