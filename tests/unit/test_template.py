@@ -158,10 +158,11 @@ def test_functions_write_only_their_own_prefixes():
     prefixes = {logical_id: {p for p in ("results", "errors", "work", "incoming") if any(f"/{p}/*" in r for r in rs)}
                 for logical_id, rs in writes.items()}
     # Only Publish writes results/ (it also removes the staged outputs it published); RecordFailure removes a
-    # failed run's scratch under work/; MergeChunks stages Phase 1's outputs under work/.
+    # failed run's scratch under work/; MergeChunks stages Phase 1's outputs and BuildReport the report under work/.
     assert prefixes == {
         "PublishFunction": {"results", "work"}, "RecordFailureFunction": {"errors", "work"},
-        "SplitIntoChunksFunction": {"work"}, "ProcessChunkFunction": {"work"}, "MergeChunksFunction": {"work"}}
+        "SplitIntoChunksFunction": {"work"}, "ProcessChunkFunction": {"work"}, "MergeChunksFunction": {"work"},
+        "BuildReportFunction": {"work"}}
 
 
 def test_every_function_has_a_log_group_with_retention():
