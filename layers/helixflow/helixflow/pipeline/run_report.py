@@ -12,7 +12,8 @@ MultiQC runs as a child process (argument vector, no shell): it keeps global sta
 handlers, which a warm Lambda container must not carry from one run to the next. It is told never to reach the
 network (no version check, no AI summary); the report inlines its scripts, so it opens offline.
 
-MultiQC with plotly and polars is ~150 MB, too big next to numba and pyarrow for a zip layer, hence the image.
+MultiQC 1.35 with its dependencies is ~330 MB installed (kaleido 221 MB, plotly 64 MB, multiqc 30 MB, polars):
+past Lambda's 250 MB limit for a zip function and its layers, hence the Phase 1 container image.
 """
 
 from __future__ import annotations
@@ -291,6 +292,8 @@ def multiqc_config(info: RunInfo, fastp_command: str | None) -> dict[str, Any]:
         header.append({"helixflow": helixflow})
     return {
         "title": f"helixflow: {info.sample}", "subtitle": f"run {info.run_id}",
+        "intro_text": ("The helixflow pipeline's report of one run: MultiQC's fastp and samtools sections read the "
+                       "stages' own files; the helixflow sections are what the pipeline measured and decided."),
         "report_header_info": header,
         # Fixed names whatever the title: MultiQC would otherwise name the files after it.
         "output_fn_name": REPORT_NAME, "data_dir_name": DATA_DIR,
