@@ -11,7 +11,6 @@ import zipfile
 from collections import Counter
 from datetime import datetime, timedelta
 from html.parser import HTMLParser
-from pathlib import Path
 
 import boto3
 import pytest
@@ -20,7 +19,7 @@ from moto import mock_aws
 from helixflow.pipeline import run_report
 from helixflow.pipeline.publish import trace_rows
 from helixflow.pipeline.state import PipelineState
-from tests.helpers import ROOT, load_event, pipeline_state
+from tests.helpers import ROOT, pipeline_state
 
 pytestmark = pytest.mark.slow  # each MultiQC run takes a few seconds
 SAVED = ROOT / "tests" / "fixtures" / "report" / "S1"  # Phase 1 + Phase 2 outputs of sample S1 (see README.md there)
@@ -48,7 +47,8 @@ def _state() -> PipelineState:
                     "versions": {"helixflow": "0.1.0", "isal": "1.9.1"}},
         plan={"phase1": plan1}, plan2={"phase2": plan2},
         phase1={"outputs": PHASE1_OUTPUTS + ["reads/S1_R1.trimmed.fastq.gz"], "staged_prefix": PHASE1_PREFIX,
-                "reads_before": 600, "reads_after": 600, "chunks": 1, "versions": {"helixflow": "0.1.0", "numba": "0.61"}},
+                "reads_before": 600, "reads_after": 600, "chunks": 1,
+                "versions": {"helixflow": "0.1.0", "numba": "0.61"}},
         phase2={"outputs": PHASE2_OUTPUTS + ["alignments/S1.bam"], "staged_prefix": PHASE2_PREFIX, "reads": 600,
                 "clusters": 1, "ranks": 1, "versions": {"helixflow": "0.1.0", "samtools": "1.16.1"}}))
 
@@ -140,7 +140,8 @@ def test_custom_sections_carry_the_numbers_of_the_run(staged):
 
 
 def test_timeline_has_a_bar_per_trace_row_from_its_submit_to_its_end():
-    rows = trace_rows(_history(), running_until=datetime.fromisoformat(_history()[-1]["timestamp"]) + timedelta(seconds=1))
+    ended = datetime.fromisoformat(_history()[-1]["timestamp"]) + timedelta(seconds=1)
+    rows = trace_rows(_history(), running_until=ended)
     section = run_report.timeline_section(rows)
     assert list(section["data"]) == [f"{r['task_id']:02d} {r['name']}" for r in rows]
     first, last = section["data"][f"01 {rows[0]['name']}"], section["data"][f"{len(rows):02d} {rows[-1]['name']}"]
@@ -192,3 +193,12 @@ def test_a_multiqc_failure_is_a_named_error_with_its_last_lines(tmp_path):
         run_report.build_report(tmp_path / "run", tmp_path / "out", info, work_dir=tmp_path / "work")
     assert caught.value.code == "MULTIQC_FAILED" and caught.value.details["stderr_tail"]
     assert "qc" in " ".join(caught.value.details["stderr_tail"])
+
+
+def test_a_cost_given_in_process_is_a_section_without_a_file(tmp_path):
+    cost = {"stages": [{"stage": "Phase2Job", "usd": 0.012}], "total_usd": 0.012}
+    info = run_report.RunInfo(sample="S1", run_id="run-10", inputs=INPUTS, params={}, started_by="a test", cost=cost)
+    sections = {s["id"]: s for s in run_report.custom_sections(tmp_path, info)}
+    assert sections["helixflow_cost"]["data"] == {"Phase2Job": {"usd": 0.012}}
+    assert "0.0120 USD" in sections["helixflow_cost"]["description"]
+    assert "helixflow_cluster_sizes" not in sections and "helixflow_embedding_norms" not in sections

@@ -115,10 +115,11 @@ def run(options: argparse.Namespace, comm, scratch: Path) -> dict | None:
                                                    out=str(bam), searcher="index", sample=sample,
                                                    max_insert=mpi.MAX_INSERT, **common), argv)
         outputs += [f"alignments/{sample}.bam", f"alignments/{sample}.bam.bai"]
-        if comm.rank == 0:  # here, where samtools and the BAM already are, not in the report step (see docs/output.md)
+        if comm.rank == 0:  # here, where samtools and the BAM already are (README: "The report")
             from helixflow.phase2.sam import write_alignment_stats
 
-            written = write_alignment_stats(bam, out / "qc", sample, threads=options.threads or os.cpu_count() or 1)
+            threads = options.threads or len(os.sched_getaffinity(0))  # the CPUs Slurm gave this task
+            written = write_alignment_stats(bam, out / "qc", sample, threads=threads)
             outputs += [Path(path).relative_to(out).as_posix() for path in written]
     searched_per_rank = comm.gather(searched, root=0)
     aligned_per_rank = comm.gather(aligned, root=0)

@@ -253,7 +253,8 @@ def write_alignments(path: str | os.PathLike, header_text: str, body: str | byte
 ALIGNMENT_STATS = ("flagstat", "stats")
 
 
-def write_alignment_stats(bam: str | os.PathLike, qc_dir: str | os.PathLike, sample: str, threads: int = 1) -> list[str]:
+def write_alignment_stats(bam: str | os.PathLike, qc_dir: str | os.PathLike, sample: str,
+                          threads: int = 1) -> list[str]:
     """``samtools flagstat`` and ``samtools stats`` of ``bam`` as ``qc_dir/<sample>.flagstat.txt`` and
     ``.stats.txt`` (the text MultiQC's samtools module parses); returns the paths written."""
     samtools = shutil.which("samtools")

@@ -67,6 +67,9 @@ class RunInfo:
     placements: dict[str, dict[str, Any]] = field(default_factory=dict)  # stage -> the plan's placement
     trace: list[dict[str, Any]] = field(default_factory=list)  # publish.trace_rows
     versions: dict[str, dict[str, str]] = field(default_factory=dict)  # process -> tool -> version
+    # The cost hook: {"stages": [{"stage", "usd"}], "total_usd"} as pipeline_info/cost.json holds it. Set it here
+    # (run_info) when the cost is computed in-process; otherwise a staged pipeline_info/cost.json is read.
+    cost: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -178,7 +181,8 @@ def run_section(info: RunInfo) -> dict[str, Any]:
         "plot_type": "table",
         "pconfig": {"id": "helixflow_inputs_table", "title": "helixflow: inputs", "col1_header": "file",
                     "no_violin": True},
-        "headers": {"mate": {"title": "mate", "format": "{:,.0f}"}, "bytes": {"title": "size (bytes)", "format": "{:,.0f}"},
+        "headers": {"mate": {"title": "mate", "format": "{:,.0f}"},
+                    "bytes": {"title": "size (bytes)", "format": "{:,.0f}"},
                     "etag": {"title": "etag"}, "key": {"title": "key"}},
         "data": rows,
     }
@@ -236,7 +240,8 @@ def timeline_section(trace: list[dict[str, Any]]) -> dict[str, Any]:
                         "BuildReport drew this, so its own bar ends when the report started and Publish is not in it."),
         "plot_type": "bargraph",
         "categories": _TIMELINE_CATEGORIES,
-        "pconfig": {"id": "helixflow_timeline_plot", "title": "helixflow: timeline", "ylab": "seconds since the run started",
+        "pconfig": {"id": "helixflow_timeline_plot", "title": "helixflow: timeline",
+                    "ylab": "seconds since the run started",
                     "cpswitch": False, "sort_samples": False, "stacking": "normal", "hide_zero_cats": False,
                     "tt_decimals": 2},
         "data": data,
@@ -246,10 +251,10 @@ def timeline_section(trace: list[dict[str, Any]]) -> dict[str, Any]:
 def cost_section(cost: dict[str, Any]) -> dict[str, Any]:
     """pipeline_info/cost.json ({"stages": [{"stage", "usd"}], "total_usd"}) as a bar per stage."""
     data = {str(item["stage"]): {"usd": float(item["usd"])} for item in cost.get("stages", [])}
+    total = float(cost.get("total_usd", sum(v["usd"] for v in data.values())))
     return {
         "id": "helixflow_cost", "section_name": "Cost per stage", **_PARENT,
-        "description": f"Estimated cost of the run: {float(cost.get('total_usd', sum(v['usd'] for v in data.values()))):.4f} USD "
-                       "(pipeline_info/cost.json).",
+        "description": f"Estimated cost of the run: {total:.4f} USD (pipeline_info/cost.json).",
         "plot_type": "bargraph",
         "categories": {"usd": {"name": "USD", "color": "#5cb85c"}},
         "pconfig": {"id": "helixflow_cost_plot", "title": "helixflow: cost per stage", "ylab": "USD", "cpswitch": False,
@@ -262,19 +267,19 @@ def custom_sections(run_dir: Path, info: RunInfo) -> list[dict[str, Any]]:
     """Every custom-content section this run's files and facts give."""
     sample = info.sample
     sections = [run_section(info), parameters_section(info)]
+    if info.placements:
+        sections.append(placement_section(info.placements))
+    if info.trace:
+        sections.append(timeline_section(info.trace))
+    cost = info.cost or (json.loads((run_dir / COST_PATH).read_text()) if (run_dir / COST_PATH).is_file() else None)
+    if cost:
+        sections.append(cost_section(cost))
     parquet = run_dir / "embeddings" / f"{sample}.parquet"
     if parquet.is_file():
         sections += embedding_sections(parquet, sample)
     clusters = run_dir / "clusters" / f"{sample}.clusters.tsv"
     if clusters.is_file():
         sections.append(cluster_size_section(clusters, sample))
-    if info.placements:
-        sections.append(placement_section(info.placements))
-    if info.trace:
-        sections.append(timeline_section(info.trace))
-    cost = run_dir / COST_PATH
-    if cost.is_file():
-        sections.append(cost_section(json.loads(cost.read_text())))
     return sections
 
 
@@ -299,9 +304,6 @@ def multiqc_config(info: RunInfo, fastp_command: str | None) -> dict[str, Any]:
         "output_fn_name": REPORT_NAME, "data_dir_name": DATA_DIR,
         "no_version_check": True, "no_ai": True, "show_analysis_paths": False, "export_plots": False,
         "plots_force_interactive": True,
-        "custom_content": {"order": ["helixflow_inputs", "helixflow_parameters", "helixflow_placement",
-                                     "helixflow_timeline", "helixflow_cost", "helixflow_embedding_norms",
-                                     "helixflow_nn_similarity", "helixflow_cluster_sizes"]},
     }
 
 
@@ -312,8 +314,8 @@ def build_report(run_dir: Path, out_dir: Path, info: RunInfo, *, work_dir: Path)
     for directory in (content, private):
         directory.mkdir(parents=True, exist_ok=True)
     sections = custom_sections(run_dir, info)
-    for section in sections:
-        (content / f"{section['id']}_mqc.json").write_text(json.dumps(section))
+    for index, section in enumerate(sections):  # MultiQC adds a group's sections in the order it finds the files
+        (content / f"{index:02d}_{section['id']}_mqc.json").write_text(json.dumps(section))
     if info.versions:
         (content / "helixflow_mqc_versions.yml").write_text(render_yaml(info.versions))
     fastp = run_dir / "qc" / f"{info.sample}.fastp.json"
