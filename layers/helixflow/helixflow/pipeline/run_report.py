@@ -285,7 +285,7 @@ def custom_sections(run_dir: Path, info: RunInfo) -> list[dict[str, Any]]:
 
 # ------------------------------------------------------------------------------------------ running MultiQC
 
-def multiqc_config(info: RunInfo, fastp_command: str | None) -> dict[str, Any]:
+def multiqc_config(info: RunInfo, fastp_command: str | None, section_ids: list[str]) -> dict[str, Any]:
     header = [{"Run id": info.run_id}, {"Sample": info.sample},
               {"Inputs": ", ".join(item["key"].rsplit("/", 1)[-1] for item in info.inputs)},
               {"Started by": info.started_by},
@@ -302,6 +302,8 @@ def multiqc_config(info: RunInfo, fastp_command: str | None) -> dict[str, Any]:
         "report_header_info": header,
         # Fixed names whatever the title: MultiQC would otherwise name the files after it.
         "output_fn_name": REPORT_NAME, "data_dir_name": DATA_DIR,
+        # The helixflow sections in reading order (MultiQC would sort them by name).
+        "report_section_order": {section: {"order": index} for index, section in enumerate(section_ids)},
         "no_version_check": True, "no_ai": True, "show_analysis_paths": False, "export_plots": False,
         "plots_force_interactive": True,
     }
@@ -314,14 +316,14 @@ def build_report(run_dir: Path, out_dir: Path, info: RunInfo, *, work_dir: Path)
     for directory in (content, private):
         directory.mkdir(parents=True, exist_ok=True)
     sections = custom_sections(run_dir, info)
-    for index, section in enumerate(sections):  # MultiQC adds a group's sections in the order it finds the files
-        (content / f"{index:02d}_{section['id']}_mqc.json").write_text(json.dumps(section))
+    for section in sections:
+        (content / f"{section['id']}_mqc.json").write_text(json.dumps(section))
     if info.versions:
         (content / "helixflow_mqc_versions.yml").write_text(render_yaml(info.versions))
     fastp = run_dir / "qc" / f"{info.sample}.fastp.json"
     command = json.loads(fastp.read_text()).get("command") if fastp.is_file() else None
     config = private / "multiqc_config.yaml"
-    config.write_text(json.dumps(multiqc_config(info, command)))  # JSON is YAML
+    config.write_text(json.dumps(multiqc_config(info, command, [s["id"] for s in sections])))  # JSON is YAML
     argv = [sys.executable, "-m", "multiqc", "--force", "--no-ansi", "--quiet", "--strict", "--zip-data-dir",
             "--config", str(config), "--outdir", str(out_dir), str(run_dir / "qc"), str(content)]
     # HOME and the temp dir outside the folders MultiQC searches (its own log there matches other modules'
