@@ -23,7 +23,7 @@ PACKAGE = ROOT / "layers" / "helixflow"
 RUNTIME_PROVIDED = ("aws-lambda-powertools[tracer]", "boto3")
 FORBIDDEN = ("moto", "yaml", "click", "rich", "numba", "pyarrow", "ray", "mpi4py", "helixflow_local")
 ZIP_FUNCTIONS = ("resolve_sample", "check_mate", "validate", "plan", "plan_phase2", "submit_job", "poll_job",
-                 "collect_phase2", "publish", "record_failure")
+                 "collect_phase2", "publish", "record_failure", "publish_metrics", "scale_cluster")
 
 
 @pytest.fixture(scope="module")

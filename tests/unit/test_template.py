@@ -155,14 +155,17 @@ def test_functions_write_only_their_own_prefixes():
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
         if "s3:PutObject" in actions or "s3:DeleteObject" in actions:
             writes.setdefault(logical_id, []).append(json.dumps(statement["Resource"]))
-    prefixes = {logical_id: {p for p in ("results", "errors", "work", "incoming") if any(f"/{p}/*" in r for r in rs)}
+    prefixes = {logical_id: {p for p in ("results", "errors", "work", "incoming", "references/_cache")
+                             if any(f"/{p}/*" in r for r in rs)}
                 for logical_id, rs in writes.items()}
     # Only Publish writes results/ (it also removes the staged outputs it published); RecordFailure removes a
-    # failed run's scratch under work/; MergeChunks stages Phase 1's outputs and BuildReport the report under work/.
+    # failed run's scratch under work/; MergeChunks stages Phase 1's outputs and BuildReport the report under
+    # work/; the reference checks add their verdict next to the reference, never over it.
     assert prefixes == {
         "PublishFunction": {"results", "work"}, "RecordFailureFunction": {"errors", "work"},
         "SplitIntoChunksFunction": {"work"}, "ProcessChunkFunction": {"work"}, "MergeChunksFunction": {"work"},
-        "BuildReportFunction": {"work"}}
+        "BuildReportFunction": {"work"},
+        "ValidateFunction": {"references/_cache"}, "PlanPhase2Function": {"references/_cache"}}
 
 
 def test_every_function_has_a_log_group_with_retention():
@@ -199,7 +202,7 @@ def test_bucket_encrypts_with_kms_and_a_bucket_key():
 
 def test_tables_are_encrypted_and_idempotency_records_expire_on_the_attribute_powertools_writes():
     tables = TEMPLATE.of_type("AWS::DynamoDB::Table")
-    assert set(tables) == {"IdempotencyTable", "PairingTable", "RunsTable"}
+    assert set(tables) == {"IdempotencyTable", "PairingTable", "RunsTable", "ScalingTable"}
     for logical_id, table in tables.items():
         assert table["Properties"]["SSESpecification"]["SSEEnabled"] is True, logical_id
         assert table["Properties"]["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
@@ -220,11 +223,66 @@ def test_tables_are_encrypted_and_idempotency_records_expire_on_the_attribute_po
 
 
 def test_failed_runs_alarm_fires_on_the_first_failed_execution_of_this_state_machine():
-    (_, alarm), = TEMPLATE.of_type("AWS::CloudWatch::Alarm").items()
-    props = alarm["Properties"]
+    props = TEMPLATE.resources["FailedRunsAlarm"]["Properties"]
     assert (props["Namespace"], props["MetricName"], props["Statistic"]) == ("AWS/States", "ExecutionsFailed", "Sum")
     (machine_id, _), = TEMPLATE.of_type("AWS::Serverless::StateMachine").items()
     assert props["Dimensions"] == [{"Name": "StateMachineArn", "Value": {"Ref": machine_id}}]
     assert props["Threshold"] == 1 and props["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
     assert props["EvaluationPeriods"] == 1
     assert props["TreatMissingData"] == "notBreaching"  # no executions is not an alarm
+
+
+SCALING_ALARMS = {"RayScaleOutAlarm": ("RayPendingTasks", "scale_out"), "RayScaleInAlarm": ("RayTasksInFlight", "scale_in"),
+                  "SlurmCpuScaleOutAlarm": ("SlurmPendingJobs", "scale_out"),
+                  "SlurmCpuScaleInAlarm": ("SlurmJobsInFlight", "scale_in"),
+                  "SlurmGpuScaleOutAlarm": ("SlurmPendingJobs", "scale_out"),
+                  "SlurmGpuScaleInAlarm": ("SlurmJobsInFlight", "scale_in")}
+
+
+def test_scaling_alarms_invoke_the_scaling_lambda_directly_with_their_own_permission():
+    from helixflow.scaling.metrics import NAMESPACE, SIGNAL_OF_METRIC
+
+    alarms = {k: v["Properties"] for k, v in TEMPLATE.of_type("AWS::CloudWatch::Alarm").items()
+              if v["Properties"]["Namespace"] == NAMESPACE}
+    assert set(alarms) == set(SCALING_ALARMS)
+    permissions = [p["Properties"] for p in TEMPLATE.of_type("AWS::Lambda::Permission").values()]
+    for logical_id, (metric, signal) in SCALING_ALARMS.items():
+        props = alarms[logical_id]
+        assert props["MetricName"] == metric and SIGNAL_OF_METRIC[metric] == signal, logical_id
+        assert props["AlarmActions"] == [{"Fn::GetAtt": ["ScaleClusterFunction", "Arn"]}], logical_id
+        assert props["TreatMissingData"] == "notBreaching", logical_id  # no data (publisher down) never scales
+        assert props["Period"] == {"Ref": "ScalingPeriodSeconds"}, logical_id
+        if signal == "scale_out":  # one period of queued work is enough to pre-warm
+            assert (props["EvaluationPeriods"], props["DatapointsToAlarm"], props["Threshold"],
+                    props["ComparisonOperator"]) == (1, 1, 1, "GreaterThanOrEqualToThreshold"), logical_id
+        else:  # no work for the whole idle window, the same number of periods the policy reads
+            idle = {"Ref": "ScaleInIdlePeriods"}
+            assert (props["EvaluationPeriods"], props["DatapointsToAlarm"], props["Threshold"],
+                    props["ComparisonOperator"]) == (idle, idle, 0, "LessThanOrEqualToThreshold"), logical_id
+        granted = [p for p in permissions if p.get("SourceArn") == {"Fn::GetAtt": [logical_id, "Arn"]}]
+        assert granted == [{"Action": "lambda:InvokeFunction", "FunctionName": {"Fn::GetAtt": ["ScaleClusterFunction", "Arn"]},
+                            "Principal": "lambda.alarms.cloudwatch.amazonaws.com",
+                            "SourceAccount": {"Ref": "AWS::AccountId"}, "SourceArn": {"Fn::GetAtt": [logical_id, "Arn"]}}]
+    variables = TEMPLATE.resources["ScaleClusterFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["SCALING_IDLE_PERIODS"] == {"Ref": "ScaleInIdlePeriods"}
+
+
+def test_the_metrics_publisher_runs_every_minute_on_eventbridge_scheduler():
+    props = TEMPLATE.resources["PublishMetricsFunction"]["Properties"]
+    (event,) = props["Events"].values()
+    assert event["Type"] == "ScheduleV2"
+    assert event["Properties"]["ScheduleExpression"] == {"Ref": "MetricsScheduleRate"}
+    assert TEMPLATE.document["Parameters"]["MetricsScheduleRate"]["Default"] == "rate(1 minute)"
+
+
+def test_scaling_permissions_are_scoped_to_the_namespace_the_table_and_the_clusters_node_groups():
+    statements = {s["Sid"]: s for logical_id, s in _policy_statements()
+                  if logical_id in ("PublishMetricsFunction", "ScaleClusterFunction")}
+    for sid in ("PublishHelixflowMetrics", "PublishDecisions"):
+        assert statements[sid]["Condition"] == {"StringEquals": {"cloudwatch:namespace": "Helixflow"}}
+    assert statements["RecordDecisionsOnce"]["Resource"] == {"Fn::GetAtt": ["ScalingTable", "Arn"]}
+    # The conditional (PcsClusterId set) statements sit inside Fn::If.
+    pcs = [p["Fn::If"][1]["Statement"][0] for p in TEMPLATE.resources["ScaleClusterFunction"]["Properties"]["Policies"]
+           if isinstance(p, dict) and "Fn::If" in p and p["Fn::If"][0] == "HasPcsCluster"]
+    assert pcs[0]["Action"] == ["pcs:GetComputeNodeGroup", "pcs:UpdateComputeNodeGroup"]
+    assert pcs[0]["Resource"]["Fn::Sub"].endswith(":cluster/${PcsClusterId}/computenodegroup/*")

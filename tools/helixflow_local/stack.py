@@ -24,7 +24,8 @@ from typing import Any
 import boto3
 
 from helixflow_local.events import eventbridge_object_created, execution_name
-from helixflow_local.ray_head import LocalRay
+from helixflow_local.cloudwatch import ALARM_PRINCIPAL, Alarm, LocalCloudWatch, rate_seconds
+from helixflow_local.ray_head import WORKER_RESOURCE, LocalRay
 from helixflow_local.runtime import LambdaRuntime, ServiceFault
 from helixflow_local.slurm import LocalSlurm
 from helixflow_local.template import LocalNames, Template
@@ -38,7 +39,19 @@ log = logging.getLogger("helixflow_local")
 # Waits really sleep on moto's interpreter, so the local stack deploys the template with short ones.
 LOCAL_PARAMETERS = {"MateWaitSeconds": "120", "JobPollFirstSeconds": "1", "JobPollMaxSeconds": "5"}
 
+# With elasticity on: 10 s alarm periods (high-resolution, as CloudWatch allows), the metrics published every
+# 5 s, 2 idle periods before scaling in and a 10 s cooldown, so a burst test sees the whole loop in about a minute.
+ELASTIC_PARAMETERS = {"MetricsScheduleRate": "rate(5 seconds)", "ScalingPeriodSeconds": "10",
+                      "ScaleInIdlePeriods": "2", "ScalingCooldownSeconds": "10", "ScalingJobsPerNode": "1"}
+# Ray's autoscaler removes a local worker node idle this long (cluster.yaml's idle_timeout_minutes in AWS).
+RAY_IDLE_TIMEOUT_MINUTES = 0.1
+
 _active_runtime: LambdaRuntime | None = None
+
+
+def _ray_worker_parameters(workers: int) -> dict[str, str]:
+    # A local worker node is one CPU plus the resource only workers have (helixflow_local.ray_head).
+    return {"ScalingMaxNodes": str(workers), "RayWorkerBundle": json.dumps({"CPU": 1, WORKER_RESOURCE: 1})}
 
 
 class CheckoutNotFound(Exception):
@@ -153,25 +166,37 @@ def _restore_moto(saved: list[tuple[Any, str, Any]]) -> None:
 class LocalStack:
     def __init__(self, state_dir: Path, *, root: Path | None = None, port: int | None = None,
                  max_concurrency: int = 4, parameters: dict[str, str] | None = None,
-                 environment: dict[str, str] | None = None, ray: bool = False, slurm: bool = False) -> None:
+                 environment: dict[str, str] | None = None, ray: bool = False, slurm: bool = False,
+                 elasticity: bool = False, ray_workers: int = 0) -> None:
         """``parameters`` override template.yaml's (as `sam deploy --parameter-overrides` does);
         ``environment`` is added to every function's (a test double, say). ``ray`` also starts a local Ray head
         (token auth on) and deploys the stack with it as the Ray cluster, as `RayJobsUrl` does in AWS; ``slurm``
         starts a local Slurm (helixflow_local.slurm) as the Phase 2 cluster, as `SlurmRestUrl` / `PcsClusterId`
-        do."""
+        do. ``elasticity`` runs the template's schedules and evaluates its alarms (helixflow_local.cloudwatch),
+        with the short periods of ``ELASTIC_PARAMETERS``; ``ray_workers`` > 0 gives the Ray head Ray's own
+        autoscaler with up to that many worker nodes (its fake multi-node provider), as the cluster launcher's
+        cluster.yaml gives it EC2 workers."""
         self.root = root or repository_root()
         self.state_dir = state_dir
         self.port = port or 0  # 0: the server binds a free port at start() and holds it
         self.endpoint_url = f"http://127.0.0.1:{self.port}"
         self.max_concurrency = max_concurrency
         self.template = Template(self.root / "template.yaml")
-        parameters = {**LOCAL_PARAMETERS, **(parameters or {})}
+        parameters = {**LOCAL_PARAMETERS, **(ELASTIC_PARAMETERS if elasticity else {}),
+                      **(_ray_worker_parameters(ray_workers) if ray and ray_workers else {}), **(parameters or {})}
         unknown = set(parameters) - set(self.template.parameter_defaults())
         if unknown:
             raise ValueError(f"template.yaml has no parameter(s) {', '.join(sorted(unknown))}")
         self.names = LocalNames(STACK_NAME, REGION, ACCOUNT, parameters=parameters)
         self.environment = dict(environment or {})
-        self.ray = LocalRay(state_dir / "ray-head") if ray else None
+        self.ray = None
+        if ray:
+            # The autoscaling head's sockets live under its state directory: keep that path short.
+            self.ray = (LocalRay(state_dir / "ray-head", autoscaling=True, num_cpus=1, max_workers=ray_workers,
+                                 idle_timeout_minutes=RAY_IDLE_TIMEOUT_MINUTES) if ray_workers
+                        else LocalRay(state_dir / "ray-head"))
+        self.elasticity = elasticity
+        self.cloudwatch: LocalCloudWatch | None = None
         self._slurm_temporary: Path | None = None
         self.slurm = LocalSlurm(self._slurm_state_dir()) if slurm else None
         self.runtime: LambdaRuntime | None = None
@@ -232,11 +257,16 @@ class LocalStack:
         _active_runtime = self.runtime
         self._poller = threading.Thread(target=self._poll_events, name="s3-event-poller", daemon=True)
         self._poller.start()
+        if self.elasticity:
+            self.cloudwatch = self._local_cloudwatch()
+            self.cloudwatch.start()
         return self.info
 
     def stop(self) -> None:
         global _active_runtime
         self._stopping.set()
+        if self.cloudwatch is not None:
+            self.cloudwatch.stop()
         if self._poller:
             self._poller.join(timeout=5)
         if self.runtime:
@@ -322,6 +352,32 @@ class LocalStack:
                          state_machine_arn=state_machine_arn, queue_url=queue_url, pid=os.getpid(),
                          state_dir=str(self.state_dir))
 
+    def _local_cloudwatch(self) -> LocalCloudWatch:
+        """The template's alarms, the Lambda permissions naming them, and its ScheduleV2 events."""
+        alarms, allowed, schedules = [], set(), []
+        for logical_id, resource in self.template.of_type("AWS::CloudWatch::Alarm").items():
+            name = self.names.physical[logical_id]
+            self.names.arns[logical_id] = f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:{name}"
+            props = self.template.resolve(resource["Properties"], self.names)
+            alarms.append(Alarm.from_template(name, self.names.arns[logical_id], props))
+        for resource in self.template.of_type("AWS::Lambda::Permission").values():
+            props = self.template.resolve(resource["Properties"], self.names)
+            if props["Principal"] == ALARM_PRINCIPAL and props["Action"] == "lambda:InvokeFunction":
+                allowed.add((props["FunctionName"], props["SourceArn"]))
+        for logical_id, resource in self.template.of_type("AWS::Serverless::Function").items():
+            for event in resource["Properties"].get("Events", {}).values():
+                if event["Type"] == "ScheduleV2":
+                    expression = self.template.resolve(event["Properties"]["ScheduleExpression"], self.names)
+                    schedules.append((self.names.arns[logical_id], rate_seconds(expression)))
+        lambda_client = self.client("lambda")
+
+        def invoke(arn: str, event: dict[str, Any]) -> Any:
+            answer = lambda_client.invoke(FunctionName=arn, Payload=json.dumps(event))
+            return json.loads(answer["Payload"].read() or b"null")
+
+        return LocalCloudWatch(self.client("cloudwatch"), invoke, account=ACCOUNT, region=REGION, alarms=alarms,
+                               allowed=allowed, schedules=schedules)
+
     def _create_bucket(self) -> str:
         (logical_id, _), = self.template.of_type("AWS::S3::Bucket").items()
         bucket = self.names.physical[logical_id].lower()
@@ -397,10 +453,10 @@ def _zip_directory(directory: Path) -> bytes:
     return buffer.getvalue()
 
 
-def serve(state_dir: Path, ray: bool = False, slurm: bool = False) -> None:
+def serve(state_dir: Path, ray: bool = False, slurm: bool = False, scaling: int = 0) -> None:
     """Run the stack until SIGTERM/SIGINT; stack.json exists exactly while it serves."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    stack = LocalStack(state_dir, ray=ray, slurm=slurm)
+    stack = LocalStack(state_dir, ray=ray, slurm=slurm, elasticity=scaling > 0, ray_workers=scaling)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -422,5 +478,7 @@ if __name__ == "__main__":
     parser.add_argument("--state-dir", type=Path, default=default_state_dir())
     parser.add_argument("--with-ray", action="store_true", help="also start a local Ray head (token auth)")
     parser.add_argument("--with-slurm", action="store_true", help="also start a local Slurm (slurmrestd, JWT)")
+    parser.add_argument("--with-scaling", type=int, default=0, metavar="N",
+                        help="run schedules and evaluate alarms; Ray's autoscaler gets up to N workers")
     arguments = parser.parse_args()
-    serve(arguments.state_dir, ray=arguments.with_ray, slurm=arguments.with_slurm)
+    serve(arguments.state_dir, ray=arguments.with_ray, slurm=arguments.with_slurm, scaling=arguments.with_scaling)

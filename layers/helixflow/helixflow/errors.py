@@ -197,6 +197,7 @@ class InvalidReference(HelixflowError):
         "DUPLICATE_NAME": "a contig name appears twice",
         "EMPTY_SEQUENCE": "a contig has no bases",
         "INVALID_SYMBOL": "a character that is not a nucleotide code in a sequence line",
+        "DAMAGED_GZIP": "the reference is gzip but its stream is damaged or truncated",
     }
 
 
@@ -221,6 +222,9 @@ class ClusterNotConfigured(HelixflowError):
         "SLURM_NOT_CONFIGURED": "a stage is placed on Slurm and neither slurmrestd nor a PCS cluster is configured",
         "NOT_A_CLUSTER_PLACEMENT": "a job was asked for on a placement that is not a cluster (e.g. lambda)",
         "NO_ADAPTER": "the job adapter of the placement's cluster is not installed or did not register",
+        "SCALING_NOT_CONFIGURED": "an alarm asks to scale a cluster this deployment gives the scaling Lambda no "
+                                  "handle on (node group, Ray head or worker shape)",
+        "SCALING_METRIC_UNKNOWN": "an alarm invoking the scaling Lambda watches a metric that drives no scaling",
     }
 
 
@@ -245,6 +249,8 @@ class ClusterUnavailable(HelixflowError):
         "RAY_SERVER_ERROR": "the Ray Jobs API answered with a server error",
         "RAY_UNKNOWN_STATE": "the Ray Jobs API reported a job state this adapter does not know",
         "RAY_JOB_NOT_FOUND": "the Ray head does not know the job (HTTP 404)",
+        "PCS_SCALING_FAILED": "the AWS PCS node group's scaling bounds could not be read or updated",
+        "RAY_SCALING_FAILED": "the Ray resource request job did not succeed",
     }
 
 

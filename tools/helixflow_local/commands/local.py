@@ -134,8 +134,11 @@ def local_group() -> None:
 @local_group.command("up")
 @click.option("--with-ray", is_flag=True, help="Also start a local Ray head (token auth) for Phase 1 on Ray.")
 @click.option("--with-slurm", is_flag=True, help="Also start a local Slurm (slurmrestd, JWT) for Phase 2.")
+@click.option("--with-scaling", "ray_workers", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Run the metrics schedule and evaluate the scaling alarms; with --with-ray, Ray's autoscaler "
+                   "gets up to N worker nodes.")
 @state_dir_option
-def local_up(state_dir: Path, with_ray: bool, with_slurm: bool) -> None:
+def local_up(state_dir: Path, with_ray: bool, with_slurm: bool, ray_workers: int | None) -> None:
     """Start the local stack in the background."""
     info = running_stack(state_dir)
     if info is not None:
@@ -146,7 +149,8 @@ def local_up(state_dir: Path, with_ray: bool, with_slurm: bool) -> None:
     with open(state_dir / "stack.log", "ab") as log:
         command = [sys.executable, "-m", "helixflow_local.stack", "--state-dir", str(state_dir)]
         process = subprocess.Popen(command + (["--with-ray"] if with_ray else [])
-                                   + (["--with-slurm"] if with_slurm else []),
+                                   + (["--with-slurm"] if with_slurm else [])
+                                   + ([f"--with-scaling={ray_workers}"] if ray_workers else []),
                                    stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
     (state_dir / PID_FILE).write_text(str(process.pid))
     deadline = time.monotonic() + READY_TIMEOUT_S

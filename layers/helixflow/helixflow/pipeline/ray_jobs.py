@@ -78,26 +78,43 @@ class RayJobs:
     # ------------------------------------------------------------------ the job seam
     def submit(self, spec: JobSpec) -> JobHandle:
         submission_id = f"{spec.run_id}-{spec.stage}"
+        self.submit_module(submission_id, spec.module, spec.arguments,
+                           metadata={"sample": spec.sample, "run_id": spec.run_id, "stage": spec.stage,
+                                     "work_prefix": spec.work_prefix}, environment=spec.environment)
+        return JobHandle(backend=self.name, job_id=submission_id, stage=spec.stage, placement=spec.placement,
+                         work_prefix=spec.work_prefix, submitted=now(), details={"bucket": spec.bucket})
+
+    def submit_module(self, submission_id: str, module: str, arguments: list[str] | tuple[str, ...], *,
+                      metadata: dict[str, str] | None = None, environment: dict[str, str] | None = None) -> None:
+        """``python -m module arguments...`` as the Ray job ``submission_id``; a repeated id is the same job."""
         body: dict[str, Any] = {
             # shlex-quoted argument vector: the head runs the entrypoint through a shell, and no argument
             # (sample names, JSON parameters) may be read as shell syntax.
-            "entrypoint": shlex.join([self.python, "-m", spec.module, *spec.arguments]),
+            "entrypoint": shlex.join([self.python, "-m", module, *arguments]),
             "submission_id": submission_id,
-            "metadata": {"sample": spec.sample, "run_id": spec.run_id, "stage": spec.stage,
-                         "work_prefix": spec.work_prefix},
+            "metadata": dict(metadata or {}),
         }
-        if spec.environment:
-            body["runtime_env"] = {"env_vars": dict(spec.environment)}
+        if environment:
+            body["runtime_env"] = {"env_vars": dict(environment)}
         try:
             self._call("POST", "/api/jobs/", body)
         except _HttpError as exc:
             if not (exc.status == 500 and "already exists" in exc.text):
                 raise ClusterUnavailable("the Ray head refused the job", code="RAY_SUBMIT_REJECTED",
                                          details=exc.details) from None
-            # A retried Submit: the job of this run and stage exists; hand back the same handle.
+            # A retried submission: the job with this id exists already.
             self._job(submission_id)
-        return JobHandle(backend=self.name, job_id=submission_id, stage=spec.stage, placement=spec.placement,
-                         work_prefix=spec.work_prefix, submitted=now(), details={"bucket": spec.bucket})
+
+    def job_state(self, submission_id: str) -> str:
+        return self._job(submission_id).get("status", "")
+
+    def get(self, path: str) -> Any:
+        """A read of the head's dashboard API (cluster status, State API summaries) for the metrics publisher."""
+        try:
+            return self._call("GET", path)
+        except _HttpError as exc:
+            raise ClusterUnavailable(f"the Ray head cannot answer GET {path}", code="RAY_SERVER_ERROR",
+                                     details=exc.details) from None
 
     def status(self, handle: JobHandle) -> JobStatus:
         job = self._job(handle.job_id)

@@ -499,3 +499,13 @@ def s3_log_tail(bucket: str, key: str) -> list[str]:
 
 
 register_backend("slurm", factory)
+
+
+def rest_client(environ: dict[str, str] | None = None) -> SlurmRest | None:
+    """slurmrestd of this deployment's Slurm cluster (for reads such as the queue's metrics), or None."""
+    env = dict(os.environ if environ is None else environ)
+    if env.get("SLURM_REST_URL"):
+        return local_client(env)
+    if env.get("PCS_CLUSTER_ID"):
+        return _pcs_client(env)
+    return None
