@@ -37,7 +37,9 @@ def _state() -> PipelineState:
              "decompressed_mb": 0.2, "chunk_bytes": 67108864, "expected_chunks": 1, "lambda_seconds": 1.5,
              "lambda_usd": 0.0001, "cluster_seconds": 60.0, "cluster_usd": 0.01}
     plan2 = {"placement": "slurm-cpu", "reason": "requested", "reads": 600, "ranks": 1, "time_limit_minutes": 10,
-             "embeddings_key": PHASE1_PREFIX + "embeddings/S1.parquet", "reference_key": "references/ref.fa"}
+             "embeddings_key": PHASE1_PREFIX + "embeddings/S1.parquet",
+             "reference": {"key": "references/ref.fa", "etag": "r1", "cache_prefix": "references/_cache/r1/",
+                           "cached": False, "contigs": ["contig1"], "lengths": [30000]}}
     return PipelineState.model_validate(pipeline_state(
         "run-7",
         sample={"status": "ready", "run_id": "run-7", "bucket": BUCKET, "sample": "S1", "inputs": INPUTS,
@@ -126,6 +128,8 @@ def test_custom_sections_carry_the_numbers_of_the_run(staged):
                     "helixflow_cluster_sizes_plot", "helixflow_embeddings_table"):
         assert section in plots, sorted(plots)
     assert "helixflow_cost_plot" not in plots  # no pipeline_info/cost.json was staged
+    placement = json.dumps(plots["helixflow_placement_table"])
+    assert "slurm-cpu" in placement and "references/ref.fa" in placement
     # Cluster sizes: the clusters in the TSV, by size.
     with open(SAVED / "clusters/S1.clusters.tsv") as handle:
         next(handle)

@@ -371,7 +371,9 @@ def run_info(state: PipelineState, trace: list[dict[str, Any]]) -> RunInfo:
     if state.plan:
         placements["Phase 1"] = state.plan.phase1.model_dump()
     if state.plan2:
-        placements["Phase 2"] = state.plan2.phase2.model_dump(exclude={"embeddings_key"})
+        phase2 = state.plan2.phase2
+        placements["Phase 2"] = {**phase2.model_dump(exclude={"embeddings_key", "reference"}),
+                                 "reference": phase2.reference.key if phase2.reference else None}
     versions = {**reported_versions(recorded_stages(state)), "BuildReport": environment_versions(REPORT)}
     return RunInfo(sample=request.sample, run_id=request.run_id, inputs=[i.model_dump() for i in request.inputs],
                    params=request.params, started_by=f"{trigger} started Step Functions execution {request.run_id}",
