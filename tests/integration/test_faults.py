@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 RECORDS = b"".join(b"@read%d\n%s\n+\n%s\n" % (i, b"ACGTTGCAAC" * 8, b"I" * 80) for i in range(1, 301))
 TASKS = {"ResolveSample": "ResolveSampleFunction", "Validate": "ValidateFunction", "PlanPhase1": "PlanFunction",
          "SplitIntoChunks": "SplitIntoChunksFunction", "ProcessChunk": "ProcessChunkFunction",
-         "MergeChunks": "MergeChunksFunction", "Publish": "PublishFunction"}
+         "MergeChunks": "MergeChunksFunction", "BuildReport": "BuildReportFunction", "Publish": "PublishFunction"}
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from helixflow.phase1.simulate import write_sample
+from helixflow.pipeline.run_report import DATA_ZIP, REPORT_NAME, multiqc_data
 from helixflow_local.client import collect, submit, wait_for_run
 from helixflow_local.stack import LocalStack
 from tests.helpers import poll_until, require_tool
@@ -47,7 +48,13 @@ def test_phase2_on_slurm_publishes_clusters_and_an_indexed_bam(stack, tmp_path):
                       tmp_path / "out")
     assert outcome.succeeded, outcome.error_document
     paths = {entry["path"] for entry in outcome.manifest["files"]}
-    assert {"clusters/slurmrun.clusters.tsv", "alignments/slurmrun.bam", "alignments/slurmrun.bam.bai"} <= paths
+    assert {"clusters/slurmrun.clusters.tsv", "alignments/slurmrun.bam", "alignments/slurmrun.bam.bai",
+            "qc/slurmrun.flagstat.txt", "qc/slurmrun.stats.txt", REPORT_NAME} <= paths
+    # The report: MultiQC's samtools module read the job's flagstat/stats, its fastp module Phase 1's JSON.
+    data = multiqc_data(outcome.local_dir / DATA_ZIP)
+    assert set(data["report_data_sources"]["Samtools"]["flagstat"]) == {"slurmrun"}
+    assert set(data["report_data_sources"]["fastp"]["all_sections"]) == {"slurmrun"}
+    assert "helixflow_cluster_sizes_plot" in data["report_plot_data"]
     assert "embeddings/slurmrun.parquet" in paths  # Phase 1's outputs are published with Phase 2's
     lines = (outcome.local_dir / "clusters/slurmrun.clusters.tsv").read_text().splitlines()
     assert lines[0] == "read_id\tcluster_id\trepresentative" and len(lines) > 1
@@ -67,7 +74,7 @@ def test_phase2_on_slurm_publishes_clusters_and_an_indexed_bam(stack, tmp_path):
     assert "Phase2:" in versions and "mpi4py" in versions
     with open(outcome.local_dir / "pipeline_info/trace.tsv") as handle:
         trace = {row["name"]: row for row in csv.DictReader(handle, delimiter="\t")}
-    for name in ("PlanPhase2", "SubmitPhase2Job", "PollPhase2Job", "CollectPhase2", "Publish"):
+    for name in ("PlanPhase2", "SubmitPhase2Job", "PollPhase2Job", "CollectPhase2", "BuildReport", "Publish"):
         assert trace[name]["status"] == "COMPLETED", name
     # The Slurm job's own row: its id, partition, and queue/run times from slurmrestd.
     slurm = trace["Phase2Job"]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from helixflow.pipeline.run_report import DATA_ZIP, REPORT_NAME, multiqc_data
 from helixflow_local.client import Upload, collect, submit, wait_for_run
 from helixflow_local.stack import LocalStack
 from tests.helpers import poll_until
@@ -35,7 +36,9 @@ def _write(directory: Path, name: str, body: bytes) -> Path:
 
 def _run(stack, tmp_path, reads, params=None):
     uploaded = submit(stack.info, reads, params)
-    described = wait_for_run(stack.info, uploaded, timeout=120)
+    # A bound on waiting, not a speed check: the first run also pays every worker's cold start and MultiQC
+    # (BuildReport) on a machine the suite may share.
+    described = wait_for_run(stack.info, uploaded, timeout=240)
     return collect(stack.info, described, tmp_path / "out"), uploaded
 
 
@@ -63,6 +66,12 @@ def test_valid_file_is_published_with_a_verifiable_manifest(stack, tmp_path):
         assert (len(data), hashlib.sha256(data).hexdigest()) == (entry["size"], entry["sha256"])
     params = json.loads((outcome.local_dir / "pipeline_info/params.json").read_text())
     assert params["stages"]["validation"]["records"] == 40
+    # The run's MultiQC report (BuildReport), listed in the manifest: MultiQC's fastp module read our JSON.
+    assert {REPORT_NAME, DATA_ZIP} <= paths
+    data = multiqc_data(outcome.local_dir / DATA_ZIP)
+    assert set(data["report_data_sources"]["fastp"]["all_sections"]) == {"happy"}
+    assert {"helixflow_timeline_plot", "helixflow_placement_table"} <= set(data["report_plot_data"])
+    assert params["stages"]["report"]["modules"] == ["fastp"]
     # The input is still there, byte for byte.
     body = stack.client("s3").get_object(Bucket=stack.info.bucket, Key="incoming/happy.fastq.gz")["Body"].read()
     assert gzip.decompress(body) == RECORDS
@@ -134,7 +143,7 @@ def test_first_mate_waits_and_the_second_starts_one_paired_run(stack, tmp_path):
     r2 = _write(tmp_path, "pair_R2.fastq.gz", RECORDS)
     first = _execution_of(stack, _drop(stack, r1))
     poll_until(lambda: "WaitForMate" in _entered(stack, first["executionArn"]), timeout=60, what="WaitForMate")
-    described = wait_for_run(stack.info, [_drop(stack, r2)], timeout=120)
+    described = wait_for_run(stack.info, [_drop(stack, r2)], timeout=240)
     outcome = collect(stack.info, described, tmp_path / "out")
     assert outcome.succeeded
     params = json.loads((outcome.local_dir / "pipeline_info/params.json").read_text())

@@ -159,11 +159,12 @@ def test_functions_write_only_their_own_prefixes():
                              if any(f"/{p}/*" in r for r in rs)}
                 for logical_id, rs in writes.items()}
     # Only Publish writes results/ (it also removes the staged outputs it published); RecordFailure removes a
-    # failed run's scratch under work/; MergeChunks stages Phase 1's outputs under work/; the reference checks
-    # add their verdict next to the reference, never over it.
+    # failed run's scratch under work/; MergeChunks stages Phase 1's outputs and BuildReport the report under
+    # work/; the reference checks add their verdict next to the reference, never over it.
     assert prefixes == {
         "PublishFunction": {"results", "work"}, "RecordFailureFunction": {"errors", "work"},
         "SplitIntoChunksFunction": {"work"}, "ProcessChunkFunction": {"work"}, "MergeChunksFunction": {"work"},
+        "BuildReportFunction": {"work"},
         "ValidateFunction": {"references/_cache"}, "PlanPhase2Function": {"references/_cache"}}
 
 

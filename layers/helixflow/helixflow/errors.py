@@ -208,6 +208,7 @@ class BamConversionFailed(HelixflowError):
     codes = {
         "BAM_CONVERSION_FAILED": "samtools could not sort or index the alignments",
         "NO_SAMTOOLS": "BAM output was asked for and samtools is not on PATH",
+        "ALIGNMENT_STATS_FAILED": "samtools flagstat or stats could not read the BAM",
     }
 
 
@@ -280,6 +281,16 @@ class MateMissing(HelixflowError):
 
     default_code = "MATE_MISSING"
     codes = {"MATE_MISSING": "a file named like one mate waited the mate-wait time and its pair never arrived"}
+
+
+class ReportFailed(HelixflowError):
+    """The run's MultiQC report could not be built; nothing is published."""
+
+    default_code = "REPORT_FAILED"
+    codes = {
+        "REPORT_FAILED": "the run's report could not be built; nothing is published",
+        "MULTIQC_FAILED": "MultiQC exited with an error or ran past its time limit (its last lines are in details)",
+    }
 
 
 def error_classes() -> list[type[HelixflowError]]:

@@ -17,6 +17,7 @@ from helixflow import __version__
 VALIDATE = ("numpy", "isal", "pydantic")
 PHASE1 = ("numpy", "numba", "llvmlite", "pyarrow", "isal")
 PUBLISH = ("aws-lambda-powertools", "boto3", "pydantic")
+REPORT = ("multiqc", "plotly", "numpy", "pyarrow")
 
 
 def environment_versions(distributions: Iterable[str]) -> dict[str, str]:

@@ -1,11 +1,10 @@
-"""The results layout: MultiQC reads the fastp JSON and the custom content, the HTML report is one offline page,
-the Parquet embeddings follow the shared schema, and the command line runs the engine."""
+"""The results layout: MultiQC reads the fastp JSON and the custom content, the Parquet embeddings follow the
+shared schema, and the command line runs the engine. (The run's MultiQC report: tests/unit/pipeline/test_run_report.py.)"""
 
 from __future__ import annotations
 
 import gzip
 import json
-import re
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -32,18 +31,6 @@ def test_multiqc_reads_the_fastp_json_and_custom_content(tmp_path, single_gz, ru
     custom = [p for p in data.iterdir() if "helixflow_embeddings" in p.name]
     assert custom, sorted(p.name for p in data.iterdir())
     assert "sampleA" in custom[0].read_text()
-
-
-def test_html_report_is_self_contained(tmp_path, pair_bgzf):
-    paths = engine.write_outputs(
-        engine.process_chunk((engine.whole_file(pair_bgzf[0]), engine.whole_file(pair_bgzf[1])),
-                             engine.resolve_params(engine.Params(), *pair_bgzf), str(tmp_path / "parts")),
-        str(tmp_path / "out"), "pairX")
-    page = open(paths["html"]).read()
-    assert page.count("<svg") >= 12
-    assert not re.search(r"(src|href)\s*=\s*[\"']?(https?:)?//", page)
-    assert "<script" not in page
-    assert "Read 2: quality per position" in page and "Insert size" in page
 
 
 def test_parquet_rows_are_the_kept_reads_with_their_embeddings(tmp_path, pair_bgzf):

@@ -20,7 +20,7 @@ from tests.helpers import pipeline_state
 def phase1(reads: int = 1000) -> Phase1Summary:
     return Phase1Summary(outputs=["embeddings/S1.parquet", "reads/S1_R1.fastq.gz"],
                          staged_prefix="work/S1/checkpoints/abc/phase1/outputs/", reads_before=reads,
-                         reads_after=reads, chunks=1, report="multiqc.html")
+                         reads_after=reads, chunks=1)
 
 
 @pytest.fixture

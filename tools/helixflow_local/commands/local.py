@@ -19,6 +19,7 @@ from rich.status import Status
 
 from helixflow.pipeline.params import parse_parameters
 from helixflow.errors import ClusterNotConfigured
+from helixflow.pipeline.run_report import REPORT_NAME
 from helixflow_local.client import RunOutcome, collect, incoming_keys, needs_ray, resume, submit, wait_for_run
 from helixflow_local.asl import read_machine
 from helixflow_local.exit_codes import ExitCode, ToolError
@@ -308,7 +309,7 @@ def print_outcome(outcome: RunOutcome) -> None:
             out.print(f"  {entry['size']:>12,d}  {entry['path']}  sha256:{entry['sha256'][:12]}")
         out.print(f"results: {outcome.local_dir}  (manifest.json lists every file)")
         for entry in outcome.manifest["files"]:
-            if entry["path"].endswith(".report.html"):
+            if entry["path"] == REPORT_NAME:
                 out.print(f"report:  {outcome.local_dir / entry['path']}")
         return
     document = outcome.error_document or {}

@@ -11,7 +11,8 @@ The job script (``helixflow.pipeline.slurm_jobs.JOB_SCRIPT``) starts every rank 
 - every rank runs ``helixflow.phase2.mpi``'s ``run_cluster`` (and ``run_align`` when a reference is given) on
   its share; rank 0 gathers and writes the outputs;
 - rank 0 uploads under P (``work/<sample>/<run>/phase2/``): ``clusters/<sample>.clusters.tsv`` always,
-  ``alignments/<sample>.bam`` + ``.bai`` with a reference, and last ``summary.json`` (outputs relative to the
+  ``alignments/<sample>.bam`` + ``.bai`` and ``qc/<sample>.flagstat.txt`` + ``qc/<sample>.stats.txt`` (samtools,
+  for MultiQC's samtools module) with a reference, and last ``summary.json`` (outputs relative to the
   results prefix, counts, software versions); CollectPhase2 reads that file;
 - every rank removes its scratch directory, also on failure.
 
@@ -147,6 +148,12 @@ def run(options: argparse.Namespace, comm, scratch: Path) -> dict | None:
         outputs += [f"alignments/{sample}.bam", f"alignments/{sample}.bam.bai"]
         if comm.rank == 0 and index_key is not None and not index_was_cached:
             s3.upload_file(str(index_path), options.bucket, index_key)
+        if comm.rank == 0:  # here, where samtools and the BAM already are (README: "The report")
+            from helixflow.phase2.sam import write_alignment_stats
+
+            threads = options.threads or len(os.sched_getaffinity(0))  # the CPUs Slurm gave this task
+            written = write_alignment_stats(bam, out / "qc", sample, threads=threads)
+            outputs += [Path(path).relative_to(out).as_posix() for path in written]
     searched_per_rank = comm.gather(searched, root=0)
     aligned_per_rank = comm.gather(aligned, root=0)
     if comm.rank != 0:

@@ -188,14 +188,13 @@ def output_paths(out_dir: str, sample: str, paired: bool) -> dict[str, object]:
         "embeddings": os.path.join(out_dir, "embeddings", f"{sample}.parquet"),
         "fastp_json": os.path.join(out_dir, "qc", f"{sample}.fastp.json"),
         "mqc_json": os.path.join(out_dir, "qc", f"{sample}_mqc.json"),
-        "html": os.path.join(out_dir, "qc", f"{sample}.report.html"),
     }
 
 
 def write_outputs(result: ChunkResult, out_dir: str, sample: str, *, move_parts: bool = True) -> dict[str, object]:
     """Write the results layout under ``out_dir``: concatenated reads and embeddings from the parts (moved
-    when there is a single part and ``move_parts``), the fastp JSON, the MultiQC custom content and the HTML
-    report. Returns the paths written."""
+    when there is a single part and ``move_parts``), the fastp JSON and the MultiQC custom content. Returns
+    the paths written."""
     from helixflow.phase1 import report
 
     paths = output_paths(out_dir, sample, result.paired)

@@ -1,18 +1,16 @@
-"""Phase 1 reports from merged statistics: fastp-compatible JSON, MultiQC custom content, self-contained HTML.
+"""Phase 1 reports from merged statistics: fastp-compatible JSON and MultiQC custom content.
 
 The JSON follows fastp's key layout (summary.before_filtering/after_filtering, filtering_result, duplication,
 insert_size, adapter_cutting, read1_before_filtering/... with quality_curves and content_curves), so MultiQC's
 fastp module reads it; the sample name reaches MultiQC through ``--report_title`` in ``command``, as with
 fastp. Extra curves fastp does not have (quality quartiles, length and mean-quality histograms, adapter
-content) sit under the same sections with their own keys, which MultiQC ignores. The HTML page draws inline
-SVG and loads nothing from the network.
+content) sit under the same sections with their own keys, which MultiQC ignores. The run's HTML report is
+MultiQC's, built from these by the BuildReport state (helixflow.pipeline.run_report).
 """
 
 from __future__ import annotations
 
-import html
 import json
-import math
 
 import numpy as np
 
@@ -155,151 +153,6 @@ def mqc_json(result, sample: str) -> dict:
     }
 
 
-# --------------------------------------------------------------------------------------------------- HTML
-
-_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf", "#7f7f7f")
-
-
-def _nice_ticks(lo: float, hi: float, target: int = 5) -> tuple[float, float, float]:
-    """A round step (1, 2, 2.5 or 5 x 10^k) and the axis range widened to whole steps, so tick labels read
-    like 0, 500, 1,000 rather than 0, 71.2, 142."""
-    raw = (hi - lo) / max(target - 1, 1)
-    magnitude = 10 ** math.floor(math.log10(raw))
-    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
-    return step, math.floor(lo / step + 1e-9) * step, math.ceil(hi / step - 1e-9) * step
-
-
-def _tick_label(value: float, step: float) -> str:
-    decimals = len(f"{step:.6f}".rstrip("0").split(".")[1])  # as many as the step needs
-    return f"{value:,.{decimals}f}"
-
-
-def svg_lines(title: str, series: dict[str, list[float]], xlabel: str, ylabel: str, *, width: int = 640,
-              height: int = 260, ymin: float | None = None, ymax: float | None = None, x0: int = 1) -> str:
-    """A line chart as inline SVG. Each series is y values at x = x0, x0 + 1, ..."""
-    series = {k: v for k, v in series.items() if len(v)}
-    left, right, top, bottom = 56, 150, 28, 40
-    pw, ph = width - left - right, height - top - bottom
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
-             f'aria-label="{html.escape(title)}">',
-             f'<text x="{width / 2}" y="18" text-anchor="middle" font-weight="bold">{html.escape(title)}</text>']
-    if not series:
-        parts.append(f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle">no data</text></svg>')
-        return "".join(parts)
-    n = max(len(v) for v in series.values())
-    lo = min(min(v) for v in series.values()) if ymin is None else ymin
-    hi = max(max(v) for v in series.values()) if ymax is None else ymax
-    if hi <= lo:
-        hi = lo + 1
-    step, nice_lo, nice_hi = _nice_ticks(lo, hi)
-    lo = nice_lo if ymin is None else lo
-    hi = nice_hi if ymax is None else hi
-    sx = pw / max(n - 1, 1)
-
-    def y(v):
-        return top + ph - (v - lo) / (hi - lo) * ph
-
-    parts.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>')
-    for i in range(int(round((hi - lo) / step)) + 1):
-        v = lo + i * step
-        if v > hi + 1e-9:
-            break
-        parts.append(f'<text x="{left - 4}" y="{y(v) + 4:.1f}" text-anchor="end" font-size="10">'
-                     f'{_tick_label(v, step)}</text>')
-        parts.append(f'<line x1="{left}" x2="{left + pw}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#eee"/>')
-    for i in range(6):
-        xi = (n - 1) * i / 5
-        parts.append(f'<text x="{left + xi * sx:.1f}" y="{top + ph + 14}" text-anchor="middle" '
-                     f'font-size="10">{int(x0 + xi)}</text>')
-    parts.append(f'<text x="{left + pw / 2}" y="{height - 6}" text-anchor="middle" font-size="11">'
-                 f'{html.escape(xlabel)}</text>')
-    parts.append(f'<text x="14" y="{top + ph / 2}" text-anchor="middle" font-size="11" '
-                 f'transform="rotate(-90 14 {top + ph / 2})">{html.escape(ylabel)}</text>')
-    for k, (name, values) in enumerate(series.items()):
-        colour = _COLOURS[k % len(_COLOURS)]
-        points = " ".join(f"{left + i * sx:.1f},{y(v):.1f}" for i, v in enumerate(values) if math.isfinite(v))
-        parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{points}"/>')
-        ly = top + 12 + 16 * k
-        parts.append(f'<line x1="{left + pw + 10}" x2="{left + pw + 26}" y1="{ly}" y2="{ly}" stroke="{colour}" '
-                     f'stroke-width="3"/><text x="{left + pw + 30}" y="{ly + 4}" font-size="11">{html.escape(name)}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def _table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _pct(x: float) -> str:
-    return f"{100 * x:.2f}%"
-
-
-def html_report(doc: dict, sample: str) -> str:
-    mates = 2 if "read2_before_filtering" in doc else 1
-    b, a = doc["summary"]["before_filtering"], doc["summary"]["after_filtering"]
-    summary_rows = [(k.replace("_", " "), f"{b[k]:,}" if isinstance(b[k], int) else _pct(b[k]),
-                     f"{a[k]:,}" if isinstance(a[k], int) else _pct(a[k]))
-                    for k in ("total_reads", "total_bases", "q20_rate", "q30_rate", "gc_content")]
-    fr = doc["filtering_result"]
-    filter_rows = [(k.replace("_", " "), f"{v:,}") for k, v in fr.items()]
-    cut = doc["adapter_cutting"]
-    extra_rows = [("duplication rate (sampled estimate)", _pct(doc["duplication"]["rate"])),
-                  ("adapter-trimmed reads", f"{cut['adapter_trimmed_reads']:,}"),
-                  ("adapter-trimmed bases", f"{cut['adapter_trimmed_bases']:,}"),
-                  ("adapter (read 1)", cut["read1_adapter_sequence"])]
-    charts = []
-    for m in range(1, mates + 1):
-        before, after = doc[f"read{m}_before_filtering"], doc[f"read{m}_after_filtering"]
-        qq = before["quality_quartiles"]
-        charts.append(svg_lines(f"Read {m}: quality per position", {
-            "mean before": before["quality_curves"]["mean"], "mean after": after["quality_curves"]["mean"],
-            "Q1 before": qq["q1"], "median before": qq["median"], "Q3 before": qq["q3"]},
-            "position (bp)", "Phred", ymin=0))
-        charts.append(svg_lines(f"Read {m}: base content per position (before)", {
-            k: before["content_curves"][k] for k in ("A", "T", "C", "G", "N", "GC")},
-            "position (bp)", "fraction", ymin=0, ymax=1))
-        charts.append(svg_lines(f"Read {m}: GC per position", {
-            "before": before["content_curves"]["GC"], "after": after["content_curves"]["GC"]},
-            "position (bp)", "GC fraction", ymin=0, ymax=1))
-        charts.append(svg_lines(f"Read {m}: read length", {
-            "before": before["length_histogram"], "after": after["length_histogram"]},
-            "length (bp)", "reads", ymin=0, x0=0))
-        charts.append(svg_lines(f"Read {m}: mean quality per read", {
-            "before": before["mean_quality_histogram"], "after": after["mean_quality_histogram"]},
-            "mean Phred", "reads", ymin=0, x0=0))
-        charts.append(svg_lines(f"Read {m}: adapter content (reads with an adapter starting at or before)", {
-            "adapter": before.get("adapter_content", [])}, "position (bp)", "fraction", ymin=0))
-    charts.append(svg_lines("Duplication level (sampled distinct sequences)",
-                            {"sequences": doc["duplication"]["histogram"]}, "copies", "sequences", ymin=0))
-    if "insert_size" in doc:
-        charts.append(svg_lines("Insert size (overlapping pairs)", {"pairs": doc["insert_size"]["histogram"]},
-                                "insert (bp)", "pairs", ymin=0, x0=0))
-    over = []
-    for m in range(1, mates + 1):
-        for seq, count in doc[f"read{m}_before_filtering"]["overrepresented_sequences"].items():
-            over.append((f"read {m}", seq, f"{count:,}"))
-    emb = doc["helixflow"]["embedding"]
-    emb_rows = [(k.replace("_", " "), str(v)) for k, v in emb.items()]
-    style = ("body{font-family:sans-serif;margin:24px;color:#222}table{border-collapse:collapse;margin:8px 0 20px}"
-             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:13px}"
-             "svg{display:block;margin:10px 0}h2{border-bottom:1px solid #ddd}")
-    return "".join([
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
-        f"<title>helixflow Phase 1: {html.escape(sample)}</title><style>{style}</style></head><body>",
-        f"<h1>helixflow Phase 1 report: {html.escape(sample)}</h1>",
-        f"<p>{html.escape(doc['summary']['sequencing'])}; helixflow {html.escape(__version__)}</p>",
-        "<h2>Summary</h2>", _table(summary_rows, ("", "before filtering", "after filtering")),
-        "<h2>Filtering</h2>", _table(filter_rows, ("result", "reads")), _table(extra_rows, ("", "")),
-        "<h2>Plots</h2>", "".join(charts),
-        "<h2>Overrepresented sequences (before filtering)</h2>",
-        _table(over, ("mate", "sequence (first 50 bp)", "estimated reads")) if over else "<p>none</p>",
-        "<h2>Embeddings</h2>", _table(emb_rows, ("", "")),
-        "</body></html>",
-    ])
-
-
 def write_reports(result, sample: str, paths: dict) -> dict:
     doc = fastp_json(result, sample)
     # One line: Athena's JSON SerDe reads one object per line (the catalog's qc table, infra/catalog.yaml).
@@ -307,6 +160,4 @@ def write_reports(result, sample: str, paths: dict) -> dict:
         fh.write(json.dumps(doc) + "\n")
     with open(paths["mqc_json"], "w") as fh:
         json.dump(mqc_json(result, sample), fh, indent=2)
-    with open(paths["html"], "w") as fh:
-        fh.write(html_report(doc, sample))
     return doc

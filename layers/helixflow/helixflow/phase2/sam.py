@@ -247,3 +247,28 @@ def write_alignments(path: str | os.PathLike, header_text: str, body: str | byte
             done = subprocess.run(command, capture_output=True, text=True)
             if done.returncode != 0:
                 raise BamConversionFailed(f"{shlex.join(command)} failed: {done.stderr.strip()}")
+
+
+# What MultiQC's samtools module reads, by the name it finds them under (qc/<sample>.<kind>.txt).
+ALIGNMENT_STATS = ("flagstat", "stats")
+
+
+def write_alignment_stats(bam: str | os.PathLike, qc_dir: str | os.PathLike, sample: str,
+                          threads: int = 1) -> list[str]:
+    """``samtools flagstat`` and ``samtools stats`` of ``bam`` as ``qc_dir/<sample>.flagstat.txt`` and
+    ``.stats.txt`` (the text MultiQC's samtools module parses); returns the paths written."""
+    samtools = shutil.which("samtools")
+    if samtools is None:
+        raise BamConversionFailed("alignment statistics need samtools on PATH", code="NO_SAMTOOLS")
+    os.makedirs(qc_dir, exist_ok=True)
+    written = []
+    for kind in ALIGNMENT_STATS:
+        command = [samtools, kind, "-@", str(max(threads - 1, 0)), os.fspath(bam)]
+        target = os.path.join(qc_dir, f"{sample}.{kind}.txt")
+        with open(target, "wb") as out:
+            done = subprocess.run(command, stdout=out, stderr=subprocess.PIPE)
+        if done.returncode != 0:
+            raise BamConversionFailed(f"{shlex.join(command)} failed: {done.stderr.decode(errors='replace').strip()}",
+                                      code="ALIGNMENT_STATS_FAILED")
+        written.append(target)
+    return written

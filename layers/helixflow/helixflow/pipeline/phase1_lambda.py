@@ -165,7 +165,7 @@ def merge_chunks(*, s3: Any, request: dict[str, Any], chunk_count: int, scratch:
         results.append(ChunkResult.from_dict(document))
     merged = replace(merge_results(results), inputs=[item["key"] for item in request["inputs"]])
     out_dir = scratch / "results"
-    paths = write_outputs(merged, str(out_dir), sample)
+    write_outputs(merged, str(out_dir), sample)
     # Outputs wait under the identity's checkpoint, not results/: only Publish writes results/, and a re-run
     # of this identity after a later failure resumes from here (helixflow.pipeline.runs).
     checkpoint = checkpoint_prefix(sample, request["identity"], "phase1")
@@ -176,8 +176,7 @@ def merge_chunks(*, s3: Any, request: dict[str, Any], chunk_count: int, scratch:
         upload(s3, bucket, path, staged + relative)
         outputs.append(relative)
     summary = {"outputs": outputs, "staged_prefix": staged, "reads_before": sum(s.reads for s in merged.before),
-               "reads_after": sum(s.reads for s in merged.after), "chunks": chunk_count,
-               "report": os.path.relpath(str(paths["html"]), str(out_dir)), "versions": versions}
+               "reads_after": sum(s.reads for s in merged.after), "chunks": chunk_count, "versions": versions}
     put_json(s3, bucket, checkpoint + SUMMARY_NAME, summary)  # last: it marks the checkpoint complete
     delete_prefix(s3, bucket, prefix)
     shutil.rmtree(scratch, ignore_errors=True)

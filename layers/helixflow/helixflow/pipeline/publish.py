@@ -17,7 +17,7 @@ from typing import Any, Iterable
 from helixflow.errors import IncompleteResults
 from helixflow.pipeline import cost as costing
 from helixflow.pipeline.jobs import JobHandle
-from helixflow.pipeline.state import SampleRequest
+from helixflow.pipeline.state import PipelineState, SampleRequest
 from helixflow.pipeline import runs
 from helixflow.pipeline.keys import run_work_prefix
 from helixflow.pipeline.storage import delete_prefix, list_objects, recorded_sha256, sha256_of_object
@@ -30,14 +30,24 @@ TRACE_COLUMNS = ("task_id", "name", "type", "status", "attempts", "items", "nati
 
 
 # The stage results (keys of ``stages``) that carry the versions of their environment, by process name.
-VERSIONED_STAGES = {"validation": "Validate", "phase1": "Phase1", "phase2": "Phase2"}
+VERSIONED_STAGES = {"validation": "Validate", "phase1": "Phase1", "phase2": "Phase2", "report": "BuildReport"}
+# What pipeline_info/params.json records of each stage: its result, the placement and any cluster job.
+RECORDED_STAGES = ("validation", "plan", "phase1_job", "phase1", "plan2", "phase2_job", "phase2", "report")
+
+
+def recorded_stages(state: PipelineState) -> dict[str, Any]:
+    return state.model_dump(include=set(RECORDED_STAGES), exclude_none=True)
+
+
+def reported_versions(stages: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """process -> tool -> version for every stage that reported its environment."""
+    return {process: stages[stage]["versions"] for stage, process in VERSIONED_STAGES.items()
+            if stages.get(stage, {}).get("versions")}
 
 
 def software_versions(stages: dict[str, Any]) -> dict[str, dict[str, str]]:
     """process -> tool -> version for every stage that reported its environment, and Publish's own."""
-    reported = {process: stages[stage]["versions"] for stage, process in VERSIONED_STAGES.items()
-                if stages.get(stage, {}).get("versions")}
-    return {**reported, "Publish": environment_versions(PUBLISH)}
+    return {**reported_versions(stages), "Publish": environment_versions(PUBLISH)}
 
 
 def render_yaml(versions: dict[str, dict[str, str]]) -> str:
@@ -121,6 +131,20 @@ def trace_rows(history_events: Iterable[dict[str, Any]], *, item_counts: dict[st
 
 
 _JOB_STATUS = {"SUCCEEDED": "COMPLETED", "FAILED": "FAILED", "CANCELLED": "FAILED"}
+
+
+def execution_history(sfn: Any, execution_arn: str) -> list[dict[str, Any]]:
+    """Every event of an execution so far (a state reading its own execution's history)."""
+    return [event for page in sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn)
+            for event in page["events"]]
+
+
+def trace_inputs(state: PipelineState) -> dict[str, Any]:
+    """What trace_rows needs of the execution state besides the history: the Distributed Map's item count,
+    which its history lacks (the ItemReader makes MapStateStarted say 0; the chunk plan has it, and the map
+    lets the run go on only when every chunk succeeded), and the cluster jobs' handles."""
+    return {"item_counts": {"ProcessChunks": state.chunks.chunk_count} if state.chunks else None,
+            "jobs": [job for job in (state.phase1_job, state.phase2_job) if job]}
 
 
 def _job_row(handle: JobHandle) -> dict[str, Any]:

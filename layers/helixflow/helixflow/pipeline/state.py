@@ -34,7 +34,6 @@ class Phase1Summary(_Contract):
     reads_before: int
     reads_after: int
     chunks: int
-    report: str
     versions: dict[str, str] = Field(default_factory=dict,
                                      description="tool -> version in the environment this stage ran in")
 
@@ -147,6 +146,16 @@ class Phase2Summary(_Contract):
                                      description="tool -> version in the environment this stage ran in")
 
 
+class ReportSummary(_Contract):
+    """BuildReport's result: the MultiQC report and its data folder, staged under work/ for Publish."""
+
+    outputs: list[str] = Field(description="paths relative to the results prefix (multiqc_report.html, multiqc_data/...)")
+    staged_prefix: str = Field(description="work/<sample>/<run>/report/")
+    modules: list[str] = Field(description="MultiQC modules that found this run's files (fastp, Samtools, ...)")
+    versions: dict[str, str] = Field(default_factory=dict,
+                                     description="tool -> version in the environment this stage ran in")
+
+
 class ChunkSet(_Contract):
     """SplitIntoChunks' result: the chunk manifest in S3 and the engine parameters resolved once per sample."""
 
@@ -202,6 +211,7 @@ class PipelineState(BaseModel):
     phase1: Phase1Summary | None = None
     plan2: Plan2 | None = None
     phase2: Phase2Summary | None = None
+    report: ReportSummary | None = None
     publication: Publication | None = None
     failure: CaughtError | None = None
     failure_record: FailureRecord | None = None
@@ -238,6 +248,7 @@ TASK_RESULTS: dict[str, tuple[type[BaseModel], str | None]] = {
     "SubmitPhase2Job": (JobHandle, "phase2_job"),
     "PollPhase2Job": (JobHandle, "phase2_job"),
     "CollectPhase2": (Phase2Summary, "phase2"),
+    "BuildReport": (ReportSummary, "report"),
     "Publish": (Publication, "publication"),
     "RecordFailure": (FailureRecord, "failure_record"),
 }

@@ -66,7 +66,7 @@ STAGE_OF_STATE: dict[str, str] = {
                      "IsPhase1JobDone", "ProcessChunks", "MergeChunks"), "phase1"),
     **dict.fromkeys(("PlanPhase2", "RoutePhase2", "SubmitPhase2Job", "WaitForPhase2Job", "PollPhase2Job",
                      "IsPhase2JobDone", "CollectPhase2"), "phase2"),
-    "Publish": "publish",
+    **dict.fromkeys(("BuildReport", "Publish"), "publish"),  # the report is the first step of publishing
     **dict.fromkeys(("RecordFailure", "FailRun"), "failure"),
 }
 STAGES = tuple(dict.fromkeys(STAGE_OF_STATE.values()))
