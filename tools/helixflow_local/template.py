@@ -85,6 +85,13 @@ class Template:
     def parameter_defaults(self) -> dict[str, str]:
         return {k: str(v.get("Default", "")) for k, v in self.document.get("Parameters", {}).items()}
 
+    def find_in_map(self, mapping: str, top: str, second: str) -> Any:
+        return self.document["Mappings"][mapping][top][second]
+
+    def state_function_settings(self) -> str:
+        """The STATE_FUNCTIONS JSON (each state's function memory, disk, Map concurrency) that costs are priced with."""
+        return self.find_in_map("StateFunctions", "Settings", "Json")
+
     def resolve(self, value: Any, names: LocalNames) -> Any:
         if isinstance(value, list):
             return [self.resolve(v, names) for v in value]
@@ -101,6 +108,8 @@ class Template:
                 return names.arns[logical_id]
             if key == "Fn::Sub":
                 return self._sub(arg, names)
+            if key == "Fn::FindInMap":
+                return self.find_in_map(*arg)
             if key.startswith("Fn::"):
                 raise ValueError(f"local stack does not resolve {key} (used in {self.path.name})")
         return {k: self.resolve(v, names) for k, v in value.items()}

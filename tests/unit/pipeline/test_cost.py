@@ -19,9 +19,7 @@ from helixflow_local.template import Template
 from tests.helpers import ROOT
 
 PRICES = cost.load_prices()
-FUNCTIONS = cost.parse_function_settings(
-    Template(ROOT / "template.yaml").resources["PublishFunction"]["Properties"]["Environment"]["Variables"][
-        "STATE_FUNCTIONS"])
+FUNCTIONS = cost.parse_function_settings(Template(ROOT / "template.yaml").state_function_settings())
 
 
 def _saved_rows() -> tuple[list[dict], list[dict]]:

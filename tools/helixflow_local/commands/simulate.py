@@ -116,8 +116,7 @@ def profile_command(results: tuple[Path, ...], store: Path, out_file: Path | Non
     from helixflow_local.template import Template
 
     template = Template(repository_root() / "template.yaml")
-    functions = parse_function_settings(
-        template.resources["PublishFunction"]["Properties"]["Environment"]["Variables"]["STATE_FUNCTIONS"])
+    functions = parse_function_settings(template.state_function_settings())
     initial = profiles.load_profile(profiles.PROFILE_PATH)
     added = 0
     for folder in results:

@@ -216,10 +216,7 @@ def publish_run(*, s3: Any, request: SampleRequest, stages: dict[str, Any], hist
     }
     history_events, jobs = list(history_events), list(jobs)
     rows = trace_rows(history_events, item_counts=item_counts, running_until=datetime.now(timezone.utc), jobs=jobs)
-    info[costing.COST_NAME] = json.dumps(costing.cost_from_trace(
-        rows, functions=functions or {}, transitions=costing.count_transitions(history_events),
-        job_nodes=_job_nodes(stages, jobs), job_placements={f"{job.stage.title()}Job": job.placement for job in jobs}),
-        indent=2) + "\n"
+    info[costing.COST_NAME] = json.dumps(run_cost(rows, history_events, stages, jobs, functions), indent=2) + "\n"
     info["pipeline_info/trace.tsv"] = render_trace(rows)  # last: Publish's own row ends with its writes
     for name, text in info.items():
         digests[name] = _put_text(s3, bucket, prefix + name, text)
@@ -238,6 +235,14 @@ def publish_run(*, s3: Any, request: SampleRequest, stages: dict[str, Any], hist
     s3.put_object(Bucket=bucket, Key=prefix + MANIFEST_NAME, ContentType="application/json",
                   Body=(json.dumps(manifest, indent=2) + "\n").encode())
     return manifest
+
+
+def run_cost(rows: list[dict[str, Any]], history_events: list[dict[str, Any]], stages: dict[str, Any],
+             jobs: list[JobHandle], functions: dict[str, dict[str, int]] | None) -> dict[str, Any]:
+    """The cost document (pipeline_info/cost.json) of a run's trace so far."""
+    return costing.cost_from_trace(
+        rows, functions=functions or {}, transitions=costing.count_transitions(history_events),
+        job_nodes=_job_nodes(stages, jobs), job_placements={f"{job.stage.title()}Job": job.placement for job in jobs})
 
 
 def _job_nodes(stages: dict[str, Any], jobs: list[JobHandle]) -> dict[str, int]:

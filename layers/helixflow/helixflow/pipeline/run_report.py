@@ -33,7 +33,8 @@ import numpy as np
 
 from helixflow.errors import ReportFailed
 from helixflow.pipeline.keys import work_prefix
-from helixflow.pipeline.publish import recorded_stages, render_yaml, reported_versions, trace_inputs, trace_rows
+from helixflow.pipeline.publish import (recorded_stages, render_yaml, reported_versions, run_cost, trace_inputs,
+                                        trace_rows)
 from helixflow.pipeline.state import PipelineState, ReportSummary
 from helixflow.pipeline.storage import download, upload
 from helixflow.versions import REPORT, environment_versions
@@ -381,7 +382,7 @@ def run_info(state: PipelineState, trace: list[dict[str, Any]]) -> RunInfo:
 
 
 def build_run_report(*, s3: Any, state: PipelineState, history_events: Iterable[dict[str, Any]],
-                     scratch: Path) -> ReportSummary:
+                     scratch: Path, functions: dict[str, dict[str, int]] | None = None) -> ReportSummary:
     """BuildReport: download what the report reads of the staged outputs (qc/, clusters/, embeddings/, a
     staged pipeline_info/cost.json), build the MultiQC report and stage it under work/<sample>/<run>/report/
     for Publish, which lists it in the manifest with every other output."""
@@ -391,8 +392,13 @@ def build_run_report(*, s3: Any, state: PipelineState, history_events: Iterable[
         for path in (summary.outputs if summary else ()):
             if path.startswith(REPORT_INPUTS):
                 download(s3, request.bucket, summary.staged_prefix + path, run_dir / path)
-    trace = trace_rows(history_events, running_until=datetime.now(timezone.utc), **trace_inputs(state))
-    report = build_report(run_dir, scratch / "out", run_info(state, trace), work_dir=scratch / "work")
+    history_events = list(history_events)
+    inputs = trace_inputs(state)
+    trace = trace_rows(history_events, running_until=datetime.now(timezone.utc), **inputs)
+    info = run_info(state, trace)
+    if functions:  # the cost so far (Publish's pipeline_info/cost.json adds its own second or so)
+        info.cost = run_cost(trace, history_events, recorded_stages(state), list(inputs.get("jobs", [])), functions)
+    report = build_report(run_dir, scratch / "out", info, work_dir=scratch / "work")
     staged = work_prefix(request.sample, request.run_id, "report")
     outputs = []
     for path in (report.html, report.data_zip):
