@@ -1,5 +1,6 @@
 """ResolveSample: the EventBridge "Object Created" event -> the sample request (or why nothing runs)."""
 
+import json
 import os
 
 import boto3
@@ -10,6 +11,7 @@ from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from helixflow.pipeline.resolve import resolve_sample
+from helixflow.pipeline.runs import execution_name, state_machine_of
 
 logger = Logger()
 tracer = Tracer()
@@ -35,6 +37,15 @@ def _execution_running(execution_arn: str) -> bool:
         return False
 
 
+def _starter(execution_arn: str):
+    """Start a run of this state machine with a replayed event (a samplesheet's file already in the bucket)."""
+    def start(event: dict) -> str:
+        name = execution_name()
+        sfn.start_execution(stateMachineArn=state_machine_of(execution_arn), name=name, input=json.dumps(event))
+        return name
+    return start
+
+
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
@@ -46,7 +57,8 @@ def lambda_handler(state: dict, context: LambdaContext) -> dict:
     request = resolve_sample(bucket=event.detail.bucket.name, key=obj.key, etag=obj.etag, size=obj.size,
                              run_id=state["run_id"], execution_arn=state["execution_arn"], s3=s3,
                              pairing_table=pairing_table, runs_table=runs_table,
-                             execution_running=_execution_running, mate_wait_seconds=MATE_WAIT_SECONDS)
+                             execution_running=_execution_running, mate_wait_seconds=MATE_WAIT_SECONDS,
+                             event=state["event"], start_execution=_starter(state["execution_arn"]))
     logger.info("sample resolved", extra={"sample": request.sample, "status": request.status,
                                           "identity": request.identity, "inputs": [i.key for i in request.inputs]})
     metrics.add_dimension(name="Outcome", value=request.status)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from helixflow.pipeline.keys import EVENT_SUFFIXES
 from helixflow_local.template import LocalNames, Template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -141,12 +142,14 @@ def test_bucket_is_encrypted_private_versioned_tls_only_and_emits_eventbridge_ev
     assert deny["Effect"] == "Deny" and deny["Condition"]["Bool"]["aws:SecureTransport"] == "false"
 
 
-def test_event_rule_starts_the_pipeline_only_for_fastq_under_incoming():
+def test_event_rule_starts_the_pipeline_only_for_fastq_and_samplesheets_under_incoming():
     (_, machine), = TEMPLATE.of_type("AWS::Serverless::StateMachine").items()
     pattern = machine["Properties"]["Events"]["FastqCreated"]["Properties"]["Pattern"]
     assert pattern["detail-type"] == ["Object Created"]
     wildcards = sorted(rule["wildcard"] for rule in pattern["detail"]["object"]["key"])
-    assert wildcards == ["incoming/*.fastq", "incoming/*.fastq.gz", "incoming/*.fq", "incoming/*.fq.gz"]
+    assert wildcards == ["incoming/*.fastq", "incoming/*.fastq.gz", "incoming/*.fq", "incoming/*.fq.gz",
+                         "incoming/*.samplesheet.csv"]
+    assert wildcards == sorted(f"incoming/*{suffix}" for suffix in EVENT_SUFFIXES)  # the local stack's filters
 
 
 def test_functions_write_only_their_own_prefixes():

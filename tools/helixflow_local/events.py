@@ -12,6 +12,8 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import unquote_plus
 
+from helixflow.pipeline.runs import execution_name  # noqa: F401 - one home of run ids; the poller names executions with it
+
 _REASONS = {"Put": "PutObject", "Post": "PostObject", "Copy": "CopyObject",
             "CompleteMultipartUpload": "CompleteMultipartUpload"}
 
@@ -58,9 +60,3 @@ def event_id(detail: dict[str, Any]) -> str:
     if not obj.get("version-id"):
         return str(uuid.uuid4())
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"s3://{detail['bucket']['name']}/{obj['key']}?versionId={obj['version-id']}"))
-
-
-def execution_name(now: datetime | None = None) -> str:
-    """Unique, sortable and a safe path segment (it becomes the run id in results/<sample>/<run_id>/)."""
-    now = now or datetime.now(timezone.utc)
-    return f"run-{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"

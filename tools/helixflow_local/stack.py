@@ -29,7 +29,7 @@ from helixflow_local.ray_head import WORKER_RESOURCE, LocalRay
 from helixflow_local.runtime import LambdaRuntime, ServiceFault
 from helixflow_local.slurm import LocalSlurm
 from helixflow_local.template import LocalNames, Template
-from helixflow.pipeline.keys import FASTQ_SUFFIXES, INCOMING_PREFIX
+from helixflow.pipeline.keys import EVENT_SUFFIXES, INCOMING_PREFIX
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -436,13 +436,14 @@ class LocalStack:
         sqs = self.client("sqs")
         queue_url = sqs.create_queue(QueueName=f"{STACK_NAME}-object-created")["QueueUrl"]
         queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        # One configuration per suffix mirrors the template's EventBridge rule (incoming/*.fastq, ...).
+        # One configuration per suffix mirrors the template's EventBridge rule (incoming/*.fastq, ...,
+        # incoming/*.samplesheet.csv).
         self.client("s3").put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={
             "QueueConfigurations": [
                 {"QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*"],
                  "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": INCOMING_PREFIX},
                                                     {"Name": "suffix", "Value": suffix}]}}}
-                for suffix in FASTQ_SUFFIXES]})
+                for suffix in EVENT_SUFFIXES]})
         return queue_url
 
     # ------------------------------------------------------------------ events

@@ -144,6 +144,32 @@ class InvalidParameters(HelixflowError):
     }
 
 
+class InvalidSamplesheet(HelixflowError):
+    """A samplesheet (``incoming/<batch>.samplesheet.csv``) that cannot declare its samples; the position names the
+    sheet, its row (``record``, 1 = the first sample) and line, and ``details`` the column."""
+
+    default_code = "INVALID_SAMPLESHEET"
+    codes = {
+        "INVALID_SAMPLESHEET": "the samplesheet cannot be used (no more specific code applies)",
+        "SAMPLESHEET_TOO_LARGE": "the samplesheet is over 1 MiB or declares more than 500 samples",
+        "SAMPLESHEET_NOT_UTF8": "the samplesheet is not UTF-8 text",
+        "NOT_CSV": "the samplesheet is not well-formed CSV (e.g. an unclosed quote)",
+        "NO_SAMPLES": "the samplesheet has a header but no sample rows",
+        "MISSING_COLUMN": "a required column (`sample`, `fastq_1`, `fastq_2`) is absent from the header",
+        "UNKNOWN_COLUMN": "a header column that is neither a required column nor a run parameter",
+        "DUPLICATE_COLUMN": "a column appears twice in the header",
+        "BAD_ROW": "a row with more or fewer cells than the header",
+        "MISSING_VALUE": "an empty `sample` or `fastq_1` cell",
+        "BAD_SAMPLE": "a sample id outside `A-Z a-z 0-9 . _ -` (starting alphanumeric, at most 128 characters)",
+        "DUPLICATE_SAMPLE": "a sample declared by two rows (one row per sample)",
+        "PATH_OUTSIDE_PREFIX": "a file path that escapes `incoming/` (`..`, absolute, or `s3://` to another bucket or prefix)",
+        "BAD_PATH": "a file path that is not a FASTQ name or uses characters outside `A-Z a-z 0-9 . _ -`",
+        "FILE_LISTED_TWICE": "one file named twice (in two rows, or as both fastq_1 and fastq_2)",
+        "BAD_VALUE": "a parameter cell of the wrong type or out of range (types are strict: `1`, `true`/`false`)",
+        "FILE_NOT_FOUND": "a file the samplesheet names does not exist (checked by `helixflow run --samplesheet`)",
+    }
+
+
 class InputTooLarge(HelixflowError):
     """No placement can run this input (e.g. above what the Lambda path handles while no cluster is set)."""
 

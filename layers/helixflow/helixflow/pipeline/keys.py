@@ -12,6 +12,8 @@ Policy (stated, and tested):
   ``_1``/``_2``, each optionally followed by Illumina's ``_001`` chunk number (``S1_L001_R1_001.fastq.gz`` is
   sample ``S1_L001``, mate 1). A name without a marker is single-end (mate 0).
 - Two mates pair when they share folder and sample id; ``pairing_key`` is that shared identity.
+- A file named in a samplesheet takes its sample and mate from the sheet instead (helixflow.pipeline.samplesheet);
+  the key rules above still apply to it.
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ RESULTS_PREFIX = "results/"
 ERRORS_PREFIX = "errors/"
 WORK_PREFIX = "work/"
 FASTQ_SUFFIXES = (".fastq.gz", ".fq.gz", ".fastq", ".fq")
+# incoming/<batch>.samplesheet.csv declares samples (helixflow.pipeline.samplesheet); its event starts the pipeline
+# too, so the EventBridge rule (and the local stack's notifications) match these suffixes.
+SAMPLESHEET_SUFFIX = ".samplesheet.csv"
+EVENT_SUFFIXES = (*FASTQ_SUFFIXES, SAMPLESHEET_SUFFIX)
 MAX_KEY_LENGTH = 512
 
 _SEGMENT = re.compile(r"[A-Za-z0-9._-]+")
@@ -56,12 +62,7 @@ def parse_incoming_key(key: str) -> IncomingKey:
     if not key.startswith(INCOMING_PREFIX):
         raise InvalidKey(f"key {key!r} is not under {INCOMING_PREFIX}", code="OUTSIDE_PREFIX",
                          details={"key": key})
-    segments = key[len(INCOMING_PREFIX):].split("/")
-    for segment in segments:
-        if segment in ("", ".", "..") or not _SEGMENT.fullmatch(segment):
-            raise InvalidKey(
-                f"key {key!r} has a path segment {segment!r} that is empty, relative, or uses characters "
-                "outside A-Z a-z 0-9 . _ -", code="UNSAFE_KEY", details={"key": key})
+    segments = _safe_segments(key)
     file_name = segments[-1]
     suffix = next((s for s in FASTQ_SUFFIXES if file_name.endswith(s)), None)
     if suffix is None:
@@ -69,11 +70,43 @@ def parse_incoming_key(key: str) -> IncomingKey:
                          code="NOT_FASTQ_NAME", details={"key": key})
     stem = file_name[: -len(suffix)]
     sample, mate = sample_and_mate(stem)
-    if not _SAMPLE.fullmatch(sample):
+    if not is_sample_name(sample):
         raise InvalidKey(f"sample id {sample!r} derived from {file_name!r} is not a valid sample name",
                          code="BAD_SAMPLE_NAME", details={"key": key})
     folder = INCOMING_PREFIX + "".join(f"{s}/" for s in segments[:-1])
     return IncomingKey(key=key, folder=folder, file_name=file_name, sample=sample, mate=mate)
+
+
+def _safe_segments(key: str) -> list[str]:
+    segments = key[len(INCOMING_PREFIX):].split("/")
+    for segment in segments:
+        if segment in ("", ".", "..") or not _SEGMENT.fullmatch(segment):
+            raise InvalidKey(
+                f"key {key!r} has a path segment {segment!r} that is empty, relative, or uses characters "
+                "outside A-Z a-z 0-9 . _ -", code="UNSAFE_KEY", details={"key": key})
+    return segments
+
+
+def is_samplesheet_key(key: str) -> bool:
+    """Whether an event's object is a samplesheet (it then declares samples instead of being one)."""
+    return key.startswith(INCOMING_PREFIX) and key.endswith(SAMPLESHEET_SUFFIX)
+
+
+def parse_samplesheet_key(key: str) -> str:
+    """The batch name of ``incoming/[<folder>/]<batch>.samplesheet.csv`` (same key rules as a FASTQ key)."""
+    if len(key.encode()) > MAX_KEY_LENGTH:
+        raise InvalidKey(f"key is longer than {MAX_KEY_LENGTH} bytes", details={"key": key[:80]})
+    if not key.startswith(INCOMING_PREFIX):
+        raise InvalidKey(f"key {key!r} is not under {INCOMING_PREFIX}", code="OUTSIDE_PREFIX", details={"key": key})
+    batch = _safe_segments(key)[-1][: -len(SAMPLESHEET_SUFFIX)]
+    if not is_sample_name(batch):
+        raise InvalidKey(f"batch name {batch!r} of samplesheet {key!r} is not a valid name", code="BAD_SAMPLE_NAME",
+                         details={"key": key})
+    return batch
+
+
+def is_sample_name(name: str) -> bool:
+    return bool(_SAMPLE.fullmatch(name))
 
 
 def bounded_component(value: str, limit: int = 64) -> str:

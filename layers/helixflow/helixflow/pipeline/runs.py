@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from datetime import datetime, timezone
 from typing import Any, Literal
 
@@ -43,6 +44,20 @@ def run_identity(*, sample: str, inputs: list[SampleInput], params: dict[str, An
         "pipeline": pipeline_version,
     }
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def execution_name(now: datetime | None = None) -> str:
+    """A new run id: unique, sortable and a safe path segment (it becomes results/<sample>/<run_id>/)."""
+    now = now or datetime.now(timezone.utc)
+    return f"run-{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+
+
+def state_machine_of(execution_arn: str) -> str:
+    """``arn:...:execution:<machine>:<name>`` -> ``arn:...:stateMachine:<machine>``: a samplesheet's execution
+    starts its samples' runs on the state machine it runs in, so no function needs that ARN configured (the
+    template could not give it: the state machine already depends on the function)."""
+    head, machine, _name = execution_arn.rsplit(":", 2)
+    return f"{head.removesuffix(':execution')}:stateMachine:{machine}"
 
 
 def checkpoint_root(sample: str, identity: str) -> str:

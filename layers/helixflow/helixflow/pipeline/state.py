@@ -38,10 +38,26 @@ class Phase1Summary(_Contract):
                                      description="tool -> version in the environment this stage ran in")
 
 
-class SampleRequest(_Contract):
-    """ResolveSample's result: the sample this execution runs, or why it runs nothing."""
+class DeclaredSample(_Contract):
+    """One sample of a samplesheet as its sheet's execution left it."""
 
-    status: Literal["ready", "waiting_for_mate", "already_processed", "already_running"]
+    sample: str
+    row: int
+    files: list[str]
+    present: list[str] = Field(description="its files already in the bucket when the sheet landed")
+    started: str | None = Field(None, description="the execution started for it (None: its files' events will)")
+
+
+class SamplesheetResult(_Contract):
+    key: str
+    samples: list[DeclaredSample]
+
+
+class SampleRequest(_Contract):
+    """ResolveSample's result: the sample this execution runs, or why it runs nothing (a samplesheet's execution
+    declares samples instead of running one)."""
+
+    status: Literal["ready", "waiting_for_mate", "already_processed", "already_running", "samplesheet"]
     run_id: str
     bucket: str
     sample: str
@@ -53,6 +69,8 @@ class SampleRequest(_Contract):
     previous_run: str | None = Field(None, description="the run that already processed (or runs) this identity")
     awaiting: str | None = Field(None, description="the mate a waiting first mate waits for")
     mate_wait_seconds: int = 0
+    pairing_item: str = Field("", description="the pairing item a waiting mate recorded itself in")
+    samplesheet: SamplesheetResult | None = Field(None, description="what a samplesheet's execution declared")
     resumed_phase1: Phase1Summary | None = Field(None, description="Phase 1 checkpoint of an earlier failed run")
 
 
