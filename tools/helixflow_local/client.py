@@ -115,12 +115,14 @@ def submit(info: StackInfo, reads: list[Path], params: dict[str, Any] | None = N
     sidecar = parse_incoming_key(keys[0]).sidecar_key
     s3.put_object(Bucket=info.bucket, Key=sidecar, ContentType="application/json",
                   Body=json.dumps(sidecar_for(reads, params, force=force)).encode())
-    uploaded = []
-    for path, key in zip(reads, keys):
-        s3.upload_file(str(path), info.bucket, key)
-        head = s3.head_object(Bucket=info.bucket, Key=key)
-        uploaded.append(Upload(key=key, etag=head["ETag"].strip('"'), version_id=head["VersionId"]))
-    return uploaded
+    return [upload_file(s3, info.bucket, path, key) for path, key in zip(reads, keys)]
+
+
+def upload_file(s3: Any, bucket: str, path: Path, key: str) -> Upload:
+    """Upload one file and say which object version it became (the executions to follow are that version's)."""
+    s3.upload_file(str(path), bucket, key)
+    head = s3.head_object(Bucket=bucket, Key=key)
+    return Upload(key=key, etag=head["ETag"].strip('"'), version_id=head["VersionId"])
 
 
 def _executions_for(sfn: Any, info: StackInfo, uploaded: list[Upload], known: dict[str, dict]) -> dict[str, dict]:

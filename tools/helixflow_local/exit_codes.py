@@ -20,7 +20,7 @@ import click
 
 from helixflow.errors import (BamConversionFailed, ClusterNotConfigured, ClusterUnavailable, DeviceUnavailable,
                               HelixflowError, InvalidFastq, InvalidKey, InvalidParameters, InvalidReads,
-                              InvalidReference)
+                              InvalidReference, InvalidSamplesheet)
 
 
 class ExitCode(IntEnum):
@@ -49,7 +49,7 @@ MEANING = {
 
 # Named errors that mean the input or the request was refused; the machine or its tools being unfit is an
 # environment problem; any other named error reaching the CLI is a run that failed.
-_REFUSED_ERRORS = (InvalidFastq, InvalidKey, InvalidParameters, InvalidReads, InvalidReference)
+_REFUSED_ERRORS = (InvalidFastq, InvalidKey, InvalidParameters, InvalidReads, InvalidReference, InvalidSamplesheet)
 _ENVIRONMENT_ERRORS = (DeviceUnavailable, BamConversionFailed, ClusterNotConfigured, ClusterUnavailable)
 # errnos that say "this path the user named is not usable", as opposed to the machine failing (EIO, ENOSPC).
 _USER_PATH_ERRNOS = {errno.ENOENT, errno.EISDIR, errno.ENOTDIR, errno.EACCES, errno.EPERM, errno.ENAMETOOLONG,

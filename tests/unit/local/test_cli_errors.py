@@ -34,6 +34,11 @@ def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "unknown.json").write_text('{"min_lenght": 30}')
     (tmp_path / "wrongtype.json").write_text('{"allow_phred64": "yes"}')
     (tmp_path / "adir").mkdir()
+    (tmp_path / "nocol.samplesheet.csv").write_text("sample,fastq_1\nS1,S1_R1.fastq\n")
+    (tmp_path / "absent.samplesheet.csv").write_text("sample,fastq_1,fastq_2\nS1,S1_R1.fastq,S1_R2.fastq\n"
+                                                     "S3,reads/S3.fastq,\n")
+    (tmp_path / "escape.csv").write_text("sample,fastq_1,fastq_2\nS1,../S1_R1.fastq,\n")
+    (tmp_path / "badvalue.csv").write_text("sample,fastq_1,fastq_2,quality\nS1,S1_R1.fastq,S1_R2.fastq,high\n")
     return tmp_path
 
 
@@ -60,6 +65,17 @@ CASES = [
      "is a directory"),
     ("run-bad-timeout", ["run", "S1_R1.fastq", "--timeout", "soon"], REFUSED, "BadParameter (BAD_PARAMETER)",
      "soon"),
+    ("run-samplesheet-missing-column", ["run", "--samplesheet", "nocol.samplesheet.csv"], REFUSED,
+     "InvalidSamplesheet (MISSING_COLUMN)", "fastq_2"),
+    ("run-samplesheet-missing-file", ["run", "--samplesheet", "absent.samplesheet.csv"], REFUSED,
+     "InvalidSamplesheet (FILE_NOT_FOUND)", "row 2 (line 3), column fastq_1"),
+    ("run-samplesheet-escaping-path", ["run", "--samplesheet", "escape.csv"], REFUSED,
+     "InvalidSamplesheet (PATH_OUTSIDE_PREFIX)", "row 1 (line 2), column fastq_1"),
+    ("run-samplesheet-bad-value", ["run", "--samplesheet", "badvalue.csv"], REFUSED,
+     "InvalidSamplesheet (BAD_VALUE)", "column quality"),
+    ("run-samplesheet-and-reads", ["run", "S1_R1.fastq", "--samplesheet", "badvalue.csv"], REFUSED,
+     "UsageError (USAGE_ERROR)", "--samplesheet"),
+    ("run-nothing", ["run"], REFUSED, "UsageError (USAGE_ERROR)", "--samplesheet"),
     ("demo-no-pairs", ["demo", "--pairs", "0"], REFUSED, "BadParameter (BAD_PARAMETER)", "--pairs"),
     ("local-unknown", ["local", "sideways"], REFUSED, "NoSuchCommand (NO_SUCH_COMMAND)", "sideways"),
     ("validate-missing-file", ["validate", "absent.fastq"], REFUSED, "FileNotFoundError (ENOENT)", "absent.fastq"),

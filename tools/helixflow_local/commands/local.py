@@ -25,6 +25,7 @@ from helixflow_local.asl import read_machine
 from helixflow_local.exit_codes import ExitCode, ToolError
 from helixflow_local.progress import Printed, Snapshot, stage_lines, status_line
 from helixflow_local.ray_head import LocalRay
+from helixflow_local.samplesheets import raise_for, read_sheet, submit_samplesheet, summary_line, wait_for_samples
 from helixflow_local.slurm import LocalSlurm
 from helixflow_local.stack import STACK_FILE, LocalStack, StackInfo, default_state_dir
 
@@ -326,7 +327,10 @@ def print_outcome(outcome: RunOutcome) -> None:
 
 
 @click.command("run")
-@click.argument("reads", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("reads", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--samplesheet", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="CSV sample,fastq_1,fastq_2[,parameter columns]: upload it and its files (paths relative to its "
+                   "folder) and wait for every sample's run (instead of READS).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("helixflow-results"), show_default=True)
 @click.option("--params", "params_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -338,9 +342,18 @@ def print_outcome(outcome: RunOutcome) -> None:
 @quiet_option
 @json_option
 @state_dir_option
-def run_command(reads: tuple[Path, ...], out_dir: Path, params_file: Path | None, timeout: float, force: bool,
-                reference: Path | None, quiet: bool, as_json: bool, state_dir: Path) -> None:
-    """Run the pipeline on R1 [R2] through the local stack; exit 0 when the execution succeeded."""
+def run_command(reads: tuple[Path, ...], samplesheet: Path | None, out_dir: Path, params_file: Path | None,
+                timeout: float, force: bool, reference: Path | None, quiet: bool, as_json: bool,
+                state_dir: Path) -> None:
+    """Run the pipeline on R1 [R2] (or a samplesheet's samples) through the local stack; exit 0 when every
+    execution succeeded."""
+    if samplesheet is not None:
+        if reads or params_file or force or reference:
+            raise click.UsageError("--samplesheet takes its files and parameters from the sheet: give no READS, "
+                                   "--params, --force or --reference with it")
+        return run_samplesheet(samplesheet, out_dir, timeout, state_dir, quiet=quiet, as_json=as_json)
+    if not reads:
+        raise click.UsageError("give one FASTQ (single-end), two (R1 R2), or --samplesheet SHEET")
     if len(reads) > 2:
         raise click.UsageError("give one FASTQ (single-end) or two (R1 R2)")
     # Refuse what the pipeline would reject (names, parameters) before starting or uploading anything.
@@ -356,6 +369,28 @@ def run_command(reads: tuple[Path, ...], out_dir: Path, params_file: Path | None
     report(outcome, as_json)
     if not outcome.succeeded:
         raise RunFailed(outcome)
+
+
+def run_samplesheet(path: Path, out_dir: Path, timeout: float, state_dir: Path, *, quiet: bool,
+                    as_json: bool) -> None:
+    sheet = read_sheet(path)  # refused before anything starts or is uploaded
+    with stack_for_command(state_dir, ray=sheet.needs_ray, slurm=sheet.needs_slurm, quiet=quiet) as info:
+        uploads = submit_samplesheet(info, sheet)
+        if quiet:
+            results = wait_for_samples(info, uploads, out_dir, timeout=timeout)
+        else:
+            console.print(f"uploaded s3://{info.bucket}/{sheet.key} and {sum(map(len, uploads.values()))} files")
+            with console.status("waiting for the runs") as status:
+                results = wait_for_samples(info, uploads, out_dir, timeout=timeout, on_progress=lambda sample, snapshot:
+                                           status.update(f"{sample}: {status_line(snapshot)}"))
+    if as_json:
+        click.echo(json.dumps([outcome_document(r.outcome) if r.outcome else
+                               {"status": "TIMED_OUT" if r.timed_out else "NOT_RUN", "sample": r.sample,
+                                "message": r.problem} for r in results], indent=2))
+    else:
+        for result in results:
+            out.print(summary_line(result), markup=False, highlight=False)
+    raise_for(results)
 
 
 @click.command("resume")
