@@ -228,3 +228,13 @@ def test_expired_declarations_are_ignored(aws):
     assert samplesheet.declaration_for(table, BUCKET, "incoming/S1_R1.fastq", now=2_000).sample == "S1"
     assert samplesheet.declaration_for(table, BUCKET, "incoming/S1_R1.fastq",
                                        now=1_000 + samplesheet.DECLARATION_TTL_S) is None
+
+
+def test_a_declared_mate_already_in_the_bucket_pairs_even_after_an_earlier_wait_failed(aws):
+    pipeline = Pipeline(*aws)
+    pipeline.resolve(pipeline.put(SHEET, SHEET_BODY))
+    waiting = pipeline.resolve(pipeline.put("incoming/P1_R1.fastq", READS))
+    with pytest.raises(MateMissing):
+        check_mate(request=waiting, pairing_table=aws[1]["pairing"])  # forgets the lone P1_R1
+    late = pipeline.resolve(pipeline.put("incoming/P1_R2.fastq", READS))
+    assert late.status == "ready" and [i.key for i in late.inputs] == ["incoming/P1_R1.fastq", "incoming/P1_R2.fastq"]

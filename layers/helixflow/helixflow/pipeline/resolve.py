@@ -63,6 +63,10 @@ def resolve_sample(*, bucket: str, key: str, etag: str, size: int, run_id: str, 
         inputs = [arrived]
     else:
         mates = record_mate(pairing_table, pair_pk, arrived, ttl_s=ttl_s)
+        if len(mates) < 2 and declared is not None and (head := _head(s3, bucket, declared.other_file)) is not None:
+            # A declared pair knows its other file's key: one already in the bucket pairs now, however it got
+            # there unrecorded (it landed before the sheet, or an earlier wait for it ended in MateMissing).
+            mates = record_mate(pairing_table, pair_pk, _input_of(declared.other_file, head, 3 - mate), ttl_s=ttl_s)
         if len(mates) < 2:
             return SampleRequest(status="waiting_for_mate", inputs=[arrived], awaiting=awaiting, pairing_item=pair_pk,
                                  mate_wait_seconds=mate_wait_seconds, params=params.model_dump(), **base)
