@@ -5,13 +5,16 @@ mate, a file in no sheet following the name rules, and a bad sheet failing with 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from helixflow_local.client import Upload, collect, execution_arn, submit, upload_file, wait_for_run
-from helixflow_local.samplesheets import raise_for, read_sheet, submit_samplesheet, summary_line, wait_for_samples
-from helixflow_local.samplesheets import SamplesFailed
+from helixflow_local.samplesheets import (SamplesFailed, raise_for, read_sheet, submit_samplesheet, summary_line,
+                                          wait_for_samples)
 from helixflow_local.stack import LocalStack
 from tests.helpers import poll_until
 
@@ -156,3 +159,26 @@ def test_a_failed_sample_gets_its_line_and_exit_status_1(stack, tmp_path):
     with pytest.raises(SamplesFailed) as caught:
         raise_for(results)
     assert "1 of 2 samples did not succeed: phredS (InvalidFastq)" in str(caught.value)
+
+
+@pytest.mark.slow  # starts a stack of its own, as the command does
+def test_helixflow_run_samplesheet_as_a_user_runs_it(tmp_path):
+    """The real command, starting a stack for itself: one line per sample on stdout, the failure's one line on
+    stderr, exit 1 because one sample failed."""
+    _write(tmp_path, {"data/cli_R1.fastq": RECORDS, "data/cli_R2.fastq": RECORDS, "data/bad.fastq": b"@r1\nACGT\nIIII\n",
+                      "data/batch.csv": b"sample,fastq_1,fastq_2,quality\ncliPair,cli_R1.fastq,cli_R2.fastq,28\n"
+                                        b"cliBad,bad.fastq,,\n"})
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "HELIXFLOW_STATE_DIR": str(tmp_path / "state"), "HELIXFLOW_HOME": str(root)}
+    run = subprocess.run([sys.executable, "-c", "from helixflow_local.cli import main; main()", "run",
+                          "--samplesheet", str(tmp_path / "data/batch.csv"), "--out", str(tmp_path / "out"),
+                          "--timeout", "300"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
+    assert run.returncode == 1, run.stdout + run.stderr
+    lines = run.stdout.splitlines()
+    assert [line.split()[:2] for line in lines] == [["SUCCEEDED", "cliPair"], ["FAILED", "cliBad"]], run.stdout
+    assert "InvalidFastq (MISSING_PLUS_LINE)" in lines[1] and "error.json" in lines[1]
+    assert "Traceback" not in run.stderr
+    assert run.stderr.strip().splitlines()[-1].startswith("SamplesFailed (SAMPLES_FAILED): 1 of 2 samples")
+    params = json.loads(next((tmp_path / "out/results/cliPair").glob("*/pipeline_info/params.json")).read_text())
+    assert params["params"]["quality"] == 28 and [i["key"] for i in params["inputs"]] == [
+        "incoming/cli_R1.fastq", "incoming/cli_R2.fastq"]

@@ -15,7 +15,7 @@ from typing import Any
 
 from helixflow.errors import ClusterNotConfigured, InputTooLarge, InvalidKey
 from helixflow_local.exit_codes import ExitCode, ToolError
-from helixflow_local.events import execution_name
+from helixflow.pipeline.runs import execution_name
 from helixflow_local.history import read_history
 from helixflow_local.progress import MapItems, Snapshot
 from helixflow.pipeline.plan import plan_phase1

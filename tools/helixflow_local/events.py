@@ -12,8 +12,6 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import unquote_plus
 
-from helixflow.pipeline.runs import execution_name  # noqa: F401 - one home of run ids; the poller names executions with it
-
 _REASONS = {"Put": "PutObject", "Post": "PostObject", "Copy": "CopyObject",
             "CompleteMultipartUpload": "CompleteMultipartUpload"}
 

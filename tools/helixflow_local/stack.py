@@ -23,13 +23,14 @@ from typing import Any
 
 import boto3
 
-from helixflow_local.events import eventbridge_object_created, execution_name
+from helixflow_local.events import eventbridge_object_created
 from helixflow_local.cloudwatch import ALARM_PRINCIPAL, Alarm, LocalCloudWatch, rate_seconds
 from helixflow_local.ray_head import WORKER_RESOURCE, LocalRay
 from helixflow_local.runtime import LambdaRuntime, ServiceFault
 from helixflow_local.slurm import LocalSlurm
 from helixflow_local.template import LocalNames, Template
 from helixflow.pipeline.keys import EVENT_SUFFIXES, INCOMING_PREFIX
+from helixflow.pipeline.runs import execution_name
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"

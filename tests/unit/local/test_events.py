@@ -1,4 +1,5 @@
-from helixflow_local.events import eventbridge_object_created, execution_name
+from helixflow.pipeline.runs import execution_name
+from helixflow_local.events import eventbridge_object_created
 from helixflow.pipeline.keys import safe_component
 from tests.helpers import load_event
 
