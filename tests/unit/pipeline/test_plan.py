@@ -151,7 +151,7 @@ def test_phase2_records_both_partitions_predictions_with_the_queue_wait():
     from helixflow.pipeline.state import Phase1Summary
 
     summary = Phase1Summary(outputs=["embeddings/S1.parquet"], staged_prefix="work/S1/x/", reads_before=20_000_000,
-                            reads_after=20_000_000, chunks=4, report="r")
+                            reads_after=20_000_000, chunks=4)
     placed = planning.plan_phase2(summary, "S1", "off")
     cpu, gpu = placed.predictions
     assert (cpu.placement, gpu.placement) == ("slurm-cpu", "slurm-gpu")
