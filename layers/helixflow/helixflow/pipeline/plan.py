@@ -5,9 +5,17 @@ functions and its long-running, stateful work on instances. Phase 1 over record-
 up to the point where one Lambda can still prepare the chunks (download, re-block, find record boundaries)
 within its time and disk limits; past that the Ray cluster is the right place.
 
+Size first, then route: the plan is made from the objects' sizes and a sampled compression ratio (the first
+``SAMPLE_BYTES`` of each object, one ranged GET: ``sample_ratio``) before anything reads a whole input. It
+also decides who validates (``validation``): one Validate Lambda streams at ``VALIDATE_GZIP_MB_S`` of gzip
+(``VALIDATE_TEXT_MB_S`` of text), so an input it would not finish within ``SAFETY`` of the 15-minute limit is
+validated per chunk by the Phase 1 runners instead ("distributed", helixflow.fastq.chunked); smaller inputs keep
+the single Validate, the cheapest for them. The run parameter ``validation`` overrides (tests force the
+distributed path on small files with it).
+
 The model below is explicit so its numbers can be argued with (and replaced by measurements):
-- decompressed size = stored size for plain text, ``GZIP_RATIO`` times it for gzip/BGZF (FASTQ compresses
-  about 3.5x at the levels sequencers use);
+- decompressed size = stored size times the sampled ratio (``GZIP_RATIO`` when no sample was taken: FASTQ
+  compresses about 3.5x at the levels sequencers use);
 - preparing chunks reads the input once at ``PREPARE_MB_S`` (S3 download + decompress + BGZF re-block);
 - each chunk of ``CHUNK_MB`` decompressed megabytes runs at ``LAMBDA_MB_S`` on one worker (the Phase 1
   engine on 2 vCPUs), ``MAX_CONCURRENCY`` at a time;
@@ -26,6 +34,8 @@ from __future__ import annotations
 
 import math
 from typing import Any
+
+from isal import isal_zlib
 
 from helixflow.errors import ClusterNotConfigured, InputTooLarge
 from helixflow.pipeline import jobs
@@ -47,20 +57,56 @@ LAMBDA_USD_PER_GB_S = 0.0000166667
 CLUSTER_STARTUP_S = 240.0
 CLUSTER_MB_S = 160.0  # one 8-vCPU worker
 CLUSTER_USD_PER_HOUR = 0.68
+SAMPLE_BYTES = 1 << 20
+# One Validate Lambda's streaming rate (benchmarks/validate_throughput.py): ~250 MB/s of text, ~75 MB/s of gzip.
+VALIDATE_TEXT_MB_S = 250.0
+VALIDATE_GZIP_MB_S = 75.0
 
 
-def _decompressed_mb(inputs: list[SampleInput]) -> float:
-    total = 0.0
+def sample_ratio(head: bytes) -> float:
+    """Decompressed bytes per stored byte of the first bytes of an object; 1.0 for plain text."""
+    if not head.startswith(b"\x1f\x8b"):
+        return 1.0
+    consumed = produced = 0
+    data = head
+    while data.startswith(b"\x1f\x8b"):  # member by member: BGZF is thousands of them
+        inflater = isal_zlib.decompressobj(31)
+        try:
+            produced += len(inflater.decompress(data))
+        except isal_zlib.error:
+            break  # a corrupt sample: the validator will say so; plan with what inflated
+        rest = inflater.unused_data if inflater.eof else b""
+        consumed += len(data) - len(rest)
+        data = rest
+    return produced / consumed if consumed else GZIP_RATIO
+
+
+def sample_ratios(s3: Any, bucket: str, inputs: list[SampleInput]) -> list[float]:
+    """``sample_ratio`` of each input from one ranged GET of its first ``SAMPLE_BYTES``."""
+    ratios = []
     for item in inputs:
-        ratio = GZIP_RATIO if item.key.endswith(".gz") else 1.0
-        total += item.size * ratio / MB
-    return total
+        head = s3.get_object(Bucket=bucket, Key=item.key, Range=f"bytes=0-{SAMPLE_BYTES - 1}",
+                             IfMatch=item.etag)["Body"].read() if item.size else b""
+        ratios.append(sample_ratio(head))
+    return ratios
 
 
-def plan_phase1(inputs: list[SampleInput], requested: str = "auto", chunk_mb: int = CHUNK_MB) -> Phase1Plan:
-    """Where Phase 1 runs, with both predictions; raises when that placement cannot run here."""
+def _validate_seconds(inputs: list[SampleInput], ratios: list[float]) -> float:
+    return sum(item.size / MB / (VALIDATE_GZIP_MB_S if ratio != 1.0 else VALIDATE_TEXT_MB_S)
+               for item, ratio in zip(inputs, ratios))
+
+
+def plan_phase1(inputs: list[SampleInput], requested: str = "auto", chunk_mb: int = CHUNK_MB, *,
+                ratios: list[float] | None = None, validation: str = "auto") -> Phase1Plan:
+    """Where Phase 1 runs and who validates, with the predictions; raises when that placement cannot run here.
+    ``ratios``: ``sample_ratios`` of the inputs (without them, by file name: ``GZIP_RATIO`` for .gz)."""
+    if ratios is None:
+        ratios = [GZIP_RATIO if item.key.endswith(".gz") else 1.0 for item in inputs]
     input_bytes = sum(item.size for item in inputs)
-    decompressed = _decompressed_mb(inputs)
+    decompressed = sum(item.size * ratio for item, ratio in zip(inputs, ratios)) / MB
+    validate_s = _validate_seconds(inputs, ratios)
+    if validation == "auto":
+        validation = "distributed" if validate_s > SAFETY * LAMBDA_TIMEOUT_S else "single"
     chunks = max(1, math.ceil(decompressed / chunk_mb))
     prepare_s = decompressed / PREPARE_MB_S
     waves = math.ceil(chunks / MAX_CONCURRENCY)
@@ -76,7 +122,9 @@ def plan_phase1(inputs: list[SampleInput], requested: str = "auto", chunk_mb: in
 
     def plan(placement: str, reason: str) -> Phase1Plan:
         return Phase1Plan(placement=placement, reason=reason, input_bytes=input_bytes,
-                          decompressed_mb=round(decompressed, 1), chunk_bytes=chunk_mb * MB, expected_chunks=chunks,
+                          decompressed_mb=round(decompressed, 1), compression_ratios=[round(r, 3) for r in ratios],
+                          validation=validation, validate_seconds=round(validate_s, 1),
+                          chunk_bytes=chunk_mb * MB, expected_chunks=chunks,
                           lambda_seconds=round(lambda_s, 1), lambda_usd=round(lambda_usd, 4),
                           cluster_seconds=round(cluster_s, 1), cluster_usd=round(cluster_usd, 4))
 

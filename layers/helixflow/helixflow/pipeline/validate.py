@@ -1,4 +1,5 @@
-"""Validate stage: stream the sample's object(s) from S3 through the FASTQ validator.
+"""Validate stage: stream the sample's object(s) from S3 through the FASTQ validator, or (the distributed path,
+``ValidateChunks``) combine the verdicts the chunk runners wrote into the same answer.
 
 Objects are read with IfMatch on the etag the event carried, so a run validates exactly the version that
 started it (a concurrent overwrite fails the read instead of mixing versions).
@@ -8,8 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from helixflow.fastq.validator import validate_fastq
+from helixflow.fastq.chunked import ChunkVerdict, FileFacts, combine_verdicts
+from helixflow.fastq.validator import ValidationReport, validate_fastq
+from helixflow.pipeline import keys
 from helixflow.pipeline.state import SampleInput, SampleRequest, ValidationSummary
+from helixflow.pipeline.storage import get_json
 from helixflow.versions import VALIDATE, environment_versions
 
 
@@ -26,6 +30,20 @@ def validate_sample(*, s3: Any, request: SampleRequest) -> ValidationSummary:
         _open(s3, bucket, first), name=first.key,
         mate_source=_open(s3, bucket, mate) if mate else None, mate_name=mate.key if mate else None,
         allow_phred64=allow_phred64)
+    return _summary(report)
+
+
+def validate_chunks(*, s3: Any, request: SampleRequest, chunk_count: int) -> ValidationSummary:
+    """The first defect (input order) of the chunks' verdicts as ``InvalidFastq``, else the sample's report."""
+    bucket, sample, run_id = request.bucket, request.sample, request.run_id
+    files = [FileFacts(**facts) for facts in get_json(s3, bucket, keys.phase1_files(sample, run_id))]
+    verdicts = [ChunkVerdict.from_dict(get_json(s3, bucket, keys.phase1_part(sample, run_id, k, ".validation.json")))
+                for k in range(chunk_count)]
+    return _summary(combine_verdicts(verdicts, files,
+                                     allow_phred64=bool(request.params.get("allow_phred64", False))))
+
+
+def _summary(report: ValidationReport) -> ValidationSummary:
     summary = report.to_dict()
     return ValidationSummary(records=summary["records"], bases=summary["bases"], paired=summary["paired"],
                              reports=summary["files"], versions=environment_versions(VALIDATE))
