@@ -139,10 +139,13 @@ class Template:
             layer_dirs = tuple(layers[layer["Ref"]] for layer in props.get("Layers", [])
                                if isinstance(layer, dict) and layer.get("Ref") in layers)
             if props.get("PackageType") == "Image":
-                # The image's handlers are the .py files next to its Dockerfile; the package comes from the venv.
+                # The image's handlers are the .py files next to its Dockerfile, and its package is this checkout's
+                # layers/helixflow (the Dockerfile copies it), not whichever checkout the venv was installed from.
                 metadata = resource.get("Metadata", {})
-                code_dir = self.root / metadata.get("DockerContext", ".") / Path(metadata["Dockerfile"]).parent
+                context = self.root / metadata.get("DockerContext", ".")
+                code_dir = context / Path(metadata["Dockerfile"]).parent
                 handler = props["ImageConfig"]["Command"][0]
+                layer_dirs = (context / "layers" / "helixflow",)
             else:
                 code_dir, handler = self.root / props["CodeUri"], props["Handler"]
             specs.append(FunctionSpec(
