@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import struct
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -87,6 +88,11 @@ class ScanResult:
     head: bytes
     index: bytes | None = None
     blocks: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+    trailer_ok: bool = True
+    """gzip: the last 8 bytes are the CRC-32 and size of everything inflated. zran stops quietly at a cut-off
+    stream or before trailing bytes; this catches both (and is also False for a multi-member gzip file, whose
+    last trailer covers its last member only: the caller asks the single-pass validator, which tells them
+    apart)."""
 
 
 def index_spacing(chunk_bytes: int) -> int:
@@ -109,6 +115,7 @@ def scan_input(source: BinaryIO, *, name: str, finder: CutFinder, spacing: int, 
 
     index = blocks = None
     members = 0
+    trailer_ok = True
     if compression == "none":
         for piece in iter(lambda: reader.read(PIECE_BYTES), b""):
             feed(piece)
@@ -116,11 +123,20 @@ def scan_input(source: BinaryIO, *, name: str, finder: CutFinder, spacing: int, 
         blocks = _scan_bgzf(reader, name, feed)
         members = len(blocks[0])
     else:
-        index = _scan_gzip(reader, name, feed, spacing)
-        members = 1  # a plain gzip input is one member (multi-member gzip inflates the same, counted as one)
+        crc = 0
+
+        def feed_gzip(piece: bytes) -> None:
+            nonlocal crc
+            crc = isal_zlib.crc32(piece, crc)
+            feed(piece)
+
+        index = _scan_gzip(reader, name, feed_gzip, spacing)
+        members = 1  # a plain gzip input is one member (see trailer_ok)
+        source.seek(-8, io.SEEK_END)
+        trailer_ok = source.read(8) == struct.pack("<II", crc & 0xFFFFFFFF, finder.total & 0xFFFFFFFF)
     sha256 = reader.sha256()
     return ScanResult(compression, source.seek(0, io.SEEK_END), finder.total, members, sha256, bytes(head),
-                      index, blocks)
+                      index, blocks, trailer_ok)
 
 
 def _scan_gzip(reader: HashingReader, name: str, feed, spacing: int) -> bytes:

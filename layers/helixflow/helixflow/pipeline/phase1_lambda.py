@@ -100,6 +100,8 @@ def _split_by_index(*, s3: Any, request: dict[str, Any], scratch: Path, chunk_by
             except InvalidFastq:
                 _name_the_gzip_defect(s3, request)
                 raise
+        if not scan.trailer_ok:  # cut off, trailing bytes, or several members: the validator decides
+            _name_the_gzip_defect(s3, request)
         offsets, records = finder.finish()
         index_key = None
         if scan.index is not None:
@@ -149,8 +151,10 @@ def _complete_records_end(head: bytes) -> int:
 
 
 def _name_the_gzip_defect(s3: Any, request: dict[str, Any]) -> None:
-    """The pass could not inflate or index an input: the single-pass validator names that defect (member,
-    offsets, record, or an earlier FASTQ defect) exactly; it reads no further than the pass got."""
+    """The pass could not inflate an input, or its gzip trailer does not cover the stream: the single-pass
+    validator names that defect (member, offsets, record, or an earlier FASTQ defect) exactly. It reads the
+    input in one function, which the distributed path otherwise avoids: this is the failure path (and a
+    multi-member plain gzip file, which it then accepts)."""
     from helixflow.pipeline.state import SampleRequest
     from helixflow.pipeline.validate import validate_sample
 
