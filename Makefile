@@ -27,6 +27,8 @@ $(STAMP):
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -c constraints.txt -e '.[all]'
+	# Every Numba kernel compiled now, not on the first run (helixflow.warmup).
+	$(VENV)/bin/python -m helixflow.warmup
 	rm -f $(VENV)/.installed-* && touch $@
 
 # aws-sam-cli lives in its own environment, as AWS ships it: it pins boto3/click/pydantic.

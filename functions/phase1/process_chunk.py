@@ -10,6 +10,7 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from helixflow.pipeline.phase1_lambda import process_chunk_item
+from helixflow.warmup import seed_cache
 from helixflow.pipeline.state import ChunkItem, ChunkResult
 
 logger = Logger()
@@ -17,6 +18,7 @@ tracer = Tracer()
 metrics = Metrics()
 
 s3 = boto3.client("s3")
+seed_cache()  # the image's build-time Numba cache into /tmp, before the first kernel call (helixflow.warmup)
 
 
 @logger.inject_lambda_context(log_event=False)

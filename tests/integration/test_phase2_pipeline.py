@@ -6,10 +6,12 @@ the manifest; a job cancelled with scancel ends the run Phase2JobFailed with no 
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 import os
 import shutil
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
@@ -58,6 +60,9 @@ def test_phase2_on_slurm_publishes_clusters_and_an_indexed_bam(stack, tmp_path):
     assert (job["backend"], job["state"], job["placement"]) == ("slurm", "SUCCEEDED", "slurm-cpu")
     assert stages["phase2"]["job_id"] == job["job_id"] and stages["phase2"]["reads"] == len(lines) - 1
     assert stages["phase2"]["aligned_reads"] == len(lines) - 1
+    reference = stages["validation"]["reference"]
+    assert (reference["key"], reference["contigs"]) == ("references/lambda_virus.fa.gz", ["gi|9626243|ref|NC_001416.1|"])
+    assert stages["phase2"]["reference_index"] in ("built", "cached")  # another test may have built it first
     versions = (outcome.local_dir / "pipeline_info/software_versions.yml").read_text()
     assert "Phase2:" in versions and "mpi4py" in versions
     with open(outcome.local_dir / "pipeline_info/trace.tsv") as handle:
@@ -69,6 +74,45 @@ def test_phase2_on_slurm_publishes_clusters_and_an_indexed_bam(stack, tmp_path):
     assert (slurm["type"], slurm["native_id"], slurm["queue"], slurm["status"]) == (
         "slurm job", job["job_id"], "cpu", "COMPLETED")
     assert slurm["submit"] <= slurm["start"] <= slurm["complete"] and slurm["duration_ms"] != ""
+
+
+def test_the_reference_index_is_built_by_the_first_job_and_read_by_the_next(stack, tmp_path):
+    s3 = stack.client("s3")
+    # Content no other test uploads (the cache is keyed by content): the lambda genome plus a tagged contig.
+    fasta = gzip.decompress(REFERENCE.read_bytes()) + f">tag_{uuid.uuid4().hex}\n{'ACGT' * 50}\n".encode()
+    s3.put_object(Bucket=stack.info.bucket, Key="references/tagged.fa", Body=fasta)
+    params = {"phase2": "slurm-cpu", "reference": "references/tagged.fa"}
+    summaries = []
+    for name in ("firstref", "secondref"):
+        outcome = collect(stack.info, wait_for_run(stack.info, submit(stack.info, _paired(tmp_path, name, 100),
+                                                                      params), timeout=600), tmp_path / name)
+        assert outcome.succeeded, outcome.error_document
+        stages = json.loads((outcome.local_dir / "pipeline_info/params.json").read_text())["stages"]
+        summaries.append((stages["validation"]["reference"]["cached"], stages["phase2"]["reference_index"]))
+    assert summaries == [(False, "built"), (True, "cached")]
+    etag = s3.head_object(Bucket=stack.info.bucket, Key="references/tagged.fa")["ETag"].strip('"')
+    cached = {o["Key"] for o in s3.list_objects_v2(Bucket=stack.info.bucket,
+                                                    Prefix=f"references/_cache/{etag}/")["Contents"]}
+    assert cached == {f"references/_cache/{etag}/reference.json",
+                      f"references/_cache/{etag}/minimizer-index-k15-w10-v1.npz"}
+
+
+def test_a_bad_reference_ends_the_run_before_any_job(stack, tmp_path):
+    s3 = stack.client("s3")
+    s3.put_object(Bucket=stack.info.bucket, Key="references/broken.fa", Body=b">chr1\nACGTACGT\nACGU-ACGT\n")
+    before = s3.get_object(Bucket=stack.info.bucket, Key="references/broken.fa")["ETag"]
+    outcome = collect(stack.info, wait_for_run(stack.info, submit(stack.info, _paired(tmp_path, "badref", 50),
+                                                                  {"phase2": "slurm-cpu",
+                                                                   "reference": "references/broken.fa"}),
+                                               timeout=300), tmp_path / "out")
+    assert (outcome.status, outcome.error, outcome.error_document["code"]) == (
+        "FAILED", "InvalidReference", "INVALID_SYMBOL")
+    document = outcome.error_document
+    assert (document["file"], document["line"], document["byte_offset"]) == ("references/broken.fa", 3, 19)
+    assert outcome.manifest is None
+    jobs = stack.slurm.client().slurm("GET", "jobs").get("jobs", [])
+    assert not any(j.get("name") == "helixflow-phase2-badref" for j in jobs)
+    assert s3.get_object(Bucket=stack.info.bucket, Key="references/broken.fa")["ETag"] == before
 
 
 def test_phase2_off_publishes_phase1_alone(stack, tmp_path):

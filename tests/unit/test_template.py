@@ -155,13 +155,16 @@ def test_functions_write_only_their_own_prefixes():
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
         if "s3:PutObject" in actions or "s3:DeleteObject" in actions:
             writes.setdefault(logical_id, []).append(json.dumps(statement["Resource"]))
-    prefixes = {logical_id: {p for p in ("results", "errors", "work", "incoming") if any(f"/{p}/*" in r for r in rs)}
+    prefixes = {logical_id: {p for p in ("results", "errors", "work", "incoming", "references/_cache")
+                             if any(f"/{p}/*" in r for r in rs)}
                 for logical_id, rs in writes.items()}
     # Only Publish writes results/ (it also removes the staged outputs it published); RecordFailure removes a
-    # failed run's scratch under work/; MergeChunks stages Phase 1's outputs under work/.
+    # failed run's scratch under work/; MergeChunks stages Phase 1's outputs under work/; the reference checks
+    # add their verdict next to the reference, never over it.
     assert prefixes == {
         "PublishFunction": {"results", "work"}, "RecordFailureFunction": {"errors", "work"},
-        "SplitIntoChunksFunction": {"work"}, "ProcessChunkFunction": {"work"}, "MergeChunksFunction": {"work"}}
+        "SplitIntoChunksFunction": {"work"}, "ProcessChunkFunction": {"work"}, "MergeChunksFunction": {"work"},
+        "ValidateFunction": {"references/_cache"}, "PlanPhase2Function": {"references/_cache"}}
 
 
 def test_every_function_has_a_log_group_with_retention():

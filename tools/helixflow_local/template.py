@@ -139,8 +139,9 @@ class Template:
             layer_dirs = tuple(layers[layer["Ref"]] for layer in props.get("Layers", [])
                                if isinstance(layer, dict) and layer.get("Ref") in layers)
             if props.get("PackageType") == "Image":
-                # The image's handlers are the .py files next to its Dockerfile, and its package is this checkout's
-                # layers/helixflow (the Dockerfile copies it), not whichever checkout the venv was installed from.
+                # The image's handlers are the .py files next to its Dockerfile, and the image copies the package
+                # from this checkout (COPY layers/helixflow/helixflow), so it does here too: a venv installed from
+                # another checkout must not hand these handlers another version of the package.
                 metadata = resource.get("Metadata", {})
                 context = self.root / metadata.get("DockerContext", ".")
                 code_dir = context / Path(metadata["Dockerfile"]).parent

@@ -197,6 +197,7 @@ class InvalidReference(HelixflowError):
         "DUPLICATE_NAME": "a contig name appears twice",
         "EMPTY_SEQUENCE": "a contig has no bases",
         "INVALID_SYMBOL": "a character that is not a nucleotide code in a sequence line",
+        "DAMAGED_GZIP": "the reference is gzip but its stream is damaged or truncated",
     }
 
 

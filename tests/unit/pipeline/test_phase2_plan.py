@@ -13,7 +13,7 @@ from helixflow.pipeline import plan as planning
 from helixflow.pipeline.jobs import JobHandle
 from helixflow.pipeline.params import parse_parameters
 from helixflow.pipeline.stage_jobs import SPECS, cancel_running_jobs, collect_phase2, phase2_spec
-from helixflow.pipeline.state import Phase1Summary, PipelineState, Plan2
+from helixflow.pipeline.state import Phase1Summary, PipelineState, Plan2, ReferenceSummary
 from tests.helpers import pipeline_state
 
 
@@ -39,6 +39,10 @@ def test_auto_without_slurm_is_off_with_the_reason(no_slurm):
     assert placed.placement == "off" and "no Slurm cluster" in placed.reason
 
 
+REFERENCE = ReferenceSummary(key="references/g.fa", etag="etag1", cache_prefix="references/_cache/etag1/",
+                             cached=False, contigs=["chr1"], lengths=[100])
+
+
 def test_explicit_slurm_without_a_cluster_is_cluster_not_configured(no_slurm):
     with pytest.raises(ClusterNotConfigured) as raised:
         planning.plan_phase2(phase1(), "S1", "slurm-gpu")
@@ -46,7 +50,7 @@ def test_explicit_slurm_without_a_cluster_is_cluster_not_configured(no_slurm):
 
 
 def test_auto_with_slurm_sizes_ranks_and_time_from_the_reads(slurm):
-    small = planning.plan_phase2(phase1(1000), "S1", reference_key="references/g.fa")
+    small = planning.plan_phase2(phase1(1000), "S1", reference=REFERENCE)
     assert (small.placement, small.ranks, small.time_limit_minutes) == ("slurm-cpu", 1, planning.MIN_TIME_LIMIT_MIN)
     assert small.embeddings_key == "work/S1/checkpoints/abc/phase1/outputs/embeddings/S1.parquet"
     big = planning.plan_phase2(phase1(100_000_000), "S1")
@@ -68,7 +72,7 @@ def _state(slurm_placement: str = "slurm-cpu", **slots) -> PipelineState:
     sample = {"status": "ready", "run_id": "run-1", "bucket": "bkt", "sample": "S1",
               "inputs": [{"key": "incoming/S1_R1.fastq.gz", "etag": "e", "size": 10, "mate": 1}],
               "results_prefix": "results/S1/run-1/"}
-    plan = Plan2(phase2=planning.plan_phase2(phase1(), "S1", slurm_placement, "references/g.fa"))
+    plan = Plan2(phase2=planning.plan_phase2(phase1(), "S1", slurm_placement, REFERENCE))
     return PipelineState.model_validate(pipeline_state(sample=sample, phase1=phase1().model_dump(),
                                                        plan2=plan.model_dump(), **slots))
 
@@ -81,7 +85,8 @@ def test_phase2_spec_is_an_argument_vector_for_the_job_module(slurm, monkeypatch
     assert spec.arguments == ["--bucket", "bkt", "--embeddings-key",
                               "work/S1/checkpoints/abc/phase1/outputs/embeddings/S1.parquet",
                               "--out-prefix", "work/S1/run-1/phase2/", "--sample", "S1",
-                              "--reference-key", "references/g.fa", "--device", "cpu"]
+                              "--reference-key", "references/g.fa", "--reference-etag", "etag1",
+                              "--reference-cache-prefix", "references/_cache/etag1/", "--device", "cpu"]
     assert spec.resources == {"ranks": 1, "time_limit_minutes": planning.MIN_TIME_LIMIT_MIN}
     assert spec.environment == {"AWS_ENDPOINT_URL": "http://s3"}
     assert phase2_spec is SPECS["phase2"]

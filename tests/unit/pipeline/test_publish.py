@@ -58,6 +58,25 @@ def test_manifest_is_written_last_and_lists_every_output_with_its_checksum(s3):
     assert stored["files"] == manifest["files"]
 
 
+def test_staged_outputs_are_listed_with_the_digest_their_stage_recorded_without_reading_them_back(s3, tmp_path):
+    from helixflow.pipeline.storage import upload
+
+    body = b"@r1\nACGT\n+\nIIII\n" * 1000
+    (tmp_path / "trimmed.fastq").write_bytes(body)
+    digest = upload(s3.client, BUCKET, tmp_path / "trimmed.fastq", "work/S1/stage/reads/S1.trimmed.fastq")
+    assert digest == hashlib.sha256(body).hexdigest()
+    reads = []
+    s3.client.meta.events.register("provide-client-params.s3.GetObject",
+                                   lambda params, **_: reads.append(params["Key"]))
+    manifest = publish_run(s3=s3, request=REQUEST, stages={}, history_events=[],
+                           staged={"work/S1/stage/": ["reads/S1.trimmed.fastq"]})
+    assert reads == []  # Publish read no output back to hash it
+    files = {f["path"]: f["sha256"] for f in manifest["files"]}
+    assert files["reads/S1.trimmed.fastq"] == digest
+    assert files["pipeline_info/params.json"] == hashlib.sha256(s3.client.get_object(
+        Bucket=BUCKET, Key="results/S1/run-1/pipeline_info/params.json")["Body"].read()).hexdigest()
+
+
 def test_a_missing_promised_output_publishes_nothing(s3):
     with pytest.raises(IncompleteResults) as caught:
         publish_run(s3=s3, request=REQUEST, stages={}, history_events=[],

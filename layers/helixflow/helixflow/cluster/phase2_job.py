@@ -43,6 +43,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--out-prefix", required=True, help="work/<sample>/<run>/phase2/")
     parser.add_argument("--sample", required=True)
     parser.add_argument("--reference-key", default=None, help="reference FASTA(.gz) in the same bucket")
+    parser.add_argument("--reference-etag", default=None, help="the version Validate checked (read with IfMatch)")
+    parser.add_argument("--reference-cache-prefix", default=None,
+                        help="references/_cache/<etag>/: the minimizer index is read from / written to it")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--threads", type=int, default=None)
     return parser.parse_args(argv)
@@ -78,9 +81,32 @@ def share_file(comm, path: Path | None, target: Path) -> Path:
     return path if comm.rank == 0 else target
 
 
+def cached_index(options: argparse.Namespace, scratch: Path) -> tuple[str | None, Path | None]:
+    """Where the reference's minimizer index is cached (S3 key) and its local file, when the run has a cache."""
+    if not options.reference_cache_prefix:
+        return None, None
+    from helixflow.phase2.index import MinimizerIndex
+
+    return options.reference_cache_prefix + MinimizerIndex.CACHE_NAME, scratch / MinimizerIndex.CACHE_NAME
+
+
+def fetch_if_present(s3, bucket: str, key: str, path: Path) -> bool:
+    """Download ``key`` to ``path``; False when it does not exist yet (the first job of this reference)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        s3.download_file(bucket, key, str(path))
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise
+    return True
+
+
 def run(options: argparse.Namespace, comm, scratch: Path) -> dict | None:
     """Every rank's part; rank 0 returns the summary it uploaded."""
     from helixflow.phase2 import mpi
+    from helixflow.pipeline import storage
     from helixflow.versions import environment_versions
 
     began = time.monotonic()
@@ -89,9 +115,9 @@ def run(options: argparse.Namespace, comm, scratch: Path) -> dict | None:
     if not reads_path.name.endswith(".parquet"):
         reads_path = reads_path.with_name(reads_path.name + ".parquet")
 
-    def download(key: str, path: Path) -> Path:
-        s3.download_file(options.bucket, key, str(path))
-        return path
+    def download(key: str, path: Path, etag: str | None = None) -> Path:
+        # IfMatch: the reference version Validate checked, or a failed read (never another version's bases).
+        return storage.download(s3, options.bucket, key, path, if_match=etag)
 
     mpi.on_rank0(lambda: download(options.embeddings_key, reads_path))
     reads = share_file(comm, reads_path if comm.rank == 0 else None, reads_path)
@@ -103,17 +129,24 @@ def run(options: argparse.Namespace, comm, scratch: Path) -> dict | None:
     searched = mpi.run_cluster(argparse.Namespace(command="cluster", reads=[str(reads)], out=str(clusters), **common))
     outputs = [f"clusters/{sample}.clusters.tsv"]
     aligned = None
+    index_key = index_was_cached = None
     if options.reference_key:
         reference_path = scratch / _safe_name(options.reference_key, "reference.fa")
-        mpi.on_rank0(lambda: download(options.reference_key, reference_path))
+        mpi.on_rank0(lambda: download(options.reference_key, reference_path, options.reference_etag))
         reference = share_file(comm, reference_path if comm.rank == 0 else None, reference_path)
+        index_key, index_path = cached_index(options, scratch)
+        index_was_cached = mpi.on_rank0(lambda: index_key is not None and fetch_if_present(s3, options.bucket,
+                                                                                             index_key, index_path))
         (out / "alignments").mkdir(parents=True, exist_ok=True)
         bam = out / "alignments" / f"{sample}.bam"
         argv = ["helixflow.cluster.phase2_job", "align", "--sample", sample]
         aligned = mpi.run_align(argparse.Namespace(command="align", reads=[str(reads)], reference=str(reference),
                                                    out=str(bam), searcher="index", sample=sample,
+                                                   index_cache=str(index_path) if index_path else None,
                                                    max_insert=mpi.MAX_INSERT, **common), argv)
         outputs += [f"alignments/{sample}.bam", f"alignments/{sample}.bam.bai"]
+        if comm.rank == 0 and index_key is not None and not index_was_cached:
+            s3.upload_file(str(index_path), options.bucket, index_key)
     searched_per_rank = comm.gather(searched, root=0)
     aligned_per_rank = comm.gather(aligned, root=0)
     if comm.rank != 0:
@@ -126,11 +159,13 @@ def run(options: argparse.Namespace, comm, scratch: Path) -> dict | None:
         "reads": sum(searched_per_rank), "clusters": len(cluster_ids),
         "aligned_reads": sum(aligned_per_rank) if options.reference_key else None,
         "reference_key": options.reference_key, "job_id": os.environ.get("SLURM_JOB_ID"),
+        "reference_index": (("cached" if index_was_cached else "built") if options.reference_key and index_key
+                            else None),
         "seconds": round(time.monotonic() - began, 2),
         "versions": environment_versions(VERSIONED) | _samtools_version(bool(options.reference_key)),
     }
     for path in outputs:
-        s3.upload_file(str(out / path), options.bucket, options.out_prefix + path)
+        storage.upload(s3, options.bucket, out / path, options.out_prefix + path)
     # Last: its presence says every output is in place.
     s3.put_object(Bucket=options.bucket, Key=options.out_prefix + SUMMARY_NAME, ContentType="application/json",
                   Body=(json.dumps(summary, indent=2) + "\n").encode())

@@ -41,7 +41,6 @@ from helixflow.pipeline.ray_jobs import PROGRESS_NAME
 
 # At most one progress object per this many seconds (plus the last): thousands of chunks, not thousands of PUTs.
 PROGRESS_EVERY_S = 2.0
-WARM_UP_READS = 64
 
 
 def _s3() -> Any:
@@ -102,14 +101,11 @@ class ChunkWorker:
 def _warm_up(params: dict[str, Any], paired: bool) -> None:
     """Compile (or load from Numba's cache) every kernel the chunks will call, with the same parameters and
     mates, so a chunk's time on a fresh worker is its work and not the JIT."""
-    from helixflow.phase1.engine import Params, process_chunk
-    from helixflow.phase1.reader import whole_file
-    from helixflow.phase1.simulate import write_sample
+    from helixflow.phase1.engine import Params
+    from helixflow.warmup import warm_phase1
 
     with tempfile.TemporaryDirectory(prefix="helixflow-warm-up-") as scratch:
-        paths = write_sample(Path(scratch) / "in", WARM_UP_READS, paired=paired, fmt="none")
-        chunk = tuple(whole_file(p) for p in paths) if paired else whole_file(paths[0])
-        process_chunk(chunk, Params(**params), str(Path(scratch) / "parts"))
+        warm_phase1(Path(scratch), paired=paired, params=Params(**params))
 
 
 class Progress:

@@ -21,6 +21,7 @@ and deterministic to rebuild.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -218,10 +219,28 @@ class MinimizerIndex:
     strands: np.ndarray
     ref_offsets: np.ndarray
 
+    # The file a built index is cached in (next to the reference's verdict, helixflow.pipeline.reference); the
+    # name carries what changes the table, so a build with other constants never reads a stale one.
+    CACHE_NAME = f"minimizer-index-k{K}-w{W}-v1.npz"
+
     @classmethod
     def build(cls, reference: Reference) -> MinimizerIndex:
         hashes, positions, strands = _build(reference.buffer, reference.offsets, K, W)
         return cls(hashes, positions, strands, reference.offsets)
+
+    @classmethod
+    def build_or_load(cls, reference: Reference, path: str | None) -> tuple[MinimizerIndex, bool]:
+        """The index from ``path`` when it holds this reference's, else built (and saved there when a path is
+        given); the flag says it was loaded."""
+        if path and os.path.exists(path):
+            with np.load(path) as saved:
+                if np.array_equal(saved["ref_offsets"], reference.offsets):
+                    return cls(saved["hashes"], saved["positions"], saved["strands"], reference.offsets), True
+        index = cls.build(reference)
+        if path:
+            np.savez(path, hashes=index.hashes, positions=index.positions, strands=index.strands,
+                     ref_offsets=reference.offsets)
+        return index, False
 
     def search(self, batch: ReadBatch) -> Candidates:
         seq, seq_offsets = batch.seq, batch.seq_offsets

@@ -122,9 +122,10 @@ def share_reference(path: str) -> Reference:
     return Reference(tuple(names), buffer, offsets)
 
 
-def share_searcher(kind: str, reference: Reference, device: str):
+def share_searcher(kind: str, reference: Reference, device: str, index_path: str | None = None):
+    """The searcher on every rank, built (or, for the minimizer index, loaded from ``index_path``) on rank 0."""
     if kind == "index":
-        built = MinimizerIndex.build(reference) if COMM.rank == 0 else None
+        built = MinimizerIndex.build_or_load(reference, index_path)[0] if COMM.rank == 0 else None
         parts = [bcast_array(getattr(built, name) if built else None) for name in ("hashes", "positions",
                                                                                  "strands")]
         return MinimizerIndex(*parts, reference.offsets)
@@ -200,7 +201,7 @@ def run_align(args: argparse.Namespace, argv: list[str]) -> int:
     device = resolve_device(args.device)
     select_gpu(device)
     reference = share_reference(args.reference)
-    searcher = share_searcher(args.searcher, reference, device)
+    searcher = share_searcher(args.searcher, reference, device, getattr(args, "index_cache", None))
     batch = load_my_reads(args.reads)
     mapping, frags = map_reads(batch, reference, searcher, MapOptions(max_insert=args.max_insert,
                                                                        threads=args.threads, device=device))

@@ -1,7 +1,7 @@
 """Reference genome: FASTA reading and the overlapping windows the dense searcher embeds.
 
-The reference is held as one uint8 buffer (uppercase; every IUPAC ambiguity code becomes ``N``, because the
-aligner scores any non-ACGT symbol the same way) with int64 contig offsets, so Numba kernels and MPI
+The reference is held as one uint8 buffer (normalised by ``helixflow.seq.fasta``: uppercase, every IUPAC
+ambiguity code ``N``) with int64 contig offsets, so Numba kernels and MPI
 broadcasts take it as plain arrays.
 
 Windows: ``WINDOW_SIZE`` = 300 bp every ``WINDOW_STEP`` = 150 bp along each contig (the last window is
@@ -14,25 +14,17 @@ the strand is decided later by Smith–Waterman, which aligns the read and its r
 
 from __future__ import annotations
 
-import gzip
 import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from helixflow.errors import InvalidReference, Position
+from helixflow.seq.fasta import fasta_lines, scan_fasta
 from helixflow.seq.packing import gather_index
 
 WINDOW_SIZE = 300
 WINDOW_STEP = 150
-
-_IUPAC = set(b"ACGTURYSWKMBDHVN")
-# Byte -> normalised reference symbol: ACGT kept, U read as T, every other IUPAC code -> N; 0 marks invalid.
-_NORMALISE = np.zeros(256, dtype=np.uint8)
-for _b in _IUPAC:
-    for _c in (_b, ord(chr(_b).lower())):
-        _NORMALISE[_c] = _b if _b in b"ACGT" else (ord("T") if _b == ord("U") else ord("N"))
-
 
 @dataclass(frozen=True)
 class Reference:
@@ -54,49 +46,13 @@ def read_fasta(path: str | os.PathLike) -> Reference:
     if not os.path.isfile(path):
         raise InvalidReference(f"reference FASTA not found: {path}", code="REFERENCE_NOT_FOUND",
                                position=Position(file=path))
-    opener = gzip.open if path.endswith(".gz") else open
-    names: list[str] = []
-    chunks: list[list[bytes]] = []
-    header_lines: list[int] = []
-    with opener(path, "rb") as handle:
-        for line_number, raw in enumerate(handle, start=1):
-            line = raw.rstrip(b"\r\n")
-            if line.startswith(b">"):
-                name = line[1:].split(maxsplit=1)[0].decode(errors="replace") if line[1:].strip() else ""
-                if not name:
-                    raise InvalidReference("FASTA header without a name", code="EMPTY_NAME",
-                                           position=Position(file=path, line=line_number))
-                if name in names:
-                    raise InvalidReference(f"contig name {name!r} appears twice", code="DUPLICATE_NAME",
-                                           position=Position(file=path, line=line_number))
-                names.append(name)
-                chunks.append([])
-                header_lines.append(line_number)
-            elif line.strip():
-                if not names:
-                    raise InvalidReference("sequence line before the first '>' header",
-                                           code="SEQUENCE_BEFORE_HEADER",
-                                           position=Position(file=path, line=line_number))
-                line = line.strip()
-                normalised = _NORMALISE[np.frombuffer(line, dtype=np.uint8)]
-                bad = np.flatnonzero(normalised == 0)
-                if bad.size:
-                    symbol = chr(line[bad[0]])
-                    raise InvalidReference(f"invalid sequence symbol {symbol!r} in contig {names[-1]!r}",
-                                           code="INVALID_SYMBOL",
-                                           position=Position(file=path, line=line_number))
-                chunks[-1].append(normalised.tobytes())
-    if not names:
-        raise InvalidReference("the reference holds no sequence", code="NO_SEQUENCES",
-                               position=Position(file=path))
-    sequences = [b"".join(c) for c in chunks]
-    for name, seq, line_number in zip(names, sequences, header_lines):
-        if not seq:
-            raise InvalidReference(f"contig {name!r} has no bases", code="EMPTY_SEQUENCE",
-                                   position=Position(file=path, line=line_number))
+    with open(path, "rb") as handle:
+        contigs = list(scan_fasta(fasta_lines(handle, name=path), name=path))
+    sequences = [b"".join(contig.lines) for contig in contigs]
     offsets = np.zeros(len(sequences) + 1, dtype=np.int64)
     np.cumsum([len(s) for s in sequences], out=offsets[1:])
-    return Reference(tuple(names), np.frombuffer(b"".join(sequences), dtype=np.uint8).copy(), offsets)
+    return Reference(tuple(c.name for c in contigs), np.frombuffer(b"".join(sequences), dtype=np.uint8).copy(),
+                     offsets)
 
 
 @dataclass(frozen=True)

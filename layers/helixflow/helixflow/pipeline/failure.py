@@ -8,7 +8,6 @@ runtime's JSON (errorType, errorMessage, stackTrace); for our named errors error
 from __future__ import annotations
 
 import json
-import re
 from datetime import datetime, timezone
 from typing import Any
 

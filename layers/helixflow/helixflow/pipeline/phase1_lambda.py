@@ -37,7 +37,7 @@ from helixflow.pipeline import keys
 from helixflow.pipeline.runs import SUMMARY_NAME, checkpoint_prefix
 from helixflow.errors import IncompleteResults, InvalidFastq
 from helixflow.pipeline.storage import (COPY_BYTES, delete_prefix, download, get_json, list_objects, open_object,
-                                        put_json)
+                                        put_json, upload)
 from helixflow.versions import PHASE1, environment_versions
 
 MANIFEST_NAME = "chunks.json"
@@ -312,7 +312,7 @@ def merge_chunks(*, s3: Any, request: dict[str, Any], chunk_count: int, scratch:
     outputs = []
     for path in sorted(p for p in out_dir.rglob("*") if p.is_file()):
         relative = path.relative_to(out_dir).as_posix()
-        s3.upload_file(str(path), bucket, staged + relative)
+        upload(s3, bucket, path, staged + relative)
         outputs.append(relative)
     summary = {"outputs": outputs, "staged_prefix": staged, "reads_before": sum(s.reads for s in merged.before),
                "reads_after": sum(s.reads for s in merged.after), "chunks": chunk_count,

@@ -33,13 +33,12 @@ prepared; an input that must run on Lambda (``"phase1": "lambda"``) but does not
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from isal import isal_zlib
 
 from helixflow.errors import ClusterNotConfigured, InputTooLarge
 from helixflow.pipeline import jobs
-from helixflow.pipeline.state import Phase1Plan, Phase1Summary, Phase2Plan, SampleInput
+from helixflow.pipeline.state import Phase1Plan, Phase1Summary, Phase2Plan, ReferenceSummary, SampleInput
 
 MB = 1024 * 1024
 GZIP_RATIO = 3.5
@@ -162,7 +161,7 @@ MAX_TIME_LIMIT_MIN = 48 * 60
 
 
 def plan_phase2(phase1: Phase1Summary, sample: str, requested: str = "auto",
-                reference_key: str | None = None) -> Phase2Plan:
+                reference: ReferenceSummary | None = None) -> Phase2Plan:
     """Where Phase 2 runs and with how much; raises ClusterNotConfigured for an explicit Slurm placement this
     deployment lacks (``auto`` then turns Phase 2 off and says why)."""
     reads = phase1.reads_after
@@ -177,7 +176,7 @@ def plan_phase2(phase1: Phase1Summary, sample: str, requested: str = "auto",
         estimate_s = JOB_STARTUP_S + reads / ranks / speed
         minutes = max(MIN_TIME_LIMIT_MIN, min(MAX_TIME_LIMIT_MIN, math.ceil(TIME_SAFETY * estimate_s / 60)))
         return Phase2Plan(placement=placement, reason=reason, reads=reads, ranks=ranks, time_limit_minutes=minutes,
-                          embeddings_key=phase1.staged_prefix + embeddings, reference_key=reference_key)
+                          embeddings_key=phase1.staged_prefix + embeddings, reference=reference)
 
     if requested == "off":
         return plan("off", "requested")

@@ -8,6 +8,7 @@ missing, nothing is written and the run fails with IncompleteResults.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from datetime import datetime, timezone
@@ -18,7 +19,7 @@ from helixflow.pipeline.jobs import JobHandle
 from helixflow.pipeline.state import SampleRequest
 from helixflow.pipeline import runs
 from helixflow.pipeline.keys import run_work_prefix
-from helixflow.pipeline.storage import delete_prefix, list_objects, sha256_of_object
+from helixflow.pipeline.storage import delete_prefix, list_objects, recorded_sha256, sha256_of_object
 from helixflow.versions import PUBLISH, environment_versions
 
 MANIFEST_NAME = "manifest.json"
@@ -173,8 +174,10 @@ def publish_run(*, s3: Any, request: SampleRequest, stages: dict[str, Any], hist
     if missing:
         raise IncompleteResults(f"{len(missing)} expected output(s) missing: {', '.join(missing[:20])}",
                                 code="MISSING_OUTPUTS", details={"missing": missing[:100]})
+    digests: dict[str, str | None] = {}  # path -> the sha256 its stage recorded (hashing it here reads it all)
     for source, paths in staged.items():
         for path in paths:
+            digests[path] = recorded_sha256(s3, bucket, source + path)
             s3.copy({"Bucket": bucket, "Key": source + path}, bucket, prefix + path)
 
     inputs = [item.model_dump() for item in request.inputs]
@@ -184,17 +187,18 @@ def publish_run(*, s3: Any, request: SampleRequest, stages: dict[str, Any], hist
         "pipeline_info/params.json": json.dumps(params, indent=2, sort_keys=True, default=str) + "\n",
         "pipeline_info/software_versions.yml": render_yaml(software_versions(stages)),
     }
-    for name, text in info.items():
-        _put_text(s3, bucket, prefix + name, text)
     rows = trace_rows(history_events, item_counts=item_counts, running_until=datetime.now(timezone.utc), jobs=jobs)
-    _put_text(s3, bucket, prefix + "pipeline_info/trace.tsv", render_trace(rows))
+    info["pipeline_info/trace.tsv"] = render_trace(rows)
+    for name, text in info.items():
+        digests[name] = _put_text(s3, bucket, prefix + name, text)
 
     files = []
     for obj in sorted(list_objects(s3, bucket, prefix), key=lambda o: o["Key"]):
         relative = obj["Key"][len(prefix):]
         if relative == MANIFEST_NAME:
             continue
-        files.append({"path": relative, "size": obj["Size"], "sha256": sha256_of_object(s3, bucket, obj["Key"])})
+        files.append({"path": relative, "size": obj["Size"],
+                      "sha256": digests.get(relative) or sha256_of_object(s3, bucket, obj["Key"])})
     manifest = {
         "sample": request.sample, "run_id": request.run_id, "bucket": bucket, "prefix": prefix,
         "created": datetime.now(timezone.utc).isoformat(), "inputs": inputs, "files": files,
@@ -212,8 +216,10 @@ def complete_run(*, s3: Any, runs_table: Any, request: SampleRequest) -> int:
             + delete_prefix(s3, request.bucket, run_work_prefix(request.sample, request.run_id)))
 
 
-def _put_text(s3: Any, bucket: str, key: str, text: str) -> None:
-    s3.put_object(Bucket=bucket, Key=key, Body=text.encode(), ContentType=_content_type(key))
+def _put_text(s3: Any, bucket: str, key: str, text: str) -> str:
+    body = text.encode()
+    s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=_content_type(key))
+    return hashlib.sha256(body).hexdigest()
 
 
 def _content_type(name: str) -> str:

@@ -50,8 +50,9 @@ def phase2_spec(state: PipelineState) -> JobSpec:
     prefix = work_prefix(request.sample, request.run_id, "phase2")
     arguments = ["--bucket", request.bucket, "--embeddings-key", plan.embeddings_key, "--out-prefix", prefix,
                  "--sample", request.sample]
-    if plan.reference_key:
-        arguments += ["--reference-key", plan.reference_key]
+    if plan.reference:
+        arguments += ["--reference-key", plan.reference.key, "--reference-etag", plan.reference.etag,
+                      "--reference-cache-prefix", plan.reference.cache_prefix]
     if plan.placement == "slurm-cpu":
         arguments += ["--device", "cpu"]
     environment = json.loads(os.environ.get("HELIXFLOW_SLURM_JOB_ENVIRONMENT") or "{}")

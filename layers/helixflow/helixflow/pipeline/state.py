@@ -57,11 +57,23 @@ class SampleRequest(_Contract):
     resumed_phase1: Phase1Summary | None = Field(None, description="Phase 1 checkpoint of an earlier failed run")
 
 
+class ReferenceSummary(_Contract):
+    """The run's reference, validated (or found validated) by ``helixflow.pipeline.reference``."""
+
+    key: str
+    etag: str = Field(description="the version validated; the Phase 2 job reads exactly this one")
+    cache_prefix: str = Field(description="references/_cache/<etag>/: the verdict and the job's cached index")
+    cached: bool = Field(description="the verdict came from the cache (this content was validated before)")
+    contigs: list[str]
+    lengths: list[int]
+
+
 class ValidationSummary(_Contract):
     records: int
     bases: int
     paired: bool
     reports: list[dict[str, Any]]
+    reference: ReferenceSummary | None = None
     versions: dict[str, str] = Field(default_factory=dict,
                                      description="tool -> version in the environment this stage ran in")
 
@@ -99,7 +111,7 @@ class Phase2Plan(_Contract):
     ranks: int
     time_limit_minutes: int
     embeddings_key: str = Field(description="Phase 1's embeddings Parquet the job reads (bucket key)")
-    reference_key: str | None = Field(None, description="reference FASTA in the bucket: the job also aligns")
+    reference: ReferenceSummary | None = Field(None, description="the reference FASTA: the job also aligns")
 
 
 class Plan2(_Contract):
@@ -115,6 +127,8 @@ class Phase2Summary(_Contract):
     clusters: int
     ranks: int
     aligned_reads: int | None = None
+    reference_index: Literal["built", "cached"] | None = Field(
+        None, description="the job built the reference's minimizer index (and cached it) or read the cached one")
     job_id: str | None = None
     versions: dict[str, str] = Field(default_factory=dict,
                                      description="tool -> version in the environment this stage ran in")

@@ -69,9 +69,30 @@ def download(s3: Any, bucket: str, key: str, target: Path, byte_range: tuple[int
     return target
 
 
+# A stage that writes an output records its sha256 as object metadata while the bytes are on its disk, so
+# Publish's manifest never reads a sample's outputs back through a Lambda to hash them (S3's own SHA256
+# checksum of a multipart upload is a checksum of part checksums, not the file's sha256 that users compare).
+SHA256_METADATA = "sha256"
+
+
+def sha256_of_file(path: Path | str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(COPY_BYTES), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def upload(s3: Any, bucket: str, path: Path | str, key: str) -> str:
-    s3.upload_file(str(path), bucket, key)
-    return key
+    """Upload a file with its sha256 recorded (see ``recorded_sha256``); returns the digest."""
+    digest = sha256_of_file(path)
+    s3.upload_file(str(path), bucket, key, ExtraArgs={"Metadata": {SHA256_METADATA: digest}})
+    return digest
+
+
+def recorded_sha256(s3: Any, bucket: str, key: str) -> str | None:
+    """The sha256 the writing stage recorded, or None for an object written without one."""
+    return s3.head_object(Bucket=bucket, Key=key).get("Metadata", {}).get(SHA256_METADATA)
 
 
 def put_json(s3: Any, bucket: str, key: str, document: Any, *, indent: int | None = None) -> str:
