@@ -79,14 +79,15 @@ def timed(call):
     return value, time.perf_counter() - started
 
 
-def index_rates(path: Path) -> dict[str, float]:
+def index_rates(path: Path, chunk_bytes: int) -> tuple[dict[str, float], tuple]:
+    """MB/s of gzip of each index build, and the pipeline's scan of ``path`` (reused for the chunk rates)."""
     import indexed_gzip
     import rapidgzip
 
     size = path.stat().st_size
 
     def with_indexed_gzip():
-        with indexed_gzip.IndexedGzipFile(str(path), spacing=index_spacing(256 << 20)) as gz:
+        with indexed_gzip.IndexedGzipFile(str(path), spacing=index_spacing(chunk_bytes)) as gz:
             gz.build_full_index()
             out = io.BytesIO()
             gz.export_index(fileobj=out)
@@ -100,24 +101,25 @@ def index_rates(path: Path) -> dict[str, float]:
 
     _, t_ig = timed(with_indexed_gzip)
     _, t_rg = timed(with_rapidgzip)
-    finder = CutFinder(every_bytes=256 << 20)
+    finder = CutFinder(every_bytes=chunk_bytes)
     with open(path, "rb") as source:
-        _, t_scan = timed(lambda: scan_input(source, name=path.name, finder=finder, spacing=index_spacing(256 << 20)))
-    return {"indexed_gzip": size / t_ig / MB, "rapidgzip": size / t_rg / MB, "scan_input": size / t_scan / MB,
-            "cores": os.cpu_count()}
+        scan, t_scan = timed(lambda: scan_input(source, name=path.name, finder=finder,
+                                                spacing=index_spacing(chunk_bytes)))
+    rates = {"indexed_gzip": size / t_ig / MB, "rapidgzip": size / t_rg / MB, "scan_input": size / t_scan / MB,
+             "cores": os.cpu_count()}
+    return rates, (scan, (*finder.finish(), finder.crlf))
 
 
-def chunk_rates(paths: list[Path], chunk_bytes: int, work: Path) -> dict[str, float]:
+def chunk_rates(paths: list[Path], chunk_bytes: int, work: Path, first: tuple) -> dict[str, float]:
     """One distributed runner's stages on chunk 1 of the pair, from local files (S3 time excluded)."""
     from helixflow.phase1.engine import Params, process_chunk, resolve_params
     from helixflow.phase1.reader import Chunk
 
-    scans, plans = [], []
-    for m, path in enumerate(paths):
-        finder = CutFinder(every_bytes=chunk_bytes) if m == 0 else CutFinder(at_records=plans[0][1])
-        with open(path, "rb") as source:
-            scans.append(scan_input(source, name=path.name, finder=finder, spacing=index_spacing(chunk_bytes)))
-        plans.append((*finder.finish(), finder.crlf))
+    scans, plans = [first[0]], [first[1]]
+    finder = CutFinder(at_records=plans[0][1])
+    with open(paths[1], "rb") as source:
+        scans.append(scan_input(source, name=paths[1].name, finder=finder, spacing=index_spacing(chunk_bytes)))
+    plans.append((*finder.finish(), finder.crlf))
     k = 1
     spans, read_s = [], 0.0
     for path, scan, (offsets, _, _) in zip(paths, scans, plans):
@@ -203,12 +205,12 @@ def main() -> None:
         raise SystemExit(f"{free / 1e9:.0f} GB free under {work}, this needs ~{need / 1e9:.0f} GB")
     try:
         paths = generate(work, arguments.gzip_gb * 1e9)
-        rates = index_rates(paths[0])
+        rates, first = index_rates(paths[0], arguments.chunk_mib << 20)
         print(f"index build, MB/s of gzip: indexed_gzip {rates['indexed_gzip']:.1f}, rapidgzip "
               f"({rates['cores']} threads) {rates['rapidgzip']:.1f}; ratio indexed_gzip/rapidgzip "
               f"{rates['indexed_gzip'] / rates['rapidgzip']:.2f}; scan_input pass {rates['scan_input']:.1f}",
               flush=True)
-        per_chunk = chunk_rates(paths, arguments.chunk_mib << 20, work)
+        per_chunk = chunk_rates(paths, arguments.chunk_mib << 20, work, first)
         single_report, single_s = timed(lambda: validate_fastq(paths[0], mate_source=paths[1]))
         gzip_mb = sum(p.stat().st_size for p in paths) / MB
         print("per-chunk runner (chunk 1, both mates, {chunk_mb:.0f} MB decompressed, ratio {ratio:.2f}): inflate "

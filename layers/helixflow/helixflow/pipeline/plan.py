@@ -33,6 +33,7 @@ prepared; an input that must run on Lambda (``"phase1": "lambda"``) but does not
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from isal import isal_zlib
 
