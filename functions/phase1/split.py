@@ -1,4 +1,5 @@
-"""SplitIntoChunks: record-aligned chunks of the sample and the manifest the Distributed Map reads."""
+"""SplitIntoChunks: record-aligned chunks of the sample and the manifest the Distributed Map reads (on the
+distributed-validation path from one pass over S3 with a gzip seek index, nothing re-compressed)."""
 
 import tempfile
 from pathlib import Path
@@ -28,7 +29,7 @@ def lambda_handler(state: PipelineState, context: LambdaContext) -> dict:
     with tempfile.TemporaryDirectory() as scratch:
         chunks = ChunkSet.model_validate(split_into_chunks(
             s3=s3, request=state.require_sample().model_dump(), scratch=Path(scratch),
-            chunk_bytes=state.plan.phase1.chunk_bytes))
+            chunk_bytes=state.plan.phase1.chunk_bytes, distributed=state.plan.phase1.validation == "distributed"))
     logger.info("chunks planned", extra={"chunks": chunks.chunk_count, "adapter": chunks.params["adapter"]})
     metrics.add_metric(name="Phase1Chunks", unit=MetricUnit.Count, value=chunks.chunk_count)
     return chunks.model_dump()

@@ -144,6 +144,7 @@ def test_phase1_as_a_ray_data_job_equals_preprocess(adapter, ray_head, moto_s3, 
     chunks = split_into_chunks(s3=s3, request=request, scratch=tmp_path / "split", chunk_bytes=400_000)
     assert chunks["chunk_count"] >= 3
     plan = {"phase1": {"placement": "ray", "reason": "test", "input_bytes": 0, "decompressed_mb": 0.0,
+                       "compression_ratios": [], "validation": "single", "validate_seconds": 0.0,
                        "chunk_bytes": 400_000, "expected_chunks": chunks["chunk_count"], "lambda_seconds": 0.0,
                        "lambda_usd": 0.0, "cluster_seconds": 0.0, "cluster_usd": 0.0}}
     state = PipelineState(**pipeline_state(request["run_id"], sample=request, chunks=chunks, plan=plan))

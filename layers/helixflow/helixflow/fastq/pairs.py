@@ -39,8 +39,8 @@ def pair_count_mismatch(records: tuple[int, int], files: tuple[str, str], longer
 class _PendingIds:
     """Mate ids of one mate that the other mate has not reached yet."""
 
-    def __init__(self) -> None:
-        self.first_record = 1
+    def __init__(self, first_record: int = 1) -> None:
+        self.first_record = first_record
         self.ids = np.empty(0, np.uint8)
         self.lengths = np.empty(0, np.int64)
         self.header_offsets = np.empty(0, np.int64)
@@ -68,8 +68,9 @@ def check_pair(first: Scanner, second: Scanner) -> None:
     """Run both mates in lockstep; raise the earliest defect of either file or of the pairing."""
     mates = (first, second)
     streams = [first.batches(), second.batches()]
-    pending = (_PendingIds(), _PendingIds())
-    seen = [0, 0]  # records delivered per mate
+    # Scanners of a chunk start past the file's first records (helixflow.fastq.chunked): count from there.
+    pending = (_PendingIds(first.records + 1), _PendingIds(second.records + 1))
+    seen = [first.records, second.records]  # records delivered per mate (file record numbers)
     ended = [False, False]
     failures: list[InvalidFastq | None] = [None, None]
     while True:

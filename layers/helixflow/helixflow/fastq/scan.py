@@ -68,6 +68,26 @@ class FileReport:
     line_endings: str  # "lf" or "crlf"
 
 
+def quality_encoding(saw_quality: bool, saw_low_quality: bool, first_high_quality: Position | None) -> str | None:
+    """The encoding rule of ``validator`` (Phred+33 unless only high characters occur) from what a scan saw."""
+    if saw_low_quality or (saw_quality and first_high_quality is None):
+        return "phred33"
+    if first_high_quality is not None:
+        return "phred64"
+    return None
+
+
+@dataclass(frozen=True)
+class ChunkStart:
+    """Where a record-aligned chunk of a larger file begins, so its positions are the file's: the records and
+    decompressed bytes before it, and the line ending that line 1 of the file chose (None in chunk 0, which
+    holds line 1)."""
+
+    records: int = 0
+    byte: int = 0
+    crlf: bool | None = None
+
+
 @dataclass
 class Batch:
     """Records that passed every per-file check, in order. Read ids are filled only for pairs."""
@@ -82,29 +102,38 @@ class Scanner:
     """Streams one file, checks it chunk by chunk and yields the good records in batches."""
 
     def __init__(self, source: BinarySource, *, name: str, chunk_size: int, max_line_length: int,
-                 progress: Callable[[int], None] | None, collect_ids: bool) -> None:
+                 progress: Callable[[int], None] | None, collect_ids: bool, start: ChunkStart | None = None,
+                 stop_after: int | None = None) -> None:
+        """``start``: the source is a decompressed chunk of a file beginning there (positions stay the file's).
+        ``stop_after``: check records up to that (file) record number only; bytes after it are the next
+        chunk's, read only where naming a defect needs lines beyond the record (a record cut by the chunk
+        end is diagnosed exactly as in one pass over the file)."""
         self.name = name
         self._max_line = max_line_length
         self._collect_ids = collect_ids
-        self.records = 0  # records validated so far
+        self._start = start or ChunkStart()
+        self._stop = stop_after
+        self.records = self._start.records  # records validated so far (in the file)
         self.bases = 0
         self.min_length: int | None = None
         self.max_length = 0
-        self.crlf: bool | None = None  # decided by the terminator of line 1
+        self.crlf: bool | None = self._start.crlf  # decided by the terminator of line 1
         self.saw_quality = False
         self.saw_low_quality = False
         self.first_high_quality: Position | None = None
         self._stream = self._wrap_stream_errors(
-            lambda: DecompressedStream(source, name=name, chunk_size=chunk_size, progress=progress), carry=b"")
+            lambda: DecompressedStream(source, name=name, chunk_size=chunk_size, progress=progress,
+                                       compression="none" if start else None), carry=b"")
 
     # -- driving ------------------------------------------------------------------------------------------
 
     def batches(self) -> Iterator[Batch]:
         carry = b""  # always starts at a record boundary, i.e. on line 4 * records + 1
-        carry_offset = 0
-        started = False
+        carry_offset = self._start.byte
+        # Only the file's first bytes are checked for being FASTQ at all; a later chunk starts at a record.
+        started = self._start.records > 0 or self._start.byte > 0
         chunks = iter(self._stream)
-        while True:
+        while not self._done():
             chunk = self._wrap_stream_errors(lambda: next(chunks, None), carry=carry)
             if chunk is None:
                 break
@@ -123,6 +152,8 @@ class Scanner:
                 raise self._unless_member_corrupt(defect, chunks, 4 * records_before + buf.count(b"\n")) from None
             carry = buf[consumed:]
             carry_offset += consumed
+        if self._done():
+            return
         if not started:
             if not carry:
                 raise InvalidFastq("the file is empty", code="EMPTY_FILE",
@@ -131,13 +162,11 @@ class Scanner:
         if carry:
             yield from self._scan(carry, carry_offset, eof=True)
 
+    def _done(self) -> bool:
+        return self._stop is not None and self.records >= self._stop
+
     def report(self) -> FileReport:
-        if self.saw_low_quality or (self.saw_quality and self.first_high_quality is None):
-            encoding: str | None = "phred33"
-        elif self.first_high_quality is not None:
-            encoding = "phred64"
-        else:
-            encoding = None
+        encoding = quality_encoding(self.saw_quality, self.saw_low_quality, self.first_high_quality)
         s = self._stream
         return FileReport(
             file=self.name, compression=s.compression, gzip_members=s.gzip_members,
@@ -226,6 +255,8 @@ class Scanner:
         if self.crlf is None and len(newlines) and not (virtual_end and len(newlines) == 1):
             self.crlf = bool(newlines[0] > 0 and arr[newlines[0] - 1] == CR)
         n_records = len(newlines) // 4
+        if self._stop is not None:
+            n_records = min(n_records, self._stop - self.records)
         consumed = 0
         if n_records:
             good = self._first_bad_record(buf, arr, newlines[: 4 * n_records], base, virtual_end)
@@ -242,6 +273,8 @@ class Scanner:
             self._account(arr, newlines[: 4 * n_records])
             yield self._batch(arr, newlines[: 4 * n_records], base)
             consumed = int(newlines[4 * n_records - 1]) + 1
+        if self._done():
+            return consumed
         rest = len(buf) - consumed
         if eof and rest:
             # 1 to 3 lines of an unfinished record: name the first thing wrong with them (at least truncation).

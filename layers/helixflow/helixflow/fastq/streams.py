@@ -104,7 +104,8 @@ class DecompressedStream:
     """
 
     def __init__(self, source: BinarySource, *, name: str, chunk_size: int = DEFAULT_CHUNK_SIZE,
-                 read_size: int = DEFAULT_READ_SIZE, progress: Callable[[int], None] | None = None) -> None:
+                 read_size: int = DEFAULT_READ_SIZE, progress: Callable[[int], None] | None = None,
+                 compression: str | None = None) -> None:
         self.name = name
         self._source = source
         self._chunk_size = chunk_size
@@ -118,7 +119,9 @@ class DecompressedStream:
         self.member_start = 0  # decompressed offset where the current (or last) gzip member starts
         self.member_open = False  # inside a gzip member whose end (and CRC check) is not reached yet
         self._head = self._read_exactly(MAGIC_PEEK)
-        self.compression = detect_compression(self._head, self.name)
+        # A caller that already decompressed (a chunk of a larger file) says so: its bytes are text, even
+        # where they happen to start like a container.
+        self.compression = compression or detect_compression(self._head, self.name)
 
     @property
     def sha256(self) -> str:

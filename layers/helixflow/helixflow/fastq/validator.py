@@ -72,7 +72,7 @@ from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from helixflow.errors import InvalidFastq
+from helixflow.errors import InvalidFastq, Position
 from helixflow.fastq.pairs import check_pair
 from helixflow.fastq.rules import DEFAULT_MAX_LINE_LENGTH
 from helixflow.fastq.scan import FileReport, Scanner
@@ -151,10 +151,15 @@ def validate_fastq(source: BinarySource | str | os.PathLike[str], *, name: str |
             check_pair(*scanners)
         reports = tuple(s.report() for s in scanners)
     if not allow_phred64:
-        for scanner, report in zip(scanners, reports, strict=True):
-            if report.quality_encoding == "phred64":
-                raise InvalidFastq(
-                    f"record {scanner.first_high_quality.record}: qualities look Phred+64 (no character below "
-                    f"';', some above 'J'); convert to Phred+33 (e.g. `seqtk seq -VQ64`)",
-                    code="PHRED64_NOT_SUPPORTED", position=scanner.first_high_quality)
+        check_encoding(reports, [scanner.first_high_quality for scanner in scanners])
     return ValidationReport(reports)
+
+
+def check_encoding(reports: tuple[FileReport, ...], first_high_quality: list[Position | None]) -> None:
+    """``PHRED64_NOT_SUPPORTED`` at the first quality character above 'J' of the first Phred+64 file."""
+    for report, first_high in zip(reports, first_high_quality, strict=True):
+        if report.quality_encoding == "phred64":
+            raise InvalidFastq(
+                f"record {first_high.record}: qualities look Phred+64 (no character below "
+                f"';', some above 'J'); convert to Phred+33 (e.g. `seqtk seq -VQ64`)",
+                code="PHRED64_NOT_SUPPORTED", position=first_high)

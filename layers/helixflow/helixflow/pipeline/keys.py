@@ -151,6 +151,21 @@ def work_prefix(sample: str, run_id: str, stage: str) -> str:
     return f"{run_work_prefix(sample, run_id)}{safe_component(stage)}/"
 
 
+def phase1_part_name(index: int) -> str:
+    return f"part-{index:05d}"
+
+
+def phase1_part(sample: str, run_id: str, index: int, suffix: str) -> str:
+    """A Phase 1 chunk's object under work/: its result (``.json``) or, on the distributed path, its
+    validation verdict (``.validation.json``), which ValidateChunks reads."""
+    return f"{work_prefix(sample, run_id, 'phase1')}parts/{phase1_part_name(index)}{suffix}"
+
+
+def phase1_files(sample: str, run_id: str) -> str:
+    """The distributed path's facts of each input file as stored (helixflow.fastq.chunked.FileFacts)."""
+    return f"{work_prefix(sample, run_id, 'phase1')}files.json"
+
+
 def safe_component(value: str) -> str:
     """A single path segment built from a value we did not fully choose (sample id, execution name)."""
     if value in (".", "..") or not _SEGMENT.fullmatch(value or ""):

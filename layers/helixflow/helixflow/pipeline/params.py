@@ -44,6 +44,8 @@ class RunParameters(BaseModel):
     min_length: int = Field(15, ge=1, le=10_000, description="drop reads (pairs) shorter than this after trimming")
     allow_phred64: bool = Field(False, description="accept Phred+64 input (converted on the way in)")
     phase1: Literal["auto", "lambda", "ray"] = Field("auto", description="Phase 1 placement override")
+    validation: Literal["auto", "single", "distributed"] = Field(
+        "auto", description="who validates: one Validate Lambda, or each Phase 1 chunk runner (auto: by size)")
     phase2: Literal["auto", "slurm-cpu", "slurm-gpu", "off"] = Field(
         "auto", description="Phase 2 placement (auto: Slurm when this deployment has it, else off)")
     reference: str | None = Field(None, pattern=_REFERENCE,

@@ -13,24 +13,36 @@ Chunking strategy (one code path for every input format):
   Parquet parts into one file, then uploads the results layout under results/<sample>/<run_id>/ and removes
   work/. The outputs equal `helixflow preprocess` on the same input (tests/integration/test_phase1_lambda.py).
 Item payloads stay small (Step Functions' 256 KiB state limit): statistics travel through S3, not the state.
+
+Distributed validation (the plan's ``validation`` is "distributed": an input too large for one Validate Lambda).
+No function validates or re-compresses the whole input; Split makes one pass per mate straight from S3
+(``helixflow.fastq.access.scan_input``: record-aligned cuts from the line count, a gzip seek index stored under
+work/, BGZF block offsets, the stored bytes' SHA-256) and each map item (or Ray task) reads only its span at
+index points, validates its records with the validator (``helixflow.fastq.chunked``) and, when they are valid,
+runs the engine on the same decompressed bytes: one pass per chunk. ValidateChunks then reports the first
+defect in input order, exactly as the single Validate would, before MergeChunks writes anything.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from helixflow.fastq.bgzf import BgzfWriter, block_size_at
 from helixflow.pipeline import keys
 from helixflow.pipeline.runs import SUMMARY_NAME, checkpoint_prefix
-from helixflow.errors import IncompleteResults
-from helixflow.pipeline.storage import COPY_BYTES, delete_prefix, download, get_json, list_objects, put_json, upload
+from helixflow.errors import IncompleteResults, InvalidFastq
+from helixflow.pipeline.storage import (COPY_BYTES, delete_prefix, download, get_json, list_objects, open_object,
+                                        put_json, upload)
 from helixflow.versions import PHASE1, environment_versions
 
 MANIFEST_NAME = "chunks.json"
+# Adapter detection reads the first DETECT_READS reads of R1: the distributed pass keeps this much of them.
+HEAD_BYTES = 48 << 20
 
 
 def work_prefix(request: dict[str, Any]) -> str:
@@ -71,7 +83,88 @@ def _ranges(path: Path, fmt: str, chunks: list) -> list[tuple[tuple[int, int | N
     return out
 
 
-def split_into_chunks(*, s3: Any, request: dict[str, Any], scratch: Path, chunk_bytes: int) -> dict[str, Any]:
+def _split_by_index(*, s3: Any, request: dict[str, Any], scratch: Path, chunk_bytes: int) -> dict[str, Any]:
+    """The distributed path's Split: one pass per mate from S3, no download, no re-compression."""
+    from helixflow.fastq.access import bgzf_range, index_spacing, scan_input
+    from helixflow.fastq.chunked import LOOKAHEAD_BYTES, CutFinder, FileFacts
+    from helixflow.phase1.engine import resolve_params
+
+    bucket, prefix = request["bucket"], work_prefix(request)
+    plans, files = [], []
+    for m, item in enumerate(request["inputs"]):
+        finder = CutFinder(every_bytes=chunk_bytes) if m == 0 else CutFinder(at_records=plans[0]["records"])
+        with open_object(s3, bucket, item["key"], size=item["size"], if_match=item["etag"]) as source:
+            try:
+                scan = scan_input(source, name=item["key"], finder=finder, spacing=index_spacing(chunk_bytes),
+                                  head_bytes=HEAD_BYTES if m == 0 else 0)
+            except InvalidFastq:
+                _name_the_gzip_defect(s3, request)
+                raise
+        if not scan.trailer_ok:  # cut off, trailing bytes, or several members: the validator decides
+            _name_the_gzip_defect(s3, request)
+        offsets, records = finder.finish()
+        index_key = None
+        if scan.index is not None:
+            index_key = f"{prefix}index/mate{item['mate']}.gzidx"
+            s3.put_object(Bucket=bucket, Key=index_key, Body=scan.index)
+        plans.append({"offsets": offsets, "records": records, "crlf": finder.crlf, "scan": scan,
+                      "index_key": index_key})
+        files.append(FileFacts(item["key"], scan.compression, scan.gzip_members, scan.compressed_bytes,
+                               scan.decompressed_bytes, scan.sha256, finder.records_total))
+    head = scratch / "head.fastq"
+    head.parent.mkdir(parents=True, exist_ok=True)
+    first_head = plans[0]["scan"].head
+    head.write_bytes(first_head[:_complete_records_end(first_head)])
+    params = resolve_params(engine_params(request["params"]), str(head), "mate 2" if len(plans) > 1 else None)
+    head.unlink()
+    count = len(plans[0]["records"])
+    items = []
+    for k in range(count):
+        last = k + 1 == count
+        mates = []
+        for item, plan in zip(request["inputs"], plans):
+            scan, start = plan["scan"], plan["offsets"][k]
+            end = scan.decompressed_bytes if last else plan["offsets"][k + 1]
+            span = min(scan.decompressed_bytes, end + (0 if last else LOOKAHEAD_BYTES)) - start
+            mate = {"key": item["key"], "etag": item["etag"], "size": item["size"], "compression": scan.compression,
+                    "start": start, "length": end - start, "span": span, "first_record": plan["records"][k],
+                    "crlf": plan["crlf"] if k else None, "index_key": plan["index_key"]}
+            if scan.compression == "bgzf":
+                first, stop, skip = bgzf_range(scan.blocks, start, start + span, scan.compressed_bytes)
+                mate.update(range=[first, stop], skip=skip)
+            mates.append(mate)
+        items.append({"index": k, "validate": True, "stop_after": None if last else plans[0]["records"][k + 1],
+                      "mates": mates})
+    put_json(s3, bucket, keys.phase1_files(request["sample"], request["run_id"]), [asdict(f) for f in files])
+    manifest_key = prefix + MANIFEST_NAME
+    put_json(s3, bucket, manifest_key, items)
+    return {"bucket": bucket, "manifest_key": manifest_key, "chunk_count": len(items), "params": params.to_dict()}
+
+
+def _complete_records_end(head: bytes) -> int:
+    """End of the last complete 4-line record in ``head`` (adapter detection reads whole records)."""
+    import numpy as np
+
+    newlines = np.flatnonzero(np.frombuffer(head, np.uint8) == 10)
+    complete = len(newlines) // 4 * 4
+    return int(newlines[complete - 1]) + 1 if complete else 0
+
+
+def _name_the_gzip_defect(s3: Any, request: dict[str, Any]) -> None:
+    """The pass could not inflate an input, or its gzip trailer does not cover the stream: the single-pass
+    validator names that defect (member, offsets, record, or an earlier FASTQ defect) exactly. It reads the
+    input in one function, which the distributed path otherwise avoids: this is the failure path (and a
+    multi-member plain gzip file, which it then accepts)."""
+    from helixflow.pipeline.state import SampleRequest
+    from helixflow.pipeline.validate import validate_sample
+
+    validate_sample(s3=s3, request=SampleRequest.model_validate(request))
+
+
+def split_into_chunks(*, s3: Any, request: dict[str, Any], scratch: Path, chunk_bytes: int,
+                      distributed: bool = False) -> dict[str, Any]:
+    if distributed:
+        return _split_by_index(s3=s3, request=request, scratch=scratch, chunk_bytes=chunk_bytes)
     from helixflow.phase1.engine import resolve_params
     from helixflow.phase1.reader import detect_format, plan_chunks
 
@@ -108,8 +201,45 @@ def split_into_chunks(*, s3: Any, request: dict[str, Any], scratch: Path, chunk_
     return {"bucket": bucket, "manifest_key": manifest_key, "chunk_count": len(items), "params": params.to_dict()}
 
 
-def part_name(index: int) -> str:
-    return f"part-{index:05d}"
+part_name = keys.phase1_part_name
+
+
+
+
+def _read_mate_span(s3: Any, bucket: str, mate: dict[str, Any]) -> bytes:
+    """The mate's decompressed bytes from the chunk's first record through the lookahead, read at index
+    points / whole blocks / byte offsets (``helixflow.fastq.access``), nothing else of the object."""
+    from helixflow.fastq.access import read_span
+
+    if mate["compression"] == "bgzf":
+        first, stop = mate["range"]
+        body = s3.get_object(Bucket=bucket, Key=mate["key"], Range=f"bytes={first}-{stop - 1}",
+                             IfMatch=mate["etag"])["Body"].read()
+        return read_span(io.BytesIO(body), "bgzf", mate["start"], mate["span"], skip=mate["skip"])
+    index = s3.get_object(Bucket=bucket, Key=mate["index_key"])["Body"].read() if mate["index_key"] else None
+    with open_object(s3, bucket, mate["key"], size=mate["size"], if_match=mate["etag"]) as source:
+        return read_span(source, mate["compression"], mate["start"], mate["span"], index=index)
+
+
+def _validated_chunks(s3: Any, bucket: str, item: dict[str, Any], workdir: Path):
+    """Validate the item's records; when valid, its plain-text chunks for the engine (same bytes, one read)."""
+    from helixflow.fastq.chunked import MateChunk, validate_chunk
+    from helixflow.fastq.scan import ChunkStart
+    from helixflow.phase1.reader import Chunk
+
+    spans = [_read_mate_span(s3, bucket, mate) for mate in item["mates"]]
+    verdict = validate_chunk([MateChunk(mate["key"], data, ChunkStart(mate["first_record"], mate["start"],
+                                                                      mate["crlf"]))
+                              for mate, data in zip(item["mates"], spans)], stop_after=item["stop_after"])
+    if verdict.defect is not None:
+        return verdict, None
+    chunks = []
+    workdir.mkdir(parents=True, exist_ok=True)
+    for m, (mate, data) in enumerate(zip(item["mates"], spans)):
+        path = workdir / f"input{m}.fastq"
+        path.write_bytes(memoryview(data)[:mate["length"]])
+        chunks.append(Chunk(path=str(path), first_record=mate["first_record"], first_byte=mate["start"]))
+    return verdict, chunks
 
 
 def process_chunk_item(*, s3: Any, item: dict[str, Any], request: dict[str, Any], params: dict[str, Any],
@@ -118,23 +248,32 @@ def process_chunk_item(*, s3: Any, item: dict[str, Any], request: dict[str, Any]
     from helixflow.phase1.reader import Chunk
 
     bucket, prefix, name = request["bucket"], work_prefix(request), part_name(item["index"])
-    chunks = []
-    for mate_index, mate in enumerate(item["mates"]):
-        local = download(s3, bucket, mate["key"], scratch / name / f"input{mate_index}", tuple(mate["range"]),
-                          if_match=mate["etag"])
-        chunks.append(Chunk(path=str(local), offset=0, skip=mate["skip"], length=mate["length"],
-                            first_record=mate["first_record"], first_byte=mate["first_byte"]))
+    result_key = f"{prefix}parts/{name}.json"
+    if item.get("validate"):
+        # The verdict is its own small object: ValidateChunks reads one per chunk, not the statistics.
+        verdict, chunks = _validated_chunks(s3, bucket, item, scratch / name)
+        put_json(s3, bucket, keys.phase1_part(request["sample"], request["run_id"], item["index"], ".validation.json"),
+                 verdict.to_dict())
+        if chunks is None:  # an invalid chunk transforms nothing; ValidateChunks reports the first defect
+            shutil.rmtree(scratch / name, ignore_errors=True)
+            return {"index": item["index"], "result_key": result_key}
+    else:
+        chunks = []
+        for mate_index, mate in enumerate(item["mates"]):
+            local = download(s3, bucket, mate["key"], scratch / name / f"input{mate_index}", tuple(mate["range"]),
+                             if_match=mate["etag"])
+            chunks.append(Chunk(path=str(local), offset=0, skip=mate["skip"], length=mate["length"],
+                                first_record=mate["first_record"], first_byte=mate["first_byte"]))
     parts_dir = scratch / name / "parts"
     result = process_chunk(tuple(chunks) if len(chunks) == 2 else chunks[0], Params(**params), str(parts_dir), name)
-    keys = {}
+    uploaded = {}
     for path in [p for part in result.reads_parts for p in part] + result.embedding_parts:
-        keys[path] = f"{prefix}parts/{os.path.basename(path)}"
-        s3.upload_file(path, bucket, keys[path])
+        uploaded[path] = f"{prefix}parts/{os.path.basename(path)}"
+        s3.upload_file(path, bucket, uploaded[path])
     document = result.to_dict()
     document["versions"] = environment_versions(PHASE1)
-    document["reads_parts"] = [[keys[p] for p in part] for part in result.reads_parts]
-    document["embedding_parts"] = [keys[p] for p in result.embedding_parts]
-    result_key = f"{prefix}parts/{name}.json"
+    document["reads_parts"] = [[uploaded[p] for p in part] for part in result.reads_parts]
+    document["embedding_parts"] = [uploaded[p] for p in result.embedding_parts]
     put_json(s3, bucket, result_key, document)
     shutil.rmtree(scratch / name, ignore_errors=True)
     return {"index": item["index"], "result_key": result_key}

@@ -20,6 +20,13 @@ The rule: an explicitly requested placement is honoured; otherwise, among the pl
 input, the cheapest predicted to finish within the deadline (``DEADLINE_S`` unless the caller gives one), else
 the fastest. Bursty, short, stateless inputs land on Lambda by this rule (no start-up, no idle tail); long ones
 past one function's limits on the cluster. The reason and both predictions go into pipeline_info/params.json.
+Size first, then route: the plan is made from the objects' sizes and a sampled compression ratio (the first
+``SAMPLE_BYTES`` of each object, one ranged GET: ``sample_ratios``) before anything reads a whole input. It
+also decides who validates (``validation``): one Validate Lambda streams at ``VALIDATE_GZIP_MB_S`` of gzip
+(``VALIDATE_TEXT_MB_S`` of text), so an input it would not finish within ``SAFETY`` of the 15-minute limit is
+validated per chunk by the Phase 1 runners instead ("distributed", helixflow.fastq.chunked); smaller inputs keep
+the single Validate, the cheapest for them. The run parameter ``validation`` overrides (tests force the
+distributed path on small files with it).
 The plan is data: it names a placement and the Choice state after SplitIntoChunks routes on it. A placement
 this deployment has not configured (no Ray head) fails here with ``ClusterNotConfigured``, before any chunk is
 prepared; an input that must run on Lambda (``"phase1": "lambda"``) but does not fit fails with
@@ -31,6 +38,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import Any, Mapping
+
+from isal import isal_zlib
 
 from helixflow.errors import ClusterNotConfigured, InputTooLarge
 from helixflow.pipeline import jobs
@@ -56,8 +65,56 @@ class ClusterState:
     idle_workers: int = 0
 
 
-def decompressed_mb(inputs: list[SampleInput], ratio: float) -> float:
-    return sum(item.size * (ratio if item.key.endswith(".gz") else 1.0) for item in inputs) / MB
+SAMPLE_BYTES = 1 << 20
+# One Validate Lambda's streaming rate (benchmarks/validate_throughput.py): ~250 MB/s of text, ~75 MB/s of gzip.
+VALIDATE_TEXT_MB_S = 250.0
+VALIDATE_GZIP_MB_S = 75.0
+LAMBDA_TIMEOUT_S = 900.0
+
+
+def file_name_ratios(inputs: list[SampleInput], profile: Mapping[str, Any]) -> list[float]:
+    """Without a sample: the profile's gzip ratio for a .gz name, 1.0 otherwise."""
+    return [float(profile["gzip_ratio"]["value"]) if item.key.endswith(".gz") else 1.0 for item in inputs]
+
+
+def decompressed_mb(inputs: list[SampleInput], ratios: list[float]) -> float:
+    return sum(item.size * ratio for item, ratio in zip(inputs, ratios)) / MB
+
+
+def sample_ratio(head: bytes, fallback: float) -> float:
+    """Decompressed bytes per stored byte of the first bytes of an object; 1.0 for plain text."""
+    if not head.startswith(b"\x1f\x8b"):
+        return 1.0
+    consumed = produced = 0
+    data = head
+    while data.startswith(b"\x1f\x8b"):  # member by member: BGZF is thousands of them
+        inflater = isal_zlib.decompressobj(31)
+        try:
+            produced += len(inflater.decompress(data))
+        except isal_zlib.error:
+            break  # a corrupt sample: the validator will say so; plan with what inflated
+        rest = inflater.unused_data if inflater.eof else b""
+        consumed += len(data) - len(rest)
+        data = rest
+    return produced / consumed if consumed else fallback
+
+
+def sample_ratios(s3: Any, bucket: str, inputs: list[SampleInput],
+                  profile: Mapping[str, Any] | None = None) -> list[float]:
+    """``sample_ratio`` of each input from one ranged GET of its first ``SAMPLE_BYTES``."""
+    fallback = float((profile or load_profile())["gzip_ratio"]["value"])
+    ratios = []
+    for item in inputs:
+        head = s3.get_object(Bucket=bucket, Key=item.key, Range=f"bytes=0-{SAMPLE_BYTES - 1}",
+                             IfMatch=item.etag)["Body"].read() if item.size else b""
+        ratios.append(sample_ratio(head, fallback))
+    return ratios
+
+
+def validate_seconds(inputs: list[SampleInput], ratios: list[float]) -> float:
+    """One Validate Lambda's time on the inputs (gzip is inflated as it streams)."""
+    return sum(item.size / MB / (VALIDATE_GZIP_MB_S if ratio != 1.0 else VALIDATE_TEXT_MB_S)
+               for item, ratio in zip(inputs, ratios))
 
 
 @dataclass(frozen=True)
@@ -138,11 +195,11 @@ def cluster_seconds(work: Phase1Work, workers: int, per_worker: int) -> float:
 
 def predict_phase1(inputs: list[SampleInput], *, chunk_mb: int = CHUNK_MB, profile: Mapping[str, Any] | None = None,
                    prices: Mapping[str, Any] | None = None, cluster: ClusterState = ClusterState(),
-                   distributed: bool = False) -> dict[str, PlacementPrediction]:
+                   distributed: bool = False, ratios: list[float] | None = None) -> dict[str, PlacementPrediction]:
     """Time and cost of Phase 1 on each placement, with whether Lambda's limits allow it."""
     profile, prices = profile or load_profile(), prices or load_prices()
     lam, ray = profile["platforms"]["lambda"], profile["platforms"]["ray"]
-    data = decompressed_mb(inputs, float(profile["gzip_ratio"]["value"]))
+    data = decompressed_mb(inputs, ratios or file_name_ratios(inputs, profile))
     input_mb = sum(item.size for item in inputs) / MB
     mates = len(inputs)
     on_lambda = phase1_work(data, input_mb, "lambda", mates=mates, chunk_mb=chunk_mb, profile=profile,
@@ -191,16 +248,23 @@ def choose(predictions: Mapping[str, PlacementPrediction], deadline_s: float = D
 
 def plan_phase1(inputs: list[SampleInput], requested: str = "auto", chunk_mb: int = CHUNK_MB, *,
                 deadline_s: float = DEADLINE_S, profile: Mapping[str, Any] | None = None,
-                cluster: ClusterState = ClusterState()) -> Phase1Plan:
-    """Where Phase 1 runs, with both predictions; raises when that placement cannot run here."""
+                cluster: ClusterState = ClusterState(), ratios: list[float] | None = None,
+                validation: str = "auto") -> Phase1Plan:
+    """Where Phase 1 runs and who validates, with both predictions; raises when that placement cannot run here.
+    ``ratios``: ``sample_ratios`` of the inputs (without them, by file name)."""
     profile = profile or load_profile()
-    predictions = predict_phase1(inputs, chunk_mb=chunk_mb, profile=profile, cluster=cluster)
+    ratios = ratios or file_name_ratios(inputs, profile)
+    validate_s = validate_seconds(inputs, ratios)
+    if validation == "auto":
+        validation = "distributed" if validate_s > SAFETY * LAMBDA_TIMEOUT_S else "single"
+    predictions = predict_phase1(inputs, chunk_mb=chunk_mb, profile=profile, cluster=cluster, ratios=ratios)
     lam, ray = predictions["lambda"], predictions["ray"]
-    data = decompressed_mb(inputs, float(profile["gzip_ratio"]["value"]))
+    data = decompressed_mb(inputs, ratios)
 
     def plan(placement: str, reason: str) -> Phase1Plan:
         return Phase1Plan(placement=placement, reason=reason, input_bytes=sum(item.size for item in inputs),
-                          decompressed_mb=round(data, 1), chunk_bytes=chunk_mb * MB,
+                          decompressed_mb=round(data, 1), compression_ratios=[round(r, 3) for r in ratios],
+                          validation=validation, validate_seconds=round(validate_s, 1), chunk_bytes=chunk_mb * MB,
                           expected_chunks=max(1, math.ceil(data / chunk_mb)),
                           lambda_seconds=lam.seconds, lambda_usd=lam.usd, cluster_seconds=ray.seconds,
                           cluster_usd=ray.usd, objective=OBJECTIVE, deadline_seconds=deadline_s,

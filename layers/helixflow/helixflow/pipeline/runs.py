@@ -28,7 +28,7 @@ from helixflow.pipeline.keys import WORK_PREFIX, safe_component
 from helixflow.pipeline.state import Phase1Summary, SampleInput
 
 # Parameters that say how to run, not what to compute: they never change a run's identity.
-RUN_CONTROL_FIELDS = frozenset({"force", "single_end", "phase1"})
+RUN_CONTROL_FIELDS = frozenset({"force", "single_end", "phase1", "validation"})
 CHECKPOINTS = "_checkpoints"
 SUMMARY_NAME = "summary.json"
 Claim = Literal["claimed", "already_processed", "already_running"]

@@ -114,6 +114,11 @@ class Phase1Plan(_Contract):
     reason: str
     input_bytes: int
     decompressed_mb: float
+    compression_ratios: list[float] = Field(description="decompressed per stored byte of each input, sampled")
+    validation: Literal["single", "distributed"] = Field(
+        description="single: one Validate Lambda reads the inputs; distributed: each chunk runner validates its "
+                    "records and ValidateChunks reports the first defect")
+    validate_seconds: float = Field(description="predicted time of the single Validate")
     chunk_bytes: int
     expected_chunks: int
     lambda_seconds: float
@@ -256,6 +261,7 @@ TASK_RESULTS: dict[str, tuple[type[BaseModel], str | None]] = {
     "ResolveSample": (SampleRequest, "sample"),
     "CheckMate": (MateCheck, "mate_check"),
     "Validate": (ValidationSummary, "validation"),
+    "ValidateChunks": (ValidationSummary, "validation"),
     "PlanPhase1": (Plan, "plan"),
     "SplitIntoChunks": (ChunkSet, "chunks"),
     "ProcessChunk": (ChunkResult, None),

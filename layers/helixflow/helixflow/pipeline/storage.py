@@ -5,11 +5,52 @@ local stack hand them moto's."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from pathlib import Path
 from typing import Any, Iterator
 
 COPY_BYTES = 8 * 1024 * 1024
+
+
+class S3Reader(io.RawIOBase):
+    """A seekable read-only file over one version of an object: each read is a ranged GET (wrap it in
+    ``open_object``'s buffer), so a chunk runner or the index pass never needs the object on local disk."""
+
+    def __init__(self, s3: Any, bucket: str, key: str, *, size: int, if_match: str | None = None) -> None:
+        self._s3, self._bucket, self._key, self._size = s3, bucket, key, size
+        self._extra = {"IfMatch": if_match} if if_match else {}
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        end = min(self._pos + len(buffer), self._size)
+        if end <= self._pos:
+            return 0
+        body = self._s3.get_object(Bucket=self._bucket, Key=self._key, Range=f"bytes={self._pos}-{end - 1}",
+                                   **self._extra)["Body"]
+        data = body.read()
+        buffer[:len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+
+def open_object(s3: Any, bucket: str, key: str, *, size: int, if_match: str | None = None,
+                buffer_bytes: int = COPY_BYTES) -> io.BufferedReader:
+    return io.BufferedReader(S3Reader(s3, bucket, key, size=size, if_match=if_match), buffer_bytes)
 
 
 def download(s3: Any, bucket: str, key: str, target: Path, byte_range: tuple[int, int | None] | None = None,

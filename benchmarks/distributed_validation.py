@@ -1,0 +1,251 @@
+"""Distributed validation vs the single Validate Lambda, side by side on one generated paired gzip sample.
+
+    .venv/bin/python benchmarks/distributed_validation.py [--gzip-gb 2.0] [--chunk-mib 256] [--workdir DIR]
+
+Input: a paired sample of 150 bp simulated reads (``helixflow.phase1.simulate``), each mate ONE plain gzip
+member (isal level 2), about ``--gzip-gb`` GB of gzip in all; the same reads repeat under new ids past the first
+``POOL`` pairs so generating it takes about a minute. Disk is checked first; everything is deleted at the end.
+
+Measured, all in this one run:
+1. the seek-index build (one pass over R1's gzip): indexed_gzip (what the pipeline uses) vs rapidgzip with every
+   core, MB/s of gzip, ratio printed; then the pipeline's whole scan pass (``scan_input``: index + record cuts +
+   SHA-256) on the same file;
+2. per-chunk rates of one distributed chunk runner (chunk 1, both mates): inflate from an index point
+   (``read_span``), validate (``validate_chunk``), Phase 1 engine, each in MB/s of decompressed FASTQ and the
+   runner's total in MB/s of gzip; the single validator's rate on the whole pair for comparison;
+3. the pipeline on the local stack (real state machine, 4 concurrent Lambda workers): the same sample with
+   ``validation: single`` (Validate streams the pair, Split re-blocks gzip to BGZF) and with
+   ``validation: distributed`` (no Validate, Split's one pass from S3, chunk runners validate + transform,
+   ValidateChunks): wall time of each execution and of its stages, and whether the outputs (every manifest
+   entry but the HTML reports and pipeline_info) and the validation reports are the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from helixflow.fastq.access import index_spacing, read_span, scan_input
+from helixflow.fastq.chunked import LOOKAHEAD_BYTES, CutFinder, MateChunk, validate_chunk
+from helixflow.fastq.scan import ChunkStart
+from helixflow.fastq.validator import validate_fastq
+from helixflow.phase1 import simulate
+from helixflow_local.client import collect, submit, wait_for_run
+from helixflow_local.stack import LocalStack
+
+POOL = 400_000
+BLOCK = 100_000
+MB = 1e6
+
+
+def generate(work: Path, gzip_bytes: float, seed: int = 5) -> list[Path]:
+    from isal import igzip
+
+    genome = simulate.random_genome(5_000_000, seed)
+    pool = [simulate.simulate_pairs(BLOCK, 150, seed=seed + s, genome=genome) for s in range(0, POOL, BLOCK)]
+    paths = [work / "bench_R1.fastq.gz", work / "bench_R2.fastq.gz"]
+    outs = [igzip.open(p, "wb", compresslevel=2) for p in paths]
+    written, n = 0, 0
+    try:
+        while written < gzip_bytes:
+            for _, s1, q1, s2, q2 in pool:
+                names = [f"b{n + i}" for i in range(BLOCK)]
+                outs[0].write(simulate.fastq_bytes(names, s1, q1, 1))
+                outs[1].write(simulate.fastq_bytes(names, s2, q2, 2))
+                n += BLOCK
+            for out in outs:
+                out.flush()
+            written = sum(p.stat().st_size for p in paths)
+    finally:
+        for out in outs:
+            out.close()
+    print(f"generated {n:,} pairs, {sum(p.stat().st_size for p in paths) / MB:,.0f} MB of gzip", flush=True)
+    return paths
+
+
+def timed(call):
+    started = time.perf_counter()
+    value = call()
+    return value, time.perf_counter() - started
+
+
+def index_rates(path: Path, chunk_bytes: int) -> tuple[dict[str, float], tuple]:
+    """MB/s of gzip of each index build, and the pipeline's scan of ``path`` (reused for the chunk rates)."""
+    import indexed_gzip
+    import rapidgzip
+
+    size = path.stat().st_size
+
+    def with_indexed_gzip():
+        with indexed_gzip.IndexedGzipFile(str(path), spacing=index_spacing(chunk_bytes)) as gz:
+            gz.build_full_index()
+            out = io.BytesIO()
+            gz.export_index(fileobj=out)
+
+    def with_rapidgzip():
+        with rapidgzip.open(str(path), parallelization=os.cpu_count()) as gz:
+            while gz.read(4 << 20):
+                pass
+            gz.export_index(str(path) + ".rgidx")
+        os.unlink(str(path) + ".rgidx")
+
+    _, t_ig = timed(with_indexed_gzip)
+    _, t_rg = timed(with_rapidgzip)
+    finder = CutFinder(every_bytes=chunk_bytes)
+    with open(path, "rb") as source:
+        scan, t_scan = timed(lambda: scan_input(source, name=path.name, finder=finder,
+                                                spacing=index_spacing(chunk_bytes)))
+    rates = {"indexed_gzip": size / t_ig / MB, "rapidgzip": size / t_rg / MB, "scan_input": size / t_scan / MB,
+             "cores": os.cpu_count()}
+    return rates, (scan, (*finder.finish(), finder.crlf))
+
+
+def chunk_rates(paths: list[Path], chunk_bytes: int, work: Path, first: tuple) -> dict[str, float]:
+    """One distributed runner's stages on chunk 1 of the pair, from local files (S3 time excluded)."""
+    from helixflow.phase1.engine import Params, process_chunk, resolve_params
+    from helixflow.phase1.reader import Chunk
+
+    scans, plans = [first[0]], [first[1]]
+    finder = CutFinder(at_records=plans[0][1])
+    with open(paths[1], "rb") as source:
+        scans.append(scan_input(source, name=paths[1].name, finder=finder, spacing=index_spacing(chunk_bytes)))
+    plans.append((*finder.finish(), finder.crlf))
+    k = 1
+    spans, read_s = [], 0.0
+    for path, scan, (offsets, _, _) in zip(paths, scans, plans):
+        size = offsets[k + 1] - offsets[k] + LOOKAHEAD_BYTES
+        with open(path, "rb") as source:
+            data, seconds = timed(lambda: read_span(source, "gzip", offsets[k], size, index=scan.index))
+        spans.append(data)
+        read_s += seconds
+    records = plans[0][1]
+    mates = [MateChunk(p.name, d, ChunkStart(records[k], offs[k], crlf)) for p, d, (offs, _, crlf)
+             in zip(paths, spans, plans)]
+    verdict, validate_s = timed(lambda: validate_chunk(mates, stop_after=records[k + 1]))
+    assert verdict.defect is None, verdict.defect
+    chunks = []
+    decompressed = 0
+    for m, (data, (offsets, _, _)) in enumerate(zip(spans, plans)):
+        length = offsets[k + 1] - offsets[k]
+        decompressed += length
+        (work / f"chunk{m}.fastq").write_bytes(memoryview(data)[:length])
+        chunks.append(Chunk(path=str(work / f"chunk{m}.fastq"), first_record=records[k], first_byte=offsets[k]))
+    params = resolve_params(Params(), str(paths[0]), str(paths[1]))
+    # Warm up first: a Lambda worker compiles the Numba kernels once (cold start), not once per chunk.
+    warm = []
+    for m, data in enumerate(spans):
+        end = 0
+        for _ in range(4 * 1000):  # the chunk's first 1,000 records
+            end = data.index(b"\n", end) + 1
+        (work / f"warm{m}.fastq").write_bytes(data[:end])
+        warm.append(Chunk(path=str(work / f"warm{m}.fastq")))
+    process_chunk(tuple(warm), params, str(work / "parts"), "warm")
+    _, engine_s = timed(lambda: process_chunk(tuple(chunks), params, str(work / "parts"), "part-00001"))
+    shutil.rmtree(work / "parts", ignore_errors=True)
+    ratio = sum(s.decompressed_bytes for s in scans) / sum(s.compressed_bytes for s in scans)
+    total = read_s + validate_s + engine_s
+    return {"chunk_mb": decompressed / MB, "inflate_mb_s": decompressed / read_s / MB,
+            "validate_mb_s": decompressed / validate_s / MB, "engine_mb_s": decompressed / engine_s / MB,
+            "runner_mb_s": decompressed / total / MB, "runner_gzip_mb_s": decompressed / ratio / total / MB,
+            "runner_s": total, "ratio": ratio}
+
+
+def _seconds(a, b) -> float:
+    return (b - a).total_seconds()
+
+
+def stage_times(stack, arn: str) -> dict[str, float]:
+    sfn = stack.client("stepfunctions")
+    events = [e for page in sfn.get_paginator("get_execution_history").paginate(executionArn=arn)
+              for e in page["events"]]
+    entered: dict[str, datetime] = {}
+    spent: dict[str, float] = {}
+    for event in events:
+        if "stateEnteredEventDetails" in event:
+            entered[event["stateEnteredEventDetails"]["name"]] = event["timestamp"]
+        elif "stateExitedEventDetails" in event:
+            name = event["stateExitedEventDetails"]["name"]
+            if name in entered:
+                spent[name] = spent.get(name, 0.0) + _seconds(entered.pop(name), event["timestamp"])
+    return spent
+
+
+def run(stack, work: Path, paths: list[Path], mode: str) -> dict:
+    """One run of the sample; both modes upload the same files under the same names (outputs name the sample),
+    and ``validation`` is a run-control parameter, so the second run needs ``force``."""
+    started = time.perf_counter()
+    described = wait_for_run(stack.info, submit(stack.info, paths, {"validation": mode, "phase1": "lambda"},
+                                                force=True), timeout=3 * 3600)
+    wall = time.perf_counter() - started
+    outcome = collect(stack.info, described, work / mode / "out")
+    if not outcome.succeeded:
+        raise SystemExit(f"{mode} run failed: {outcome.error_document}")
+    info = json.loads((outcome.local_dir / "pipeline_info/params.json").read_text())
+    files = {f["path"]: f["sha256"] for f in outcome.manifest["files"]
+             if not f["path"].endswith(".html") and not f["path"].startswith("pipeline_info/")}
+    result = {"wall": wall, "execution": _seconds(described["startDate"], described["stopDate"]),
+              "stages": stage_times(stack, described["executionArn"]), "files": files,
+              "reports": info["stages"]["validation"]["reports"], "chunks": info["stages"]["phase1"]["chunks"]}
+    shutil.rmtree(work / mode)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--gzip-gb", type=float, default=2.0)
+    parser.add_argument("--chunk-mib", type=int, default=256)
+    parser.add_argument("--workdir", type=Path)
+    arguments = parser.parse_args()
+    work = arguments.workdir or Path(tempfile.mkdtemp(prefix="hf-bench-dist-"))
+    work.mkdir(parents=True, exist_ok=True)
+    need = arguments.gzip_gb * 1e9 * 6  # inputs, the stack's copies (BGZF, parts, results), downloads
+    free = shutil.disk_usage(work).free
+    if free < need:
+        raise SystemExit(f"{free / 1e9:.0f} GB free under {work}, this needs ~{need / 1e9:.0f} GB")
+    try:
+        paths = generate(work, arguments.gzip_gb * 1e9)
+        rates, first = index_rates(paths[0], arguments.chunk_mib << 20)
+        print(f"index build, MB/s of gzip: indexed_gzip {rates['indexed_gzip']:.1f}, rapidgzip "
+              f"({rates['cores']} threads) {rates['rapidgzip']:.1f}; ratio indexed_gzip/rapidgzip "
+              f"{rates['indexed_gzip'] / rates['rapidgzip']:.2f}; scan_input pass {rates['scan_input']:.1f}",
+              flush=True)
+        per_chunk = chunk_rates(paths, arguments.chunk_mib << 20, work, first)
+        single_report, single_s = timed(lambda: validate_fastq(paths[0], mate_source=paths[1]))
+        gzip_mb = sum(p.stat().st_size for p in paths) / MB
+        print("per-chunk runner (chunk 1, both mates, {chunk_mb:.0f} MB decompressed, ratio {ratio:.2f}): inflate "
+              "{inflate_mb_s:.0f} MB/s, validate {validate_mb_s:.0f} MB/s, engine {engine_mb_s:.0f} MB/s, whole "
+              "runner {runner_mb_s:.0f} MB/s decompressed = {runner_gzip_mb_s:.1f} MB/s of gzip "
+              "({runner_s:.1f} s)".format(**per_chunk), flush=True)
+        print(f"single validator on the pair: {gzip_mb / single_s:.1f} MB/s of gzip ({single_s:.1f} s, "
+              f"{single_report.records:,} pairs)", flush=True)
+        with LocalStack(work / "stack", parameters={"Phase1ChunkMiB": str(arguments.chunk_mib)}) as stack:
+            results = {mode: run(stack, work, paths, mode) for mode in ("single", "distributed")}
+        single, distributed = results["single"], results["distributed"]
+        print(f"\n{'path':<12} {'chunks':>6} {'wall s':>8}  stages (s)")
+        for mode, r in results.items():
+            stages = ", ".join(f"{k} {v:.1f}" for k, v in r["stages"].items()
+                               if k in ("Validate", "PlanPhase1", "SplitIntoChunks", "ProcessChunks",
+                                        "ValidateChunks", "MergeChunks", "Publish"))
+            print(f"{mode:<12} {r['chunks']:>6} {r['wall']:>8.1f}  {stages}")
+        print(f"ratio single/distributed wall: {single['wall'] / distributed['wall']:.2f}")
+        print(f"same outputs: {single['files'] == distributed['files']} ({len(single['files'])} files); "
+              f"same validation reports: {single['reports'] == distributed['reports']}")
+        if single["files"] != distributed["files"] or single["reports"] != distributed["reports"]:
+            sys.exit(1)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()

@@ -1,0 +1,209 @@
+"""Random access to the decompressed bytes of an input as stored, so chunk runners read only their own part.
+
+- plain text: decompressed offset = stored offset;
+- BGZF: independent blocks; the plan's pass notes every block's (compressed, decompressed) offset and a chunk
+  reads the whole blocks that cover its span (``bgzf_range``);
+- plain gzip (one deflate stream, no block boundaries): the plan's pass builds a seek index with
+  ``indexed_gzip`` (zran: a deflate checkpoint with its 32 KiB window every ``spacing`` decompressed bytes;
+  chosen over rapidgzip after measuring both here: benchmarks/distributed_validation.py) and a chunk reader
+  imports it and starts inflating at the checkpoint before its first byte. Nothing is re-compressed.
+
+``scan_input`` is that one pass over a mate: it also feeds a ``CutFinder`` (where chunks start), hashes the
+bytes as stored, counts members, and keeps the first bytes (adapter detection). Sources are seekable binary
+file-likes: a local file, or ``helixflow.pipeline.storage.S3Reader`` (ranged GETs, nothing on local disk).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import struct
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+import numpy as np
+from isal import isal_zlib
+
+from helixflow.errors import InvalidFastq, Position
+from helixflow.fastq.bgzf import HEADER_BYTES, block_size
+from helixflow.fastq.chunked import CutFinder
+from helixflow.fastq.streams import MAGIC_PEEK, detect_compression
+
+PIECE_BYTES = 4 << 20  # decompressed bytes per read in the pass
+READ_BUFFER = 1 << 20  # zran's compressed read buffer
+MIN_SPACING = 1 << 20
+
+
+class HashingReader(io.RawIOBase):
+    """A seekable source that hashes its bytes in order as they are read, whatever seeks its reader makes
+    (zran re-reads a little around each checkpoint); ``sha256()`` hashes what was never read, if anything."""
+
+    def __init__(self, source: BinaryIO) -> None:
+        self._source = source
+        self._pos = source.tell()
+        self._digest = hashlib.sha256()
+        self._hashed = 0
+        self.bytes_read = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self._source.read(len(buffer))
+        n = len(data)
+        buffer[:n] = data
+        if self._pos <= self._hashed < self._pos + n:
+            self._digest.update(memoryview(data)[self._hashed - self._pos:])
+            self._hashed = self._pos + n
+        self._pos += n
+        self.bytes_read += n
+        return n
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self._pos = self._source.seek(offset, whence)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def sha256(self) -> str:
+        self._source.seek(self._hashed)
+        for piece in iter(lambda: self._source.read(PIECE_BYTES), b""):
+            self._digest.update(piece)
+        return self._digest.hexdigest()
+
+
+@dataclass
+class ScanResult:
+    """What the plan's one pass over a mate learned; ``index`` is the gzip seek index (zran's export)."""
+
+    compression: str
+    compressed_bytes: int
+    decompressed_bytes: int
+    gzip_members: int
+    sha256: str
+    head: bytes
+    index: bytes | None = None
+    blocks: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+    trailer_ok: bool = True
+    """gzip: the last 8 bytes are the CRC-32 and size of everything inflated. zran stops quietly at a cut-off
+    stream or before trailing bytes; this catches both (and is also False for a multi-member gzip file, whose
+    last trailer covers its last member only: the caller asks the single-pass validator, which tells them
+    apart)."""
+
+
+def index_spacing(chunk_bytes: int) -> int:
+    """Checkpoints a quarter chunk apart: a reader inflates at most that much before its first byte, and the
+    index (32 KiB per checkpoint) stays ~1/2000 of the decompressed size."""
+    return max(MIN_SPACING, chunk_bytes // 4)
+
+
+def scan_input(source: BinaryIO, *, name: str, finder: CutFinder, spacing: int, head_bytes: int = 0) -> ScanResult:
+    source.seek(0)
+    compression = detect_compression(source.read(MAGIC_PEEK), name)
+    source.seek(0)
+    reader = HashingReader(source)
+    head = bytearray()
+
+    def feed(piece: bytes) -> None:
+        finder.feed(piece)
+        if len(head) < head_bytes:
+            head.extend(piece[:head_bytes - len(head)])
+
+    index = blocks = None
+    members = 0
+    trailer_ok = True
+    if compression == "none":
+        for piece in iter(lambda: reader.read(PIECE_BYTES), b""):
+            feed(piece)
+    elif compression == "bgzf":
+        blocks = _scan_bgzf(reader, name, feed)
+        members = len(blocks[0])
+    else:
+        crc = 0
+
+        def feed_gzip(piece: bytes) -> None:
+            nonlocal crc
+            crc = isal_zlib.crc32(piece, crc)
+            feed(piece)
+
+        index = _scan_gzip(reader, name, feed_gzip, spacing)
+        members = 1  # a plain gzip input is one member (see trailer_ok)
+        source.seek(-8, io.SEEK_END)
+        trailer_ok = source.read(8) == struct.pack("<II", crc & 0xFFFFFFFF, finder.total & 0xFFFFFFFF)
+    sha256 = reader.sha256()
+    return ScanResult(compression, source.seek(0, io.SEEK_END), finder.total, members, sha256, bytes(head),
+                      index, blocks, trailer_ok)
+
+
+def _scan_gzip(reader: HashingReader, name: str, feed, spacing: int) -> bytes:
+    import indexed_gzip
+
+    try:
+        with indexed_gzip.IndexedGzipFile(fileobj=io.BufferedReader(reader, READ_BUFFER), spacing=spacing,
+                                          readbuf_size=READ_BUFFER) as gz:
+            for piece in iter(lambda: gz.read(PIECE_BYTES), b""):
+                feed(piece)
+            out = io.BytesIO()
+            gz.export_index(fileobj=out)
+    except (indexed_gzip.ZranError, OSError, ValueError) as exc:
+        # The validator names gzip defects exactly (member, offsets, record): the caller runs it on this input.
+        raise InvalidFastq(f"the gzip stream cannot be indexed: {exc}", code="CORRUPT_GZIP",
+                           position=Position(file=name)) from None
+    return out.getvalue()
+
+
+def _scan_bgzf(reader: HashingReader, name: str, feed) -> tuple[np.ndarray, np.ndarray]:
+    source = io.BufferedReader(reader, PIECE_BYTES)
+    comp, decomp = [], []
+    c = d = 0
+    while header := source.read(HEADER_BYTES):
+        size = block_size(header)
+        block = header + source.read(size - HEADER_BYTES) if size else b""
+        if size is None or len(block) < size:
+            raise InvalidFastq("not a complete BGZF block", code="CORRUPT_GZIP",
+                               position=Position(file=name, byte_offset=d))
+        try:
+            data = isal_zlib.decompress(block, 31)  # the gzip wrapper: the block's CRC-32 and size are checked
+        except isal_zlib.error as exc:
+            raise InvalidFastq(f"BGZF block at compressed byte {c} is corrupt: {exc}", code="CORRUPT_GZIP",
+                               position=Position(file=name, byte_offset=d)) from None
+        comp.append(c)
+        decomp.append(d)
+        feed(data)
+        c += size
+        d += len(data)
+    return np.asarray(comp, np.int64), np.asarray(decomp, np.int64)
+
+
+def bgzf_range(blocks: tuple[np.ndarray, np.ndarray], start: int, end: int,
+               compressed_bytes: int) -> tuple[int, int, int]:
+    """(compressed start, compressed end, decompressed bytes to skip) of the whole blocks covering
+    decompressed [start, end)."""
+    comp, decomp = blocks
+    first = max(0, int(np.searchsorted(decomp, start, side="right")) - 1)
+    after = int(np.searchsorted(decomp, end, side="left"))
+    stop = int(comp[after]) if after < len(comp) else compressed_bytes
+    return int(comp[first]), stop, start - int(decomp[first])
+
+
+def read_span(source: BinaryIO, compression: str, start: int, size: int, *, index: bytes | None = None,
+              skip: int = 0) -> bytes:
+    """``size`` decompressed bytes from ``start`` (fewer at the end). ``source`` holds the whole object, except
+    for BGZF, where it holds only ``bgzf_range``'s blocks (``skip`` into them)."""
+    if compression == "none":
+        source.seek(start)
+        return source.read(size)
+    if compression == "bgzf":
+        from isal import igzip
+
+        return igzip.decompress(source.read())[skip:skip + size]
+    import indexed_gzip
+
+    with indexed_gzip.IndexedGzipFile(fileobj=io.BufferedReader(source, READ_BUFFER), readbuf_size=READ_BUFFER) as gz:
+        gz.import_index(fileobj=io.BytesIO(index))
+        gz.seek(start)
+        return gz.read(size)

@@ -1,0 +1,88 @@
+"""Random access for chunk runners: one pass over an input (plain, BGZF, plain gzip with a seek index) finds
+the same record-aligned cuts whatever the format, and a runner reads exactly the decompressed span it asks for,
+starting at an index point; a gzip stream zran would read quietly short is flagged."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+
+import pytest
+from isal import igzip
+
+from helixflow.errors import InvalidFastq
+from helixflow.fastq.access import bgzf_range, read_span, scan_input
+from helixflow.fastq.bgzf import BgzfWriter
+from helixflow.fastq.chunked import CutFinder
+
+TEXT = b"".join(b"@r%d/1\n%s\n+\n%s\n" % (i, b"ACGT" * (10 + i % 7), b"I" * (4 * (10 + i % 7)))
+                for i in range(60_000))  # ~6.6 MB: several 1 MiB index points
+EVERY = 700_000
+
+
+def stored(fmt: str) -> bytes:
+    if fmt == "none":
+        return TEXT
+    if fmt == "gzip":
+        return igzip.compress(TEXT, compresslevel=1)
+    out = io.BytesIO()
+    writer = BgzfWriter(out)
+    writer.write(TEXT)
+    writer.close()
+    return out.getvalue()
+
+
+def scan(blob: bytes):
+    finder = CutFinder(every_bytes=EVERY)
+    result = scan_input(io.BytesIO(blob), name="x", finder=finder, spacing=1 << 20, head_bytes=1000)
+    return result, finder
+
+
+@pytest.mark.parametrize("fmt", ["none", "gzip", "bgzf"])
+def test_one_pass_finds_record_cuts_and_reads_any_span(fmt):
+    blob = stored(fmt)
+    result, finder = scan(blob)
+    offsets, records = finder.finish()
+    assert result.compression == fmt and result.decompressed_bytes == len(TEXT) and result.trailer_ok
+    assert result.sha256 == hashlib.sha256(blob).hexdigest() and result.head == TEXT[:1000]
+    assert finder.records_total == 60_000 and len(offsets) == len(TEXT) // EVERY + 1
+    for offset, record in zip(offsets, records):  # each cut is the first record at or after k * EVERY
+        assert TEXT[offset:offset + 1] == b"@" and TEXT[:offset].count(b"\n") == 4 * record
+    for offset in offsets:
+        size = EVERY + 4096
+        if fmt == "bgzf":
+            first, stop, skip = bgzf_range(result.blocks, offset, offset + size, len(blob))
+            span = read_span(io.BytesIO(blob[first:stop]), fmt, offset, size, skip=skip)
+        else:
+            span = read_span(io.BytesIO(blob), fmt, offset, size, index=result.index)
+        assert span == TEXT[offset:offset + size]
+
+
+def test_mate_cuts_fall_on_the_same_records():
+    mate = TEXT.replace(b"/1\n", b"/2 some description\n")
+    first = CutFinder(every_bytes=EVERY)
+    first.feed(TEXT)
+    _, records = first.finish()
+    second = CutFinder(at_records=records)
+    for at in range(0, len(mate), 65_537):
+        second.feed(mate[at:at + 65_537])
+    offsets, numbers = second.finish()
+    assert numbers == records
+    assert all(mate[:o].count(b"\n") == 4 * r for o, r in zip(offsets, records))
+
+
+@pytest.mark.parametrize("damage", ["cut short", "trailing bytes", "second member"])
+def test_a_gzip_stream_zran_reads_short_or_past_is_flagged(damage):
+    blob = stored("gzip")
+    blob = {"cut short": blob[:len(blob) // 2], "trailing bytes": blob + b"\0\0\0",
+            "second member": blob + igzip.compress(TEXT[:1000])}[damage]
+    result, _ = scan(blob)
+    assert not result.trailer_ok
+
+
+def test_corrupt_deflate_data_is_a_named_error():
+    blob = bytearray(stored("gzip"))
+    blob[5000:5100] = bytes(b ^ 0x55 for b in blob[5000:5100])
+    with pytest.raises(InvalidFastq) as caught:
+        scan(bytes(blob))
+    assert caught.value.code == "CORRUPT_GZIP"
