@@ -35,7 +35,8 @@ INPUTS = [{"key": "incoming/S1_R1.fastq.gz", "etag": "e1", "size": 45164, "mate"
 def _state() -> PipelineState:
     plan1 = {"placement": "lambda", "reason": "0.1 MB fits one Lambda chunk", "input_bytes": 90376,
              "decompressed_mb": 0.2, "chunk_bytes": 67108864, "expected_chunks": 1, "lambda_seconds": 1.5,
-             "lambda_usd": 0.0001, "cluster_seconds": 60.0, "cluster_usd": 0.01}
+             "lambda_usd": 0.0001, "cluster_seconds": 60.0, "cluster_usd": 0.01, "compression_ratios": [3.2],
+             "validation": "single", "validate_seconds": 0.1}
     plan2 = {"placement": "slurm-cpu", "reason": "requested", "reads": 600, "ranks": 1, "time_limit_minutes": 10,
              "embeddings_key": PHASE1_PREFIX + "embeddings/S1.parquet",
              "reference": {"key": "references/ref.fa", "etag": "r1", "cache_prefix": "references/_cache/r1/",
