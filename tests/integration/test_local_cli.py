@@ -43,8 +43,8 @@ def test_local_up_run_status_down(tmp_path):
         assert "SUCCEEDED cli run" in run.stdout
         # The progress on stderr: a line per stage as it finished, in order, the Map with its items.
         stages = [line.split()[1] for line in run.stderr.splitlines() if line.strip().startswith("✓")]
-        assert stages == ["ResolveSample", "Validate", "PlanPhase1", "SplitIntoChunks", "ProcessChunks",
-                          "MergeChunks", "PlanPhase2", "Publish"], run.stderr
+        assert stages == ["ResolveSample", "PlanPhase1", "Validate", "SplitIntoChunks", "ProcessChunks",
+                          "MergeChunks", "PlanPhase2", "BuildReport", "Publish"], run.stderr
         assert "1/1 items" in next(line for line in run.stderr.splitlines() if "✓ ProcessChunks" in line)
         manifests = list((tmp_path / "results" / "results" / "cli").glob("*/manifest.json"))
         assert len(manifests) == 1

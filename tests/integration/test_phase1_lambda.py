@@ -48,7 +48,7 @@ def test_lambda_path_equals_preprocess_on_the_same_input(stack, tmp_path, paired
     # Phase 1 reports the environment its chunks ran in (the Phase 1 image's engines), Publish its own.
     versions = yaml.safe_load((outcome.local_dir / "pipeline_info/software_versions.yml").read_text())
     assert {"numba", "pyarrow", "numpy", "isal"} <= versions["Phase1"].keys()
-    assert list(versions) == ["Validate", "Phase1", "Publish"]
+    assert list(versions) == ["Validate", "Phase1", "BuildReport", "Publish"]
     local = tmp_path / "local"
     process_file(str(reads[0]), str(reads[1]) if paired else None, str(local), sample,
                  engine_params(RunParameters().model_dump()))

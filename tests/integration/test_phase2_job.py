@@ -64,7 +64,7 @@ def test_job_uploads_clusters_bam_and_summary(tmp_path, inputs, s3_endpoint, ran
     assert done.returncode == 0, done.stderr
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]}
     assert keys == {prefix + p for p in ("clusters/S1.clusters.tsv", "alignments/S1.bam", "alignments/S1.bam.bai",
-                                         "summary.json")}
+                                         "qc/S1.flagstat.txt", "qc/S1.stats.txt", "summary.json")}
     summary = json.loads(s3.get_object(Bucket=bucket, Key=prefix + "summary.json")["Body"].read())
     assert summary["ranks"] == ranks and summary["reads"] == 202 and summary["aligned_reads"] == 202
     assert summary["outputs"] == ["clusters/S1.clusters.tsv", "alignments/S1.bam", "alignments/S1.bam.bai"]

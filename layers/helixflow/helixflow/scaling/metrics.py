@@ -60,10 +60,13 @@ LOAD_METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
 # Which stage each state of statemachines/pipeline.asl.json belongs to (tests check that every state is here).
 STAGE_OF_STATE: dict[str, str] = {
     **dict.fromkeys(("Initialize", "ResolveSample", "RouteSample", "WaitForMate", "CheckMate", "MateArrived",
-                     "SkipDuplicateEvent", "AlreadyProcessed", "AlreadyRunning", "ResumeAfterPhase1"), "resolve"),
-    **dict.fromkeys(("Validate", "PlanPhase1"), "validate"),
+                     "SkipDuplicateEvent", "SamplesheetDeclared", "AlreadyProcessed", "AlreadyRunning",
+                     "ResumeAfterPhase1"), "resolve"),
+    **dict.fromkeys(("PlanPhase1", "RouteValidation", "Validate"), "validate"),
+    # On the distributed path the chunk runners validate as they go: ValidateChunks collates their verdicts.
     **dict.fromkeys(("SplitIntoChunks", "RoutePhase1", "SubmitPhase1Job", "WaitForPhase1Job", "PollPhase1Job",
-                     "IsPhase1JobDone", "ProcessChunks", "MergeChunks"), "phase1"),
+                     "IsPhase1JobDone", "ProcessChunks", "RouteChunkVerdicts", "ValidateChunks", "MergeChunks"),
+                    "phase1"),
     **dict.fromkeys(("PlanPhase2", "RoutePhase2", "SubmitPhase2Job", "WaitForPhase2Job", "PollPhase2Job",
                      "IsPhase2JobDone", "CollectPhase2"), "phase2"),
     **dict.fromkeys(("BuildReport", "Publish"), "publish"),  # the report is the first step of publishing
