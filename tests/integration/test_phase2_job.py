@@ -67,7 +67,8 @@ def test_job_uploads_clusters_bam_and_summary(tmp_path, inputs, s3_endpoint, ran
                                          "qc/S1.flagstat.txt", "qc/S1.stats.txt", "summary.json")}
     summary = json.loads(s3.get_object(Bucket=bucket, Key=prefix + "summary.json")["Body"].read())
     assert summary["ranks"] == ranks and summary["reads"] == 202 and summary["aligned_reads"] == 202
-    assert summary["outputs"] == ["clusters/S1.clusters.tsv", "alignments/S1.bam", "alignments/S1.bam.bai"]
+    assert summary["outputs"] == ["clusters/S1.clusters.tsv", "alignments/S1.bam", "alignments/S1.bam.bai",
+                                  "qc/S1.flagstat.txt", "qc/S1.stats.txt"]
     assert summary["clusters"] >= 1 and "numba" in summary["versions"]
     # The same clusters as the MPI driver on the local file.
     driver = subprocess.run([MPIEXEC, "-n", "1", sys.executable, "-m", "helixflow.phase2.mpi", "cluster",
