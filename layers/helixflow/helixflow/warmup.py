@@ -23,6 +23,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 WARM_UP_READS = 200
@@ -79,7 +80,7 @@ def warm_phase2(scratch: Path) -> None:
     graph.clusters_tsv(batch, pairs[graph.confirm_pairs(batch, pairs, device="cpu")])
 
 
-def compiled_count() -> callable:
+def compiled_count() -> Callable[[], int]:
     """A counter of Numba compilations from now on (a cache hit is not one)."""
     from numba.core import event
 
