@@ -30,7 +30,7 @@ import tempfile
 import time
 
 from helixflow.phase1 import simulate
-from helixflow.phase1.engine import KNOWN_ADAPTERS
+from helixflow.phase1.params import KNOWN_ADAPTERS
 
 ADAPTER = KNOWN_ADAPTERS["Illumina TruSeq Read 1"]
 BLOCK_READS = 250_000
