@@ -81,20 +81,39 @@ def _count_one(seq: np.ndarray, counts: np.ndarray, code: np.ndarray, k: int) ->
     return kmers
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _codes_one(seq: np.ndarray, out: np.ndarray, counts: np.ndarray, code: np.ndarray, k: int) -> int:
+    counts[:] = 0
+    kmers = _count_one(seq, counts, code, k)
+    for j in range(out.shape[0]):
+        out[j] = min(max(counts[j], -CODE_LIMIT), CODE_LIMIT)
+    return kmers
+
+
 @njit(cache=True, nogil=True)
 def embed_codes_kernel(buffer: np.ndarray, offsets: np.ndarray, code: np.ndarray, k: int,
                        dims: int) -> tuple[np.ndarray, np.ndarray]:
-    """(codes int8 (n, dims), valid k-mers per sequence int64 (n,)). Serial and GIL-free: Phase 1 calls it per
-    batch, already one batch per core."""
+    """(codes int8 (n, dims), valid k-mers per sequence int64 (n,)), serially: Phase 1's kernels are serial,
+    since Phase 1 scales by chunks (a Lambda or a Ray task each)."""
     n = offsets.shape[0] - 1
     out = np.zeros((n, dims), dtype=np.int8)
     kmers = np.zeros(n, dtype=np.int64)
     counts = np.zeros(dims, dtype=np.int32)
     for r in range(n):
-        counts[:] = 0
-        kmers[r] = _count_one(buffer[offsets[r]:offsets[r + 1]], counts, code, k)
-        for j in range(dims):
-            out[r, j] = min(max(counts[j], -CODE_LIMIT), CODE_LIMIT)
+        kmers[r] = _codes_one(buffer[offsets[r]:offsets[r + 1]], out[r], counts, code, k)
+    return out, kmers
+
+
+@njit(cache=True, parallel=True)
+def embed_codes_parallel_kernel(buffer: np.ndarray, offsets: np.ndarray, code: np.ndarray, k: int,
+                                dims: int) -> tuple[np.ndarray, np.ndarray]:
+    """The same on every core: Phase 2 embeds a whole reference's windows (or all reads of a FASTQ) at once."""
+    n = offsets.shape[0] - 1
+    out = np.zeros((n, dims), dtype=np.int8)
+    kmers = np.zeros(n, dtype=np.int64)
+    for r in prange(n):
+        counts = np.zeros(dims, dtype=np.int32)
+        kmers[r] = _codes_one(buffer[offsets[r]:offsets[r + 1]], out[r], counts, code, k)
     return out, kmers
 
 
@@ -118,13 +137,14 @@ def _check_k(k: int) -> None:
         raise ValueError(f"k must be in 1..31, got {k}")
 
 
-def embed_codes_packed(buffer: np.ndarray, offsets: np.ndarray, k: int = K,
-                       dims: int = DIMS) -> tuple[np.ndarray, np.ndarray]:
+def embed_codes_packed(buffer: np.ndarray, offsets: np.ndarray, k: int = K, dims: int = DIMS, *,
+                       parallel: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """The stored form of sequences packed in ``buffer`` (uint8), sequence i at ``buffer[offsets[i]:offsets[i+1]]``:
-    (codes int8 (n, dims), valid k-mers per sequence int64 (n,))."""
+    (codes int8 (n, dims), valid k-mers per sequence int64 (n,)); on every core with ``parallel``."""
     _check_k(k)
-    return embed_codes_kernel(np.ascontiguousarray(buffer, dtype=np.uint8),
-                              np.ascontiguousarray(offsets, dtype=np.int64), BASE_CODE, k, dims)
+    kernel = embed_codes_parallel_kernel if parallel else embed_codes_kernel
+    return kernel(np.ascontiguousarray(buffer, dtype=np.uint8), np.ascontiguousarray(offsets, dtype=np.int64),
+                  BASE_CODE, k, dims)
 
 
 def unit_vectors(codes: np.ndarray) -> np.ndarray:
@@ -133,8 +153,9 @@ def unit_vectors(codes: np.ndarray) -> np.ndarray:
 
 
 def embed_packed(buffer: np.ndarray, offsets: np.ndarray, k: int = K, dims: int = DIMS) -> np.ndarray:
-    """Embed packed sequences (see ``embed_codes_packed``). Returns float32 (n, dims), rows L2-normalised."""
-    return unit_vectors(embed_codes_packed(buffer, offsets, k, dims)[0])
+    """Embed packed sequences (see ``embed_codes_packed``; on every core). Returns float32 (n, dims), rows
+    L2-normalised."""
+    return unit_vectors(embed_codes_packed(buffer, offsets, k, dims, parallel=True)[0])
 
 
 def embed(sequences: Sequence[bytes], k: int = K, dims: int = DIMS) -> np.ndarray:
