@@ -76,7 +76,7 @@ def warm_phase2(scratch: Path) -> None:
                                        MapOptions(device="cpu"))
             sam.records(reads, mapping, frags, reference, "warm")
     vectors = dense.storage_precision(batch.embed())
-    pairs = graph.neighbour_pairs(vectors, np.arange(len(batch), dtype=np.int64), "cpu")
+    pairs = graph.neighbour_pairs(batch, vectors, np.arange(len(batch), dtype=np.int64))
     graph.clusters_tsv(batch, pairs[graph.confirm_pairs(batch, pairs, device="cpu")])
 
 

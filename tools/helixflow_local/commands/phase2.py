@@ -82,7 +82,7 @@ def cluster_command(reads, out, threads, device):
     with _progress() as progress:
         task = progress.add_task("neighbours", total=3)
         vectors = dense.storage_precision(batch.embed())
-        pairs = graph.neighbour_pairs(vectors, np.arange(len(batch), dtype=np.int64), device)
+        pairs = graph.neighbour_pairs(batch, vectors, np.arange(len(batch), dtype=np.int64))
         progress.update(task, advance=1, description="confirm (Smith-Waterman)")
         confirmed = pairs[graph.confirm_pairs(batch, pairs, threads=threads, device=device)]
         progress.update(task, advance=1, description="components")

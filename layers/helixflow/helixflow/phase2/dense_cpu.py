@@ -10,7 +10,8 @@ from helixflow.phase2 import _dense_common as common
 
 
 @njit(cache=True, inline="always")
-def _ranks_above(value, index, other_value, other_index):
+def ranks_above(value, index, other_value, other_index):
+    """The top-k order: higher similarity first, the lower index on ties."""
     return value > other_value or (value == other_value and index < other_index)
 
 
@@ -23,10 +24,10 @@ def top_k_merge(scores, column_offset, top_value, top_index):
         for c in range(scores.shape[1]):
             value = scores[r, c]
             index = column_offset + c
-            if not _ranks_above(value, index, top_value[r, k - 1], top_index[r, k - 1]):
+            if not ranks_above(value, index, top_value[r, k - 1], top_index[r, k - 1]):
                 continue
             j = k - 1
-            while j > 0 and _ranks_above(value, index, top_value[r, j - 1], top_index[r, j - 1]):
+            while j > 0 and ranks_above(value, index, top_value[r, j - 1], top_index[r, j - 1]):
                 top_value[r, j] = top_value[r, j - 1]
                 top_index[r, j] = top_index[r, j - 1]
                 j -= 1

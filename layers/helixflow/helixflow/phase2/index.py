@@ -116,6 +116,13 @@ def _build(buffer, offsets, k, w):
     return hashes[:count][order], positions[:count][order], strands[:count][order]
 
 
+def minimizer_table(buffer: np.ndarray, offsets: np.ndarray, k: int = K, w: int = W
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The (k, w) minimizers of the sequences stored back to back in ``buffer`` (sequence i at
+    ``offsets[i]:offsets[i+1]``), sorted by hash: (hashes, positions in ``buffer``, strands)."""
+    return _build(buffer, offsets, k, w)
+
+
 @njit(cache=True, parallel=True)
 def _search(seq, seq_offsets, idx_hash, idx_pos, idx_strand, ref_offsets, k, w, max_occurrences,
             max_gap, max_candidates, min_vote_fraction, pad, out_strand, out_contig, out_start, out_end,
@@ -225,7 +232,7 @@ class MinimizerIndex:
 
     @classmethod
     def build(cls, reference: Reference) -> MinimizerIndex:
-        hashes, positions, strands = _build(reference.buffer, reference.offsets, K, W)
+        hashes, positions, strands = minimizer_table(reference.buffer, reference.offsets)
         return cls(hashes, positions, strands, reference.offsets)
 
     @classmethod

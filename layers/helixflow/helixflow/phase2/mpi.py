@@ -219,7 +219,7 @@ def run_cluster(args: argparse.Namespace) -> int:
     batch = read_reads(args.reads)
     vectors = storage_precision(batch.embed())
     rows = np.arange(len(batch), dtype=np.int64)[my_slice(np.ones(len(batch), dtype=np.int64))]
-    pairs = graph.neighbour_pairs(vectors, rows, device)
+    pairs = graph.neighbour_pairs(batch, vectors, rows)
     confirmed = gather_array(pairs[graph.confirm_pairs(batch, pairs, threads=args.threads, device=device)])
     if COMM.rank == 0:
         edges = np.unique(confirmed, axis=0) if confirmed.size else confirmed.reshape(0, 2)
