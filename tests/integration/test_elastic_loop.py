@@ -5,19 +5,31 @@ direct action, and Ray's own autoscaler adding and removing worker nodes for the
 A burst of work the head cannot run (tasks that need a worker node) arrives: RayPendingTasks rises, the
 scale-out alarm fires, the decision raises the floor, workers come up and the work finishes; the floor holds
 the workers until the scale-in alarm has seen the idle window, then the decision releases it and the cluster
-goes back to no workers."""
+goes back to no workers.
+
+The same loop on Slurm: partition cpu is a node group of two elastic nodes under Slurm's power saving, all
+powered down. A burst of samples with a reference queues Phase 2 jobs: Slurm powers nodes up for them (jobs wait
+CONFIGURING, counted as pending), SlurmPendingJobs rises, the scale-out alarm fires and the decision raises the
+floor (SuspendExcNodes), the jobs run on the new nodes and the runs publish; the floor keeps the nodes up until
+the scale-in alarm has seen the idle window, then the release lets Slurm power every node down again."""
 
 from __future__ import annotations
 
 import json
 import shlex
+import shutil
+import threading
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
+from helixflow.phase1.simulate import write_sample
+from helixflow_local.client import collect, submit, wait_for_run
 from helixflow_local.ray_head import WORKER_RESOURCE
 from helixflow_local.stack import STACK_NAME, LocalStack
+from tests.helpers import require_tool
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -107,3 +119,107 @@ def test_a_burst_scales_ray_out_through_the_alarms_and_back_to_no_workers(tmp_pa
             "Payload"].read())
         assert replay["replayed"] is True and replay["decision_id"] == released["decision_id"], replay
         assert replay["applied"] == released["applied"]
+
+
+# ---------------------------------------------------------------------------------------------- Slurm
+SAMPLES = 2
+REFERENCE = Path(__file__).resolve().parents[2] / "tests" / "unit" / "phase2" / "genomes" / "lambda_virus.fa.gz"
+
+
+class NodeWatch:
+    """Every half second, which elastic nodes are up (neither powered down nor powering down), with the time."""
+
+    def __init__(self, slurm) -> None:
+        self.client, self.samples, self._stop = slurm.client(), [], threading.Event()
+        self._thread = threading.Thread(target=self._run, name="node-watch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            nodes = self.client.slurm("GET", "nodes").get("nodes", [])
+            up = sorted(n["name"] for n in nodes if "cpu" in (n.get("partitions") or [])
+                        and not {"POWERED_DOWN", "POWERING_DOWN"} & set(n.get("state_flags") or []))
+            self.samples.append((time.monotonic(), up))
+
+    def up(self) -> list[str]:
+        return self.samples[-1][1] if self.samples else []
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def _slurm_metric(stack: LocalStack, name: str, since: datetime) -> float:
+    answer = stack.client("cloudwatch").get_metric_statistics(
+        Namespace="Helixflow", MetricName=name, Dimensions=[{"Name": "Cluster", "Value": "slurm"},
+                                                            {"Name": "Partition", "Value": "cpu"}],
+        StartTime=since, EndTime=datetime.now(timezone.utc) + timedelta(seconds=10), Period=10,
+        Statistics=["Maximum"])
+    return max((p["Maximum"] for p in answer["Datapoints"]), default=0.0)
+
+
+def test_a_burst_of_samples_powers_slurm_nodes_up_through_the_alarms_and_back_down(tmp_path_factory, tmp_path,
+                                                                                  capsys):
+    require_tool(all(shutil.which(d) for d in ("munged", "slurmctld", "slurmd", "slurmrestd", "scontrol")),
+                 "Slurm (slurm-wlm, slurmrestd, slurm-wlm-jwt-plugin, munge)")
+    began = datetime.now(timezone.utc)
+    clock = time.monotonic()
+    with LocalStack(tmp_path_factory.mktemp("es"), slurm=True, elasticity=True) as stack:
+        started = time.monotonic() - clock
+        status = stack.slurm.status()
+        elastic = [n for n in status["nodes"] if "cpu" in n["partitions"]]
+        # The floor is zero: the node group's nodes exist in Slurm, powered down (PCS: no instances).
+        assert [n["name"] for n in elastic] == ["elastic1", "elastic2"], status
+        assert all("POWERED_DOWN" in n["flags"] for n in elastic), status
+        watch = NodeWatch(stack.slurm)
+        burst_at = time.monotonic()
+        uploads = [submit(stack.info, [Path(p) for p in write_sample(tmp_path / f"s{i}", 200, paired=True, fmt="gzip",
+                                                                     name=f"burst{i}", fragment_mean=180.0)],
+                          {"phase2": "slurm-cpu"}, reference=REFERENCE) for i in range(SAMPLES)]
+        out, = _wait(lambda: [d for d in _decisions(stack, "SlurmCpuScaleOutAlarm") if d.get("action") == "scale_out"],
+                     90, "the Slurm scale-out decision")
+        assert out["signal"] == "scale_out" and out["load"]["pending"] >= 1 and 1 <= out["desired"] <= 2, out
+        assert out["applied"]["slurm"] == "updated" and out["applied"]["minInstanceCount"] == out["desired"], out
+        _wait(lambda: len(watch.up()) >= out["desired"], 60, "the floor's nodes up")
+        outcomes = [collect(stack.info, wait_for_run(stack.info, upload, timeout=150), tmp_path / f"out{i}")
+                    for i, upload in enumerate(uploads)]
+        done_at = time.monotonic()
+        client = stack.slurm.client()
+        ran_on = set()
+        for outcome in outcomes:
+            assert outcome.succeeded, outcome.error_document
+            job_id = json.loads((outcome.local_dir / "pipeline_info/params.json").read_text())["stages"]["phase2_job"]["job_id"]
+            ran_on.add(client.slurm("GET", f"job/{job_id}")["jobs"][0]["nodes"])
+        assert ran_on <= {"elastic1", "elastic2"}, ran_on  # the Phase 2 jobs ran on nodes Slurm powered up
+        # The floor keeps the nodes up after the work, until the idle window releases it.
+        assert len(watch.up()) >= out["desired"]
+        released = _wait(lambda: [d for d in _decisions(stack, "SlurmCpuScaleInAlarm") if d.get("action") == "scale_in"],
+                         90, "the Slurm scale-in decision")[0]
+        assert released["desired"] == 0 and released["previous"] == out["desired"], released
+        assert released["applied"]["minInstanceCount"] == 0
+        _wait(lambda: watch.samples and not watch.up(), 60, "every elastic node powered down")
+        floor_at = time.monotonic()
+        watch.stop()
+        assert _slurm_metric(stack, "SlurmPendingJobs", began) >= 1
+        assert _slurm_metric(stack, "SlurmAllocatedNodes", began) >= 1
+        assert _slurm_metric(stack, "SlurmPoweredDownNodes", began) == 2
+        peak = max(len(up) for _, up in watch.samples)
+        first_up = next(t for t, up in watch.samples if up) - burst_at
+        log = [(e["at"], e["alarm"].removeprefix(f"{STACK_NAME}-"), e["previous"], e["state"], e["datapoints"],
+                [(r["result"].get("action"), r["result"].get("desired"), r["result"].get("reason"))
+                 for r in e["results"] if "result" in r]) for e in stack.cloudwatch.transitions()
+               if "Slurm" in e["alarm"]]
+        with capsys.disabled():
+            print(f"\nelastic Slurm: stack up in {started:.1f} s; burst of {SAMPLES} samples; scale-out decision "
+                  f"{out['decided_at']} (floor {out['desired']}, powered up {out['applied']['powered_up']}); first "
+                  f"node up {first_up:.1f} s and at most {peak} up; runs done {done_at - burst_at:.1f} s after the "
+                  f"burst on {sorted(ran_on)}; floor released {released['decided_at']}; all nodes powered down "
+                  f"{floor_at - burst_at:.1f} s after the burst")
+            for line in log:
+                print("  ", *line)
+        # A repeated delivery of the release gets its recorded decision back and acts no more.
+        entry = next(e for e in stack.cloudwatch.transitions() if "event" in e and any(
+            r.get("result", {}).get("decision_id") == released["decision_id"] for r in e["results"]))
+        replay = json.loads(stack.client("lambda").invoke(FunctionName=entry["results"][0]["action"],
+                                                          Payload=json.dumps(entry["event"]))["Payload"].read())
+        assert replay["replayed"] is True and replay["applied"] == released["applied"], replay

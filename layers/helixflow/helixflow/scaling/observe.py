@@ -11,6 +11,7 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
+from helixflow.pipeline.slurm_jobs import SLURM_STATES
 from helixflow.scaling.metrics import RAY_CLUSTER, SLURM_CLUSTER, STAGE_OF_STATE, STAGES, datum
 
 # Ray task states that wait for resources or inputs (the State API's TaskStatus values named PENDING_*).
@@ -65,11 +66,13 @@ def slurm_data(jobs: list[dict[str, Any]], nodes: list[dict[str, Any]], partitio
     version's ``state``). A node in several partitions counts in each."""
     queued, running = Counter(), Counter()
     for job in jobs:
-        state = job_state(job)
+        # As the job seam reads states: a job CONFIGURING (allocated nodes that are still powering up, e.g. a
+        # PCS instance booting) waits for capacity, so it counts as queued; COMPLETING still holds its nodes.
+        state = SLURM_STATES.get(job_state(job))
         for partition in str(job.get("partition") or "").split(","):
             if state == "PENDING":
                 queued[partition] += 1
-            elif state in ("RUNNING", "COMPLETING"):
+            elif state == "RUNNING":
                 running[partition] += 1
     kinds: dict[str, Counter] = {p: Counter() for p in partitions}
     for node in nodes:
