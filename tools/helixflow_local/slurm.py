@@ -6,9 +6,12 @@ only where ``/dev/nvidia<N>`` devices exist. With ``elastic_nodes=N`` partition 
 one-CPU nodes (``elastic1``..``elasticN``, ``State=CLOUD``) under Slurm's power saving, as PCS runs a node group:
 Slurm powers a node up for queued work (ResumeProgram starts its own slurmd, helixflow_local.slurm_power) and
 down after ``SuspendTime`` idle; the scaling Lambda's floor (``power_floor.conf``: SuspendExcNodes with a count)
-keeps that many nodes up, as a node group's minInstanceCount does (helixflow.scaling.decide.LocalSlurmFloor). Jobs run as the invoking user and reach ``srun --mpi=pmi2`` with
-pip's mpich; slurmrestd runs as ``nobody`` (it refuses root) with ``SLURM_JWT=daemon`` and checks every request's
-HS256 token against the generated ``jwt_hs256.key``. ``stop()`` ends exactly the daemons ``start()`` started.
+keeps that many nodes up, as a node group's minInstanceCount does (helixflow.scaling.decide.LocalSlurmFloor).
+
+Jobs run as the invoking user and reach ``srun --mpi=pmi2`` with pip's mpich; slurmrestd runs as ``nobody`` (it
+refuses root) with ``SLURM_JWT=daemon`` and checks every request's HS256 token against the generated
+``jwt_hs256.key``. ``stop()`` ends exactly the daemons ``start()`` started, and each elastic node's slurmd
+(started by Slurm through ResumeProgram) by the pid its pid file names.
 """
 
 from __future__ import annotations
@@ -239,7 +242,8 @@ class LocalSlurm:
             f"ResumeProgram={power / 'resume'}",
             f"SuspendProgram={power / 'suspend'}",
             f"SuspendTime={self.suspend_time_s}",
-            "SuspendTimeout=10",
+            # A node is POWERING_DOWN for all of SuspendTimeout; stopping a slurmd takes well under a second.
+            "SuspendTimeout=3",
             f"ResumeTimeout={RESUME_TIMEOUT_S}",
             "ResumeRate=0",
             "SuspendRate=0",

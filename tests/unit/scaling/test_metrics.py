@@ -63,6 +63,9 @@ def test_ray_metrics_from_the_heads_real_answers():
     ({"state": "idle", "state_flags": []}, "idle"),
     ({"state": "idle", "state_flags": ["POWERED_DOWN"]}, "powered_down"),
     ({"state": ["IDLE", "POWERED_DOWN"]}, "powered_down"),
+    ({"state": "idle", "state_flags": ["CLOUD", "POWERED_DOWN"]}, "powered_down"),
+    ({"state": "idle", "state_flags": ["CLOUD"]}, "idle"),  # a powered-up elastic node keeps its CLOUD flag
+    ({"state": "allocated", "state_flags": ["CLOUD"]}, "allocated"),
     ({"state": "mixed"}, "allocated"),
     ({"state": ["ALLOCATED"]}, "allocated"),
     ({"state": "idle", "state_flags": ["DRAIN"]}, None),

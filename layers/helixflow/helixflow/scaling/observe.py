@@ -51,7 +51,9 @@ def node_kind(node: dict[str, Any]) -> str | None:
     """idle / allocated / powered_down from a node of ``GET nodes`` (v0.0.38: ``state`` a string and flags in
     ``state_flags``; v0.0.40+: ``state`` a list holding both)."""
     tokens = _tokens(node.get("state")) | _tokens(node.get("state_flags"))
-    if tokens & {"POWERED_DOWN", "POWER_DOWN", "POWERING_DOWN", "CLOUD"} and not tokens & {"ALLOCATED", "MIXED"}:
+    # CLOUD marks an elastic node whether it is up or not (22.05 keeps the flag on a powered-up node, seen
+    # here): only the power flags say it has no instance.
+    if tokens & {"POWERED_DOWN", "POWER_DOWN", "POWERING_DOWN"} and not tokens & {"ALLOCATED", "MIXED"}:
         return "powered_down"
     if tokens & {"ALLOCATED", "MIXED", "COMPLETING"}:
         return "allocated"
