@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import shlex
 import shutil
+import tempfile
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -233,3 +234,41 @@ def test_a_burst_of_samples_powers_slurm_nodes_up_through_the_alarms_and_back_do
         replay = json.loads(stack.client("lambda").invoke(FunctionName=entry["results"][0]["action"],
                                                           Payload=json.dumps(entry["event"]))["Payload"].read())
         assert replay["replayed"] is True and replay["applied"] == released["applied"], replay
+
+
+def _power(client) -> dict[str, str]:
+    """Each elastic node: "up", "down" (powered or powering down) or "booting"."""
+    found = {}
+    for node in client.slurm("GET", "nodes").get("nodes", []):
+        flags = set(node.get("state_flags") or [])
+        found[node["name"]] = ("down" if flags & {"POWERED_DOWN", "POWERING_DOWN"} else
+                               "booting" if flags & {"POWERING_UP", "NOT_RESPONDING"} else "up")
+    return found
+
+
+def test_the_local_actuator_powers_up_exactly_the_floor_holds_it_and_releases_it():
+    """The actuator alone on a real Slurm: a floor of 1 of 2 idle nodes powers one up (no job asked for it) and
+    keeps it past SuspendTime while the other stays down; a floor of 0 lets Slurm power it down."""
+    require_tool(all(shutil.which(d) for d in ("munged", "slurmctld", "slurmd", "slurmrestd", "scontrol")),
+                 "Slurm (slurm-wlm, slurmrestd, slurm-wlm-jwt-plugin, munge)")
+    from helixflow.scaling.decide import LocalSlurmFloor
+    from helixflow.scaling.policy import Policy
+    from helixflow_local.slurm import SUSPEND_TIME_S, LocalSlurm
+
+    # /tmp, not pytest's private tmp_path: slurmrestd runs as nobody and must reach slurm.conf.
+    state = Path(tempfile.mkdtemp(prefix="helixflow-slurm-floor-"))
+    try:
+        with LocalSlurm(state, gpus=0, elastic_nodes=2) as slurm:
+            client = slurm.client()
+            assert _power(client) == {"elastic1": "down", "elastic2": "down"}
+            floor = LocalSlurmFloor(slurm.conf, "cpu", slurm.elastic, lambda: client.slurm("GET", "nodes")["nodes"])
+            raised = floor.apply(1, Policy(max_nodes=2), "floor-1")
+            assert raised["powered_up"] == ["elastic1"], raised
+            _wait(lambda: _power(client)["elastic1"] == "up", 30, "the floor's node up")
+            time.sleep(SUSPEND_TIME_S + 4)  # idle longer than SuspendTime: only the floor keeps it
+            assert _power(client) == {"elastic1": "up", "elastic2": "down"}
+            assert floor.apply(1, Policy(max_nodes=2), "floor-1")["slurm"] == "unchanged"
+            floor.apply(0, Policy(max_nodes=2), "floor-0")
+            _wait(lambda: _power(client)["elastic1"] == "down", 30, "the released node powered down")
+    finally:
+        shutil.rmtree(state, ignore_errors=True)

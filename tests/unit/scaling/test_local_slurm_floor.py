@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from helixflow.errors import ClusterNotConfigured, ClusterUnavailable
-from helixflow.scaling.decide import LocalSlurmFloor, actuators
+from helixflow.scaling.decide import LocalSlurmFloor, actuators, hostlist
 from helixflow.scaling.policy import Policy
 
 NODES = ["elastic1", "elastic2", "elastic3"]
@@ -46,7 +46,7 @@ def test_raising_the_floor_keeps_that_many_nodes_and_powers_up_the_missing_ones(
     applied = floor.apply(2, Policy(max_nodes=3), "d1")
     assert applied == {"slurm": "updated", "minInstanceCount": 2, "maxInstanceCount": 3,
                        "powered_up": ["elastic2"], "drained": []}
-    assert "SuspendExcNodes=elastic1,elastic2,elastic3:2\n" in (tmp_path / "power_floor.conf").read_text()
+    assert "SuspendExcNodes=elastic[1-3]:2\n" in (tmp_path / "power_floor.conf").read_text()
     assert scontrol.calls == [["reconfigure"], ["update", "NodeName=elastic2", "State=POWER_UP"]]
 
 
@@ -80,7 +80,7 @@ def test_nodes_past_the_maximum_are_drained_and_those_within_it_undrained(tmp_pa
     assert applied["drained"] == ["elastic3"] and applied["maxInstanceCount"] == 2
     assert ["update", "NodeName=elastic3", "State=DRAIN", f"Reason={LocalSlurmFloor.DRAIN_REASON}"] in scontrol.calls
     assert ["update", "NodeName=elastic1", "State=RESUME"] in scontrol.calls
-    assert "SuspendExcNodes=elastic1,elastic2:1\n" in (tmp_path / "power_floor.conf").read_text()
+    assert "SuspendExcNodes=elastic[1-2]:1\n" in (tmp_path / "power_floor.conf").read_text()
 
 
 @pytest.mark.parametrize(("desired", "maximum"), [(3, 2), (4, 4), (-1, 2)])
@@ -108,3 +108,10 @@ def test_the_local_stack_configuration_picks_the_local_actuator(tmp_path):
     with pytest.raises(ClusterNotConfigured) as caught:
         actuators(env)("slurm", "gpu")  # no elastic group serves it
     assert caught.value.code == "SCALING_NOT_CONFIGURED"
+
+
+def test_the_floor_names_its_nodes_as_one_hostlist_expression():
+    assert hostlist(["elastic1", "elastic2", "elastic4"]) == "elastic[1-2,4]"
+    assert hostlist(["elastic3"]) == "elastic[3]"
+    with pytest.raises(ClusterNotConfigured):
+        hostlist(["elastic1", "gpu2"])

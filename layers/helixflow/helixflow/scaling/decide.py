@@ -16,6 +16,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import subprocess
 import time
 from dataclasses import asdict, dataclass
@@ -223,7 +224,8 @@ class LocalSlurmFloor:
         return {"slurm": "updated", **bounds, "powered_up": power_up, "drained": drain}
 
     def floor_text(self, desired: int, maximum: int, decision_id: str) -> str:
-        keep = f"SuspendExcNodes={','.join(self.nodes[:maximum])}:{desired}\n" if desired else ""
+        # One hostlist expression with one count: "a,b:2" would be two sets (all of a, two of b).
+        keep = f"SuspendExcNodes={hostlist(self.nodes[:maximum])}:{desired}\n" if desired else ""
         return (f"# Written by the scaling Lambda (decision {decision_id}): partition {self.partition} "
                 f"min {desired}, max {maximum}.\n{keep}")
 
@@ -235,6 +237,22 @@ class LocalSlurmFloor:
             stderr = getattr(exc, "stderr", "") or ""
             raise ClusterUnavailable(f"scontrol {arguments[0]} failed: {stderr.strip() or exc}",
                                      code="SLURM_SCALING_FAILED", details={"partition": self.partition}) from exc
+
+
+def hostlist(nodes: list[str]) -> str:
+    """Slurm's hostlist expression of ``<prefix><n>`` nodes: ["elastic1", "elastic2", "elastic4"] ->
+    "elastic[1-2,4]"."""
+    parts = [re.fullmatch(r"(\D+)(\d+)", node) for node in nodes]
+    if not parts or any(p is None for p in parts) or len({p[1] for p in parts}) != 1:
+        raise ClusterNotConfigured(f"the elastic nodes {nodes} are not <prefix><number> names of one prefix",
+                                   code="SCALING_NOT_CONFIGURED")
+    numbers, ranges = sorted(int(p[2]) for p in parts), []
+    for number in numbers:
+        if ranges and number == ranges[-1][1] + 1:
+            ranges[-1][1] = number
+        else:
+            ranges.append([number, number])
+    return f"{parts[0][1]}[{','.join(str(a) if a == b else f'{a}-{b}' for a, b in ranges)}]"
 
 
 # A node Slurm has powered down (or is powering down): it is no capacity until powered up again.
