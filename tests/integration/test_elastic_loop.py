@@ -42,14 +42,14 @@ BURST = ("import ray, time\n"
          f"ray.get([task.remote() for _ in range({TASKS})])\n")
 
 
-def _wait(condition, timeout: float, what: str):
+def _wait(condition, timeout: float, what: str, context=lambda: ""):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
         if value:
             return value
         time.sleep(0.5)
-    raise AssertionError(f"not {what} within {timeout} s")
+    raise AssertionError(f"not {what} within {timeout} s{context()}")
 
 
 def _decisions(stack: LocalStack, alarm: str) -> list[dict]:
@@ -155,6 +155,15 @@ class NodeWatch:
         self._thread.join(timeout=5)
 
 
+def _where(stack: LocalStack) -> str:
+    """What to look at when the loop stalls: the executions (a run failing before Phase 2 queues no job) and the
+    Slurm alarms' transitions with their decisions."""
+    executions = stack.client("stepfunctions").list_executions(stateMachineArn=stack.info.state_machine_arn)["executions"]
+    alarms = [(e["at"], e["alarm"], e["state"], [r.get("result") for r in e["results"]])
+              for e in stack.cloudwatch.transitions() if "SlurmCpu" in e["alarm"]]
+    return f"; executions {sorted(e['status'] for e in executions)}; Slurm alarms {alarms}"
+
+
 def _slurm_metric(stack: LocalStack, name: str, since: datetime) -> float:
     answer = stack.client("cloudwatch").get_metric_statistics(
         Namespace="Helixflow", MetricName=name, Dimensions=[{"Name": "Cluster", "Value": "slurm"},
@@ -185,7 +194,7 @@ def test_a_burst_of_samples_powers_slurm_nodes_up_through_the_alarms_and_back_do
         burst_at = time.monotonic()
         uploads = [submit(stack.info, reads, params) for reads in samples]
         out, = _wait(lambda: [d for d in _decisions(stack, "SlurmCpuScaleOutAlarm") if d.get("action") == "scale_out"],
-                     240, "the Slurm scale-out decision")
+                     240, "the Slurm scale-out decision", lambda: _where(stack))
         assert out["signal"] == "scale_out" and out["load"]["pending"] >= 1 and 1 <= out["desired"] <= 2, out
         assert out["applied"]["slurm"] == "updated" and out["applied"]["minInstanceCount"] == out["desired"], out
         _wait(lambda: len(watch.up()) >= out["desired"], 60, "the floor's nodes up")
