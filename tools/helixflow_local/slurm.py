@@ -1,15 +1,23 @@
-"""A real single-node Slurm for the local stack: munged, slurmctld, slurmd and slurmrestd (JWT), all under one
-state directory and on free ports of 127.0.0.1.
+"""A real Slurm for the local stack: munged, slurmctld, slurmd and slurmrestd (JWT), all under one state directory
+and on free ports of 127.0.0.1.
 
 The node is this machine (its CPUs and memory); partition ``cpu`` always, partition ``gpu`` with ``Gres=gpu:N``
-only where ``/dev/nvidia<N>`` devices exist. Jobs run as the invoking user and reach ``srun --mpi=pmi2`` with
-pip's mpich; slurmrestd runs as ``nobody`` (it refuses root) with ``SLURM_JWT=daemon`` and checks every request's
-HS256 token against the generated ``jwt_hs256.key``. ``stop()`` ends exactly the daemons ``start()`` started.
+only where ``/dev/nvidia<N>`` devices exist. With ``elastic_nodes=N`` partition ``cpu`` is instead N elastic
+one-CPU nodes (``elastic1``..``elasticN``, ``State=CLOUD``) under Slurm's power saving, as PCS runs a node group:
+Slurm powers a node up for queued work (ResumeProgram starts its own slurmd, helixflow_local.slurm_power) and
+down after ``SuspendTime`` idle; the scaling Lambda's floor (``power_floor.conf``: SuspendExcNodes with a count)
+keeps that many nodes up, as a node group's minInstanceCount does (helixflow.scaling.decide.LocalSlurmFloor).
+
+Jobs run as the invoking user and reach ``srun --mpi=pmi2`` with pip's mpich; slurmrestd runs as ``nobody`` (it
+refuses root) with ``SLURM_JWT=daemon`` and checks every request's HS256 token against the generated
+``jwt_hs256.key``. ``stop()`` ends exactly the daemons ``start()`` started, and each elastic node's slurmd
+(started by Slurm through ResumeProgram) by the pid its pid file names.
 """
 
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import re
 import secrets
@@ -25,6 +33,15 @@ from helixflow.pipeline.slurm_jobs import SlurmRest, local_client
 from helixflow_local.ports import free_port
 
 NODE = "helixflow"
+ELASTIC_PREFIX = "elastic"
+ELASTIC_PARTITION = "cpu"
+# An elastic node's size: one CPU (the jobs' ranks), a little memory (CR_CPU does not schedule memory; slurmd only
+# checks the machine has it). Several share this machine's cores: capacity here is Slurm's, not the hardware's.
+ELASTIC_NODE_MEMORY_MIB = 1024
+# Idle seconds before Slurm powers an elastic node down (PCS: the cluster's ScaledownIdletime).
+SUSPEND_TIME_S = 5
+RESUME_TIMEOUT_S = 60
+FLOOR_CONF = "power_floor.conf"
 START_TIMEOUT_S = 20
 # Without slurmdbd a finished job is forgotten MinJobAge seconds after it ends; a day keeps it visible to the
 # poll loop for any realistic Wait interval (the adapter still reports a forgotten job as UNKNOWN_JOB).
@@ -48,8 +65,12 @@ def _gpu_devices() -> list[str]:
 
 
 class LocalSlurm:
-    def __init__(self, state_dir: Path | str, cpus: int | None = None, gpus: int | None = None) -> None:
+    def __init__(self, state_dir: Path | str, cpus: int | None = None, gpus: int | None = None,
+                 elastic_nodes: int = 0, suspend_time_s: int = SUSPEND_TIME_S) -> None:
         self.state_dir = Path(state_dir).resolve()
+        self.elastic = [f"{ELASTIC_PREFIX}{i}" for i in range(1, elastic_nodes + 1)]
+        self.suspend_time_s = suspend_time_s
+        self.elastic_ports = {node: free_port() for node in self.elastic}
         self.cpus = cpus or os.cpu_count() or 1
         devices = _gpu_devices()
         self.gpu_devices = devices[:gpus] if gpus is not None else devices
@@ -73,6 +94,7 @@ class LocalSlurm:
         attached.jwt_key = attached.state_dir / "jwt_hs256.key"
         attached.conf = attached.state_dir / "slurm.conf"
         attached.user = getpass.getuser()
+        attached.elastic = []
         attached._processes, attached._logs = [], {}
         return attached
 
@@ -95,13 +117,14 @@ class LocalSlurm:
                                    f"--log-file={self.state_dir / 'log' / 'munged.log'}"])
             self._wait_for(lambda: self.munge_socket.exists(), "munged")
             self._spawn("slurmctld", ["slurmctld", "-D", "-i", "-f", str(self.conf)])
-            self._spawn("slurmd", ["slurmd", "-D", "-N", NODE, "-f", str(self.conf)])
+            if self._static_node():
+                self._spawn("slurmd", ["slurmd", "-D", "-N", NODE, "-f", str(self.conf)])
             rest_user = ["-u", "nobody", "-g", "nogroup"] if os.geteuid() == 0 else []
             self._spawn("slurmrestd", ["slurmrestd", *rest_user, "-a", "rest_auth/jwt", "-s", "openapi/v0.0.38",
                                        f"127.0.0.1:{self.rest_port}"], extra_env={"SLURM_JWT": "daemon"})
             self._wait_for(lambda: self._port_open(self.rest_port), "slurmrestd")
             client = self.client()
-            self._wait_for(lambda: self._node_ready(client), "slurmd")
+            self._wait_for(lambda: self._nodes_ready(client), "slurmd")
         except BaseException:
             self.stop()
             raise
@@ -109,6 +132,11 @@ class LocalSlurm:
         return self.environment()
 
     def stop(self) -> None:
+        # The elastic nodes' slurmd were started by ResumeProgram, not here: stop each one its pid file names.
+        from helixflow_local.slurm_power import suspend
+
+        for node in self.elastic:
+            suspend(self.conf, node)
         # Reverse order: the REST front first, munged (which the others authenticate through) last.
         for process in reversed(self._processes):
             if process.poll() is None:
@@ -123,11 +151,14 @@ class LocalSlurm:
 
     # ------------------------------------------------------------------ what clients read
     def environment(self) -> dict[str, str]:
-        """The variables ``helixflow.pipeline.slurm_jobs.factory`` reads (and what ``scontrol``/``squeue`` need)."""
+        """The variables ``helixflow.pipeline.slurm_jobs.factory`` reads (and what ``scontrol``/``squeue`` need);
+        with elastic nodes also the node group the scaling Lambda's local actuator moves the floor of."""
         return {"SLURM_REST_URL": self.rest_url, "SLURM_JWT_KEY_FILE": str(self.jwt_key),
                 "SLURM_USER_NAME": self.user, "SLURM_CONF": str(self.conf),
                 "HELIXFLOW_SLURM_PYTHON": sys.executable, "HELIXFLOW_SLURM_WORKDIR": str(self.state_dir / "jobs"),
-                "HELIXFLOW_SLURM_PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"}
+                "HELIXFLOW_SLURM_PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+                **({"HELIXFLOW_LOCAL_SLURM_GROUPS": json.dumps({ELASTIC_PARTITION: self.elastic})}
+                   if self.elastic else {})}
 
     def client(self) -> SlurmRest:
         return local_client(self.environment())
@@ -139,19 +170,27 @@ class LocalSlurm:
         partitions = client.slurm("GET", "partitions").get("partitions", [])
         jobs = client.slurm("GET", "jobs").get("jobs", [])
         return {"rest_url": self.rest_url, "api": client.api.version,
-                "nodes": [{"name": n.get("name"), "state": n.get("state"), "cpus": n.get("cpus"),
-                           "gres": n.get("gres")} for n in nodes],
+                "nodes": [{"name": n.get("name"), "state": n.get("state"), "flags": n.get("state_flags") or [],
+                           "cpus": n.get("cpus"), "gres": n.get("gres"), "partitions": n.get("partitions") or []}
+                          for n in nodes],
                 "partitions": [p.get("name") for p in partitions],
                 "queue": [{"job_id": j.get("job_id"), "name": j.get("name"), "partition": j.get("partition"),
                            "state": j.get("job_state")} for j in jobs]}
 
     # ------------------------------------------------------------------ internals
+    def _static_node(self) -> bool:
+        """This machine as a node: always, except with elastic nodes and no GPU (then it has no partition)."""
+        return not self.elastic or bool(self.gpu_devices)
+
     def slurm_conf(self) -> str:
         state = self.state_dir
         gpus = len(self.gpu_devices)
         gres = f" Gres=gpu:{gpus}" if gpus else ""
+        static = [f"NodeName={NODE} NodeHostname=localhost NodeAddr=127.0.0.1 Port={self.slurmd_port} "
+                  f"CPUs={self.cpus} RealMemory={_memory_mib()}{gres} State=UNKNOWN"] if self._static_node() else []
+        cpu_nodes = ",".join(self.elastic) if self.elastic else "ALL"
         lines = [
-            "# Generated by helixflow_local.slurm: one node (this machine), everything under the state directory.",
+            "# Generated by helixflow_local.slurm: everything under the state directory.",
             "ClusterName=helixflow",
             "SlurmctldHost=localhost(127.0.0.1)",
             f"SlurmctldPort={self.ctld_port}",
@@ -184,12 +223,37 @@ class LocalSlurm:
             "InactiveLimit=0",
             "KillWait=5",
             *(["GresTypes=gpu"] if gpus else []),
-            f"NodeName={NODE} NodeHostname=localhost NodeAddr=127.0.0.1 Port={self.slurmd_port} "
-            f"CPUs={self.cpus} RealMemory={_memory_mib()}{gres} State=UNKNOWN",
-            "PartitionName=cpu Nodes=ALL Default=YES MaxTime=INFINITE State=UP",
+            *static,
+            *self._elastic_conf(),
+            f"PartitionName=cpu Nodes={cpu_nodes} Default=YES MaxTime=INFINITE State=UP",
             *([f"PartitionName=gpu Nodes={NODE} MaxTime=INFINITE State=UP"] if gpus else []),
         ]
         return "\n".join(lines) + "\n"
+
+    def _elastic_conf(self) -> list[str]:
+        """Slurm's power saving over the elastic nodes. The power-save thread looks every second (default 10 s),
+        resumes and suspends without a rate limit; CLOUD nodes are listed to every user (PrivateData=cloud:
+        slurmrestd's ``GET nodes`` shows them powered down); TreeWidth keeps slurmctld talking to each node
+        directly. ``power_floor.conf`` (SuspendExcNodes, written by the scaling actuator) comes last."""
+        if not self.elastic:
+            return []
+        power = self.state_dir / "power"
+        return [
+            f"ResumeProgram={power / 'resume'}",
+            f"SuspendProgram={power / 'suspend'}",
+            f"SuspendTime={self.suspend_time_s}",
+            # A node is POWERING_DOWN for all of SuspendTimeout; stopping a slurmd takes well under a second.
+            "SuspendTimeout=3",
+            f"ResumeTimeout={RESUME_TIMEOUT_S}",
+            "ResumeRate=0",
+            "SuspendRate=0",
+            "SlurmctldParameters=power_save_interval=1,power_save_min_interval=0,idle_on_node_suspend",
+            "PrivateData=cloud",
+            "TreeWidth=65533",
+            *(f"NodeName={node} NodeHostname=localhost NodeAddr=127.0.0.1 Port={self.elastic_ports[node]} CPUs=1 "
+              f"RealMemory={ELASTIC_NODE_MEMORY_MIB} State=CLOUD Feature=cloud" for node in self.elastic),
+            f"Include {self.state_dir / FLOOR_CONF}",
+        ]
 
     def _write_files(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -202,6 +266,16 @@ class LocalSlurm:
         self._secret(self.state_dir / "munge" / "munge.key", 1024)
         self._secret(self.jwt_key, 32)
         self.conf.write_text(self.slurm_conf())
+        if self.elastic:
+            from helixflow_local.slurm_power import program
+
+            (self.state_dir / FLOOR_CONF).write_text("# No floor yet: Slurm powers every elastic node down when idle.\n")
+            (self.state_dir / "power").mkdir(exist_ok=True)
+            tools_dir = Path(__file__).resolve().parent.parent
+            for action in ("resume", "suspend"):
+                path = self.state_dir / "power" / action
+                path.write_text(program(sys.executable, tools_dir, action, self.conf))
+                path.chmod(0o700)
         if self.gpu_devices:
             (self.state_dir / "gres.conf").write_text("".join(
                 f"NodeName={NODE} Name=gpu File={device}\n" for device in self.gpu_devices))
@@ -265,10 +339,13 @@ class LocalSlurm:
             sock.settimeout(0.2)
             return sock.connect_ex(("127.0.0.1", port)) == 0
 
-    @staticmethod
-    def _node_ready(client: SlurmRest) -> bool:
-        nodes = client.slurm("GET", f"node/{NODE}").get("nodes", [])
-        state = nodes[0].get("state") if nodes else ""
-        states = state if isinstance(state, list) else [state]
-        return any(s.lower() in ("idle", "mixed", "allocated") for s in states)
+    def _nodes_ready(self, client: SlurmRest) -> bool:
+        """The static node registered (idle), and every elastic node known to slurmctld (powered down)."""
+        nodes = {n.get("name"): n for n in client.slurm("GET", "nodes").get("nodes", [])}
+        if self._static_node():
+            state = (nodes.get(NODE) or {}).get("state") or ""
+            states = state if isinstance(state, list) else [state]
+            if not any(s.lower() in ("idle", "mixed", "allocated") for s in states):
+                return False
+        return all(node in nodes for node in self.elastic)
 

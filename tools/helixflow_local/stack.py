@@ -46,6 +46,8 @@ ELASTIC_PARAMETERS = {"MetricsScheduleRate": "rate(5 seconds)", "ScalingPeriodSe
                       "ScaleInIdlePeriods": "2", "ScalingCooldownSeconds": "10", "ScalingJobsPerNode": "1"}
 # Ray's autoscaler removes a local worker node idle this long (cluster.yaml's idle_timeout_minutes in AWS).
 RAY_IDLE_TIMEOUT_MINUTES = 0.1
+# Elastic Slurm nodes of partition cpu with elasticity on and no Ray worker count to match (ScalingMaxNodes).
+ELASTIC_SLURM_NODES = 2
 
 _active_runtime: LambdaRuntime | None = None
 
@@ -192,7 +194,9 @@ class LocalStack:
         do. ``elasticity`` runs the template's schedules and evaluates its alarms (helixflow_local.cloudwatch),
         with the short periods of ``ELASTIC_PARAMETERS``; ``ray_workers`` > 0 gives the Ray head Ray's own
         autoscaler with up to that many worker nodes (its fake multi-node provider), as the cluster launcher's
-        cluster.yaml gives it EC2 workers. ``console`` serves the read-only
+        cluster.yaml gives it EC2 workers. With ``slurm`` too, Slurm's partition cpu becomes that many (default
+        ``ELASTIC_SLURM_NODES``) elastic nodes under Slurm's power saving, whose bounds the scaling Lambda moves
+        as it moves a PCS node group's (helixflow.scaling.decide.LocalSlurmFloor). ``console`` serves the read-only
         console (helixflow_local.console) on 127.0.0.1."""
         self.root = root or repository_root()
         self.state_dir = state_dir
@@ -200,8 +204,12 @@ class LocalStack:
         self.endpoint_url = f"http://127.0.0.1:{self.port}"
         self.max_concurrency = max_concurrency
         self.template = Template(self.root / "template.yaml")
+        # With elasticity, Slurm's partition cpu is a node group of elastic nodes (as many as Ray's workers: one
+        # ScalingMaxNodes bounds both), powered up and down by Slurm with the floor the scaling Lambda sets.
+        self.slurm_nodes = (ray_workers or ELASTIC_SLURM_NODES) if slurm and elasticity else 0
         parameters = {**LOCAL_PARAMETERS, **(ELASTIC_PARAMETERS if elasticity else {}),
-                      **(_ray_worker_parameters(ray_workers) if ray and ray_workers else {}), **(parameters or {})}
+                      **(_ray_worker_parameters(ray_workers) if ray and ray_workers else {}),
+                      **({"ScalingMaxNodes": str(self.slurm_nodes)} if self.slurm_nodes else {}), **(parameters or {})}
         unknown = set(parameters) - set(self.template.parameter_defaults())
         if unknown:
             raise ValueError(f"template.yaml has no parameter(s) {', '.join(sorted(unknown))}")
@@ -216,7 +224,7 @@ class LocalStack:
         self.elasticity = elasticity
         self.cloudwatch: LocalCloudWatch | None = None
         self._slurm_temporary: Path | None = None
-        self.slurm = LocalSlurm(self._slurm_state_dir()) if slurm else None
+        self.slurm = LocalSlurm(self._slurm_state_dir(), elastic_nodes=self.slurm_nodes) if slurm else None
         self.runtime: LambdaRuntime | None = None
         self.console = console
         self._console_server = None

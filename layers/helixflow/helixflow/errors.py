@@ -277,6 +277,7 @@ class ClusterUnavailable(HelixflowError):
         "RAY_JOB_NOT_FOUND": "the Ray head does not know the job (HTTP 404)",
         "PCS_SCALING_FAILED": "the AWS PCS node group's scaling bounds could not be read or updated",
         "RAY_SCALING_FAILED": "the Ray resource request job did not succeed",
+        "SLURM_SCALING_FAILED": "the local Slurm's power-saving floor could not be set (scontrol failed)",
     }
 
 

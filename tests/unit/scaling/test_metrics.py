@@ -63,6 +63,9 @@ def test_ray_metrics_from_the_heads_real_answers():
     ({"state": "idle", "state_flags": []}, "idle"),
     ({"state": "idle", "state_flags": ["POWERED_DOWN"]}, "powered_down"),
     ({"state": ["IDLE", "POWERED_DOWN"]}, "powered_down"),
+    ({"state": "idle", "state_flags": ["CLOUD", "POWERED_DOWN"]}, "powered_down"),
+    ({"state": "idle", "state_flags": ["CLOUD"]}, "idle"),  # a powered-up elastic node keeps its CLOUD flag
+    ({"state": "allocated", "state_flags": ["CLOUD"]}, "allocated"),
     ({"state": "mixed"}, "allocated"),
     ({"state": ["ALLOCATED"]}, "allocated"),
     ({"state": "idle", "state_flags": ["DRAIN"]}, None),
@@ -84,6 +87,15 @@ def test_slurm_metrics_count_per_partition():
     assert values[("SlurmPendingJobs", ("slurm", "gpu"))] == 1
     assert values[("SlurmAllocatedNodes", ("slurm", "cpu"))] == 1
     assert values[("SlurmPoweredDownNodes", ("slurm", "gpu"))] == 1
+
+
+def test_a_job_waiting_for_its_nodes_to_power_up_is_queued_not_idle():
+    # v0.0.38 reports an allocated job on powering-up (CLOUD) nodes as CONFIGURING: work waiting for capacity.
+    jobs = [{"partition": "cpu", "job_state": "CONFIGURING"}, {"partition": "cpu", "job_state": "COMPLETING"}]
+    values = _values(slurm_data(jobs, [], ["cpu"], lambda job: job["job_state"], NOW))
+    assert values[("SlurmPendingJobs", ("slurm", "cpu"))] == 1
+    assert values[("SlurmRunningJobs", ("slurm", "cpu"))] == 1
+    assert values[("SlurmJobsInFlight", ("slurm", "cpu"))] == 2
 
 
 def test_the_current_state_is_the_newest_state_entered():

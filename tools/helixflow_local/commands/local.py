@@ -153,7 +153,8 @@ def local_group() -> None:
 @click.option("--with-slurm", is_flag=True, help="Also start a local Slurm (slurmrestd, JWT) for Phase 2.")
 @click.option("--with-scaling", "ray_workers", type=click.IntRange(min=1), default=None, metavar="N",
               help="Run the metrics schedule and evaluate the scaling alarms; with --with-ray, Ray's autoscaler "
-                   "gets up to N worker nodes.")
+                   "gets up to N worker nodes; with --with-slurm, partition cpu is N elastic nodes Slurm powers "
+                   "up and down.")
 @state_dir_option
 def local_up(state_dir: Path, with_ray: bool, with_slurm: bool, ray_workers: int | None) -> None:
     """Start the local stack in the background."""
@@ -221,7 +222,9 @@ def local_status(state_dir: Path) -> None:
     if info.slurm_url:
         cluster = LocalSlurm.attach(info.slurm_state_dir, info.slurm_url).status()
         for node in cluster["nodes"]:
-            out.print(f"  slurm node    {node['name']}  {node['state']}  cpus={node['cpus']}  gres={node['gres'] or '-'}")
+            flags = ",".join(node["flags"])  # an elastic node's power state: CLOUD, POWERED_DOWN, POWERING_UP...
+            out.print(f"  slurm node    {node['name']}  {node['state']}{'+' + flags if flags else ''}  "
+                      f"cpus={node['cpus']}  gres={node['gres'] or '-'}  partitions={','.join(node['partitions']) or '-'}")
         out.print(f"  slurm parts   {', '.join(cluster['partitions'])}  (REST {cluster['api']})")
         for job in cluster["queue"][-10:]:
             out.print(f"  slurm job     {job['job_id']}  {job['name']}  {job['partition']}  {job['state']}")

@@ -5,8 +5,9 @@
 - ``DecisionStore``: one DynamoDB table. ``event#<alarm ARN>#<state timestamp>`` items make a decision happen
   once per alarm state change (a retried or duplicated invocation gets the recorded decision back and does not
   act again); ``cluster#<cluster>#<partition>`` holds the last changing decision (the policy's cooldown).
-- actuators: ``PcsNodeGroup`` (the node group's min/max through ``pcs.update_compute_node_group``) and
-  ``RayResourceRequest`` (the autoscaler's standing request, set by a small job on the head).
+- actuators: ``PcsNodeGroup`` (the node group's min/max through ``pcs.update_compute_node_group``),
+  ``RayResourceRequest`` (the autoscaler's standing request, set by a small job on the head) and, for the local
+  stack only, ``LocalSlurmFloor`` (the same bounds on a local Slurm's power-saving nodes).
 """
 
 from __future__ import annotations
@@ -14,10 +15,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import re
+import subprocess
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any, Callable, Protocol
 
 from helixflow.errors import ClusterNotConfigured, ClusterUnavailable
 from helixflow.scaling import metrics
@@ -168,6 +173,98 @@ class RayResourceRequest:
         return {"ray_request_job": submission_id, "bundles": desired, "bundle": self.worker_bundle}
 
 
+class LocalSlurmFloor:
+    """LOCAL GLUE, never used in AWS (only the local stack sets ``HELIXFLOW_LOCAL_SLURM_GROUPS``): what PCS does
+    for a node group, done to the local Slurm's elastic nodes (helixflow_local.slurm, ``State=CLOUD`` under
+    Slurm's power saving). Slurm powers nodes up for queued work and down after ``SuspendTime`` idle, as PCS
+    launches and terminates instances between the bounds; the bounds are set here:
+
+    - min (the floor): ``SuspendExcNodes=<nodes>:<min>`` in ``power_floor.conf`` (slurm.conf includes it) keeps
+      that many usable nodes from being powered down, and nodes missing from the floor are powered up now
+      (``scontrol update NodeName=... State=POWER_UP``), as raising minInstanceCount launches instances;
+    - max: nodes past it are drained (no work starts there), nodes within it undrained.
+
+    Why scontrol, not slurmrestd: slurmrestd 22.05 (v0.0.38, the OpenAPI it serves) has no node-update endpoint
+    (``node/{name}`` and ``nodes`` are GET only), and 22.05's scontrol cannot update SuspendExcNodes at run time
+    (23.02 can): the file is rewritten and ``scontrol reconfigure`` reads it. Node states are read through
+    slurmrestd. Arguments are lists (no shell); node names come from the local stack's configuration."""
+
+    DRAIN_REASON = "helixflow: above the node group's maximum"
+
+    def __init__(self, conf: Path, partition: str, nodes: list[str], read_nodes: Callable[[], list[dict[str, Any]]],
+                 run: Callable[..., Any] = subprocess.run) -> None:
+        self.conf, self.partition, self.nodes = conf, partition, list(nodes)
+        self.floor_file = conf.parent / "power_floor.conf"
+        self.read_nodes, self.run = read_nodes, run
+
+    def apply(self, desired: int, policy: Policy, decision_id: str) -> dict[str, Any]:
+        maximum = policy.max_nodes
+        if not 0 <= desired <= maximum <= len(self.nodes):
+            raise ClusterNotConfigured(f"partition {self.partition} has {len(self.nodes)} elastic node(s): it cannot "
+                                       f"keep {desired} within a maximum of {maximum}", code="SCALING_NOT_CONFIGURED",
+                                       details={"partition": self.partition, "nodes": len(self.nodes)})
+        bounds = {"minInstanceCount": desired, "maxInstanceCount": maximum}
+        text = self.floor_text(desired, maximum, decision_id)
+        if self.floor_file.is_file() and self.floor_file.read_text() == text:
+            return {"slurm": "unchanged", **bounds, "powered_up": []}  # this decision was applied already
+        allowed, above = self.nodes[:maximum], self.nodes[maximum:]
+        states = {n.get("name"): _node_tokens(n) for n in self.read_nodes()}
+        drain = [n for n in above if not states.get(n, set()) & {"DRAIN", "DRAINED"}]
+        undrain = [n for n in allowed if states.get(n, set()) & {"DRAIN", "DRAINED"}]
+        self.floor_file.write_text(text)
+        self._scontrol("reconfigure")
+        if drain:
+            self._scontrol("update", f"NodeName={','.join(drain)}", "State=DRAIN", f"Reason={self.DRAIN_REASON}")
+        if undrain:
+            self._scontrol("update", f"NodeName={','.join(undrain)}", "State=RESUME")
+        up = [n for n in allowed if not states.get(n, set()) & _POWERED_DOWN]
+        power_up = [n for n in allowed if n not in up][:max(0, desired - len(up))]
+        if power_up:
+            self._scontrol("update", f"NodeName={','.join(power_up)}", "State=POWER_UP")
+        return {"slurm": "updated", **bounds, "powered_up": power_up, "drained": drain}
+
+    def floor_text(self, desired: int, maximum: int, decision_id: str) -> str:
+        # One hostlist expression with one count: "a,b:2" would be two sets (all of a, two of b).
+        keep = f"SuspendExcNodes={hostlist(self.nodes[:maximum])}:{desired}\n" if desired else ""
+        return (f"# Written by the scaling Lambda (decision {decision_id}): partition {self.partition} "
+                f"min {desired}, max {maximum}.\n{keep}")
+
+    def _scontrol(self, *arguments: str) -> None:
+        try:
+            self.run(["scontrol", *arguments], env={**os.environ, "SLURM_CONF": str(self.conf)}, capture_output=True,
+                     text=True, check=True, timeout=30)
+        except (OSError, subprocess.SubprocessError) as exc:
+            stderr = getattr(exc, "stderr", "") or ""
+            raise ClusterUnavailable(f"scontrol {arguments[0]} failed: {stderr.strip() or exc}",
+                                     code="SLURM_SCALING_FAILED", details={"partition": self.partition}) from exc
+
+
+def hostlist(nodes: list[str]) -> str:
+    """Slurm's hostlist expression of ``<prefix><n>`` nodes: ["elastic1", "elastic2", "elastic4"] ->
+    "elastic[1-2,4]"."""
+    parts = [re.fullmatch(r"(\D+)(\d+)", node) for node in nodes]
+    if not parts or any(p is None for p in parts) or len({p[1] for p in parts}) != 1:
+        raise ClusterNotConfigured(f"the elastic nodes {nodes} are not <prefix><number> names of one prefix",
+                                   code="SCALING_NOT_CONFIGURED")
+    numbers, ranges = sorted(int(p[2]) for p in parts), []
+    for number in numbers:
+        if ranges and number == ranges[-1][1] + 1:
+            ranges[-1][1] = number
+        else:
+            ranges.append([number, number])
+    return f"{parts[0][1]}[{','.join(str(a) if a == b else f'{a}-{b}' for a, b in ranges)}]"
+
+
+# A node Slurm has powered down (or is powering down): it is no capacity until powered up again.
+_POWERED_DOWN = frozenset({"POWERED_DOWN", "POWER_DOWN", "POWERING_DOWN"})
+
+
+def _node_tokens(node: dict[str, Any]) -> set[str]:
+    values = [node.get("state"), *(node.get("state_flags") or [])]
+    flat = [v for value in values for v in (value if isinstance(value, list) else [value]) if v]
+    return {str(v).upper() for v in flat}
+
+
 def decision_id(change: AlarmChange) -> str:
     return hashlib.sha256(change.event_id.encode()).hexdigest()[:32]
 
@@ -230,10 +327,12 @@ def worker_bundle(text: str | None) -> dict[str, float]:
 
 
 def actuators(env: dict[str, str], *, pcs: Any = None) -> Any:
-    """``actuator_for(cluster, partition)`` of this deployment: the Ray head's resource request, or the PCS node
-    group that serves the partition (``PCS_NODE_GROUPS``: {"cpu": "<node group id>", ...})."""
+    """``actuator_for(cluster, partition)`` of this deployment: the Ray head's resource request, the PCS node
+    group that serves the partition (``PCS_NODE_GROUPS``: {"cpu": "<node group id>", ...}) or, on the local
+    stack, its elastic Slurm nodes (``HELIXFLOW_LOCAL_SLURM_GROUPS``: {"cpu": ["elastic1", ...]})."""
 
     def actuator_for(cluster: str, partition: str) -> Actuator:
+        local_groups = json.loads(env.get("HELIXFLOW_LOCAL_SLURM_GROUPS") or "{}")
         if cluster == metrics.RAY_CLUSTER and env.get("RAY_JOBS_URL"):
             from helixflow.pipeline import ray_jobs
 
@@ -244,6 +343,12 @@ def actuators(env: dict[str, str], *, pcs: Any = None) -> Any:
                 import boto3
 
                 return PcsNodeGroup(pcs or boto3.client("pcs"), env["PCS_CLUSTER_ID"], groups[partition])
+        if cluster == metrics.SLURM_CLUSTER and partition in local_groups and env.get("SLURM_CONF"):
+            from helixflow.pipeline import slurm_jobs
+
+            client = slurm_jobs.rest_client(env)
+            return LocalSlurmFloor(Path(env["SLURM_CONF"]), partition, local_groups[partition],
+                                   lambda: client.slurm("GET", "nodes").get("nodes", []))
         raise ClusterNotConfigured(f"no way to scale cluster {cluster!r} partition {partition!r} here (RAY_JOBS_URL, "
                                    "or PCS_CLUSTER_ID with the partition in PCS_NODE_GROUPS)",
                                    code="SCALING_NOT_CONFIGURED", details={"cluster": cluster, "partition": partition})

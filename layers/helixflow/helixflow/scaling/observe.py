@@ -11,6 +11,7 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
+from helixflow.pipeline.slurm_jobs import SLURM_STATES
 from helixflow.scaling.metrics import RAY_CLUSTER, SLURM_CLUSTER, STAGE_OF_STATE, STAGES, datum
 
 # Ray task states that wait for resources or inputs (the State API's TaskStatus values named PENDING_*).
@@ -50,7 +51,9 @@ def node_kind(node: dict[str, Any]) -> str | None:
     """idle / allocated / powered_down from a node of ``GET nodes`` (v0.0.38: ``state`` a string and flags in
     ``state_flags``; v0.0.40+: ``state`` a list holding both)."""
     tokens = _tokens(node.get("state")) | _tokens(node.get("state_flags"))
-    if tokens & {"POWERED_DOWN", "POWER_DOWN", "POWERING_DOWN", "CLOUD"} and not tokens & {"ALLOCATED", "MIXED"}:
+    # CLOUD marks an elastic node whether it is up or not (22.05 keeps the flag on a powered-up node, seen
+    # here): only the power flags say it has no instance.
+    if tokens & {"POWERED_DOWN", "POWER_DOWN", "POWERING_DOWN"} and not tokens & {"ALLOCATED", "MIXED"}:
         return "powered_down"
     if tokens & {"ALLOCATED", "MIXED", "COMPLETING"}:
         return "allocated"
@@ -65,11 +68,13 @@ def slurm_data(jobs: list[dict[str, Any]], nodes: list[dict[str, Any]], partitio
     version's ``state``). A node in several partitions counts in each."""
     queued, running = Counter(), Counter()
     for job in jobs:
-        state = job_state(job)
+        # As the job seam reads states: a job CONFIGURING (allocated nodes that are still powering up, e.g. a
+        # PCS instance booting) waits for capacity, so it counts as queued; COMPLETING still holds its nodes.
+        state = SLURM_STATES.get(job_state(job))
         for partition in str(job.get("partition") or "").split(","):
             if state == "PENDING":
                 queued[partition] += 1
-            elif state in ("RUNNING", "COMPLETING"):
+            elif state == "RUNNING":
                 running[partition] += 1
     kinds: dict[str, Counter] = {p: Counter() for p in partitions}
     for node in nodes:
