@@ -42,9 +42,8 @@ def outcome_of(state: PipelineState) -> dict[str, Any]:
         record = state.failure_record
         return {"status": "FAILED", "run_id": request.run_id, "error": state.failure.Error,
                 "code": record.code if record else None, "error_key": record.error_key if record else None}
-    if request.status == "already_processed":
-        return {"status": "SUCCEEDED", "run_id": request.previous_run, "results_prefix": request.results_prefix,
-                "reused": True}
+    if request.status == "already_processed":  # the same outcome as the run's own: a batch re-run rebuilds nothing
+        return {"status": "SUCCEEDED", "run_id": request.previous_run, "results_prefix": request.results_prefix}
     return {"status": "SUCCEEDED", "run_id": request.run_id, "results_prefix": request.results_prefix}
 
 
