@@ -117,6 +117,14 @@ def test_files_first_then_sheet_starts_the_declared_run_once(stack, tmp_path):
         f"lateDeclared/{outcome.run_id}"]
 
 
+def _batch_step(stack, arn: str) -> dict:
+    """What the execution's BatchReport state left: its summary, or the error its Catch kept."""
+    events = stack.client("stepfunctions").get_execution_history(executionArn=arn, maxResults=1000)["events"]
+    exited = [json.loads(e["stateExitedEventDetails"]["output"]) for e in events
+              if e.get("stateExitedEventDetails", {}).get("name") == "BatchReport"]
+    return {k: v for k, v in (exited[-1] if exited else {}).items() if k.startswith("batch_report")}
+
+
 def _result_samples(stack) -> set[str]:
     s3 = stack.client("s3")
     keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=stack.info.bucket,
@@ -157,6 +165,7 @@ def test_a_failed_sample_gets_its_line_and_exit_status_1(stack, tmp_path):
     assert [r.succeeded for r in results] == [True, False]
     # The last sample to end built the batch's report: across what the batch published, naming the failed sample.
     report = collect_batch_report(stack.info, submission, tmp_path / "out")
+    assert report is not None, [_batch_step(stack, r.outcome.execution_arn) for r in results]
     assert report == tmp_path / "out" / f"results/_batches/mixed/{submission.sheet_etag}/multiqc_report.html"
     assert batch_line(submission, report) == f"BATCH mixed: report {report}"
     batch = json.loads((report.parent / "batch.json").read_text())

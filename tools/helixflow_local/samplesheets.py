@@ -2,8 +2,8 @@
 
 The local sheet names its files relative to its own folder; the same relative paths are their keys under
 incoming/, so the sheet is uploaded byte for byte (inputs are never rewritten) as
-``incoming/<batch>.samplesheet.csv`` (``<batch>`` = the sheet's name without ``.samplesheet``/``.csv``), before
-its files: every file then lands already declared. The command follows each sample's run to its end, one after
+``incoming/<batch>.samplesheet.csv`` (``<batch>`` = the sheet's name without ``.samplesheet``/``.csv``), and its
+files once the sheet's execution has declared them: every file then lands already declared. The command follows each sample's run to its end, one after
 the other (they run concurrently on the stack), downloads what each published and then the batch report the last
 sample's run built (results/_batches/<batch>/<sheet etag>/, helixflow.pipeline.batch_report).
 """
@@ -22,7 +22,8 @@ from helixflow.pipeline.batch_report import BATCH_JSON
 from helixflow.pipeline.keys import INCOMING_PREFIX, SAMPLESHEET_SUFFIX, batch_prefix, parse_samplesheet_key
 from helixflow.pipeline.run_report import DATA_ZIP, REPORT_NAME
 from helixflow.pipeline.samplesheet import SheetRow, parse_samplesheet
-from helixflow_local.client import RunNotStarted, RunOutcome, Upload, collect, needs_ray, upload_file, wait_for_run
+from helixflow_local.client import (TERMINAL, RunNotStarted, RunOutcome, Upload, collect, executions_for, needs_ray,
+                                   upload_file, wait_for_run)
 from helixflow_local.exit_codes import ExitCode, ToolError
 from helixflow_local.progress import Snapshot
 from helixflow_local.stack import StackInfo
@@ -93,10 +94,18 @@ def read_sheet(path: Path) -> LocalSheet:
     return sheet
 
 
-def submit_samplesheet(info: StackInfo, sheet: LocalSheet) -> Submission:
-    """Upload the sheet, then each sample's files (fastq_1 first)."""
+def submit_samplesheet(info: StackInfo, sheet: LocalSheet, *, declare_timeout: float = 120) -> Submission:
+    """Upload the sheet, wait until its execution has declared the samples, then upload each sample's files
+    (fastq_1 first). Without the wait a file's event could be resolved before the sheet's and run under its
+    name-derived sample (the sheet then starts the declared sample as well, but in a run not followed here)."""
     s3 = info.client("s3")
     put = s3.put_object(Bucket=info.bucket, Key=sheet.key, Body=sheet.document, ContentType="text/csv")
+    upload = Upload(key=sheet.key, etag=put["ETag"].strip('"'), version_id=put["VersionId"])
+    sfn, known, deadline = info.client("stepfunctions"), {}, time.monotonic() + declare_timeout
+    while not any(d["status"] in TERMINAL for d in executions_for(sfn, info, [upload], known).values()):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the samplesheet's execution did not end within {declare_timeout:.0f} s")
+        time.sleep(0.2)
     return Submission(sheet=sheet, sheet_etag=put["ETag"].strip('"'),
                       uploads={row.sample: [upload_file(s3, info.bucket, sheet.local_file(key), key) for key in row.files]
                                for row in sheet.rows})
