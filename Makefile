@@ -18,7 +18,7 @@ APT_PACKAGES := fastp samtools bwa minimap2 art-nextgen-simulation-tools bowtie2
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: install install-system demo test test-all lint clean wheel sam-build runtime-image ecr-login \
+.PHONY: install install-system demo test test-extended lint clean wheel sam-build runtime-image ecr-login \
   ci-test ci-build ci-deploy
 
 install: install-system $(STAMP) $(SAM_VENV)/bin/sam $(CHECKOV_VENV)/bin/checkov
@@ -56,9 +56,13 @@ demo: install
 	$(VENV)/bin/helixflow demo
 	@echo "console: $$($(VENV)/bin/helixflow console)  (the local stack keeps running: $(VENV)/bin/helixflow local down)"
 
-# The default test run (CI runs this through .ci/run).
+# The default test run (under 15 minutes on 2 cores); CI (.ci/run) runs it and then the extended tier.
+# --dist loadfile: a test file's module-scoped local stack starts once, on one worker.
 test: install
-	$(VENV)/bin/python -m pytest -q -n 2 --durations=10
+	$(VENV)/bin/python -m pytest -q -n 2 --dist loadfile --durations=10 -m "not extended"
+
+test-extended: install
+	$(VENV)/bin/python -m pytest -q -n 2 --dist loadfile --durations=10 -m extended
 
 lint: install
 	$(VENV)/bin/cfn-lint $(TEMPLATES)
@@ -89,7 +93,7 @@ runtime-image: wheel
 ecr-login:
 	aws ecr get-login-password | docker login --username AWS --password-stdin $(firstword $(subst /, ,$(RUNTIME_IMAGE_REPOSITORY)))
 
-ci-test: test
+ci-test: test test-extended
 
 # The repository's tags are immutable: a rebuilt commit keeps the image it already pushed.
 ci-build: install sam-build runtime-image ecr-login

@@ -1,10 +1,12 @@
 """Phase 1 side by side: helixflow preprocess vs fastp (-w 1, -w 2) and cutadapt (-j 1) on one generated file.
 
-    .venv/bin/python benchmarks/phase1_vs_fastp.py [--reads 2000000] [--workdir DIR] [--keep]
+    .venv/bin/python benchmarks/phase1_vs_fastp.py [--reads 2000000] [--input FASTQ.gz] [--workdir DIR] [--keep]
 
 Input: single-end 150 bp reads from ``helixflow.phase1.simulate`` (quality decay along the read, a tenth of
 the reads with a low-quality tail, substitution errors drawn from the qualities, TruSeq adapter read-through on
-short fragments, poly-G after the adapter, 5% PCR duplicates), gzip-compressed.
+short fragments, poly-G after the adapter, 5% PCR duplicates), gzip-compressed; or ``--input``, an existing
+single-end FASTQ.gz (e.g. ART reads: simulated qualities compress worse than real ones, which changes the
+embeddings Parquet's ratio to the input gzip).
 
 Same operations for every tool: given adapter, 3' quality trimming at Q20, minimum length 15, gzip output.
 - fastp: ``-a ADAPTER --cut_tail --cut_tail_window_size 4 --cut_tail_mean_quality 20 -l 15`` (its default
@@ -12,7 +14,11 @@ Same operations for every tool: given adapter, 3' quality trimming at Q20, minim
 - cutadapt: ``-a ADAPTER -q 20 -m 15 -j 1`` (no QC report, cutadapt computes none; gzip output through isal/pigz
   as cutadapt chooses);
 - helixflow: ``--adapter ADAPTER --quality 20 --min-length 15`` with isal level 1 output, first without the
-  embeddings (the like-for-like run), then with them.
+  embeddings (the like-for-like run), then with them (as the pipeline runs Phase 1).
+
+Also printed: the embeddings Parquet of the run with embeddings, in bytes per read for each column and as a
+ratio to the input gzip (DESIGN.md's target: <= 0.5x), and the run with embeddings at --threads 1 against
+fastp -w 1 (target: >= 1.5x).
 
 Reported (GNU time): MB/s of uncompressed input over wall time, CPU seconds (user + sys of the process tree), MB per CPU
 second ("per core": fastp -w N and our compression thread use more than one core), and peak resident memory
@@ -22,6 +28,7 @@ of each run. Ratios are helixflow (no embeddings, --threads 1) over each peer.
 from __future__ import annotations
 
 import argparse
+import glob
 import os
 import shutil
 import subprocess
@@ -30,7 +37,7 @@ import tempfile
 import time
 
 from helixflow.phase1 import simulate
-from helixflow.phase1.engine import KNOWN_ADAPTERS
+from helixflow.phase1.params import KNOWN_ADAPTERS
 
 ADAPTER = KNOWN_ADAPTERS["Illumina TruSeq Read 1"]
 BLOCK_READS = 250_000
@@ -54,6 +61,35 @@ def generate(path: str, reads: int, length: int, seed: int) -> int:
     return size
 
 
+def _decompressed_size(path: str) -> int:
+    from isal import igzip_threaded
+
+    size = 0
+    with igzip_threaded.open(path, "rb", threads=1) as handle:
+        while block := handle.read(1 << 24):
+            size += len(block)
+    return size
+
+
+def parquet_sizes(path: str, input_gzip_bytes: int) -> str:
+    """The embeddings Parquet in bytes per read, per column (compressed, from the footer) and in all, and its
+    ratio to the input gzip."""
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(path).metadata
+    rows = max(meta.num_rows, 1)
+    columns: dict[str, int] = {}
+    for g in range(meta.num_row_groups):
+        group = meta.row_group(g)
+        for c in range(group.num_columns):
+            column = group.column(c)
+            columns[column.path_in_schema] = columns.get(column.path_in_schema, 0) + column.total_compressed_size
+    size = os.path.getsize(path)
+    parts = ", ".join(f"{name} {value / rows:.1f}" for name, value in columns.items())
+    return (f"embeddings Parquet: {size / 1e6:,.1f} MB, {size / rows:.1f} B/read ({parts}); "
+            f"{size / input_gzip_bytes:.2f}x the input gzip")
+
+
 def run(cmd: list[str], work: str) -> dict:
     """Wall time, CPU time (user + sys, waited-for children included) and peak RSS of one command, measured by
     GNU time: the rusage of a child forked from this large Python process would report the parent's pages."""
@@ -73,6 +109,7 @@ def main() -> None:
     ap.add_argument("--reads", type=int, default=2_000_000)
     ap.add_argument("--length", type=int, default=150)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--input", default=None, help="an existing single-end FASTQ.gz instead of generated reads")
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--keep", action="store_true", help="keep the input and outputs")
     ap.add_argument("--skip", nargs="*", default=[], help="tools to skip, e.g. cutadapt")
@@ -82,10 +119,15 @@ def main() -> None:
     os.makedirs(work, exist_ok=True)
     src = os.path.join(work, "input.fastq.gz")
     t0 = time.perf_counter()
-    raw_bytes = generate(src, args.reads, args.length, args.seed)
+    if args.input:
+        src = os.path.abspath(args.input)
+        raw_bytes = _decompressed_size(src)
+        print(f"input: {src}, {raw_bytes / 1e6:,.0f} MB uncompressed, {os.path.getsize(src) / 1e6:,.0f} MB gzip")
+    else:
+        raw_bytes = generate(src, args.reads, args.length, args.seed)
+        print(f"input: {args.reads:,} reads x {args.length} bp, {raw_bytes / 1e6:,.0f} MB uncompressed, "
+              f"{os.path.getsize(src) / 1e6:,.0f} MB gzip (generated in {time.perf_counter() - t0:.0f} s)")
     mb = raw_bytes / 1e6
-    print(f"input: {args.reads:,} reads x {args.length} bp, {mb:,.0f} MB uncompressed, "
-          f"{os.path.getsize(src) / 1e6:,.0f} MB gzip (generated in {time.perf_counter() - t0:.0f} s)")
 
     bindir = os.path.dirname(sys.executable)
     helixflow = os.path.join(bindir, "helixflow")
@@ -98,6 +140,9 @@ def main() -> None:
         "helixflow (no embeddings, --threads 2)": [helixflow, "preprocess", src, "--out", out("hf2"), "--quiet",
                                                    "--adapter", ADAPTER, "--quality", "20", "--min-length", "15",
                                                    "--no-embeddings", "--threads", "2"],
+        "helixflow (with embeddings, --threads 1)": [helixflow, "preprocess", src, "--out", out("hf4"), "--quiet",
+                                                     "--adapter", ADAPTER, "--quality", "20", "--min-length", "15",
+                                                     "--threads", "1"],
         "helixflow (with embeddings, --threads 2)": [helixflow, "preprocess", src, "--out", out("hf3"), "--quiet",
                                                      "--adapter", ADAPTER, "--quality", "20", "--min-length", "15",
                                                      "--threads", "2"],
@@ -132,6 +177,11 @@ def main() -> None:
         ratio_core = (mb / ours["cpu"]) / (mb / r["cpu"]) if ours else float("nan")
         print(f"{name:42s} {mb / r['wall']:8.1f} {mb / r['cpu']:9.1f} {r['rss_mb']:8.0f} {ratio_wall:15.2f} "
               f"{ratio_core:19.2f}")
+    with_embeddings, fastp = results.get("helixflow (with embeddings, --threads 1)"), results.get("fastp -w 1")
+    if with_embeddings and fastp:
+        print(f"\nwith embeddings, --threads 1, over fastp -w 1 (wall): {fastp['wall'] / with_embeddings['wall']:.2f}x")
+    for parquet in glob.glob(os.path.join(out("hf4"), "embeddings", "*.parquet")):
+        print(parquet_sizes(parquet, os.path.getsize(src)))
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     else:

@@ -91,6 +91,7 @@ def write_phase2_inputs(directory: Path, fragments: int) -> Path:
 
     from helixflow import embedding
     from helixflow.phase2 import simulate
+    from helixflow.seq.packing import pack
 
     lambda_genome = ROOT / "tests" / "unit" / "phase2" / "genomes" / "lambda_virus.fa.gz"
     with gzip.open(lambda_genome, "rb") as handle:
@@ -104,8 +105,7 @@ def write_phase2_inputs(directory: Path, fragments: int) -> Path:
         "mate": pa.array([1, 2] * (len(reads) // 2), pa.int8()),
         "sequence": [s.decode() for s in sequences],
         "quality": [r.quality.decode() for r in reads],
-        "embedding": pa.FixedSizeListArray.from_arrays(
-            pa.array(embedding.embed(sequences).astype(np.float16).ravel()), embedding.DIMS),
+        "embedding": embedding.codes_column(embedding.embed_codes_packed(*pack(sequences))[0]),
     }, schema=embedding.parquet_schema())
     pq.write_table(table, directory / "S1.parquet", row_group_size=37)
     return directory

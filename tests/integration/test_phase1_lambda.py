@@ -30,7 +30,8 @@ def stack(tmp_path_factory):
         yield running
 
 
-@pytest.mark.parametrize(("paired", "fmt"), [(True, "gzip"), (False, "bgzf"), (False, "none")])
+@pytest.mark.parametrize(("paired", "fmt"), [(True, "gzip"), (False, "bgzf"),
+                                             pytest.param(False, "none", marks=pytest.mark.extended)])
 def test_lambda_path_equals_preprocess_on_the_same_input(stack, tmp_path, paired, fmt):
     sample = f"sim{'pe' if paired else 'se'}{fmt}"
     paths = write_sample(tmp_path / "in", 9000, paired=paired, fmt=fmt, fragment_mean=180.0)
@@ -81,7 +82,7 @@ def _entered(stack, outcome):
             for e in page["events"] if "stateEnteredEventDetails" in e]
 
 
-@pytest.mark.parametrize(("paired", "fmt"), [(True, "gzip"), (False, "bgzf")])
+@pytest.mark.parametrize(("paired", "fmt"), [(True, "gzip"), pytest.param(False, "bgzf", marks=pytest.mark.extended)])
 def test_distributed_validation_gives_the_single_paths_outputs_and_report(stack, tmp_path, paired, fmt):
     sample = f"dist{'pe' if paired else 'se'}{fmt}"
     paths = write_sample(tmp_path / "in", 9000, paired=paired, fmt=fmt, fragment_mean=180.0)

@@ -255,3 +255,36 @@ def test_the_job_functions_claim_the_identity_the_pcs_nodes_create_and_run_the_i
         "Fn::Sub"][0]
     assert "useradd -m -u ${SlurmUid} -g ${SlurmGid} ${SlurmUserName}" in script
     assert "python3.11 -m venv /opt/helixflow" in script
+
+
+# The deploy section's order of stacks; README's "Parameters of every stack" lists each one's parameters in this order.
+DEPLOY_ORDER = ["infra/network.yaml", "template.yaml", "infra/fsx.yaml", "infra/pcs.yaml", "infra/ray.yaml",
+                "infra/catalog.yaml", "pipeline.yaml", "infra/datasync.yaml"]
+
+
+def parameter_table(path: str) -> str:
+    """README's table of one template's parameters: name, default and description, as the template states them."""
+
+    def cell(value: object) -> str:
+        return " ".join(str(value).split()).replace("|", "\\|")
+
+    rows = [f"#### `{path}`", "", "| parameter | default | what it sets |", "|---|---|---|"]
+    for name, spec in load(path).get("Parameters", {}).items():
+        if "Default" not in spec:
+            default = "(required)"
+        else:
+            default = f"`{cell(spec['Default'])}`" if spec["Default"] != "" else "(empty)"
+        rows.append(f"| `{name}` | {default} | {cell(spec['Description'])} |")
+    return "\n".join(rows) + "\n"
+
+
+def test_deploy_order_names_every_template():
+    assert sorted(DEPLOY_ORDER) == sorted(TEMPLATES)
+
+
+@pytest.mark.parametrize("path", DEPLOY_ORDER)
+def test_readme_lists_every_parameter_of_every_stack_with_its_default(path):
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("\n## Deploy to AWS\n", 1)[1].split("\n## ", 1)[0]
+    assert all("Description" in spec for spec in load(path).get("Parameters", {}).values()), path
+    assert parameter_table(path) in section, f"README's deploy section should hold:\n{parameter_table(path)}"

@@ -169,19 +169,21 @@ class LocalRay:
         if self._process is None:
             return
         # The tree is collected before anything ends (job drivers start their own sessions, and orphans are
-        # re-parented away from it). `ray start` drains its node and ends what it started on SIGTERM (~4 s);
+        # re-parented away from it). `ray start` drains its node and ends what it started on SIGTERM (~4 s idle);
         # signalling every process at once instead leaves it waiting on a half-dead node for its full 30 s drain.
-        # What is still there after that gets SIGTERM, then SIGKILL.
+        # After jobs ran, its drain can take 15 s and more; nothing of a local head outlives the stack (its state
+        # is the stack's), so after 6 s, and 2 s for what outlived it, the rest gets SIGKILL.
         pids = [self._process.pid, *_descendants(self._process.pid)]
         _signal(self._process.pid, signal.SIGTERM)
-        for wave in (signal.SIGTERM, signal.SIGKILL):
-            deadline = time.monotonic() + 15
-            while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
-                self._process.poll()  # reaps `ray start`, our own child, so it stops counting as alive
-                time.sleep(0.2)
-            for pid in pids:
-                if _alive(pid):
-                    _signal(pid, wave)
+        deadline = time.monotonic() + 6
+        while time.monotonic() < deadline and self._process.poll() is None:
+            time.sleep(0.2)
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+            time.sleep(0.2)
+        for pid in pids:
+            if _alive(pid):
+                _signal(pid, signal.SIGKILL)
         self._process.wait(timeout=10)
         self._process = None
         if self._short_temp_dir:

@@ -434,6 +434,18 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.2f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
 
 
+def _save(fig: Any, directory: Path, name: str) -> list[Path]:
+    """``fig`` as <name>.png and <name>.svg; the figure is closed."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    paths = [directory / f"{name}.{suffix}" for suffix in ("png", "svg")]
+    for path in paths:
+        fig.savefig(path)
+    plt.close(fig)
+    return paths
+
+
 def write_plots(outcomes: list[Outcome], directory: Path, title: str) -> list[Path]:
     """comparison.png/.svg (the four figures per strategy) and nodes.png/.svg (cluster nodes over time)."""
     import matplotlib
@@ -447,7 +459,6 @@ def write_plots(outcomes: list[Outcome], directory: Path, title: str) -> list[Pa
                ("mean latency (min)", [o.mean_latency_s / 60 for o in outcomes]),
                ("cost (USD)", [o.total_usd for o in outcomes]),
                ("idle node-minutes", [o.idle_node_minutes for o in outcomes])]
-    written = []
     fig, axes = plt.subplots(1, 4, figsize=(16, 4))
     for ax, (label, values) in zip(axes, figures):
         bars = ax.bar(names, values, color=["#4c72b0", "#8172b2", "#55a868", "#c44e52"][: len(names)])
@@ -457,11 +468,7 @@ def write_plots(outcomes: list[Outcome], directory: Path, title: str) -> list[Pa
         ax.set_title(label)
         ax.tick_params(axis="x", labelrotation=30)
     fig.suptitle(f"{title} (hatched: some samples infeasible, not run)")
-    fig.tight_layout()
-    for suffix in ("png", "svg"):
-        fig.savefig(directory / f"comparison.{suffix}")
-        written.append(directory / f"comparison.{suffix}")
-    plt.close(fig)
+    written = _save(fig, directory, "comparison")
     fig, ax = plt.subplots(figsize=(10, 4))
     for outcome in outcomes:
         if outcome.timeline:
@@ -471,12 +478,7 @@ def write_plots(outcomes: list[Outcome], directory: Path, title: str) -> list[Pa
     ax.set_ylabel("nodes up")
     ax.legend()
     ax.set_title(f"{title}: cluster nodes")
-    fig.tight_layout()
-    for suffix in ("png", "svg"):
-        fig.savefig(directory / f"nodes.{suffix}")
-        written.append(directory / f"nodes.{suffix}")
-    plt.close(fig)
-    return written
+    return written + _save(fig, directory, "nodes")
 
 
 def largest_lambda_sample_gb(profile: dict[str, Any], *, distributed: bool) -> tuple[float, str]:

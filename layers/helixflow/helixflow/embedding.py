@@ -7,11 +7,16 @@ Construction (stable: changing any constant changes every stored vector, so bump
   complement, so a read and its reverse complement get the same vector;
 - the canonical code is mixed with splitmix64; the low bits pick one of ``DIMS`` dimensions and bit 32 picks a
   sign (+1/-1) - signed feature hashing, so collisions cancel in expectation instead of inflating similarity;
-- the counts are L2-normalised (a read without a valid k-mer gets the zero vector), so the dot product of two
-  vectors is their cosine similarity; it rises with the number of k-mers the two reads share;
-- stored as float16 (``STORAGE_DTYPE``), computed in float32.
+- the signed counts, clipped to the int8 range (``CODE_LIMIT``), are the stored form: the *codes*, one int8 per
+  dimension (``STORAGE_DTYPE``), kept as ``fixed_size_binary(DIMS)`` in the Parquet. A count beyond +-127 needs
+  127 copies of k-mers hashed to one slot: a low-complexity read (poly-G), whose direction clipping barely moves;
+- the vector is the codes L2-normalised (``unit_vectors``; a read without a valid k-mer gets the zero vector), so
+  the dot product of two vectors is their cosine similarity; it rises with the number of k-mers the two reads
+  share. Storing the codes instead of the normalised vector loses nothing (the per-read scale 1/||codes|| is
+  computed from them, never stored) and compresses better: a 150 bp read's codes are mostly 0 and +-1.
 
-Phase 1 writes these vectors; Phase 2 embeds reference windows with the same function and searches them.
+Phase 1 writes the codes (``embed_codes_packed``); Phase 2 embeds reference windows and FASTQ reads with the same
+functions (``embed_packed`` = codes, then ``unit_vectors``) and searches them.
 """
 
 from __future__ import annotations
@@ -25,10 +30,11 @@ from helixflow.seq.alphabet import BASE_CODE
 from helixflow.seq.hashing import splitmix64
 from helixflow.seq.packing import pack
 
-EMBEDDING_VERSION = 1
+EMBEDDING_VERSION = 2  # 1: float16 unit vectors as list<float16>[256]; 2: int8 codes as fixed_size_binary(256)
 K = 11
 DIMS = 256
-STORAGE_DTYPE = np.float16
+STORAGE_DTYPE = np.int8
+CODE_LIMIT = 127
 
 
 @njit(cache=True, inline="always")
@@ -40,14 +46,20 @@ def roll_kmer(fwd: np.uint64, rev: np.uint64, code: int, kmask: np.uint64, shift
             (rev >> np.uint64(2)) | (np.uint64(3 - code) << shift))
 
 
-@njit(cache=True)
-def _embed_one(seq: np.ndarray, out: np.ndarray, code: np.ndarray, k: int) -> None:
-    dims = out.shape[0]
+@njit(cache=True, nogil=True)
+def _count_one(seq: np.ndarray, counts: np.ndarray, code: np.ndarray, k: int) -> int:
+    """Signed k-mer counts of ``seq`` added into ``counts`` (zeroed by the caller); returns the number of valid
+    k-mers (those free of N/IUPAC letters)."""
+    dims = counts.shape[0]
+    # h % dims without a 64-bit division per k-mer when dims is a power of two (DIMS is): the same slot.
+    mask = np.uint64(dims - 1)
+    power_of_two = (dims & (dims - 1)) == 0
     kmask = np.uint64((1 << (2 * k)) - 1)
     shift = np.uint64(2 * (k - 1))
     fwd = np.uint64(0)
     rev = np.uint64(0)
     valid = 0
+    kmers = 0
     for i in range(seq.shape[0]):
         c = code[seq[i]]
         if c > 3:
@@ -58,39 +70,92 @@ def _embed_one(seq: np.ndarray, out: np.ndarray, code: np.ndarray, k: int) -> No
         fwd, rev = roll_kmer(fwd, rev, c, kmask, shift)
         valid += 1
         if valid >= k:
+            kmers += 1
             canon = fwd if fwd < rev else rev
             h = splitmix64(canon)
-            slot = np.int64(h % np.uint64(dims))
+            slot = np.int64(h & mask) if power_of_two else np.int64(h % np.uint64(dims))
             if (h >> np.uint64(32)) & np.uint64(1):
-                out[slot] -= 1.0
+                counts[slot] -= 1
             else:
-                out[slot] += 1.0
-    norm = 0.0
-    for j in range(dims):
-        norm += out[j] * out[j]
-    if norm > 0.0:
-        inv = 1.0 / np.sqrt(norm)
-        for j in range(dims):
-            out[j] *= inv
+                counts[slot] += 1
+    return kmers
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _codes_one(seq: np.ndarray, out: np.ndarray, counts: np.ndarray, code: np.ndarray, k: int) -> int:
+    counts[:] = 0
+    kmers = _count_one(seq, counts, code, k)
+    for j in range(out.shape[0]):
+        out[j] = min(max(counts[j], -CODE_LIMIT), CODE_LIMIT)
+    return kmers
+
+
+@njit(cache=True, nogil=True)
+def embed_codes_kernel(buffer: np.ndarray, offsets: np.ndarray, code: np.ndarray, k: int,
+                       dims: int) -> tuple[np.ndarray, np.ndarray]:
+    """(codes int8 (n, dims), valid k-mers per sequence int64 (n,)), serially: Phase 1's kernels are serial,
+    since Phase 1 scales by chunks (a Lambda or a Ray task each)."""
+    n = offsets.shape[0] - 1
+    out = np.zeros((n, dims), dtype=np.int8)
+    kmers = np.zeros(n, dtype=np.int64)
+    counts = np.zeros(dims, dtype=np.int32)
+    for r in range(n):
+        kmers[r] = _codes_one(buffer[offsets[r]:offsets[r + 1]], out[r], counts, code, k)
+    return out, kmers
 
 
 @njit(cache=True, parallel=True)
-def embed_packed_kernel(buffer: np.ndarray, offsets: np.ndarray, code: np.ndarray, k: int,
-                        dims: int) -> np.ndarray:
+def embed_codes_parallel_kernel(buffer: np.ndarray, offsets: np.ndarray, code: np.ndarray, k: int,
+                                dims: int) -> tuple[np.ndarray, np.ndarray]:
+    """The same on every core: Phase 2 embeds a whole reference's windows (or all reads of a FASTQ) at once."""
     n = offsets.shape[0] - 1
+    out = np.zeros((n, dims), dtype=np.int8)
+    kmers = np.zeros(n, dtype=np.int64)
+    for r in prange(n):
+        counts = np.zeros(dims, dtype=np.int32)
+        kmers[r] = _codes_one(buffer[offsets[r]:offsets[r + 1]], out[r], counts, code, k)
+    return out, kmers
+
+
+@njit(cache=True, parallel=True)
+def unit_vectors_kernel(codes: np.ndarray) -> np.ndarray:
+    n, dims = codes.shape
     out = np.zeros((n, dims), dtype=np.float32)
     for r in prange(n):
-        _embed_one(buffer[offsets[r]:offsets[r + 1]], out[r], code, k)
+        norm = 0.0
+        for j in range(dims):
+            norm += float(codes[r, j]) * float(codes[r, j])
+        if norm > 0.0:
+            inv = 1.0 / np.sqrt(norm)
+            for j in range(dims):
+                out[r, j] = codes[r, j] * inv
     return out
 
 
-def embed_packed(buffer: np.ndarray, offsets: np.ndarray, k: int = K, dims: int = DIMS) -> np.ndarray:
-    """Embed sequences stored back to back in ``buffer`` (uint8), sequence i at
-    ``buffer[offsets[i]:offsets[i+1]]``. Returns float32 (n, dims), rows L2-normalised."""
+def _check_k(k: int) -> None:
     if not 1 <= k <= 31:
         raise ValueError(f"k must be in 1..31, got {k}")
-    return embed_packed_kernel(np.ascontiguousarray(buffer, dtype=np.uint8),
-                               np.ascontiguousarray(offsets, dtype=np.int64), BASE_CODE, k, dims)
+
+
+def embed_codes_packed(buffer: np.ndarray, offsets: np.ndarray, k: int = K, dims: int = DIMS, *,
+                       parallel: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The stored form of sequences packed in ``buffer`` (uint8), sequence i at ``buffer[offsets[i]:offsets[i+1]]``:
+    (codes int8 (n, dims), valid k-mers per sequence int64 (n,)); on every core with ``parallel``."""
+    _check_k(k)
+    kernel = embed_codes_parallel_kernel if parallel else embed_codes_kernel
+    return kernel(np.ascontiguousarray(buffer, dtype=np.uint8), np.ascontiguousarray(offsets, dtype=np.int64),
+                  BASE_CODE, k, dims)
+
+
+def unit_vectors(codes: np.ndarray) -> np.ndarray:
+    """The embedding vectors of stored codes: float32 (n, dims), rows L2-normalised (zero rows stay zero)."""
+    return unit_vectors_kernel(np.ascontiguousarray(codes, dtype=np.int8))
+
+
+def embed_packed(buffer: np.ndarray, offsets: np.ndarray, k: int = K, dims: int = DIMS) -> np.ndarray:
+    """Embed packed sequences (see ``embed_codes_packed``; on every core). Returns float32 (n, dims), rows
+    L2-normalised."""
+    return unit_vectors(embed_codes_packed(buffer, offsets, k, dims, parallel=True)[0])
 
 
 def embed(sequences: Sequence[bytes], k: int = K, dims: int = DIMS) -> np.ndarray:
@@ -99,12 +164,35 @@ def embed(sequences: Sequence[bytes], k: int = K, dims: int = DIMS) -> np.ndarra
     return embed_packed(buffer, offsets, k, dims)
 
 
+def codes_from_column(column) -> np.ndarray:
+    """The codes of an Arrow ``embedding`` column (``fixed_size_binary(DIMS)``, chunked or not) as int8
+    (n, DIMS), from its data buffer without per-row objects."""
+    import pyarrow as pa
+
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    width = array.type.byte_width
+    if len(array) == 0:
+        return np.zeros((0, width), dtype=np.int8)
+    data = np.frombuffer(array.buffers()[1], dtype=np.int8)
+    return data[array.offset * width:(array.offset + len(array)) * width].reshape(len(array), width)
+
+
+def codes_column(codes: np.ndarray):
+    """Arrow ``fixed_size_binary(DIMS)`` array of int8 codes (n, DIMS), zero-copy."""
+    import pyarrow as pa
+
+    codes = np.ascontiguousarray(codes, dtype=np.int8)
+    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(codes.shape[1]), codes.shape[0],
+                                                [None, pa.py_buffer(codes)])
+
+
 def parquet_schema():
     """Schema of results/<sample>/<run_id>/embeddings/<sample>.parquet: one row per read that passed filtering.
 
     ``mate`` is 1 or 2 for paired input and 0 for single-end; ``sequence``/``quality`` are the trimmed read, so
-    Phase 2 can align and write SAM without reopening the FASTQ. The construction parameters ride along as
-    schema metadata so a reader can refuse vectors built differently."""
+    Phase 2 can align and write SAM without reopening the FASTQ; ``embedding`` holds the ``DIMS`` int8 codes as
+    raw bytes (no per-value nesting, so no repetition/definition levels to write or read). The construction
+    parameters ride along as schema metadata so a reader can refuse vectors built differently."""
     import pyarrow as pa
 
     return pa.schema(
@@ -113,7 +201,7 @@ def parquet_schema():
             pa.field("mate", pa.int8(), nullable=False),
             pa.field("sequence", pa.string(), nullable=False),
             pa.field("quality", pa.string(), nullable=False),
-            pa.field("embedding", pa.list_(pa.float16(), DIMS), nullable=False),
+            pa.field("embedding", pa.binary(DIMS), nullable=False),
         ],
         metadata={
             b"helixflow.embedding.version": str(EMBEDDING_VERSION).encode(),
@@ -121,5 +209,6 @@ def parquet_schema():
             b"helixflow.embedding.dims": str(DIMS).encode(),
             b"helixflow.embedding.canonical": b"true",
             b"helixflow.embedding.hash": b"splitmix64-signed",
+            b"helixflow.embedding.storage": b"int8-signed-counts",
         },
     )

@@ -46,8 +46,27 @@ def test_parquet_rows_are_the_kept_reads_with_their_embeddings(tmp_path, pair_bg
     assert [s.decode() for s in r1[1::4][:50]] == table.column("sequence").to_pylist()[0:100:2]
     assert table.column("read_id").to_pylist()[0] == r1[0][1:].split()[0].decode()
     seqs = [s.encode() for s in table.column("sequence").to_pylist()[:200]]
-    stored = np.asarray(table.column("embedding").to_pylist()[:200], dtype=np.float32)
-    np.testing.assert_allclose(stored, embedding.embed(seqs), atol=2e-3)
+    codes = embedding.codes_from_column(table.column("embedding"))
+    # Stored losslessly: the codes normalised are exactly the vectors Phase 2 computes from the sequence.
+    np.testing.assert_array_equal(embedding.unit_vectors(codes[:200]), embedding.embed(seqs))
+
+
+def test_codes_are_the_signed_kmer_counts_clipped_to_int8():
+    from helixflow.seq.packing import pack
+
+    rng = np.random.default_rng(4)
+    read = bytes(np.frombuffer(b"ACGT", np.uint8)[rng.integers(0, 4, 150)])
+    codes, kmers = embedding.embed_codes_packed(*pack([read, b"A" * 300, b"ACGTNACGT", read + b"N" + read]))
+    assert kmers.tolist() == [140, 290, 0, 280]
+    # Every k-mer adds +-1 to one dimension: the codes' absolute sum is at most the k-mer count, with the same
+    # parity, and a read and its doubled copy have proportional codes.
+    assert abs(codes[0].astype(int)).sum() <= 140 and abs(codes[0].astype(int)).sum() % 2 == 0
+    np.testing.assert_array_equal(codes[3].astype(int), 2 * codes[0].astype(int))
+    # 290 copies of one canonical 11-mer: one dimension, clipped at the int8 limit, still a unit vector.
+    assert np.count_nonzero(codes[1]) == 1 and abs(int(codes[1][codes[1] != 0][0])) == embedding.CODE_LIMIT
+    assert not codes[2].any()  # no k-mer free of N: the zero vector
+    vectors = embedding.unit_vectors(codes)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), [1, 1, 0, 1], atol=1e-6)
 
 
 def test_cosine_rises_with_shared_kmers():

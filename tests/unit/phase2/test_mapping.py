@@ -27,6 +27,7 @@ from helixflow_local.commands.phase2 import align_command
 from helixflow.errors import InvalidReads, InvalidReference
 from helixflow.phase2.reads import read_reads
 from helixflow.phase2.reference import read_fasta
+from helixflow.seq.packing import pack
 
 
 
@@ -260,14 +261,35 @@ def test_parquet_input_gives_the_same_alignments_as_fastq(tmp_path, repeat_fasta
         "mate": pa.array([1, 2] * (len(subset) // 2), pa.int8()),
         "sequence": [s.decode() for s in sequences],
         "quality": [r.quality.decode() for r in subset],
-        "embedding": pa.FixedSizeListArray.from_arrays(
-            pa.array(embedding.embed(sequences).astype(np.float16).ravel()), embedding.DIMS),
+        "embedding": embedding.codes_column(embedding.embed_codes_packed(*pack(sequences))[0]),
     }, schema=embedding.parquet_schema())
     parquet = tmp_path / "S1.parquet"
     pq.write_table(table, parquet, row_group_size=32)
     run_align(parquet, "--reference", repeat_fasta, "--out", tmp_path / "from_parquet.sam")
     run_align(r1, r2, "--reference", repeat_fasta, "--out", tmp_path / "from_fastq.sam")
     assert sam_records(tmp_path / "from_parquet.sam") == sam_records(tmp_path / "from_fastq.sam")
+
+
+def test_parquet_of_another_embedding_version_is_refused_with_a_named_error(tmp_path, paired_reads):
+    """Version 1 stored float16 unit vectors as a list: a file written by that build is refused, never misread."""
+    subset = paired_reads[:4]
+    sequences = [r.sequence for r in subset]
+    schema = embedding.parquet_schema()
+    old_schema = pa.schema([f if f.name != "embedding" else pa.field("embedding", pa.list_(pa.float16(), 256),
+                                                                        nullable=False) for f in schema],
+                           metadata={**schema.metadata, b"helixflow.embedding.version": b"1"})
+    table = pa.table({
+        "read_id": [r.name[:-2] for r in subset], "mate": pa.array([1, 2, 1, 2], pa.int8()),
+        "sequence": [s.decode() for s in sequences], "quality": [r.quality.decode() for r in subset],
+        "embedding": pa.FixedSizeListArray.from_arrays(
+            pa.array(embedding.embed(sequences).astype(np.float16).ravel()), 256),
+    }, schema=old_schema)
+    for name, written in (("v1.parquet", table), ("v1-no-metadata.parquet", table.replace_schema_metadata(None))):
+        pq.write_table(written, tmp_path / name)
+        with pytest.raises(InvalidReads) as raised:
+            read_reads([tmp_path / name])
+        assert raised.value.code == "EMBEDDING_MISMATCH"
+        assert str(tmp_path / name) in str(raised.value.position.file)
 
 
 @pytest.mark.parametrize("content, code", [
@@ -309,7 +331,6 @@ def test_cli_reports_missing_reference_and_empty_reads_by_name(tmp_path, repeat_
 def test_ungapped_fast_path_returns_exactly_the_traceback_alignment(repeat_genome):
     from helixflow.phase2 import cigar, sw
     from helixflow.seq.alphabet import BASE_CODE
-    from helixflow.seq.packing import pack
 
     rng = np.random.default_rng(9)
     genome = repeat_genome["chrA"]

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from helixflow.phase1.kernels import output, qc, sampling, trim
+from helixflow.phase1.kernels import output, sampling, trim
 from helixflow.phase1.params import Params, adapter_array
 from helixflow.phase1.reader import RecordBatch
 from helixflow.phase1.stats import EmbeddingStats, HashSample, ReadSample, ReadStats, TrimStats
@@ -134,15 +134,15 @@ def _embedding_table(batch: RecordBatch, front, lengths, selected, mate: int, st
         batch.data, batch.name_start, batch.name_end, batch.seq_start, batch.qual_start, front, lengths, selected)
     n = id_off.shape[0] - 1
     offsets64 = seq_off.astype(np.int64)
-    vectors = embedding.embed_packed(seqs, offsets64).astype(embedding.STORAGE_DTYPE)
-    stats.add(qc.valid_kmer_counts(seqs, offsets64, embedding.K))
+    codes, valid_kmers = embedding.embed_codes_packed(seqs, offsets64)
+    stats.add(valid_kmers)
     schema = embedding.parquet_schema()
     columns = [
         pa.StringArray.from_buffers(n, pa.py_buffer(id_off), pa.py_buffer(ids)),
         pa.array(np.full(n, mate, dtype=np.int8)),
         pa.StringArray.from_buffers(n, pa.py_buffer(seq_off), pa.py_buffer(seqs)),
         pa.StringArray.from_buffers(n, pa.py_buffer(seq_off), pa.py_buffer(quals)),
-        pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), embedding.DIMS),
+        embedding.codes_column(codes),
     ]
     return pa.Table.from_arrays(columns, schema=schema)
 

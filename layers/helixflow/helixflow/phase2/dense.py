@@ -1,8 +1,9 @@
 """Dense searcher: top-k reference windows per read by embedding similarity (a blocked matrix multiply).
 
 Reads and reference windows (``reference.windows``: 300 bp every 150 bp) are embedded with the Phase 1
-construction (``helixflow.embedding``) and rounded to its float16 storage precision, so a read gets the same
-vector whether it came from Phase 1's Parquet or was embedded here from FASTQ. Similarity is the dot product of
+construction (``helixflow.embedding``: int8 codes, L2-normalised) and rounded to the search precision
+``SEARCH_DTYPE`` (float16), so a read gets the same vector whether its codes came from Phase 1's Parquet or it was
+embedded here from FASTQ. Similarity is the dot product of
 L2-normalised vectors (cosine). Per read the ``TOP_K`` = 4 most similar windows are kept (ties go to the lower
 window index); each window becomes two candidates, one per strand, because the canonical embedding cannot tell
 strands apart - Smith–Waterman does. The candidate region is the window widened by ``PAD`` = 8 bp for indels,
@@ -20,7 +21,7 @@ any genome:
   ``top_k_merge_kernel`` (one thread per read, the same insertion as ``top_k_merge``). Windows stay resident in
   device memory; each read block is copied in once and only the top-k comes back.
 Exact arithmetic, so results never depend on blocking, BLAS or device: vectors are rounded to float16 (the
-storage precision) and multiplied in float64. A product of two float16 values has at most 22 significant bits
+search precision) and multiplied in float64. A product of two float16 values has at most 22 significant bits
 and the nonzero embedding values (count / norm) lie in [2^-11, 1] in magnitude for sequences up to ~4 kb, so
 every product is exact in float64 and a sum of 256 of them spans at most 22 + 22 + 8 = 52 bits: the dot
 products are exact whatever the summation order. CPU and GPU, one MPI rank
@@ -39,6 +40,9 @@ from helixflow.phase2.reads import ReadBatch
 from helixflow.phase2.reference import WINDOW_SIZE, WINDOW_STEP, Reference, Windows, windows
 
 TOP_K = 4
+# float16 keeps every product of two vector values exact in float64 (module docstring); it was the storage dtype
+# up to embedding version 1, so the search's numbers did not change when storage moved to int8 codes.
+SEARCH_DTYPE = np.float16
 PAD = 8
 OVERFLOW_SIMILARITY = 0.02
 # Largest read length every window fully contains (see reference.py).
@@ -57,8 +61,8 @@ def top_k(queries: np.ndarray, targets, k: int, device: str = "cpu") -> tuple[np
 
 
 def storage_precision(vectors: np.ndarray) -> np.ndarray:
-    """Vectors rounded to the Phase 1 storage dtype, as float64 (see the module docstring: exact products)."""
-    return np.asarray(vectors, dtype=embedding.STORAGE_DTYPE).astype(np.float64)
+    """Unit vectors rounded to the search precision, as float64 (see the module docstring: exact products)."""
+    return np.asarray(vectors, dtype=SEARCH_DTYPE).astype(np.float64)
 
 
 @dataclass

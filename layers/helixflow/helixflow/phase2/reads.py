@@ -27,7 +27,7 @@ class ReadBatch:
     seq: np.ndarray  # uint8 packed
     seq_offsets: np.ndarray  # int64 (n + 1,)
     qual: np.ndarray  # uint8 packed, same offsets as seq
-    embeddings: np.ndarray | None = None  # float32 (n, DIMS) when read from Parquet
+    embeddings: np.ndarray | None = None  # float32 (n, DIMS) unit vectors of the stored codes (Parquet)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -130,15 +130,21 @@ def _interleave(first: ReadBatch, second: ReadBatch) -> ReadBatch:
     return combined.take(order)
 
 
-def _check_embedding_metadata(path: str, metadata: dict[bytes, bytes] | None) -> None:
-    expected = embedding.parquet_schema().metadata
-    if metadata is None:
-        return
-    for key, value in expected.items():
+def _check_embeddings(path: str, schema) -> None:
+    """Refuse vectors built another way (EMBEDDING_MISMATCH): the construction in the schema metadata, and the
+    stored form of the column (a file of an older version without metadata still holds its vectors as a list)."""
+    expected = embedding.parquet_schema()
+    metadata = schema.metadata or {}
+    for key, value in expected.metadata.items():
         if key in metadata and metadata[key] != value:
             raise InvalidReads(f"embeddings were built with {key.decode()}={metadata[key].decode()}, "
-                               f"this build expects {value.decode()}", code="EMBEDDING_MISMATCH",
-                               position=Position(file=path))
+                               f"this build expects {value.decode()} (run Phase 1 again with this build)",
+                               code="EMBEDDING_MISMATCH", position=Position(file=path))
+    field = schema.field("embedding") if "embedding" in schema.names else None
+    if field is not None and field.type != expected.field("embedding").type:
+        raise InvalidReads(f"the embedding column is {field.type}, this build expects "
+                           f"{expected.field('embedding').type} (run Phase 1 again with this build)",
+                           code="EMBEDDING_MISMATCH", position=Position(file=path))
 
 
 def read_parquet(path: str | os.PathLike, row_groups: Sequence[int] | None = None) -> ReadBatch:
@@ -147,7 +153,7 @@ def read_parquet(path: str | os.PathLike, row_groups: Sequence[int] | None = Non
 
     path = os.fspath(path)
     parquet = pq.ParquetFile(path)
-    _check_embedding_metadata(path, parquet.schema_arrow.metadata)
+    _check_embeddings(path, parquet.schema_arrow)
     columns = ["read_id", "mate", "sequence", "quality", "embedding"]
     table = (parquet.read(columns=columns) if row_groups is None
              else parquet.read_row_groups(list(row_groups), columns=columns))
@@ -155,9 +161,7 @@ def read_parquet(path: str | os.PathLike, row_groups: Sequence[int] | None = Non
     seq, offsets = _string_column(table.column("sequence"))
     seq = _upper(seq)
     qual, _ = _string_column(table.column("quality"))
-    vectors = table.column("embedding").combine_chunks()
-    flat = vectors.flatten().to_numpy(zero_copy_only=False)
-    embeddings = flat.astype(np.float32).reshape(len(ids), embedding.DIMS)
+    embeddings = embedding.unit_vectors(embedding.codes_from_column(table.column("embedding")))
     mates = table.column("mate").to_numpy().astype(np.int8)
     return ReadBatch(ids, mates, seq, offsets, qual, embeddings)
 

@@ -51,7 +51,9 @@ from helixflow.pipeline.state import (Phase1Plan, Phase1Summary, Phase2Plan, Pla
 MB = 1024 * 1024
 CHUNK_MB = 256
 SAFETY = 0.6
-# Merge holds the embeddings Parquet: a 512-byte float16 vector per ~320-byte FASTQ record of 150 bp.
+# Merge holds the embeddings Parquet. A generous bound, kept from the float16 vectors of embedding version 1
+# (512 bytes per ~320-byte FASTQ record of 150 bp): since version 2 (256 int8 codes + the trimmed read, zstd) the
+# file measures about 0.5x the decompressed input (benchmarks/phase1_vs_fastp.py prints it).
 EMBEDDINGS_PER_DECOMPRESSED = 1.6
 DEADLINE_S = 3600.0
 OBJECTIVE = "cheapest placement predicted to finish within the deadline, else the fastest"

@@ -94,14 +94,17 @@ def _histogram(values: np.ndarray, lo: float, hi: float, bins: int) -> list[list
 def _embedding_vectors(parquet: Path) -> Iterable[np.ndarray]:
     import pyarrow.parquet as pq
 
+    from helixflow import embedding
+
     handle = pq.ParquetFile(parquet)
     for group in range(handle.num_row_groups):
-        column = handle.read_row_group(group, columns=["embedding"]).column("embedding").combine_chunks()
-        yield column.values.to_numpy(zero_copy_only=False).reshape(len(column), column.type.list_size)
+        column = handle.read_row_group(group, columns=["embedding"]).column("embedding")
+        yield embedding.unit_vectors(embedding.codes_from_column(column))
 
 
 def embedding_sections(parquet: Path, sample: str, nn_sample: int = NN_SAMPLE) -> list[dict[str, Any]]:
-    """L2 norms of every read's embedding (1 up to float16 rounding, 0 for reads without a k-mer free of N),
+    """L2 norms of every read's embedding as Phase 2 reads it (the stored int8 codes L2-normalised: 1 up to
+    float32 rounding, 0 for reads without a k-mer free of N),
     and the cosine similarity of each read in an evenly spaced sample to its most similar other read in that
     sample (a mate overlapping its pair counts: that is what the clustering sees too)."""
     norms, rows = [], []
@@ -126,7 +129,7 @@ def embedding_sections(parquet: Path, sample: str, nn_sample: int = NN_SAMPLE) -
     sections = [{
         "id": "helixflow_embedding_norms", "section_name": "Embedding norms", **SECTION_PARENT,
         "description": (f"L2 norm of each read's embedding ({total:,} reads). Embeddings are L2-normalised, so "
-                        f"norms sit at 1 up to float16 storage rounding; {zero:,} zero vectors (reads without a "
+                        f"norms sit at 1 up to float32 rounding; {zero:,} zero vectors (reads without a "
                         "k-mer free of N) are left out of the plot."),
         "plot_type": "linegraph",
         "pconfig": {"id": "helixflow_embedding_norms_plot", "title": "helixflow: embedding L2 norm",

@@ -6,7 +6,7 @@ import numpy as np
 from numba import njit
 
 from helixflow.phase1.kernels.quality import phred
-from helixflow.seq.alphabet import BASE_CODE, N_CODE
+from helixflow.seq.alphabet import BASE_CODE
 
 
 @njit(cache=True, nogil=True)
@@ -33,22 +33,3 @@ def qc_accumulate(data, seq_start, qual_start, lengths, selected, base_counts, b
             total += qv
         if n > 0:
             mean_qual_hist[total // n] += 1
-
-
-@njit(cache=True, nogil=True)
-def valid_kmer_counts(seqs, offsets, k):
-    """Number of k-mers without N/IUPAC letters in each packed sequence (what the embedding sees)."""
-    n = offsets.shape[0] - 1
-    out = np.zeros(n, dtype=np.int64)
-    for r in range(n):
-        run = 0
-        c = 0
-        for i in range(offsets[r], offsets[r + 1]):
-            if BASE_CODE[seqs[i]] < N_CODE:
-                run += 1
-                if run >= k:
-                    c += 1
-            else:
-                run = 0
-        out[r] = c
-    return out
