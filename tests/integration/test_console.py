@@ -111,6 +111,13 @@ def test_console_lists_runs_draws_their_graphs_and_follows_a_running_one(tmp_pat
         assert page.locator("#events table.events tbody tr").count() == 25  # first page of the history
         page.locator("a[data-events-page='2']").click()
         page.wait_for_selector("nav.pages[data-page='2']")
+        # Its Distributed Map: DescribeMapRun's item counts, every item succeeded; no cluster job, so no job log.
+        map_run = page.locator("#map-runs table.map-run")
+        assert map_run.get_attribute("data-status") == "SUCCEEDED"
+        total = int(map_run.locator(".items-total").inner_text())
+        assert total >= 1 and int(map_run.locator(".items-succeeded").inner_text()) == total
+        assert map_run.locator(".items-failed").inner_text() == "0"
+        page.wait_for_selector("#job-logs p:has-text('No Ray or Slurm job in this run.')")
         # The run's Lambda log lines, from the stack's CloudWatch Logs, each carrying the run id.
         page.wait_for_selector("#logs pre.logs")
         assert "run published" in page.locator("#logs pre.logs").inner_text()
@@ -124,6 +131,7 @@ def test_console_lists_runs_draws_their_graphs_and_follows_a_running_one(tmp_pat
         page.goto(f"{url}executions/{failed}")
         assert "st-failed" in page.locator("#state-Validate").get_attribute("class")
         assert "st-not-run" in page.locator("#state-Publish").get_attribute("class")
+        assert "No Distributed Map ran" in page.locator("#map-runs").inner_text()  # it failed before Phase 1
         assert page.locator("#states tr[data-state='Validate'] .error-name").inner_text() == "InvalidFastq"
         assert "InvalidFastq (SEQ_QUAL_LENGTH_MISMATCH)" in page.locator("#run-error").inner_text()
         error_link = page.locator("a[href$='/errors/error.json']").get_attribute("href")

@@ -54,8 +54,9 @@ def test_a_ray_placement_follows_the_job_to_success_and_publishes(stack, tmp_pat
     assert "ProcessChunks" not in entered  # routed by the Choice, not the Lambda map
     assert entered.count("PollPhase1Job") == 4 and entered.count("WaitForPhase1Job") == 4
     # Phase 2 is planned after the merge and, with no Slurm in this deployment, routed off to Publish.
-    assert entered[entered.index("IsPhase1JobDone"):][-7:] == ["IsPhase1JobDone", "RouteChunkVerdicts", "MergeChunks",
-                                                               "PlanPhase2", "RoutePhase2", "BuildReport", "Publish"]
+    assert entered[entered.index("IsPhase1JobDone"):][-10:] == [
+        "IsPhase1JobDone", "RouteChunkVerdicts", "MergeChunks", "PlanPhase2", "RoutePhase2", "BuildReport", "Publish",
+        "RouteBatchReport", "RunOutcome", "RunSucceeded"]  # no samplesheet: no batch report
     params = json.loads((outcome.local_dir / "pipeline_info/params.json").read_text())
     job = params["stages"]["phase1_job"]
     assert (job["state"], job["backend"], job["polls"]) == ("SUCCEEDED", "double", 4)

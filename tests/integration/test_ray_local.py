@@ -108,7 +108,7 @@ def test_a_wrong_token_is_a_named_error(ray_head, monkeypatch, tmp_path):
     assert refused.value.code == "RAY_FORBIDDEN"
 
 
-def test_a_failing_job_reports_failed_with_its_message_and_log_tail(adapter, moto_s3):
+def test_a_failing_job_reports_failed_with_its_message_and_log_tail(adapter, moto_s3, ray_head):
     # A manifest outside the run's work prefix: the driver refuses it with a named error before starting Ray.
     arguments = _arguments("failing", "work/other/run/phase1/chunks.json")
     handle = adapter.submit(_spec("failing", arguments, moto_s3))
@@ -116,6 +116,14 @@ def test_a_failing_job_reports_failed_with_its_message_and_log_tail(adapter, mot
     assert (status.state, status.native_state, status.exit_code) == ("FAILED", "FAILED", 1)
     assert "exit code 1" in status.message
     assert any("MANIFEST_OUTSIDE_RUN" in line for line in status.log_tail), status.log_tail
+    # The console's job log: the same Jobs API log through the stack's token, its last lines only.
+    from helixflow_local.console.job_logs import JobLogs
+    from helixflow_local.history import Job
+
+    job = Job(stage="phase1", backend="ray", job_id=handle.job_id, state="FAILED", placement="ray")
+    shown = JobLogs(ray_head.environment()).tail(job, lines=3)
+    assert shown.problem is None and shown.lines == status.log_tail[-3:]
+    assert shown.source.endswith(f"/api/jobs/{handle.job_id}/logs")
 
 
 def test_stop_ends_the_job_as_cancelled(adapter, moto_s3):

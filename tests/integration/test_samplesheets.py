@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from helixflow_local.client import Upload, collect, execution_arn, submit, upload_file, wait_for_run
-from helixflow_local.samplesheets import (SamplesFailed, raise_for, read_sheet, submit_samplesheet, summary_line,
-                                          wait_for_samples)
+from helixflow.pipeline.run_report import multiqc_data
+from helixflow_local.samplesheets import (SamplesFailed, batch_line, collect_batch_report, raise_for, read_sheet,
+                                          submit_samplesheet, summary_line, wait_for_samples)
 from helixflow_local.stack import LocalStack
 from tests.helpers import poll_until
 
@@ -116,6 +117,14 @@ def test_files_first_then_sheet_starts_the_declared_run_once(stack, tmp_path):
         f"lateDeclared/{outcome.run_id}"]
 
 
+def _batch_step(stack, arn: str) -> dict:
+    """What the execution's BatchReport state left: its summary, or the error its Catch kept."""
+    events = stack.client("stepfunctions").get_execution_history(executionArn=arn, maxResults=1000)["events"]
+    exited = [json.loads(e["stateExitedEventDetails"]["output"]) for e in events
+              if e.get("stateExitedEventDetails", {}).get("name") == "BatchReport"]
+    return {k: v for k, v in (exited[-1] if exited else {}).items() if k.startswith("batch_report")}
+
+
 def _result_samples(stack) -> set[str]:
     s3 = stack.client("s3")
     keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=stack.info.bucket,
@@ -151,9 +160,21 @@ def test_a_failed_sample_gets_its_line_and_exit_status_1(stack, tmp_path):
     _write(tmp_path, {"ok.fastq": RECORDS, "phred.fastq": b"".join(b"@r%d\nACGTACGTAC\n+\nhhhhhhhhhh\n" % i
                                                                     for i in range(20)),
                       "mixed.samplesheet.csv": b"sample,fastq_1,fastq_2\nokS,ok.fastq,\nphredS,phred.fastq,\n"})
-    results = wait_for_samples(stack.info, submit_samplesheet(stack.info, read_sheet(tmp_path / "mixed.samplesheet.csv")),
-                               tmp_path / "out", timeout=300)
+    submission = submit_samplesheet(stack.info, read_sheet(tmp_path / "mixed.samplesheet.csv"))
+    results = wait_for_samples(stack.info, submission, tmp_path / "out", timeout=300)
     assert [r.succeeded for r in results] == [True, False]
+    # The last sample to end built the batch's report: across what the batch published, naming the failed sample.
+    report = collect_batch_report(stack.info, submission, tmp_path / "out")
+    assert report is not None, [_batch_step(stack, r.outcome.execution_arn) for r in results]
+    assert report == tmp_path / "out" / f"results/_batches/mixed/{submission.sheet_etag}/multiqc_report.html"
+    assert batch_line(submission, report) == f"BATCH mixed: report {report}"
+    batch = json.loads((report.parent / "batch.json").read_text())
+    assert batch["samples"] == ["okS", "phredS"]
+    assert [(batch["outcomes"][s]["status"], batch["outcomes"][s]["run_id"]) for s in ("okS", "phredS")] == [
+        ("SUCCEEDED", results[0].outcome.run_id), ("FAILED", results[1].outcome.run_id)]
+    data = multiqc_data(report.parent / "multiqc_data.zip")
+    assert {name for table in data["report_general_stats_data"].values() for name in table} == {"okS"}
+    assert "PHRED64_NOT_SUPPORTED" in report.read_text()
     assert "FAILED phredS run " in summary_line(results[1]) and "InvalidFastq (PHRED64_NOT_SUPPORTED)" in \
         summary_line(results[1])
     with pytest.raises(SamplesFailed) as caught:
@@ -175,7 +196,10 @@ def test_helixflow_run_samplesheet_as_a_user_runs_it(tmp_path):
                           "--timeout", "300"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
     assert run.returncode == 1, run.stdout + run.stderr
     lines = run.stdout.splitlines()
-    assert [line.split()[:2] for line in lines] == [["SUCCEEDED", "cliPair"], ["FAILED", "cliBad"]], run.stdout
+    assert [line.split()[:2] for line in lines] == [["SUCCEEDED", "cliPair"], ["FAILED", "cliBad"],
+                                                   ["BATCH", "batch:"]], run.stdout
+    report = Path(lines[2].split("report ", 1)[1])
+    assert report.is_file() and report.parent.parent == tmp_path / "out/results/_batches/batch"
     assert "InvalidFastq (MISSING_PLUS_LINE)" in lines[1] and "error.json" in lines[1]
     assert "Traceback" not in run.stderr
     assert run.stderr.strip().splitlines()[-1].startswith("SamplesFailed (SAMPLES_FAILED): 1 of 2 samples")

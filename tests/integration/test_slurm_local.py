@@ -126,3 +126,21 @@ def test_no_configuration_is_cluster_not_configured(monkeypatch):
     with pytest.raises(ClusterNotConfigured) as caught:
         backend_for("slurm-gpu")
     assert caught.value.code == "SLURM_NOT_CONFIGURED"
+
+
+def test_the_consoles_job_log_is_the_jobs_stderr_tail_limited_to_its_last_lines(slurm, backend):
+    """What the console's execution page shows for a Slurm job: its stderr's last lines, through the adapter."""
+    from helixflow_local.console.job_logs import JobLogs
+    from helixflow_local.history import Job
+
+    handle = backend.submit(spec("--fail", "<b>rank 0</b> could not read READS.parquet", "--exit-code", "2",
+                                 sample="S6"))
+    wait(backend, handle)
+    job = Job(stage="phase2", backend="slurm", job_id=handle.job_id, state="FAILED", placement="slurm-cpu",
+              work_prefix=handle.work_prefix)
+    logs = JobLogs({**os.environ, **slurm.environment()})
+    full, last = logs.tail(job), logs.tail(job, lines=1)
+    assert any("<b>rank 0</b> could not read READS.parquet" in line for line in full.lines), full
+    assert last.lines == full.lines[-1:] and full.problem is None
+    # A console that reaches no Slurm says so instead of failing the page.
+    assert JobLogs({}).tail(job).problem == "this console reaches no slurm cluster"

@@ -77,7 +77,9 @@ def test_every_task_retries_transient_lambda_errors_and_catches_into_the_failure
             assert rule["BackoffRate"] >= 1.0 and rule["MaxAttempts"] >= 1, name
         catch = state["Catch"]
         assert catch[-1]["ErrorEquals"] == ["States.ALL"], name
-        assert catch[-1]["Next"] == ("FailRun" if name == "RecordFailure" else "RecordFailure"), name
+        # BatchReport runs after the run ended (published or failed): its error is kept and the run ends as it was.
+        assert catch[-1]["Next"] == {"RecordFailure": "FailRun", "BatchReport": "RunOutcome"}.get(name, "RecordFailure"), \
+            name
         assert catch[-1]["ResultPath"].startswith("$."), name  # keeps the input for the failure branch
     assert states["FailRun"]["Type"] == "Fail" and states["FailRun"]["ErrorPath"] == "$.failure.Error"
 
@@ -158,16 +160,17 @@ def test_functions_write_only_their_own_prefixes():
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
         if "s3:PutObject" in actions or "s3:DeleteObject" in actions:
             writes.setdefault(logical_id, []).append(json.dumps(statement["Resource"]))
-    prefixes = {logical_id: {p for p in ("results", "errors", "work", "incoming", "references/_cache")
+    prefixes = {logical_id: {p for p in ("results", "results/_batches", "errors", "work", "incoming", "references/_cache")
                              if any(f"/{p}/*" in r for r in rs)}
                 for logical_id, rs in writes.items()}
     # Only Publish writes results/ (it also removes the staged outputs it published); RecordFailure removes a
     # failed run's scratch under work/; MergeChunks stages Phase 1's outputs and BuildReport the report under
-    # work/; the reference checks add their verdict next to the reference, never over it.
+    # work/; the reference checks add their verdict next to the reference, never over it; BatchReport writes only
+    # the samplesheets' batch reports, beside the samples' results.
     assert prefixes == {
         "PublishFunction": {"results", "work"}, "RecordFailureFunction": {"errors", "work"},
         "SplitIntoChunksFunction": {"work"}, "ProcessChunkFunction": {"work"}, "MergeChunksFunction": {"work"},
-        "BuildReportFunction": {"work"},
+        "BuildReportFunction": {"work"}, "BatchReportFunction": {"results/_batches"},
         "ValidateFunction": {"references/_cache"}, "PlanPhase2Function": {"references/_cache"}}
 
 

@@ -125,7 +125,7 @@ def upload_file(s3: Any, bucket: str, path: Path, key: str) -> Upload:
     return Upload(key=key, etag=head["ETag"].strip('"'), version_id=head["VersionId"])
 
 
-def _executions_for(sfn: Any, info: StackInfo, uploaded: list[Upload], known: dict[str, dict]) -> dict[str, dict]:
+def executions_for(sfn: Any, info: StackInfo, uploaded: list[Upload], known: dict[str, dict]) -> dict[str, dict]:
     """Refresh ``known`` and add the executions whose event is one of these object versions (never an earlier
     upload's)."""
     for arn, described in list(known.items()):
@@ -222,7 +222,7 @@ def wait_for_run(info: StackInfo, uploaded: list[Upload], *, timeout: float = 18
     deadline = started + timeout
     known: dict[str, dict] = {arn: sfn.describe_execution(executionArn=arn) for arn in follow}
     while True:
-        _executions_for(sfn, info, uploaded, known)
+        executions_for(sfn, info, uploaded, known)
         decided = [d for d in known.values() if outcome_kind(d)]
         if decided and outcome_kind(decided[0]) == "running_elsewhere":
             # The same work is already running as another execution: follow that one instead.

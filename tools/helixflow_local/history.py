@@ -61,6 +61,8 @@ class Job:
     native_state: str | None = None
     polls: int = 0
     details: dict[str, Any] = field(default_factory=dict)  # the backend's (partition, nodes, run time, exit code)
+    placement: str = ""
+    work_prefix: str = ""  # the job's scratch under work/ (where a PCS job's log tail lands)
 
 
 @dataclass
@@ -165,7 +167,9 @@ def _read_payload(history: RunHistory, state: str, payload: dict[str, Any]) -> N
         history.jobs[stage] = Job(stage=stage, backend=str(payload["backend"]), job_id=str(payload["job_id"]),
                                   state=str(payload.get("state") or ""), native_state=payload.get("native_state"),
                                   polls=int(payload.get("polls") or 0),
-                                  details=payload.get("details") if isinstance(payload.get("details"), dict) else {})
+                                  details=payload.get("details") if isinstance(payload.get("details"), dict) else {},
+                                  placement=str(payload.get("placement") or ""),
+                                  work_prefix=str(payload.get("work_prefix") or ""))
 
 
 def _settle(history: RunHistory) -> None:

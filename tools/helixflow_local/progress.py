@@ -19,12 +19,19 @@ MARKS = {SUCCEEDED: "[green]✓[/green]", FAILED: "[red]✗[/red]", CAUGHT: "[ye
 class MapItems:
     done: int
     total: int
+    # By status (the console shows them; the CLI's line only done/total). Failed counts timed-out and aborted too.
+    succeeded: int = 0
+    failed: int = 0
+    running: int = 0
+    pending: int = 0
 
     @classmethod
     def from_counts(cls, counts: dict[str, int]) -> MapItems:
         """DescribeMapRun's ``itemCounts``: finished is every item no longer pending or running."""
-        done = sum(counts.get(k, 0) for k in ("succeeded", "failed", "timedOut", "aborted"))
-        return cls(done=done, total=counts.get("total", 0))
+        failed = sum(counts.get(k, 0) for k in ("failed", "timedOut", "aborted"))
+        return cls(done=counts.get("succeeded", 0) + failed, total=counts.get("total", 0),
+                   succeeded=counts.get("succeeded", 0), failed=failed, running=counts.get("running", 0),
+                   pending=counts.get("pending", 0))
 
 
 @dataclass

@@ -287,8 +287,12 @@ class LocalStack:
             from helixflow_local.console.reader import Reader
             from helixflow_local.console.server import ConsoleServer
 
-            self._console_server = ConsoleServer(Reader(self.client, self.info.state_machine_arn, self.info.bucket),
-                                                 local_logs=str(self.state_dir / "logs"))
+            from helixflow_local.console.job_logs import JobLogs
+
+            # moto's ListExecutions ignores mapRunArn: the console shows the map run's counts, not its children.
+            reader = Reader(self.client, self.info.state_machine_arn, self.info.bucket, lists_map_children=False,
+                            job_logs=JobLogs(self.environment))
+            self._console_server = ConsoleServer(reader, local_logs=str(self.state_dir / "logs"))
             self.info.console_url = self._console_server.start()
         self._poller = threading.Thread(target=self._poll_events, name="s3-event-poller", daemon=True)
         self._poller.start()

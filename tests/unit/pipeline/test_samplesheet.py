@@ -238,3 +238,37 @@ def test_a_declared_mate_already_in_the_bucket_pairs_even_after_an_earlier_wait_
         check_mate(request=waiting, pairing_table=aws[1]["pairing"])  # forgets the lone P1_R1
     late = pipeline.resolve(pipeline.put("incoming/P1_R2.fastq", READS))
     assert late.status == "ready" and [i.key for i in late.inputs] == ["incoming/P1_R1.fastq", "incoming/P1_R2.fastq"]
+
+
+# ---------------------------------------------------------------- the batch: complete when every declared sample ended
+
+def test_the_batch_is_complete_once_every_declared_sample_has_ended_however():
+    samples = ["P1", "S1", "X9"]
+    assert samplesheet.pending_samples(samples, {}) == samples
+    assert samplesheet.pending_samples(samples, {"S1": {"status": "SUCCEEDED"}}) == ["P1", "X9"]
+    # A failed sample has ended: it does not hold the batch back. An outcome of a sample the sheet did not declare
+    # completes nothing.
+    ended = {"P1": {"status": "FAILED"}, "S1": {"status": "SUCCEEDED"}, "other": {"status": "SUCCEEDED"}}
+    assert samplesheet.pending_samples(samples, ended) == ["X9"]
+    assert samplesheet.pending_samples(samples, {**ended, "X9": {"status": "SUCCEEDED"}}) == []
+
+
+def test_declared_runs_carry_their_batch_and_outcomes_survive_a_repeated_sheet_event(aws):
+    pipeline = Pipeline(*aws)
+    sheet_event = pipeline.put(SHEET, SHEET_BODY)
+    pipeline.resolve(sheet_event)
+    etag = sheet_event["detail"]["object"]["etag"]
+    alone = pipeline.resolve(pipeline.put("incoming/S1_R1.fastq", READS))
+    assert alone.batch.model_dump() == {"sheet_key": SHEET, "sheet_etag": etag, "batch": "batch1"}
+    free = pipeline.resolve(pipeline.put("incoming/free.fastq", READS))
+    assert free.status == "ready" and free.batch is None  # in no sheet: no batch
+    table = aws[1]["pairing"]
+    record = dict(bucket=BUCKET, sheet_key=SHEET, sheet_etag=etag)
+    assert samplesheet.record_outcome(table, **record, sample="S1", outcome={"status": "SUCCEEDED", "run_id": "r1"}) \
+        == (["P1", "S1"], {"S1": {"status": "SUCCEEDED", "run_id": "r1"}})
+    pipeline.resolve(sheet_event)  # delivered again: the declarations are renewed, S1's outcome is kept
+    samples, outcomes = samplesheet.record_outcome(table, **record, sample="P1", outcome={"status": "FAILED"})
+    assert samplesheet.pending_samples(samples, outcomes) == [] and set(outcomes) == {"P1", "S1"}
+    # Another version of the sheet is another batch; an unknown (expired) batch records nothing.
+    assert samplesheet.record_outcome(table, bucket=BUCKET, sheet_key=SHEET, sheet_etag="other", sample="P1",
+                                      outcome={"status": "FAILED"}) is None

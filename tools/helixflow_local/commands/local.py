@@ -25,7 +25,8 @@ from helixflow_local.asl import read_machine
 from helixflow_local.exit_codes import ExitCode, ToolError
 from helixflow_local.progress import Printed, Snapshot, stage_lines, status_line
 from helixflow_local.ray_head import LocalRay
-from helixflow_local.samplesheets import raise_for, read_sheet, submit_samplesheet, summary_line, wait_for_samples
+from helixflow_local.samplesheets import (batch_line, collect_batch_report, raise_for, read_sheet, submit_samplesheet,
+                                         summary_line, wait_for_samples)
 from helixflow_local.slurm import LocalSlurm
 from helixflow_local.stack import STACK_FILE, LocalStack, StackInfo, default_state_dir
 
@@ -378,14 +379,17 @@ def run_samplesheet(path: Path, out_dir: Path, timeout: float, state_dir: Path, 
                     as_json: bool) -> None:
     sheet = read_sheet(path)  # refused before anything starts or is uploaded
     with stack_for_command(state_dir, ray=sheet.needs_ray, slurm=sheet.needs_slurm, quiet=quiet) as info:
-        uploads = submit_samplesheet(info, sheet)
+        submission = submit_samplesheet(info, sheet)
         if quiet:
-            results = wait_for_samples(info, uploads, out_dir, timeout=timeout)
+            results = wait_for_samples(info, submission, out_dir, timeout=timeout)
         else:
-            console.print(f"uploaded s3://{info.bucket}/{sheet.key} and {sum(map(len, uploads.values()))} files")
+            console.print(f"uploaded s3://{info.bucket}/{sheet.key} and "
+                          f"{sum(map(len, submission.uploads.values()))} files")
             with console.status("waiting for the runs") as status:
-                results = wait_for_samples(info, uploads, out_dir, timeout=timeout, on_progress=lambda sample, snapshot:
+                results = wait_for_samples(info, submission, out_dir, timeout=timeout,
+                                           on_progress=lambda sample, snapshot:
                                            status.update(f"{sample}: {status_line(snapshot)}"))
+        batch_report = collect_batch_report(info, submission, out_dir)
     if as_json:
         click.echo(json.dumps([outcome_document(r.outcome) if r.outcome else
                                {"status": "TIMED_OUT" if r.timed_out else "NOT_RUN", "sample": r.sample,
@@ -393,6 +397,7 @@ def run_samplesheet(path: Path, out_dir: Path, timeout: float, state_dir: Path, 
     else:
         for result in results:
             out.print(summary_line(result), markup=False, highlight=False)
+        out.print(batch_line(submission, batch_report), markup=False, highlight=False)
     raise_for(results)
 
 

@@ -118,7 +118,8 @@ def create_app(reader: Reader, *, local_logs: str | None = None) -> Starlette:
             graph = f'<p class="missing">{html.escape(str(missing))}</p>'
         return page("execution.html", name=name, described=described, history=history, now=now(), graph=graph,
                     machine=machine, statuses=statuses,
-                    map_items=reader.map_items(history), manifest=manifest, error_document=error_document,
+                    map_items=reader.map_items(history), map_runs=reader.map_runs(described["executionArn"]),
+                    manifest=manifest, error_document=error_document,
                     events=_events_page(name, described, 1),
                     duration=_seconds(duration_s(described["startDate"], described.get("stopDate"), now())))
 
@@ -156,6 +157,12 @@ def create_app(reader: Reader, *, local_logs: str | None = None) -> Starlette:
         found = reader.log_lines(history, name, reader.definition())
         return page("logs.html", logs=found, local_logs=local_logs)
 
+    def job_logs_fragment(request: Request) -> HTMLResponse:
+        """Each cluster job's log tail (escaped by the template, the last JOB_LOG_LINES lines)."""
+        _, history = loaded(request.path_params["name"])
+        jobs = [(job, reader.job_logs.tail(job) if reader.job_logs else None) for job in history.jobs.values()]
+        return page("job_logs.html", jobs=jobs)
+
     def run_object(request: Request) -> Response:
         """An object the run wrote (manifest, report, error.json), from its own results/ or errors/ prefix only."""
         name, kind, path = request.path_params["name"], request.path_params["kind"], request.path_params["path"]
@@ -175,6 +182,7 @@ def create_app(reader: Reader, *, local_logs: str | None = None) -> Starlette:
         Route("/executions/{name}", execution),
         Route("/executions/{name}/events", events_fragment),
         Route("/executions/{name}/logs", logs_fragment),
+        Route("/executions/{name}/job-logs", job_logs_fragment),
         Route("/executions/{name}/{kind:str}/{path:path}", run_object),
         Route("/api/executions/{name}", lambda request: JSONResponse(status_document(request.path_params["name"]))),
         Route("/api/executions/{name}/states/{state}", state_detail),

@@ -37,14 +37,34 @@ class ExecutionRow:
 
 
 @dataclass
+class MapRun:
+    """One Distributed Map run of the execution (ListMapRuns + DescribeMapRun): its items and child executions."""
+
+    arn: str
+    status: str
+    started: datetime | None
+    stopped: datetime | None
+    max_concurrency: int
+    items: MapItems
+    executions: MapItems  # the child executions' counts (one per item without an ItemBatcher)
+    children: list[dict[str, Any]] | None  # ListExecutions(mapRunArn); None where the endpoint does not offer it
+
+
+@dataclass
 class LogLines:
     lines: list[dict[str, Any]]
     missing: list[str]  # log groups the endpoint does not have
 
 
 class Reader:
-    def __init__(self, clients: Any, state_machine_arn: str, bucket: str) -> None:
-        """``clients(service)`` returns a boto3 client for the endpoint (StackInfo.client, or boto3.client)."""
+    def __init__(self, clients: Any, state_machine_arn: str, bucket: str, *, lists_map_children: bool = True,
+                 job_logs: Any = None) -> None:
+        """``clients(service)`` returns a boto3 client for the endpoint (StackInfo.client, or boto3.client).
+        ``lists_map_children``: the endpoint's ListExecutions takes a mapRunArn (AWS does; moto 5.2 ignores it and
+        fails without a state machine). ``job_logs``: a cluster job's log tail (helixflow_local.console.job_logs),
+        None where the console knows no cluster."""
+        self.lists_map_children = lists_map_children
+        self.job_logs = job_logs
         self.sfn = clients("stepfunctions")
         self.s3 = clients("s3")
         self.logs = clients("logs")
@@ -121,6 +141,30 @@ class Reader:
         if not history.map_run_arn:
             return None
         return MapItems.from_counts(self.sfn.describe_map_run(mapRunArn=history.map_run_arn)["itemCounts"])
+
+    def map_runs(self, execution_arn: str) -> list[MapRun]:
+        runs = []
+        for listed in self.sfn.list_map_runs(executionArn=execution_arn).get("mapRuns", []):
+            described = self.sfn.describe_map_run(mapRunArn=listed["mapRunArn"])
+            runs.append(MapRun(arn=listed["mapRunArn"], status=described["status"],
+                               started=described.get("startDate"), stopped=described.get("stopDate"),
+                               max_concurrency=described.get("maxConcurrency", 0),
+                               items=MapItems.from_counts(described["itemCounts"]),
+                               executions=MapItems.from_counts(described.get("executionCounts") or {}),
+                               children=self._map_children(listed["mapRunArn"])))
+        return runs
+
+    def _map_children(self, map_run_arn: str) -> list[dict[str, Any]] | None:
+        """The map run's child executions (name, status), as AWS lists them. moto 5.2's ListExecutions ignores
+        mapRunArn and wants a state machine: None, and the page says the endpoint does not list them."""
+        if not self.lists_map_children:
+            return None
+        try:
+            listed = self.sfn.list_executions(mapRunArn=map_run_arn, maxResults=100)["executions"]
+        except ClientError:
+            return None
+        return [{"name": e["name"], "status": e["status"], "started": e.get("startDate"),
+                 "stopped": e.get("stopDate")} for e in listed]
 
     # ------------------------------------------------------------------ what the run wrote
     def manifest(self, history: RunHistory) -> dict[str, Any] | None:

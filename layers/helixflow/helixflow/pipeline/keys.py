@@ -137,6 +137,16 @@ def results_prefix(sample: str, run_id: str) -> str:
     return f"{RESULTS_PREFIX}{safe_component(sample)}/{safe_component(run_id)}/"
 
 
+# A samplesheet's batch report (helixflow.pipeline.batch_report): beside the samples' results, under a name no
+# sample id can take (sample ids start alphanumeric).
+BATCHES_PREFIX = f"{RESULTS_PREFIX}_batches/"
+
+
+def batch_prefix(batch: str, batch_id: str) -> str:
+    """results/_batches/<batch>/<batch_id>/: the report of one version of incoming/<batch>.samplesheet.csv."""
+    return f"{BATCHES_PREFIX}{safe_component(batch)}/{safe_component(batch_id)}/"
+
+
 def errors_prefix(sample: str, run_id: str) -> str:
     return f"{ERRORS_PREFIX}{safe_component(sample)}/{safe_component(run_id)}/"
 

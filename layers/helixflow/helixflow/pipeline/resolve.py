@@ -31,7 +31,7 @@ from helixflow.pipeline import runs, samplesheet
 from helixflow.pipeline.keys import (IncomingKey, errors_prefix, is_samplesheet_key, parse_incoming_key,
                                      parse_samplesheet_key, results_prefix)
 from helixflow.pipeline.params import RunParameters, parse_parameters
-from helixflow.pipeline.state import DeclaredSample, SampleInput, SampleRequest, SamplesheetResult
+from helixflow.pipeline.state import BatchRef, DeclaredSample, SampleInput, SampleRequest, SamplesheetResult
 
 PAIRING_TTL_MARGIN_S = 3600
 
@@ -49,7 +49,9 @@ def resolve_sample(*, bucket: str, key: str, etag: str, size: int, run_id: str, 
     arrived = SampleInput(key=incoming.key, etag=etag.strip('"'), size=int(size), mate=incoming.mate)
     declared = samplesheet.declaration_for(pairing_table, bucket, incoming.key)
     if declared is not None:  # the samplesheet says which sample, mate and parameters; the name does not
-        base = {"run_id": run_id, "bucket": bucket, "sample": declared.sample}
+        batch = BatchRef(sheet_key=declared.sheet_key, sheet_etag=declared.sheet_etag,
+                         batch=parse_samplesheet_key(declared.sheet_key))
+        base = {"run_id": run_id, "bucket": bucket, "sample": declared.sample, "batch": batch}
         params, mate, pair_pk, awaiting = declared.params, declared.mate, declared.pair_item, declared.other_file
         ttl_s = samplesheet.DECLARATION_TTL_S
     else:
@@ -129,14 +131,15 @@ def _input_of(key: str, head: dict[str, Any], mate: int) -> SampleInput:
 
 
 def _claim_run(*, run_id: str, bucket: str, sample: str, inputs: list[SampleInput], params: RunParameters,
-               execution_arn: str, s3: Any, runs_table: Any, execution_running: Callable[[str], bool]) -> SampleRequest:
+               execution_arn: str, s3: Any, runs_table: Any, execution_running: Callable[[str], bool],
+               batch: BatchRef | None = None) -> SampleRequest:
     effective = params.model_dump()
     reference_etag = (s3.head_object(Bucket=bucket, Key=params.reference)["ETag"].strip('"')
                       if params.reference else None)
     identity = runs.run_identity(sample=sample, inputs=inputs, params=effective, reference_etag=reference_etag)
     request = SampleRequest(status="ready", run_id=run_id, bucket=bucket, sample=sample, inputs=inputs,
                             params=effective, identity=identity, results_prefix=results_prefix(sample, run_id),
-                            errors_prefix=errors_prefix(sample, run_id))
+                            errors_prefix=errors_prefix(sample, run_id), batch=batch)
     outcome, previous = runs.claim(runs_table, identity=identity, run_id=run_id, execution_arn=execution_arn,
                                    results_prefix=request.results_prefix, force=params.force,
                                    execution_running=execution_running)

@@ -48,7 +48,7 @@ COST_PATH = "pipeline_info/cost.json"
 REPORT_INPUTS = ("qc/", "clusters/", "embeddings/", COST_PATH)
 NN_SAMPLE = 4096  # reads in the nearest-neighbour sample: a 4096 x 4096 similarity matrix is 64 MB of float32
 MULTIQC_SECONDS = 600
-_PARENT = {"parent_id": "helixflow", "parent_name": "helixflow",
+SECTION_PARENT = {"parent_id": "helixflow", "parent_name": "helixflow",
            "parent_description": "What the pipeline itself measured and decided for this run."}
 # The timeline's stacked bar: an invisible offset from the run's start, then the queue wait, then the run.
 _TIMELINE_CATEGORIES = {"offset": {"name": "since run start", "color": "rgba(0,0,0,0)"},
@@ -127,7 +127,7 @@ def embedding_sections(parquet: Path, sample: str, nn_sample: int = NN_SAMPLE) -
     if hi - lo < 1e-4:
         lo, hi = lo - 5e-5, hi + 5e-5
     sections = [{
-        "id": "helixflow_embedding_norms", "section_name": "Embedding norms", **_PARENT,
+        "id": "helixflow_embedding_norms", "section_name": "Embedding norms", **SECTION_PARENT,
         "description": (f"L2 norm of each read's embedding ({total:,} reads). Embeddings are L2-normalised, so "
                         f"norms sit at 1 up to float32 rounding; {zero:,} zero vectors (reads without a "
                         "k-mer free of N) are left out of the plot."),
@@ -141,7 +141,7 @@ def embedding_sections(parquet: Path, sample: str, nn_sample: int = NN_SAMPLE) -
         np.fill_diagonal(similarity, -np.inf)
         nearest = np.clip(similarity.max(axis=1), -1.0, 1.0)
         sections.append({
-            "id": "helixflow_nn_similarity", "section_name": "Nearest-neighbour similarity", **_PARENT,
+            "id": "helixflow_nn_similarity", "section_name": "Nearest-neighbour similarity", **SECTION_PARENT,
             "description": (f"Cosine similarity of each read to its most similar other read, among {len(picked):,} "
                             f"reads spaced evenly through the {total:,} embedded (median "
                             f"{float(np.median(nearest)):.3f}). Reads from the same locus score high; a peak near 0 "
@@ -165,7 +165,7 @@ def cluster_size_section(clusters_tsv: Path, sample: str) -> dict[str, Any]:
     reads = sum(sizes.values())
     singletons = by_size.get(1, 0)
     return {
-        "id": "helixflow_cluster_sizes", "section_name": "Cluster sizes", **_PARENT,
+        "id": "helixflow_cluster_sizes", "section_name": "Cluster sizes", **SECTION_PARENT,
         "description": (f"Phase 2's read-graph clusters: {len(sizes):,} clusters of {reads:,} reads; "
                         f"{singletons:,} singletons; the largest holds {max(sizes.values(), default=0):,} reads."),
         "plot_type": "linegraph",
@@ -180,7 +180,7 @@ def run_section(info: RunInfo) -> dict[str, Any]:
     rows = {item["key"].rsplit("/", 1)[-1]: {"mate": item.get("mate", 0), "bytes": item["size"],
                                              "etag": item["etag"], "key": item["key"]} for item in info.inputs}
     return {
-        "id": "helixflow_inputs", "section_name": "Inputs", **_PARENT,
+        "id": "helixflow_inputs", "section_name": "Inputs", **SECTION_PARENT,
         "description": f"Run <code>{info.run_id}</code> of sample <code>{info.sample}</code>: {info.started_by}.",
         "plot_type": "table",
         "pconfig": {"id": "helixflow_inputs_table", "title": "helixflow: inputs", "col1_header": "file",
@@ -197,7 +197,7 @@ def parameters_section(info: RunInfo) -> dict[str, Any]:
     rows = {name: {"value": json.dumps(value) if not isinstance(value, str) else value}
             for name, value in sorted(info.params.items())}
     return {
-        "id": "helixflow_parameters", "section_name": "Parameters", **_PARENT,
+        "id": "helixflow_parameters", "section_name": "Parameters", **SECTION_PARENT,
         "description": "The run's parameters after defaults and the sidecar/samplesheet were applied.",
         "plot_type": "table",
         "pconfig": {"id": "helixflow_parameters_table", "title": "helixflow: parameters", "col1_header": "parameter",
@@ -211,7 +211,7 @@ def placement_section(placements: dict[str, dict[str, Any]]) -> dict[str, Any]:
     rows = {stage: {k: v for k, v in plan.items() if not isinstance(v, (dict, list)) and v is not None}
             for stage, plan in placements.items()}
     return {
-        "id": "helixflow_placement", "section_name": "Placement decisions", **_PARENT,
+        "id": "helixflow_placement", "section_name": "Placement decisions", **SECTION_PARENT,
         "description": "Where each phase ran, why, and the predicted times and costs behind the choice.",
         "plot_type": "table",
         "pconfig": {"id": "helixflow_placement_table", "title": "helixflow: placement", "col1_header": "stage",
@@ -238,7 +238,7 @@ def timeline_section(trace: list[dict[str, Any]]) -> dict[str, Any]:
         data[label] = {"offset": round(submit, 3), "queued": round(start - submit, 3),
                        "running": round(max(end - start, 0.0), 3)}
     return {
-        "id": "helixflow_timeline", "section_name": "Timeline", **_PARENT,
+        "id": "helixflow_timeline", "section_name": "Timeline", **SECTION_PARENT,
         "description": ("pipeline_info/trace.tsv as a timeline: each Task/Map state and cluster job from its "
                         "submission (seconds after the run's first state) through its queue wait to its end. "
                         "BuildReport drew this, so its own bar ends when the report started and Publish is not in it."),
@@ -257,7 +257,7 @@ def cost_section(cost: dict[str, Any]) -> dict[str, Any]:
     data = {str(item["stage"]): {"usd": float(item["usd"])} for item in cost.get("stages", [])}
     total = float(cost.get("total_usd", sum(v["usd"] for v in data.values())))
     return {
-        "id": "helixflow_cost", "section_name": "Cost per stage", **_PARENT,
+        "id": "helixflow_cost", "section_name": "Cost per stage", **SECTION_PARENT,
         "description": f"Estimated cost of the run: {total:.4f} USD (pipeline_info/cost.json).",
         "plot_type": "bargraph",
         "categories": {"usd": {"name": "USD", "color": "#5cb85c"}},
@@ -326,10 +326,21 @@ def build_report(run_dir: Path, out_dir: Path, info: RunInfo, *, work_dir: Path)
         (content / "helixflow_mqc_versions.yml").write_text(render_yaml(info.versions))
     fastp = run_dir / "qc" / f"{info.sample}.fastp.json"
     command = json.loads(fastp.read_text()).get("command") if fastp.is_file() else None
-    config = private / "multiqc_config.yaml"
-    config.write_text(json.dumps(multiqc_config(info, command, [s["id"] for s in sections])))  # JSON is YAML
+    report = run_multiqc(multiqc_config(info, command, [s["id"] for s in sections]), [run_dir / "qc", content],
+                         out_dir, private=private)
+    return Report(html=report.html, data_zip=report.data_zip, modules=report.modules, plots=report.plots,
+                  sections=[s["id"] for s in sections])
+
+
+def run_multiqc(config: dict[str, Any], search: list[Path], out_dir: Path, *, private: Path) -> Report:
+    """MultiQC (a child process, argument vector) over the ``search`` folders with ``config``; the report and its
+    zipped data folder land in ``out_dir``. ``private`` holds the config, HOME and the temp dir. The run's report
+    and the batch report (helixflow.pipeline.batch_report) both run it."""
+    private.mkdir(parents=True, exist_ok=True)
+    config_path = private / "multiqc_config.yaml"
+    config_path.write_text(json.dumps(config))  # JSON is YAML
     argv = [sys.executable, "-m", "multiqc", "--force", "--no-ansi", "--quiet", "--strict", "--zip-data-dir",
-            "--config", str(config), "--outdir", str(out_dir), str(run_dir / "qc"), str(content)]
+            "--config", str(config_path), "--outdir", str(out_dir), *map(str, search)]
     # HOME and the temp dir outside the folders MultiQC searches (its own log there matches other modules'
     # patterns), and under scratch: in Lambda only /tmp is writable. No PYTHONPATH: the handlers' folder on it
     # (split.py, merge.py, ...) must not shadow what MultiQC imports.
@@ -345,7 +356,7 @@ def build_report(run_dir: Path, out_dir: Path, info: RunInfo, *, work_dir: Path)
         raise ReportFailed(f"MultiQC exited {done.returncode}: {' | '.join(tail)}", code="MULTIQC_FAILED",
                            details={"stderr_tail": tail})
     modules, plots = found(data_zip)
-    return Report(html=html, data_zip=data_zip, modules=modules, plots=plots, sections=[s["id"] for s in sections])
+    return Report(html=html, data_zip=data_zip, modules=modules, plots=plots, sections=[])
 
 
 def multiqc_data(data_zip: Path) -> dict[str, Any]:

@@ -18,6 +18,11 @@ Declarations live in the pairing table (one item per declared file, keyed by its
 file named by several sheets belongs to the sheet that landed last. Mates of a declared sample pair in an item of
 their own (``pair_item``), keyed by the sheet's version, so a re-declared sample never pairs with a file of an
 older declaration.
+
+Each sheet version also gets a batch item (``batch_item``): the samples it declared, in row order, and each one's
+outcome as its run ends (``record_outcome``; a SUCCEEDED run's results, a FAILED run's error). The batch is complete
+when every declared sample has one (``pending_samples``), and then its batch report is built
+(helixflow.pipeline.batch_report).
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ PARAMETER_COLUMNS = tuple(RunParameters.model_fields)
 _INTEGER = re.compile(r"[+-]?[0-9]{1,9}")
 _FILE_ITEM = "samplesheet-file#"
 _PAIR_ITEM = "samplesheet-pair#"
+_BATCH_ITEM = "samplesheet-batch#"
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,7 @@ class Declaration:
     """What a samplesheet says about one file."""
 
     sheet_key: str
+    sheet_etag: str
     sample: str
     row: int
     mate: int  # 0 single-end, 1 or 2
@@ -225,20 +232,31 @@ def pair_item(bucket: str, sheet_key: str, sheet_etag: str, sample: str) -> str:
     return f"{_PAIR_ITEM}{bucket}/{sheet_key}@{sheet_etag}#{sample}"
 
 
+def batch_item(bucket: str, sheet_key: str, sheet_etag: str) -> str:
+    return f"{_BATCH_ITEM}{bucket}/{sheet_key}@{sheet_etag}"
+
+
 def is_pair_item(pk: str) -> bool:
     return pk.startswith(_PAIR_ITEM)
 
 
 def declare(table: Any, *, bucket: str, sheet_key: str, sheet_etag: str, rows: list[SheetRow],
             now: float | None = None) -> None:
-    """Record every file of ``rows`` as declared by this sheet (the last sheet naming a file wins)."""
+    """Record every file of ``rows`` as declared by this sheet (the last sheet naming a file wins), and the sheet's
+    batch: its samples, and the outcomes recorded so far (kept: a repeated delivery of the sheet's event must not
+    forget the samples that already ended)."""
     expires = int(now or time.time()) + DECLARATION_TTL_S
+    table.update_item(
+        Key={"pk": batch_item(bucket, sheet_key, sheet_etag)},
+        UpdateExpression="SET samples = :samples, expiration = :expires, outcomes = if_not_exists(outcomes, :none)",
+        ExpressionAttributeValues={":samples": [row.sample for row in rows], ":expires": expires, ":none": {}})
     with table.batch_writer() as batch:
         for row in rows:
             pair = pair_item(bucket, sheet_key, sheet_etag, row.sample) if len(row.files) == 2 else ""
             for mate, key in enumerate(row.files, start=1 if len(row.files) == 2 else 0):
                 batch.put_item(Item={
-                    "pk": file_item(bucket, key), "sheet": sheet_key, "sample": row.sample, "row": row.row,
+                    "pk": file_item(bucket, key), "sheet": sheet_key, "sheet_etag": sheet_etag, "sample": row.sample,
+                    "row": row.row,
                     "mate": mate, "files": list(row.files), "pair_item": pair, "expiration": expires,
                     # JSON, not a map: DynamoDB would hand the numbers back as Decimal.
                     "params": json.dumps(row.params.model_dump(exclude_unset=True)),
@@ -251,6 +269,32 @@ def declaration_for(table: Any, bucket: str, key: str, now: float | None = None)
     item = table.get_item(Key={"pk": file_item(bucket, key)}, ConsistentRead=True).get("Item")
     if item is None or int(item["expiration"]) <= int(now or time.time()):
         return None
-    return Declaration(sheet_key=item["sheet"], sample=item["sample"], row=int(item["row"]), mate=int(item["mate"]),
+    return Declaration(sheet_key=item["sheet"], sheet_etag=item["sheet_etag"], sample=item["sample"], row=int(item["row"]), mate=int(item["mate"]),
                        files=tuple(item["files"]), params=RunParameters.model_validate(json.loads(item["params"])),
                        pair_item=item["pair_item"])
+
+
+# ---------------------------------------------------------------- the batch: which declared samples have ended
+
+def pending_samples(samples: list[str], outcomes: dict[str, Any]) -> list[str]:
+    """The batch rule: the declared samples (row order) whose run has not ended. The batch is complete when this is
+    empty: every sample published or failed (a failed sample does not hold the batch report back; it is named in
+    it). A sample re-declared by a later sheet runs in that sheet's batch, so this one stays incomplete."""
+    return [sample for sample in samples if sample not in outcomes]
+
+
+def record_outcome(table: Any, *, bucket: str, sheet_key: str, sheet_etag: str, sample: str,
+                   outcome: dict[str, Any]) -> tuple[list[str], dict[str, dict[str, Any]]] | None:
+    """Record how ``sample``'s run ended in its batch; (the declared samples, every outcome so far) after this
+    write, in one atomic update, so of two samples ending at once at least the later sees the batch complete.
+    None when the batch item is gone (expired): there is no batch left to complete."""
+    try:
+        item = table.update_item(
+            Key={"pk": batch_item(bucket, sheet_key, sheet_etag)}, UpdateExpression="SET outcomes.#sample = :outcome",
+            ConditionExpression="attribute_exists(samples)", ExpressionAttributeNames={"#sample": sample},
+            # JSON, not a map: DynamoDB would hand the numbers back as Decimal.
+            ExpressionAttributeValues={":outcome": json.dumps(outcome, sort_keys=True)}, ReturnValues="ALL_NEW",
+        )["Attributes"]
+    except table.meta.client.exceptions.ConditionalCheckFailedException:
+        return None
+    return list(item["samples"]), {name: json.loads(value) for name, value in item["outcomes"].items()}

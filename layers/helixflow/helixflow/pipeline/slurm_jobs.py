@@ -445,13 +445,22 @@ class SlurmJobs:
         return JobStatus(state=state, native_state=native, message=message, exit_code=exit_code,
                          log_tail=log_tail, details=details)
 
-    def _log_tail(self, handle: JobHandle, info: dict[str, Any]) -> list[str]:
+    def log_tail(self, handle: JobHandle, lines: int = LOG_TAIL_LINES) -> list[str]:
+        """The last ``lines`` of the job's stderr, as a failed job's Phase2JobFailed carries them, at any time (the
+        local stack's console shows it while the job runs): [] before the file exists, or once the controller
+        has forgotten the job (MinJobAge) and its stderr path with it."""
+        jobs = self.client.slurm("GET", f"job/{handle.job_id}").get("jobs") or [{}]
+        return self._log_tail(handle, jobs[0], lines)
+
+    def _log_tail(self, handle: JobHandle, info: dict[str, Any], lines: int = LOG_TAIL_LINES) -> list[str]:
         if self.logs_in_s3:
             return s3_log_tail(handle.details.get("bucket", ""), f"{log_prefix(handle.work_prefix)}slurm-"
-                               f"{handle.job_id}.stderr")
+                               f"{handle.job_id}.stderr")[-lines:]
         path = str(info.get("standard_error") or "").replace("%j", handle.job_id)
+        if not path:
+            return []
         try:
-            return tail_lines(read_tail(path))
+            return tail_lines(read_tail(path), lines)
         except OSError:
             return []
 

@@ -53,6 +53,14 @@ class SamplesheetResult(_Contract):
     samples: list[DeclaredSample]
 
 
+class BatchRef(_Contract):
+    """The samplesheet that declared a sample: its batch report gathers the samples of this sheet version."""
+
+    sheet_key: str
+    sheet_etag: str
+    batch: str = Field(description="the sheet's batch name (incoming/<batch>.samplesheet.csv)")
+
+
 class SampleRequest(_Contract):
     """ResolveSample's result: the sample this execution runs, or why it runs nothing (a samplesheet's execution
     declares samples instead of running one)."""
@@ -72,6 +80,7 @@ class SampleRequest(_Contract):
     pairing_item: str = Field("", description="the pairing item a waiting mate recorded itself in")
     samplesheet: SamplesheetResult | None = Field(None, description="what a samplesheet's execution declared")
     resumed_phase1: Phase1Summary | None = Field(None, description="Phase 1 checkpoint of an earlier failed run")
+    batch: BatchRef | None = Field(None, description="the samplesheet that declared this sample (None: no sheet)")
 
 
 class ReferenceSummary(_Contract):
@@ -211,6 +220,17 @@ class MateCheck(_Contract):
     paired: bool
 
 
+class BatchReportSummary(_Contract):
+    """BatchReport's result: this sample's outcome recorded in its batch, and the batch report if it completed."""
+
+    batch: str
+    batch_id: str
+    complete: bool = Field(description="every sample the sheet declared has an outcome")
+    pending: list[str] = Field(description="declared samples without an outcome yet")
+    failed: list[str] = Field(description="samples whose run failed (named in the batch report)")
+    report_key: str | None = Field(None, description="the batch's multiqc_report.html, once complete")
+
+
 class FailureRecord(_Contract):
     error_key: str
     code: str
@@ -239,6 +259,8 @@ class PipelineState(BaseModel):
     failure: CaughtError | None = None
     failure_record: FailureRecord | None = None
     record_failure_error: CaughtError | None = None
+    batch_report: BatchReportSummary | None = None
+    batch_report_error: CaughtError | None = None
 
     def require_sample(self) -> SampleRequest:
         if self.sample is None:
@@ -275,6 +297,7 @@ TASK_RESULTS: dict[str, tuple[type[BaseModel], str | None]] = {
     "BuildReport": (ReportSummary, "report"),
     "Publish": (Publication, "publication"),
     "RecordFailure": (FailureRecord, "failure_record"),
+    "BatchReport": (BatchReportSummary, "batch_report"),
 }
 
 

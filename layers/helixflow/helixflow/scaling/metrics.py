@@ -72,6 +72,8 @@ STAGE_OF_STATE: dict[str, str] = {
                      "IsPhase2JobDone", "CollectPhase2"), "phase2"),
     **dict.fromkeys(("BuildReport", "Publish"), "publish"),  # the report is the first step of publishing
     **dict.fromkeys(("RecordFailure", "FailRun"), "failure"),
+    # After the run ended: a samplesheet sample's outcome in its batch, and the batch report (publishing the batch).
+    **dict.fromkeys(("RouteBatchReport", "BatchReport", "RunOutcome", "RunSucceeded"), "publish"),
 }
 STAGES = tuple(dict.fromkeys(STAGE_OF_STATE.values()))
 

@@ -42,8 +42,11 @@
   }
 
   async function loadLogs() {
-    const logs = document.getElementById("logs");
-    try { logs.innerHTML = await text(logs.dataset.src); } catch (error) { /* keep the link */ }
+    // The run's Lambda log lines and its cluster jobs' log tails, both rendered (and escaped) by the server.
+    for (const id of ["logs", "job-logs"]) {
+      const box = document.getElementById(id);
+      try { box.innerHTML = await text(box.dataset.src); } catch (error) { /* keep the link */ }
+    }
   }
 
   function show(detail) {
@@ -101,7 +104,7 @@
       // Something happened: take the server's fresh rendering of the facts, the graph and the states table.
       const fresh = new DOMParser().parseFromString(await text(window.location.pathname), "text/html");
       const selected = document.querySelector("g.state.selected");
-      swap(fresh, "#run-status"); swap(fresh, ".facts"); swap(fresh, ".graph-box svg"); swap(fresh, "#states");
+      swap(fresh, "#run-status"); swap(fresh, ".facts"); swap(fresh, ".graph-box svg"); swap(fresh, "#states"); swap(fresh, "#map-runs");
       if (selected) { const again = document.getElementById(selected.id); if (again) again.classList.add("selected"); }
       await loadEvents(eventsPage);
       await loadLogs();
