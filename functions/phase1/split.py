@@ -27,7 +27,7 @@ s3 = boto3.client("s3")
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     if "scan_mate" in event:  # a ScanMates item
         item = parse(event=event, model=MateScanItem)
-        logger.append_keys(run_id=item.state.run_id, mate=item.scan_mate + 1)
+        logger.append_keys(run_id=item.state.run_id)
         with tempfile.TemporaryDirectory() as scratch:
             scan = MateScan.model_validate(scan_mate(
                 s3=s3, request=item.state.require_sample().model_dump(), mate_index=item.scan_mate,
