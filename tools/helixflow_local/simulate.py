@@ -519,5 +519,5 @@ def one_sample(size_gb: float, *, workers: int, lambda_concurrency: int, profile
                          "seconds": round(outcome.makespan_s, 1) if not outcome.infeasible else None,
                          "within_15_min": (not outcome.infeasible) and outcome.makespan_s <= 900,
                          "usd": round(outcome.total_usd, 4) if not outcome.infeasible else None,
-                         "node_hours": round(outcome.node_seconds / 3600, 2)})
+                         "node_hours": round(outcome.node_seconds / 3600, 2) if not scan_limit else 0.0})
     return rows

@@ -8,8 +8,10 @@
   chosen over rapidgzip after measuring both here: benchmarks/distributed_validation.py) and a chunk reader
   imports it and starts inflating at the checkpoint before its first byte. Nothing is re-compressed.
 
-``scan_input`` is that one pass over a mate: it also feeds a ``CutFinder`` (where chunks start), hashes the
-bytes as stored, counts members, and keeps the first bytes (adapter detection). Sources are seekable binary
+``scan_input`` is that one pass over a mate (the pipeline runs one per mate, in parallel: ScanMates): it also
+feeds a ``CutFinder`` (line count, the offsets of the grid records chunks may start at), hashes the bytes as
+stored, counts members, and keeps the first bytes (adapter detection). For plain gzip zran only builds the index
+and isal inflates the bytes zran reads (``_Inflater``), so every byte is inflated by zlib once and by isal once. Sources are seekable binary
 file-likes: a local file, or ``helixflow.pipeline.storage.S3Reader`` (ranged GETs, nothing on local disk).
 """
 
