@@ -8,8 +8,8 @@ member (isal level 2), about ``--gzip-gb`` GB of gzip in all; the same reads rep
 
 Measured, all in this one run:
 1. the seek-index build (one pass over R1's gzip): indexed_gzip (what the pipeline uses) vs rapidgzip with every
-   core, MB/s of gzip, ratio printed; then the pipeline's whole scan pass (``scan_input``: index + record cuts +
-   SHA-256) on the same file;
+   core, MB/s of gzip, ratio printed; then the pipeline's whole pass over one mate (``scan_input``: index + grid
+   record offsets + SHA-256; the pipeline runs one per mate, in parallel) on the same file;
 2. per-chunk rates of one distributed chunk runner (chunk 1, both mates): inflate from an index point
    (``read_span``), validate (``validate_chunk``), Phase 1 engine, each in MB/s of decompressed FASTQ and the
    runner's total in MB/s of gzip; the single validator's rate on the whole pair for comparison;
@@ -36,7 +36,8 @@ from pathlib import Path
 import numpy as np
 
 from helixflow.fastq.access import index_spacing, read_span, scan_input
-from helixflow.fastq.chunked import LOOKAHEAD_BYTES, CutFinder, MateChunk, validate_chunk
+from helixflow.fastq.chunked import (LOOKAHEAD_BYTES, CutFinder, MateChunk, grid_records, offsets_at, plan_cuts,
+                                     validate_chunk)
 from helixflow.fastq.scan import ChunkStart
 from helixflow.fastq.validator import validate_fastq
 from helixflow.phase1 import simulate
@@ -101,13 +102,14 @@ def index_rates(path: Path, chunk_bytes: int) -> tuple[dict[str, float], tuple]:
 
     _, t_ig = timed(with_indexed_gzip)
     _, t_rg = timed(with_rapidgzip)
-    finder = CutFinder(every_bytes=chunk_bytes)
+    finder = CutFinder(grid=grid_records(chunk_bytes))
     with open(path, "rb") as source:
         scan, t_scan = timed(lambda: scan_input(source, name=path.name, finder=finder,
                                                 spacing=index_spacing(chunk_bytes)))
     rates = {"indexed_gzip": size / t_ig / MB, "rapidgzip": size / t_rg / MB, "scan_input": size / t_scan / MB,
              "cores": os.cpu_count()}
-    return rates, (scan, (*finder.finish(), finder.crlf))
+    cuts = plan_cuts(finder.grid_offsets, finder.grid, chunk_bytes, finder.total)
+    return rates, (scan, (*cuts, finder.crlf))
 
 
 def chunk_rates(paths: list[Path], chunk_bytes: int, work: Path, first: tuple) -> dict[str, float]:
@@ -116,10 +118,10 @@ def chunk_rates(paths: list[Path], chunk_bytes: int, work: Path, first: tuple) -
     from helixflow.phase1.reader import Chunk
 
     scans, plans = [first[0]], [first[1]]
-    finder = CutFinder(at_records=plans[0][1])
+    finder = CutFinder(grid=grid_records(chunk_bytes))  # mate 2's pass needs nothing of mate 1's
     with open(paths[1], "rb") as source:
         scans.append(scan_input(source, name=paths[1].name, finder=finder, spacing=index_spacing(chunk_bytes)))
-    plans.append((*finder.finish(), finder.crlf))
+    plans.append((offsets_at(finder.grid_offsets, finder.grid, plans[0][1], finder.total), plans[0][1], finder.crlf))
     k = 1
     spans, read_s = [], 0.0
     for path, scan, (offsets, _, _) in zip(paths, scans, plans):
@@ -234,7 +236,7 @@ def main() -> None:
         print(f"\n{'path':<12} {'chunks':>6} {'wall s':>8}  stages (s)")
         for mode, r in results.items():
             stages = ", ".join(f"{k} {v:.1f}" for k, v in r["stages"].items()
-                               if k in ("Validate", "PlanPhase1", "SplitIntoChunks", "ProcessChunks",
+                               if k in ("Validate", "PlanPhase1", "ScanMates", "SplitIntoChunks", "ProcessChunks",
                                         "ValidateChunks", "MergeChunks", "Publish"))
             print(f"{mode:<12} {r['chunks']:>6} {r['wall']:>8.1f}  {stages}")
         print(f"ratio single/distributed wall: {single['wall'] / distributed['wall']:.2f}")

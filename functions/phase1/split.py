@@ -1,5 +1,6 @@
-"""SplitIntoChunks: record-aligned chunks of the sample and the manifest the Distributed Map reads (on the
-distributed-validation path from one pass over S3 with a gzip seek index, nothing re-compressed)."""
+"""SplitIntoChunks: record-aligned chunks of the sample and the manifest the Distributed Map reads. On the
+distributed-validation path the same function first runs as ScanMate, once per mate and in parallel (one pass
+over S3 with a gzip seek index, nothing re-compressed); SplitIntoChunks then joins the two scans."""
 
 import tempfile
 from pathlib import Path
@@ -7,11 +8,11 @@ from pathlib import Path
 import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.parser import event_parser
+from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from helixflow.pipeline.phase1_lambda import split_into_chunks
-from helixflow.pipeline.state import ChunkSet, PipelineState
+from helixflow.pipeline.phase1_lambda import scan_mate, split_into_chunks
+from helixflow.pipeline.state import ChunkSet, MateScan, MateScanItem, PipelineState
 
 logger = Logger()
 tracer = Tracer()
@@ -23,8 +24,17 @@ s3 = boto3.client("s3")
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-@event_parser(model=PipelineState)
-def lambda_handler(state: PipelineState, context: LambdaContext) -> dict:
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    if "scan_mate" in event:  # a ScanMates item
+        item = parse(event=event, model=MateScanItem)
+        logger.append_keys(run_id=item.state.run_id)
+        with tempfile.TemporaryDirectory() as scratch:
+            scan = MateScan.model_validate(scan_mate(
+                s3=s3, request=item.state.require_sample().model_dump(), mate_index=item.scan_mate,
+                chunk_bytes=item.state.plan.phase1.chunk_bytes, scratch=Path(scratch)))
+        logger.info("mate scanned", extra=scan.model_dump())
+        return scan.model_dump()
+    state = parse(event=event, model=PipelineState)
     logger.append_keys(run_id=state.run_id)
     with tempfile.TemporaryDirectory() as scratch:
         chunks = ChunkSet.model_validate(split_into_chunks(

@@ -12,7 +12,7 @@ from isal import igzip
 from helixflow_local.client import collect, submit, wait_for_run
 from helixflow_local.stack import LocalStack
 from helixflow.errors import InvalidFastq
-from helixflow.fastq.chunked import CutFinder
+from helixflow.fastq.chunked import CutFinder, grid_records, plan_cuts
 from helixflow.fastq.validator import validate_fastq
 from helixflow.phase1.engine import process_file
 from helixflow.phase1.simulate import write_sample
@@ -92,6 +92,9 @@ def test_distributed_validation_gives_the_single_paths_outputs_and_report(stack,
     assert outcome.succeeded, outcome.error_document
     entered = _entered(stack, outcome)
     assert "Validate" not in entered and entered.index("ValidateChunks") < entered.index("MergeChunks")
+    # One pass per mate, each its own invocation, then the join: ScanMate once per input, before the Split.
+    assert entered.count("ScanMate") == (2 if paired else 1)
+    assert entered.index("ScanMates") < entered.index("ScanMate") < entered.index("SplitIntoChunks")
     stages = json.loads((outcome.local_dir / "pipeline_info/params.json").read_text())["stages"]
     assert stages["plan"]["phase1"]["validation"] == "distributed" and stages["phase1"]["chunks"] >= 3
     # The chunks' combined report is the single validator's, file facts included (sha256 of the bytes stored).
@@ -121,9 +124,10 @@ def test_distributed_validation_reports_the_first_defect_as_the_validator_does(s
     sample = f"distbad{where.split()[0].replace('-', '')}"
     paths = write_sample(tmp_path / "in", 9000, paired=True, fmt="none", fragment_mean=180.0)
     texts = [open(p, "rb").read() for p in paths]
-    finder = CutFinder(every_bytes=1 << 20)  # the stack's chunk size (Phase1ChunkMiB=1)
+    chunk_bytes = 1 << 20  # the stack's chunk size (Phase1ChunkMiB=1)
+    finder = CutFinder(grid=grid_records(chunk_bytes))
     finder.feed(texts[0])
-    _, cuts = finder.finish()
+    _, cuts = plan_cuts(finder.grid_offsets, finder.grid, chunk_bytes, finder.total)
     assert len(cuts) >= 3
     # R2 breaks in the first record of the second chunk (and, later, in its last record: the first one counts).
     index = {"chunk boundary": cuts[1], "last record": 8999, "cut-off gzip": None}[where]

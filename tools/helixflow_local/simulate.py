@@ -338,8 +338,10 @@ def simulate(samples: list[tuple[float, float]], strategy: str, config: Config, 
         yield env.timeout(ray["startup_warm_s"])  # the job's own start on a running worker
         if work.validate_s:
             yield from cluster.run(work.validate_s)
-        per_unit = ray["vcpus_per_worker"] if work.prepare_units > 1 else 1
-        yield simpy.AllOf(env, [env.process(cluster.run(work.prepare_s, per_unit)) for _ in range(work.prepare_units)])
+        if work.prepare_units > 1:  # the distributed path's ScanMates: one Lambda per mate, whatever the placement
+            yield simpy.AllOf(env, [env.process(on_lambda(work.prepare_s)) for _ in range(work.prepare_units)])
+        else:
+            yield from cluster.run(work.prepare_s)
         yield simpy.AllOf(env, [env.process(cluster.run(work.chunk_s)) for _ in range(work.chunks)])
         yield from cluster.run(work.merge_s)
 
@@ -501,17 +503,23 @@ def one_sample(size_gb: float, *, workers: int, lambda_concurrency: int, profile
     """Issue 16's question: one paired sample validated and through Phase 1, on ``workers`` Ray workers (warm and
     from zero) and on ``lambda_concurrency`` concurrent Lambdas, for today's pipeline and the distributed design."""
     profile = profile or load_profile()
+    ratio = float(profile["gzip_ratio"]["value"])
     rows = []
     for distributed in (False, True):
+        # ScanMates runs on Lambda whatever the placement: a mate whose pass breaks that limit stops every path.
+        scan_limit = distributed and "ScanMate" in planning.phase1_work(
+            size_gb * GB * ratio / MB, size_gb * GB / MB, "lambda", mates=2, profile=profile, distributed=True).limit
         config = Config(distributed=distributed, max_workers=workers, lambda_concurrency=lambda_concurrency)
         for strategy, warm, label in (("cluster-autoscaled", True, f"Ray, {workers} warm workers"),
                                       ("cluster-autoscaled", False, f"Ray, {workers} workers from zero"),
                                       ("all-lambda", False, f"Lambda, {lambda_concurrency} concurrent")):
             outcome = simulate([(0.0, size_gb)], strategy, config, profile=profile, warm_start=warm)
+            if scan_limit:
+                outcome.infeasible = 1
             rows.append({"path": "distributed (issue 16 design)" if distributed else "today's pipeline",
                          "placement": label, "feasible": not outcome.infeasible,
                          "seconds": round(outcome.makespan_s, 1) if not outcome.infeasible else None,
                          "within_15_min": (not outcome.infeasible) and outcome.makespan_s <= 900,
                          "usd": round(outcome.total_usd, 4) if not outcome.infeasible else None,
-                         "node_hours": round(outcome.node_seconds / 3600, 2)})
+                         "node_hours": round(outcome.node_seconds / 3600, 2) if not scan_limit else 0.0})
     return rows

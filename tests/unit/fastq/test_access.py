@@ -13,7 +13,7 @@ from isal import igzip
 from helixflow.errors import InvalidFastq
 from helixflow.fastq.access import bgzf_range, read_span, scan_input
 from helixflow.fastq.bgzf import BgzfWriter
-from helixflow.fastq.chunked import CutFinder
+from helixflow.fastq.chunked import CutFinder, offsets_at, plan_cuts
 
 TEXT = b"".join(b"@r%d/1\n%s\n+\n%s\n" % (i, b"ACGT" * (10 + i % 7), b"I" * (4 * (10 + i % 7)))
                 for i in range(60_000))  # ~6.6 MB: several 1 MiB index points
@@ -33,7 +33,7 @@ def stored(fmt: str) -> bytes:
 
 
 def scan(blob: bytes):
-    finder = CutFinder(every_bytes=EVERY)
+    finder = CutFinder()
     result = scan_input(io.BytesIO(blob), name="x", finder=finder, spacing=1 << 20, head_bytes=1000)
     return result, finder
 
@@ -42,7 +42,7 @@ def scan(blob: bytes):
 def test_one_pass_finds_record_cuts_and_reads_any_span(fmt):
     blob = stored(fmt)
     result, finder = scan(blob)
-    offsets, records = finder.finish()
+    offsets, records = plan_cuts(finder.grid_offsets, 1, EVERY, finder.total)
     assert result.compression == fmt and result.decompressed_bytes == len(TEXT) and result.trailer_ok
     assert result.sha256 == hashlib.sha256(blob).hexdigest() and result.head == TEXT[:1000]
     assert finder.records_total == 60_000 and len(offsets) == len(TEXT) // EVERY + 1
@@ -58,16 +58,21 @@ def test_one_pass_finds_record_cuts_and_reads_any_span(fmt):
         assert span == TEXT[offset:offset + size]
 
 
-def test_mate_cuts_fall_on_the_same_records():
+@pytest.mark.parametrize("grid", [1, 16])
+def test_mate_cuts_fall_on_the_same_records(grid):
+    """Each mate's pass runs alone (in parallel in the pipeline); mate 1's cuts are found in mate 2's grid."""
     mate = TEXT.replace(b"/1\n", b"/2 some description\n")
-    first = CutFinder(every_bytes=EVERY)
+    first, second = CutFinder(grid=grid), CutFinder(grid=grid)
     first.feed(TEXT)
-    _, records = first.finish()
-    second = CutFinder(at_records=records)
     for at in range(0, len(mate), 65_537):
         second.feed(mate[at:at + 65_537])
-    offsets, numbers = second.finish()
-    assert numbers == records
+    for finder, text in ((first, TEXT), (second, mate)):  # every grid record's start, nothing else
+        assert len(finder.grid_offsets) == finder.records_total // grid + 1
+        assert all(text[:o].count(b"\n") == 4 * k * grid for k, o in enumerate(finder.grid_offsets[:50]))
+    cuts, records = plan_cuts(first.grid_offsets, grid, EVERY, first.total)
+    assert len(records) > 10 and all(r % grid == 0 for r in records)
+    assert all(c >= k * EVERY for k, c in enumerate(cuts))
+    offsets = offsets_at(second.grid_offsets, grid, records, second.total)
     assert all(mate[:o].count(b"\n") == 4 * r for o, r in zip(offsets, records))
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from helixflow.errors import InvalidFastq
 from helixflow.fastq.chunked import (LOOKAHEAD_BYTES, CutFinder, FileFacts, MateChunk, combine_verdicts,
-                                     validate_chunk)
+                                     grid_records, offsets_at, plan_cuts, validate_chunk)
 from helixflow.fastq.scan import ChunkStart
 from helixflow.fastq.validator import validate_fastq
 
@@ -26,24 +26,24 @@ def records(n: int, mate: int, *, length: int = 40, eol: bytes = b"\n") -> list[
     return out
 
 
-def feed(finder: CutFinder, data: bytes) -> tuple[list[int], list[int]]:
+def feed(finder: CutFinder, data: bytes) -> CutFinder:
     for at in range(0, len(data), PIECE):
         finder.feed(data[at:at + PIECE])
-    return finder.finish()
+    return finder
 
 
-def chunked(first: bytes, second: bytes | None = None, *, allow_phred64: bool = False):
-    """The distributed path on local bytes: plan the cuts, validate each chunk alone, combine."""
+def chunked(first: bytes, second: bytes | None = None, *, allow_phred64: bool = False, grid: int = 1):
+    """The distributed path on local bytes: one independent pass per mate, the cuts from their grids, each
+    chunk validated alone, combined."""
     texts = [first] + ([second] if second is not None else [])
     names = ["r1.fastq", "r2.fastq"][:len(texts)]
-    finder = CutFinder(every_bytes=EVERY)
-    offsets, numbers = feed(finder, first)
-    plans = [(offsets, numbers, finder.crlf)]
-    totals = [finder.records_total]
+    finders = [feed(CutFinder(grid=grid), text) for text in texts]
+    offsets, numbers = plan_cuts(finders[0].grid_offsets, grid, EVERY, finders[0].total)
+    plans = [(offsets, numbers, finders[0].crlf)]
+    totals = [f.records_total for f in finders]
     if second is not None:
-        mate = CutFinder(at_records=numbers)
-        plans.append((*feed(mate, second), mate.crlf))
-        totals.append(mate.records_total)
+        mate = finders[1]
+        plans.append((offsets_at(mate.grid_offsets, grid, numbers, mate.total), numbers, mate.crlf))
     verdicts = []
     for k in range(len(numbers)):
         last = k + 1 == len(numbers)
@@ -63,13 +63,13 @@ def single(first: bytes, second: bytes | None = None, *, allow_phred64: bool = F
                           mate_name="r2.fastq" if second is not None else None, allow_phred64=allow_phred64)
 
 
-def same_answer(first: bytes, second: bytes | None = None, **kwargs) -> InvalidFastq | None:
+def same_answer(first: bytes, second: bytes | None = None, *, grid: int = 1, **kwargs) -> InvalidFastq | None:
     try:
         expected = single(first, second, **kwargs)
     except InvalidFastq as exc:
         expected = exc
     try:
-        chunks, got = chunked(first, second, **kwargs)
+        chunks, got = chunked(first, second, grid=grid, **kwargs)
     except InvalidFastq as exc:
         chunks, got = None, exc
     assert chunks is None or chunks > 3
@@ -87,7 +87,8 @@ def same_answer(first: bytes, second: bytes | None = None, **kwargs) -> InvalidF
 
 def boundary_records(n: int) -> list[int]:
     """0-based indexes of the first record of every chunk but the first (where the cuts fall)."""
-    return feed(CutFinder(every_bytes=EVERY), b"".join(records(n, 1)))[1][1:]
+    finder = feed(CutFinder(), b"".join(records(n, 1)))
+    return plan_cuts(finder.grid_offsets, 1, EVERY, finder.total)[1][1:]
 
 
 N = 120
@@ -149,6 +150,28 @@ def test_mate_count_mismatch_across_chunks(missing, shorter):
         r2 = r2[:-missing]
     found = same_answer(b"".join(r1), b"".join(r2))
     assert found.code == "PAIR_COUNT_MISMATCH" and found.position.record == N - missing + 1
+
+
+@pytest.mark.parametrize("grid", [2, 3])
+def test_cuts_on_a_record_grid_give_the_same_answers(grid):
+    """Production cuts fall on every grid-th record (each mate's pass notes only those): verdicts do not move."""
+    r1, r2 = records(N, 1), records(N, 2)
+    assert same_answer(b"".join(r1), b"".join(r2), grid=grid) is None
+    assert same_answer(b"".join(r1), b"".join(r2[:-7]), grid=grid).code == "PAIR_COUNT_MISMATCH"
+    assert same_answer(b"".join(r1[:-grid * 4]), b"".join(r2), grid=grid).code == "PAIR_COUNT_MISMATCH"
+    finder = feed(CutFinder(grid=grid), b"".join(r1))
+    _, cuts = plan_cuts(finder.grid_offsets, grid, EVERY, finder.total)
+    assert all(c % grid == 0 for c in cuts) and len(cuts) > 3
+    for index in (cuts[2], cuts[2] - 1, N - 1):
+        broken = list(r2)
+        broken[index] = broken[index].replace(b"@read", b"@other", 1)
+        found = same_answer(b"".join(r1), b"".join(broken), grid=grid)
+        assert found.code == "PAIR_NAME_MISMATCH" and found.position.record == index + 1
+
+
+def test_the_grid_keeps_a_production_chunk_within_a_percent():
+    assert grid_records(256 << 20) == 4096 and grid_records(1 << 20) == 16 and grid_records(1500) == 1
+    assert grid_records(4 << 30) == 4096  # ~120k offsets for a 50 GB gzip mate, whatever the chunk size
 
 
 def test_truncated_last_record_and_empty_file():

@@ -15,9 +15,11 @@ Chunking strategy (one code path for every input format):
 Item payloads stay small (Step Functions' 256 KiB state limit): statistics travel through S3, not the state.
 
 Distributed validation (the plan's ``validation`` is "distributed": an input too large for one Validate Lambda).
-No function validates or re-compresses the whole input; Split makes one pass per mate straight from S3
-(``helixflow.fastq.access.scan_input``: record-aligned cuts from the line count, a gzip seek index stored under
-work/, BGZF block offsets, the stored bytes' SHA-256) and each map item (or Ray task) reads only its span at
+No function validates or re-compresses the whole input, and no pass waits on another: ScanMates runs one pass
+per mate straight from S3, each in its own invocation and in parallel (``scan_mate``, i.e.
+``helixflow.fastq.access.scan_input``: the offsets of every grid record from the line count, a gzip seek index
+stored under work/, BGZF block offsets, the stored bytes' SHA-256); SplitIntoChunks joins the two scans into the
+record-aligned chunk plan (``_join_scans``); each map item (or Ray task) reads only its span at
 index points, validates its records with the validator (``helixflow.fastq.chunked``) and, when they are valid,
 runs the engine on the same decompressed bytes: one pass per chunk. ValidateChunks then reports the first
 defect in input order, exactly as the single Validate would, before MergeChunks writes anything.
@@ -83,62 +85,103 @@ def _ranges(path: Path, fmt: str, chunks: list) -> list[tuple[tuple[int, int | N
     return out
 
 
-def _split_by_index(*, s3: Any, request: dict[str, Any], scratch: Path, chunk_bytes: int) -> dict[str, Any]:
-    """The distributed path's Split: one pass per mate from S3, no download, no re-compression."""
-    from helixflow.fastq.access import bgzf_range, index_spacing, scan_input
-    from helixflow.fastq.chunked import LOOKAHEAD_BYTES, CutFinder, FileFacts
-    from helixflow.phase1.engine import resolve_params
+def scan_key(request: dict[str, Any], mate: int, suffix: str) -> str:
+    """A mate's pass's results under work/: the facts (``.json``) and its offsets (``.npz``)."""
+    return f"{work_prefix(request)}scan/mate{mate}{suffix}"
+
+
+def scan_mate(*, s3: Any, request: dict[str, Any], mate_index: int, chunk_bytes: int, scratch: Path) -> dict[str, Any]:
+    """The distributed path's pass over one mate, straight from S3 (no download, no re-compression), in its own
+    invocation (the ScanMates Map runs both mates at once): inflate, SHA-256 of the bytes as stored, the gzip
+    seek index or the BGZF block map, and the offset of every grid record (``helixflow.fastq.chunked``); mate 1
+    also resolves the engine parameters (the detected adapter) from its first records. Nothing here depends on
+    the other mate: SplitIntoChunks joins the two scans into the chunk plan."""
+    import numpy as np
+
+    from helixflow.fastq.access import index_spacing, scan_input
+    from helixflow.fastq.chunked import CutFinder, FileFacts, grid_records
+
+    bucket, item = request["bucket"], request["inputs"][mate_index]
+    finder = CutFinder(grid=grid_records(chunk_bytes))
+    with open_object(s3, bucket, item["key"], size=item["size"], if_match=item["etag"]) as source:
+        try:
+            scan = scan_input(source, name=item["key"], finder=finder, spacing=index_spacing(chunk_bytes),
+                              head_bytes=HEAD_BYTES if mate_index == 0 else 0)
+        except InvalidFastq:
+            _name_the_gzip_defect(s3, request)
+            raise
+    if not scan.trailer_ok:  # cut off, trailing bytes, or several members: the validator decides
+        _name_the_gzip_defect(s3, request)
+    index_key = None
+    if scan.index is not None:
+        index_key = f"{work_prefix(request)}index/mate{item['mate']}.gzidx"
+        s3.put_object(Bucket=bucket, Key=index_key, Body=scan.index)
+    arrays = {"grid": np.asarray(finder.grid_offsets, np.int64)}
+    if scan.blocks is not None:
+        arrays.update(block_comp=scan.blocks[0], block_decomp=scan.blocks[1])
+    body = io.BytesIO()
+    np.savez(body, **arrays)
+    s3.put_object(Bucket=bucket, Key=scan_key(request, mate_index, ".npz"), Body=body.getvalue())
+    params = None
+    if mate_index == 0:
+        from helixflow.phase1.engine import resolve_params
+
+        head = scratch / "head.fastq"
+        head.parent.mkdir(parents=True, exist_ok=True)
+        head.write_bytes(scan.head[:_complete_records_end(scan.head)])
+        params = resolve_params(engine_params(request["params"]), str(head),
+                                "mate 2" if len(request["inputs"]) > 1 else None).to_dict()
+        head.unlink()
+    facts = FileFacts(item["key"], scan.compression, scan.gzip_members, scan.compressed_bytes,
+                      scan.decompressed_bytes, scan.sha256, finder.records_total)
+    document = {"file": asdict(facts), "crlf": finder.crlf, "grid": finder.grid, "index_key": index_key,
+                "params": params}
+    put_json(s3, bucket, scan_key(request, mate_index, ".json"), document)
+    return {"mate": item["mate"], "records": finder.records_total, "decompressed_bytes": scan.decompressed_bytes}
+
+
+def _join_scans(*, s3: Any, request: dict[str, Any], chunk_bytes: int) -> dict[str, Any]:
+    """The distributed path's Split: the chunk plan from the mates' scans (mate 1's cuts on its grid records,
+    the same records in mate 2 from its grid), read from work/ where ScanMates left them."""
+    import numpy as np
+
+    from helixflow.fastq.access import bgzf_range
+    from helixflow.fastq.chunked import LOOKAHEAD_BYTES, offsets_at, plan_cuts
 
     bucket, prefix = request["bucket"], work_prefix(request)
-    plans, files = [], []
-    for m, item in enumerate(request["inputs"]):
-        finder = CutFinder(every_bytes=chunk_bytes) if m == 0 else CutFinder(at_records=plans[0]["records"])
-        with open_object(s3, bucket, item["key"], size=item["size"], if_match=item["etag"]) as source:
-            try:
-                scan = scan_input(source, name=item["key"], finder=finder, spacing=index_spacing(chunk_bytes),
-                                  head_bytes=HEAD_BYTES if m == 0 else 0)
-            except InvalidFastq:
-                _name_the_gzip_defect(s3, request)
-                raise
-        if not scan.trailer_ok:  # cut off, trailing bytes, or several members: the validator decides
-            _name_the_gzip_defect(s3, request)
-        offsets, records = finder.finish()
-        index_key = None
-        if scan.index is not None:
-            index_key = f"{prefix}index/mate{item['mate']}.gzidx"
-            s3.put_object(Bucket=bucket, Key=index_key, Body=scan.index)
-        plans.append({"offsets": offsets, "records": records, "crlf": finder.crlf, "scan": scan,
-                      "index_key": index_key})
-        files.append(FileFacts(item["key"], scan.compression, scan.gzip_members, scan.compressed_bytes,
-                               scan.decompressed_bytes, scan.sha256, finder.records_total))
-    head = scratch / "head.fastq"
-    head.parent.mkdir(parents=True, exist_ok=True)
-    first_head = plans[0]["scan"].head
-    head.write_bytes(first_head[:_complete_records_end(first_head)])
-    params = resolve_params(engine_params(request["params"]), str(head), "mate 2" if len(plans) > 1 else None)
-    head.unlink()
-    count = len(plans[0]["records"])
+    scans = []
+    for m in range(len(request["inputs"])):
+        document = get_json(s3, bucket, scan_key(request, m, ".json"))
+        with np.load(io.BytesIO(s3.get_object(Bucket=bucket, Key=scan_key(request, m, ".npz"))["Body"].read())) as npz:
+            document["arrays"] = {name: npz[name] for name in npz.files}
+        scans.append(document)
+    first = scans[0]
+    offsets, records = plan_cuts(first["arrays"]["grid"], first["grid"], chunk_bytes,
+                                 first["file"]["decompressed_bytes"])
+    cuts = [offsets] + [offsets_at(scan["arrays"]["grid"].tolist(), scan["grid"], records,
+                                   scan["file"]["decompressed_bytes"]) for scan in scans[1:]]
     items = []
-    for k in range(count):
-        last = k + 1 == count
+    for k in range(len(records)):
+        last = k + 1 == len(records)
         mates = []
-        for item, plan in zip(request["inputs"], plans):
-            scan, start = plan["scan"], plan["offsets"][k]
-            end = scan.decompressed_bytes if last else plan["offsets"][k + 1]
-            span = min(scan.decompressed_bytes, end + (0 if last else LOOKAHEAD_BYTES)) - start
-            mate = {"key": item["key"], "etag": item["etag"], "size": item["size"], "compression": scan.compression,
-                    "start": start, "length": end - start, "span": span, "first_record": plan["records"][k],
-                    "crlf": plan["crlf"] if k else None, "index_key": plan["index_key"]}
-            if scan.compression == "bgzf":
-                first, stop, skip = bgzf_range(scan.blocks, start, start + span, scan.compressed_bytes)
-                mate.update(range=[first, stop], skip=skip)
+        for item, scan, starts in zip(request["inputs"], scans, cuts):
+            total, start = scan["file"]["decompressed_bytes"], starts[k]
+            end = total if last else starts[k + 1]
+            span = min(total, end + (0 if last else LOOKAHEAD_BYTES)) - start
+            compression = scan["file"]["compression"]
+            mate = {"key": item["key"], "etag": item["etag"], "size": item["size"], "compression": compression,
+                    "start": start, "length": end - start, "span": span, "first_record": records[k],
+                    "crlf": scan["crlf"] if k else None, "index_key": scan["index_key"]}
+            if compression == "bgzf":
+                blocks = (scan["arrays"]["block_comp"], scan["arrays"]["block_decomp"])
+                first_byte, stop, skip = bgzf_range(blocks, start, start + span, scan["file"]["compressed_bytes"])
+                mate.update(range=[first_byte, stop], skip=skip)
             mates.append(mate)
-        items.append({"index": k, "validate": True, "stop_after": None if last else plans[0]["records"][k + 1],
-                      "mates": mates})
-    put_json(s3, bucket, keys.phase1_files(request["sample"], request["run_id"]), [asdict(f) for f in files])
+        items.append({"index": k, "validate": True, "stop_after": None if last else records[k + 1], "mates": mates})
+    put_json(s3, bucket, keys.phase1_files(request["sample"], request["run_id"]), [scan["file"] for scan in scans])
     manifest_key = prefix + MANIFEST_NAME
     put_json(s3, bucket, manifest_key, items)
-    return {"bucket": bucket, "manifest_key": manifest_key, "chunk_count": len(items), "params": params.to_dict()}
+    return {"bucket": bucket, "manifest_key": manifest_key, "chunk_count": len(items), "params": first["params"]}
 
 
 def _complete_records_end(head: bytes) -> int:
@@ -164,7 +207,7 @@ def _name_the_gzip_defect(s3: Any, request: dict[str, Any]) -> None:
 def split_into_chunks(*, s3: Any, request: dict[str, Any], scratch: Path, chunk_bytes: int,
                       distributed: bool = False) -> dict[str, Any]:
     if distributed:
-        return _split_by_index(s3=s3, request=request, scratch=scratch, chunk_bytes=chunk_bytes)
+        return _join_scans(s3=s3, request=request, chunk_bytes=chunk_bytes)
     from helixflow.phase1.engine import resolve_params
     from helixflow.phase1.reader import detect_format, plan_chunks
 

@@ -142,9 +142,9 @@ class Phase1Work:
 def phase1_work(data_mb: float, input_mb: float, placement: str, *, mates: int = 1, chunk_mb: int = CHUNK_MB,
                 profile: Mapping[str, Any], distributed: bool = False, validate: bool = False) -> Phase1Work:
     """The steps of Phase 1 (and of Validate when ``validate``) for ``data_mb`` decompressed MB on ``placement``
-    (``lambda`` or ``ray``). ``distributed`` is issue 16's design (seek index in parallel, validation per chunk,
-    merge by part copy; profile["distributed"] says what is assumed); otherwise today's pipeline (one Validate
-    function, one SplitIntoChunks re-blocking to BGZF, one MergeChunks)."""
+    (``lambda`` or ``ray``). ``distributed`` is the distributed-validation path (one pass per mate in parallel,
+    validation per chunk, merge by part copy; profile["distributed"] says what is measured and what assumed);
+    otherwise the single path (one Validate function, one SplitIntoChunks re-blocking to BGZF, one MergeChunks)."""
     lam, dist = profile["platforms"]["lambda"], profile["distributed"]
     on_lambda = placement == "lambda"
     chunks = max(1, math.ceil(data_mb / chunk_mb))
@@ -156,10 +156,10 @@ def phase1_work(data_mb: float, input_mb: float, placement: str, *, mates: int =
     chunk_s = (stage_seconds(profile, "chunk", chunk_data, vcpus=vcpus) + moved_mb / lam["s3_mb_s_per_task"]
                + (lam["cold_start_s"] if on_lambda else 0.0))
     if distributed:
-        index_vcpus = (dist["index_memory_mb"] / lam["mb_per_vcpu"] if on_lambda
-                       else profile["platforms"]["ray"]["vcpus_per_worker"])
+        # ScanMates: one single-threaded pass per mate (zran's index + isal inflate), all mates at once, each in
+        # its own SplitIntoChunks Lambda whatever the placement (the join after them is small).
         validate_s, units = 0.0, max(1, mates)
-        prepare_s = data_mb / units / (dist["index_mb_s_per_vcpu"] * index_vcpus)
+        prepare_s = data_mb / units / dist["scan_mb_s_per_mate"]
         chunk_s += stage_seconds(profile, "validate", chunk_data)
         merge_s = dist["merge_overhead_s"] + chunks * dist["merge_s_per_chunk"]
         disk = 2 * chunk_data
@@ -169,7 +169,8 @@ def phase1_work(data_mb: float, input_mb: float, placement: str, *, mates: int =
         prepare_s, merge_s = stage_seconds(profile, "split", data_mb), stage_seconds(profile, "merge", data_mb)
         disk = max(2 * input_mb, EMBEDDINGS_PER_DECOMPRESSED * data_mb)
     limit_s = SAFETY * lam["timeout_s"]
-    too_long = [name for name, step in (("Validate", validate_s), ("SplitIntoChunks", prepare_s),
+    too_long = [name for name, step in (("Validate", validate_s),
+                                        ("ScanMate" if distributed else "SplitIntoChunks", prepare_s),
                                         ("ProcessChunk", chunk_s), ("MergeChunks", merge_s)) if step > limit_s]
     limit = ", ".join([f"{name} over {limit_s:.0f} s" for name in too_long]
                       + ([f"{disk:,.0f} MB of scratch over {SAFETY * lam['scratch_mb']:,.0f} MB"]
@@ -179,8 +180,8 @@ def phase1_work(data_mb: float, input_mb: float, placement: str, *, mates: int =
 
 
 def lambda_work_usd(work: Phase1Work, profile: Mapping[str, Any], prices: Mapping[str, Any]) -> float:
-    """GB-seconds, requests and state transitions of ``work`` on Lambda (Validate on its 2048 MB function, the
-    index on the 10 GB one, everything else on 3008 MB)."""
+    """GB-seconds, requests and state transitions of ``work`` on Lambda (Validate on its 2048 MB function, each
+    mate's pass on the profile's ``index_memory_mb``, everything else on 3008 MB)."""
     lam, dist = profile["platforms"]["lambda"], profile["distributed"]
     prepare_gb = (dist["index_memory_mb"] if work.prepare_units > 1 else lam["chunk_memory_mb"]) / 1024
     gb_s = (work.validate_s * lam["validate_memory_mb"] / 1024 + work.prepare_s * work.prepare_units * prepare_gb

@@ -197,6 +197,14 @@ class ChunkSet(_Contract):
     params: dict[str, Any]
 
 
+class MateScan(_Contract):
+    """ScanMate's result (one ScanMates item): what one mate's pass found; the scan itself stays in work/."""
+
+    mate: int
+    records: int
+    decompressed_bytes: int
+
+
 class ChunkResult(_Contract):
     index: int
     result_key: str
@@ -278,6 +286,15 @@ class ChunkItem(BaseModel):
     params: dict[str, Any]
 
 
+class MateScanItem(BaseModel):
+    """One ScanMates item (the Map's ItemSelector): which input to scan, and the execution state."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scan_mate: int = Field(ge=0, le=1, description="index of the input in sample.inputs")
+    state: PipelineState
+
+
 # Task state name -> (the model it returns, the PipelineState slot its ResultPath fills).
 TASK_RESULTS: dict[str, tuple[type[BaseModel], str | None]] = {
     "ResolveSample": (SampleRequest, "sample"),
@@ -285,6 +302,7 @@ TASK_RESULTS: dict[str, tuple[type[BaseModel], str | None]] = {
     "Validate": (ValidationSummary, "validation"),
     "ValidateChunks": (ValidationSummary, "validation"),
     "PlanPhase1": (Plan, "plan"),
+    "ScanMate": (MateScan, None),
     "SplitIntoChunks": (ChunkSet, "chunks"),
     "ProcessChunk": (ChunkResult, None),
     "SubmitPhase1Job": (JobHandle, "phase1_job"),
