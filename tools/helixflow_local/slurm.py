@@ -150,6 +150,11 @@ class LocalSlurm:
         self._processes.clear()
 
     # ------------------------------------------------------------------ what clients read
+    @property
+    def cpus_per_node(self) -> int:
+        """CPUs of a node of partition ``cpu``: what a Phase 2 rank asks for (elastic nodes have one each)."""
+        return 1 if self.elastic else self.cpus
+
     def environment(self) -> dict[str, str]:
         """The variables ``helixflow.pipeline.slurm_jobs.factory`` reads (and what ``scontrol``/``squeue`` need);
         with elastic nodes also the node group the scaling Lambda's local actuator moves the floor of."""

@@ -264,6 +264,7 @@ class LocalStack:
                 self._server.stop()
                 raise
             self.names.parameters["SlurmRestUrl"] = self.slurm.rest_url
+            self.names.parameters["Phase2CpusPerRank"] = str(self.slurm.cpus_per_node)
             self.environment.update(self.slurm.environment())
             # The job reaches this stack's S3 as PCS nodes reach S3 with their instance profile, and imports
             # helixflow from the checkout the stack runs (the interpreter may be installed from another one).

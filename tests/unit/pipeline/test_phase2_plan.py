@@ -59,6 +59,14 @@ def test_auto_with_slurm_sizes_ranks_and_time_from_the_reads(slurm):
     assert planning.plan_phase2(phase1(), "S1", "slurm-gpu").placement == "slurm-gpu"
 
 
+def test_each_rank_asks_for_the_deployments_cpus_per_rank_and_is_predicted_faster_with_them(slurm):
+    one, eight = (planning.plan_phase2(phase1(100_000_000), "S1", "slurm-cpu", cpus_per_rank=c) for c in (1, 8))
+    assert (one.cpus_per_rank, eight.cpus_per_rank) == (1, 8) and one.ranks == eight.ranks
+    seconds = {plan.cpus_per_rank: next(p.seconds - p.startup_seconds for p in plan.predictions
+                                        if p.placement == "slurm-cpu") for plan in (one, eight)}
+    assert seconds[8] < seconds[1] and eight.time_limit_minutes < one.time_limit_minutes
+
+
 def test_params_accept_the_placements_and_only_safe_reference_keys():
     assert parse_parameters({"phase2": "slurm-gpu"}, source="s").phase2 == "slurm-gpu"
     assert parse_parameters({"reference": "references/lambda/v1.fa.gz"}, source="s").reference
@@ -87,7 +95,7 @@ def test_phase2_spec_is_an_argument_vector_for_the_job_module(slurm, monkeypatch
                               "--out-prefix", "work/S1/run-1/phase2/", "--sample", "S1",
                               "--reference-key", "references/g.fa", "--reference-etag", "etag1",
                               "--reference-cache-prefix", "references/_cache/etag1/", "--device", "cpu"]
-    assert spec.resources == {"ranks": 1, "time_limit_minutes": planning.MIN_TIME_LIMIT_MIN}
+    assert spec.resources == {"ranks": 1, "cpus_per_rank": 1, "time_limit_minutes": planning.MIN_TIME_LIMIT_MIN}
     assert spec.environment == {"AWS_ENDPOINT_URL": "http://s3"}
     assert phase2_spec is SPECS["phase2"]
 

@@ -94,9 +94,11 @@ def test_the_planner_reads_the_profile_file(tmp_path, monkeypatch, no_ray):
     assert planning.plan_phase1(paired(0.5)).lambda_seconds > before
 
 
-def test_the_distributed_design_lifts_lambdas_disk_limit():
-    assert not planning.predict_phase1(paired(100))["lambda"].feasible
-    assert planning.predict_phase1(paired(100), distributed=True)["lambda"].feasible
+def test_the_distributed_design_lifts_lambdas_disk_limit_up_to_what_one_mates_scan_reads():
+    assert not planning.predict_phase1(paired(20))["lambda"].feasible
+    assert planning.predict_phase1(paired(20), distributed=True)["lambda"].feasible
+    # One function reads each mate once (gzip is one stream): past ~15 GB a mate, its scan is the limit.
+    assert "ScanMate over" in planning.predict_phase1(paired(100), distributed=True)["lambda"].limit
 
 
 # ------------------------------------------------------------------------------------------ profiles

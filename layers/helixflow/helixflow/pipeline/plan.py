@@ -305,7 +305,7 @@ MIN_TIME_LIMIT_MIN = 10
 MAX_TIME_LIMIT_MIN = 48 * 60
 
 
-def predict_phase2(reads: int, ranks: int, *, profile: Mapping[str, Any] | None = None,
+def predict_phase2(reads: int, ranks: int, *, cpus_per_rank: int = 1, profile: Mapping[str, Any] | None = None,
                    prices: Mapping[str, Any] | None = None, queue_wait_s: Mapping[str, float] | None = None
                    ) -> dict[str, PlacementPrediction]:
     """Run time (job start-up + search), time to finish (+ queue wait) and cost (nodes x node-hours, the wait
@@ -315,8 +315,9 @@ def predict_phase2(reads: int, ranks: int, *, profile: Mapping[str, Any] | None 
     for placement in ("slurm-cpu", "slurm-gpu"):
         platform = profile["platforms"][placement]
         wait = (queue_wait_s or {}).get(placement, platform["queue_wait_cold_s"])
-        run_s = stage_seconds(profile, "phase2", reads / ranks, vcpus=platform.get("gpu_speedup", 1.0))
-        nodes = nodes_for(placement, ranks, prices)
+        speed = platform.get("gpu_speedup", 1.0) if placement == "slurm-gpu" else cpus_per_rank
+        run_s = stage_seconds(profile, "phase2", reads / ranks, vcpus=speed)
+        nodes = nodes_for(placement, ranks, prices, cpus_per_rank)
         found[placement] = PlacementPrediction(
             placement=placement, seconds=round(wait + run_s, 1), startup_seconds=round(wait, 1), workers=nodes,
             usd=round(nodes * (wait + run_s) / 3600 * node_hour_usd(placement, prices), 5), feasible=True)
@@ -324,9 +325,10 @@ def predict_phase2(reads: int, ranks: int, *, profile: Mapping[str, Any] | None 
 
 
 def plan_phase2(phase1: Phase1Summary, sample: str, requested: str = "auto",
-                reference: ReferenceSummary | None = None) -> Phase2Plan:
+                reference: ReferenceSummary | None = None, cpus_per_rank: int = 1) -> Phase2Plan:
     """Where Phase 2 runs and with how much; raises ClusterNotConfigured for an explicit Slurm placement this
-    deployment lacks (``auto`` then turns Phase 2 off and says why)."""
+    deployment lacks (``auto`` then turns Phase 2 off and says why). ``cpus_per_rank``: the CPUs each rank asks
+    Slurm for, its Numba threads (the deployment's node size: a rank per node uses the whole node)."""
     reads = phase1.reads_after
     embeddings = f"embeddings/{sample}.parquet"
     if embeddings not in phase1.outputs:
@@ -334,13 +336,14 @@ def plan_phase2(phase1: Phase1Summary, sample: str, requested: str = "auto",
                           embeddings)
     ranks = max(1, min(MAX_RANKS, math.ceil(reads / READS_PER_RANK)))
 
-    predictions = predict_phase2(reads, ranks)
+    predictions = predict_phase2(reads, ranks, cpus_per_rank=cpus_per_rank)
 
     def plan(placement: str, reason: str) -> Phase2Plan:
         chosen = predictions.get(placement)
         estimate_s = chosen.seconds - chosen.startup_seconds if chosen else 0.0  # the job's run, not its wait
         minutes = max(MIN_TIME_LIMIT_MIN, min(MAX_TIME_LIMIT_MIN, math.ceil(TIME_SAFETY * estimate_s / 60)))
-        return Phase2Plan(placement=placement, reason=reason, reads=reads, ranks=ranks, time_limit_minutes=minutes,
+        return Phase2Plan(placement=placement, reason=reason, reads=reads, ranks=ranks, cpus_per_rank=cpus_per_rank,
+                          time_limit_minutes=minutes,
                           embeddings_key=phase1.staged_prefix + embeddings, reference=reference,
                           predictions=list(predictions.values()))
 

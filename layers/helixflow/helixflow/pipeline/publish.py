@@ -250,9 +250,10 @@ def _job_nodes(stages: dict[str, Any], jobs: list[JobHandle]) -> dict[str, int]:
     Jobs API does not say how many the autoscaler gave it)."""
     nodes = {}
     for job in jobs:
-        if job.stage == "phase2" and stages.get("plan2", {}).get("phase2", {}).get("ranks"):
-            nodes["Phase2Job"] = costing.nodes_for(job.placement, stages["plan2"]["phase2"]["ranks"],
-                                                   costing.load_prices())
+        plan = stages.get("plan2", {}).get("phase2", {})
+        if job.stage == "phase2" and plan.get("ranks"):
+            nodes["Phase2Job"] = costing.nodes_for(job.placement, plan["ranks"], costing.load_prices(),
+                                                   plan.get("cpus_per_rank", 1))
     return nodes
 
 

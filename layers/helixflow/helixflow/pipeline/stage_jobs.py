@@ -60,7 +60,8 @@ def phase2_spec(state: PipelineState) -> JobSpec:
         stage="phase2", placement=plan.placement, run_id=request.run_id, sample=request.sample,
         bucket=request.bucket, work_prefix=prefix, module="helixflow.cluster.phase2_job", arguments=arguments,
         environment={str(k): str(v) for k, v in environment.items()},
-        resources={"ranks": plan.ranks, "time_limit_minutes": plan.time_limit_minutes})
+        resources={"ranks": plan.ranks, "cpus_per_rank": plan.cpus_per_rank,
+                   "time_limit_minutes": plan.time_limit_minutes})
 
 
 SPECS = {"phase1": phase1_spec, "phase2": phase2_spec}

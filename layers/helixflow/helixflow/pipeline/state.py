@@ -151,6 +151,7 @@ class Phase2Plan(_Contract):
     reason: str
     reads: int
     ranks: int
+    cpus_per_rank: int = Field(1, description="CPUs each rank asks Slurm for (its Numba threads)")
     time_limit_minutes: int
     embeddings_key: str = Field(description="Phase 1's embeddings Parquet the job reads (bucket key)")
     reference: ReferenceSummary | None = Field(None, description="the reference FASTA: the job also aligns")
