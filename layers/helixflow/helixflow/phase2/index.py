@@ -89,11 +89,18 @@ def minimizers(seq, k, w, out_hash, out_pos, out_strand):
     count = 0
     last = -1
     n_windows = max(n_kmers - w + 1, 1)
+    # Sliding minimum: the window is rescanned only when its minimum leaves it, otherwise only the k-mer
+    # entering it is compared (strictly smaller, so ties keep the leftmost) - O(n) instead of O(n w).
+    best = -1
     for start in range(n_windows):
-        best = start
-        for j in range(start + 1, min(start + w, n_kmers)):
-            if hashes[j] < hashes[best]:
-                best = j
+        stop = min(start + w, n_kmers)
+        if best < start:
+            best = start
+            for j in range(start + 1, stop):
+                if hashes[j] < hashes[best]:
+                    best = j
+        elif hashes[stop - 1] < hashes[best]:
+            best = stop - 1
         if best != last and hashes[best] != _INVALID:
             out_hash[count] = hashes[best]
             out_pos[count] = best
