@@ -164,6 +164,8 @@ def main() -> None:
     parser.add_argument("--cold", action="store_true", help="also time helixflow on an empty Numba cache")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "mapping")
     args = parser.parse_args()
+    if args.cold and 1 not in args.threads:
+        parser.error("--cold runs at 1 thread and is compared with the peers there: include 1 in --threads")
     args.out.mkdir(parents=True, exist_ok=True)
 
     reference = build_reference(args.out, args.seed, args.genome_mb)
