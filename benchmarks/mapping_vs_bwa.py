@@ -1,15 +1,20 @@
 """Mapping benchmark: helixflow align against bwa mem and minimap2 -ax sr, side by side in one run.
 
-    .venv/bin/python benchmarks/mapping_vs_bwa.py [--reads 200000] [--threads 1 2] [--out benchmarks/out/mapping]
+    .venv/bin/python benchmarks/mapping_vs_bwa.py [--reads 200000] [--threads 1 2] [--genome-mb 3] [--cold]
+                                                  [--out benchmarks/out/mapping]
 
 Reference: lambda phage (NC_001416.1, the real genome shipped in tests/unit/phase2/genomes) grown by
 ``helixflow.phase2.simulate.genome_with_repeats`` into two contigs (~113 kb) with exact and inverted repeat
-copies, 1/2/5 %-diverged paralogs, a tandem array and a 10 %-diverged homologous contig.
+copies, 1/2/5 %-diverged paralogs, a tandem array and a 10 %-diverged homologous contig. ``--genome-mb N``
+first extends the phage with seeded uniform random sequence to N Mb (no real bacterial genome ships with the
+project), so the same repeat classes sit in a genome of a few Mb (~1.5 N Mb with the homolog contig); the
+index build and the candidate lists then cost what they cost on a bacterial genome.
 Reads: ``--reads`` single-end 150 bp reads simulated by ART (``art_illumina -ss HS25``, real HiSeq 2500 error
 profiles; true positions from ART's SAM), or by helixflow's own simulator when ART is not installed.
 Every tool maps the same FASTQ once per thread count; wall time includes start-up and, for helixflow, building
 its index (bwa and minimap2 indexes are built beforehand, untimed; a tiny helixflow run first fills Numba's
-cache, also untimed). Accuracy: a read counts as placed when its primary record is on the true contig and
+cache, also untimed: the warm figure). ``--cold`` adds one helixflow run per searcher on an empty Numba cache
+(``NUMBA_CACHE_DIR`` = a new folder, as a fresh install without the warm-up), at 1 thread. Accuracy: a read counts as placed when its primary record is on the true contig and
 strand with the leftmost base (soft clips added back) within 10 bp of the truth, over all reads; precision at
 MAPQ >= 20 is the placed fraction among reads reported with MAPQ >= 20.
 """
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import os
 import shutil
 import subprocess
 import sys
@@ -42,11 +48,15 @@ class Truth:
     reverse: bool
 
 
-def build_reference(directory: Path, seed: int) -> Path:
+def build_reference(directory: Path, seed: int, genome_mb: float) -> Path:
     with gzip.open(LAMBDA, "rb") as handle:
         base = b"".join(line.strip() for line in handle if not line.startswith(b">"))
-    path = directory / "genome.fa"
-    simulate.write_fasta(path, simulate.genome_with_repeats(base, np.random.default_rng(seed)))
+    rng = np.random.default_rng(seed)
+    extra = int(genome_mb * 1_000_000) - len(base)
+    if extra > 0:
+        base += np.frombuffer(b"ACGT", dtype=np.uint8)[rng.integers(0, 4, extra)].tobytes()
+    path = directory / f"genome-{genome_mb:g}mb.fa" if genome_mb else directory / "genome.fa"
+    simulate.write_fasta(path, simulate.genome_with_repeats(base, rng))
     return path
 
 
@@ -120,10 +130,10 @@ def evaluate(sam: Path, truth: dict[str, Truth]) -> tuple[float, float, float]:
     return placed / n, confident / n, confident_placed / max(confident, 1)
 
 
-def timed(command: list[str], stdout: Path | None = None) -> float:
+def timed(command: list[str], stdout: Path | None = None, env: dict[str, str] | None = None) -> float:
     start = time.perf_counter()
     if stdout is None:
-        subprocess.run(command, check=True, capture_output=True)
+        subprocess.run(command, check=True, capture_output=True, env=env)
     else:
         with open(stdout, "wb") as out:
             subprocess.run(command, check=True, stdout=out, stderr=subprocess.DEVNULL)
@@ -149,11 +159,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--searchers", nargs="+", default=["index"], choices=["index", "dense"])
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--genome-mb", type=float, default=0,
+                        help="extend the phage with random sequence to this many Mb first (0: the phage alone)")
+    parser.add_argument("--cold", action="store_true", help="also time helixflow on an empty Numba cache")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "mapping")
     args = parser.parse_args()
+    if args.cold and 1 not in args.threads:
+        parser.error("--cold runs at 1 thread and is compared with the peers there: include 1 in --threads")
     args.out.mkdir(parents=True, exist_ok=True)
 
-    reference = build_reference(args.out, args.seed)
+    reference = build_reference(args.out, args.seed, args.genome_mb)
     if shutil.which("art_illumina"):
         reads, truth = simulate_with_art(reference, args.out, args.reads, args.seed)
         simulator = "ART HS25"
@@ -169,6 +184,14 @@ def main() -> None:
         timed(helixflow_command(warm_up, reference, args.out / "warmup.sam", 1, searcher))
 
     rows = []
+    if args.cold:
+        for searcher in args.searchers:
+            cache = args.out / f"numba-cold-{searcher}"
+            shutil.rmtree(cache, ignore_errors=True)
+            sam_path = args.out / f"helixflow-{searcher}-cold.sam"
+            seconds = timed(helixflow_command(reads, reference, sam_path, 1, searcher),
+                            env={**os.environ, "NUMBA_CACHE_DIR": str(cache)})
+            rows.append((f"helixflow ({searcher}) cold", 1, seconds, len(truth) / seconds, *evaluate(sam_path, truth)))
     for threads in args.threads:
         tools = {f"helixflow ({s})": (helixflow_command(reads, reference, args.out / f"helixflow-{s}-{threads}.sam",
                                                         threads, s), args.out / f"helixflow-{s}-{threads}.sam", None)
@@ -183,16 +206,19 @@ def main() -> None:
             rows.append((name, threads, seconds, len(truth) / seconds, placed, confident, precision))
 
     print(f"\n{len(truth)} reads x 150 bp ({simulator}) on a {reference.stat().st_size // 1000} kB genome with "
-          f"repeats; placed = within {TOLERANCE} bp of truth\n")
-    header = (f"{'tool':<20}{'thr':>4}{'wall s':>9}{'reads/s':>10}{'reads/s/core':>13}{'placed':>8}"
-              f"{'MAPQ>=20':>9}{'prec@20':>9}{'speed/bwa':>10}{'placed-bwa':>11}")
+          f"repeats; placed = within {TOLERANCE} bp of truth; load average {os.getloadavg()[0]:.1f} on "
+          f"{os.cpu_count()} cores\n")
+    header = (f"{'tool':<24}{'thr':>4}{'wall s':>9}{'reads/s':>10}{'reads/s/core':>13}{'placed':>8}"
+              f"{'MAPQ>=20':>9}{'prec@20':>9}{'speed/bwa':>10}{'speed/mm2':>10}{'placed-bwa':>11}")
     print(header)
     print("-" * len(header))
     bwa = {r[1]: r for r in rows if r[0] == "bwa mem"}
+    minimap2 = {r[1]: r for r in rows if r[0] == "minimap2 -ax sr"}
     for name, threads, seconds, rate, placed, confident, precision in rows:
-        ref = bwa[threads]
-        print(f"{name:<20}{threads:>4}{seconds:>9.2f}{rate:>10.0f}{rate / threads:>13.0f}{placed:>8.4f}"
-              f"{confident:>9.4f}{precision:>9.4f}{rate / ref[3]:>9.2f}x{placed - ref[4]:>+11.4f}")
+        ref, mm2 = bwa[threads], minimap2[threads]
+        print(f"{name:<24}{threads:>4}{seconds:>9.2f}{rate:>10.0f}{rate / threads:>13.0f}{placed:>8.4f}"
+              f"{confident:>9.4f}{precision:>9.4f}{rate / ref[3]:>9.2f}x{rate / mm2[3]:>9.2f}x"
+              f"{placed - ref[4]:>+11.4f}")
 
 
 if __name__ == "__main__":

@@ -173,6 +173,32 @@ def test_tie_rule_against_reference():
         assert (aln.score, aln.query_end - 1, aln.target_end - 1) == (ref_score, ref_q, ref_t), (q, t)
 
 
+@pytest.mark.parametrize("scoring", SCORINGS + [Scoring(match=1, mismatch=-1, n_score=1, gap_open=2, gap_extend=1)],
+                         ids=["default", "n0", "linear", "n-as-match"])
+def test_reads_occurring_exactly_score_as_the_dp_says(scoring):
+    """Queries that occur whole in their target (the mapper's common case, which skips the DP) get the DP's
+    score and ends: the first of several occurrences in a tandem array, a lower-case copy, and a copy holding
+    an N (no exact occurrence: N never matches), whatever n_score is."""
+    rng = np.random.default_rng(5)
+    queries, targets = [], []
+    for k in range(60):
+        unit = rng.choice(np.frombuffer(b"ACGT", dtype=np.uint8), int(rng.integers(2, 9))).tobytes()
+        flank = rng.choice(np.frombuffer(b"ACGT", dtype=np.uint8), int(rng.integers(0, 12))).tobytes()
+        target = flank + unit * int(rng.integers(3, 8)) + flank[::-1]
+        start = int(rng.integers(0, len(target) - len(unit) * 2))
+        query = target[start:start + int(rng.integers(len(unit) * 2, len(target) - start + 1))]
+        if k % 3 == 1:
+            query = query.lower()
+        elif k % 3 == 2:
+            middle = len(query) // 2
+            query = query[:middle] + b"N" + query[middle + 1:]
+        queries.append(query)
+        targets.append(target)
+    score, qend, tend = run_batch(queries, targets, scoring)
+    for k, (q, t) in enumerate(zip(queries, targets)):
+        assert (score[k], qend[k], tend[k]) == reference_sw(q, t, scoring), (q, t)
+
+
 @pytest.mark.parametrize("scoring", SCORINGS, ids=["default", "n0", "linear"])
 def test_traceback_rescoring_and_spans(scoring):
     queries, targets = random_pairs(np.random.default_rng(3), 300)

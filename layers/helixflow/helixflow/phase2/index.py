@@ -16,13 +16,17 @@ Choices:
 - Each group becomes the region [first diagonal - ``PAD``, last diagonal + read length + ``PAD``] of its contig
   with ``PAD`` = 16, so Smith–Waterman can place indels and clipped ends near the seeds.
 The index is a hash-sorted table (hashes, positions, strands) - three flat arrays, cheap to broadcast over MPI
-and deterministic to rebuild.
+and deterministic to rebuild. Lookups go through a bucket table over the hashes' top bits (about one entry
+per bucket, derived from the hashes where the index is used, never stored or broadcast): a seed costs one
+bucket read and a search among the few hashes of its bucket instead of two binary searches over the whole
+table, each a chain of cache misses on a genome of a few Mb.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from numba import njit, prange
@@ -85,11 +89,18 @@ def minimizers(seq, k, w, out_hash, out_pos, out_strand):
     count = 0
     last = -1
     n_windows = max(n_kmers - w + 1, 1)
+    # Sliding minimum: the window is rescanned only when its minimum leaves it, otherwise only the k-mer
+    # entering it is compared (strictly smaller, so ties keep the leftmost) - O(n) instead of O(n w).
+    best = -1
     for start in range(n_windows):
-        best = start
-        for j in range(start + 1, min(start + w, n_kmers)):
-            if hashes[j] < hashes[best]:
-                best = j
+        stop = min(start + w, n_kmers)
+        if best < start:
+            best = start
+            for j in range(start + 1, stop):
+                if hashes[j] < hashes[best]:
+                    best = j
+        elif hashes[stop - 1] < hashes[best]:
+            best = stop - 1
         if best != last and hashes[best] != _INVALID:
             out_hash[count] = hashes[best]
             out_pos[count] = best
@@ -124,7 +135,8 @@ def minimizer_table(buffer: np.ndarray, offsets: np.ndarray, k: int = K, w: int 
 
 
 @njit(cache=True, parallel=True)
-def _search(seq, seq_offsets, idx_hash, idx_pos, idx_strand, ref_offsets, k, w, max_occurrences,
+def _search(seq, seq_offsets, idx_hash, idx_pos, idx_strand, buckets, bucket_shift, ref_offsets, k, w,
+            max_occurrences,
             max_gap, max_candidates, min_vote_fraction, pad, out_strand, out_contig, out_start, out_end,
             out_votes, out_count, out_overflow):
     n_reads = seq_offsets.shape[0] - 1
@@ -142,8 +154,10 @@ def _search(seq, seq_offsets, idx_hash, idx_pos, idx_strand, ref_offsets, k, w, 
         hi = np.empty(n_min, dtype=np.int64)
         n_hits = 0
         for m in range(n_min):
-            lo[m] = np.searchsorted(idx_hash, m_hash[m], side="left")
-            hi[m] = np.searchsorted(idx_hash, m_hash[m], side="right")
+            bucket = np.int64(m_hash[m] >> bucket_shift)
+            first, last = buckets[bucket], buckets[bucket + 1]
+            lo[m] = first + np.searchsorted(idx_hash[first:last], m_hash[m], side="left")
+            hi[m] = first + np.searchsorted(idx_hash[first:last], m_hash[m], side="right")
             if hi[m] - lo[m] > max_occurrences:
                 hi[m] = lo[m]
             n_hits += hi[m] - lo[m]
@@ -249,6 +263,17 @@ class MinimizerIndex:
                      ref_offsets=reference.offsets)
         return index, False
 
+    @cached_property
+    def _buckets(self) -> tuple[np.ndarray, np.uint64]:
+        """(bucket table, shift): the hashes with top bits b = hash >> shift lie at [table[b], table[b + 1])."""
+        # ~1 hash per bucket, at most 2**24 buckets (128 MiB of table; a human genome's buckets then hold ~36).
+        bits = min(max(int(self.hashes.shape[0]).bit_length(), 1), 24)
+        shift = np.uint64(64 - bits)
+        counts = np.bincount((self.hashes >> shift).astype(np.int64), minlength=1 << bits)
+        table = np.zeros((1 << bits) + 1, dtype=np.int64)
+        np.cumsum(counts, out=table[1:])
+        return table, shift
+
     def search(self, batch: ReadBatch) -> Candidates:
         seq, seq_offsets = batch.seq, batch.seq_offsets
         n = len(batch)
@@ -260,9 +285,10 @@ class MinimizerIndex:
         votes = np.zeros(shape, np.float32)
         count = np.zeros(n, np.int64)
         overflow = np.zeros(n, np.bool_)
-        _search(seq, seq_offsets, self.hashes, self.positions, self.strands, self.ref_offsets, K, W,
-                MAX_OCCURRENCES, MAX_DIAGONAL_GAP, MAX_CANDIDATES, MIN_VOTE_FRACTION, PAD, strand, contig, start,
-                end, votes, count, overflow)
+        buckets, shift = self._buckets
+        _search(seq, seq_offsets, self.hashes, self.positions, self.strands, buckets, shift, self.ref_offsets, K,
+                W, MAX_OCCURRENCES, MAX_DIAGONAL_GAP, MAX_CANDIDATES, MIN_VOTE_FRACTION, PAD, strand, contig,
+                start, end, votes, count, overflow)
         keep = np.arange(MAX_CANDIDATES)[None, :] < count[:, None]
         return Candidates(np.repeat(np.arange(n, dtype=np.int64), count), strand[keep], contig[keep], start[keep],
                           end[keep], votes[keep], overflow)

@@ -16,7 +16,8 @@ import numpy as np
 from helixflow import embedding
 from helixflow.errors import InvalidReads, Position
 from helixflow.fastq.pairs import pair_count_mismatch, pair_name_mismatch
-from helixflow.seq.packing import gather, gather_index, offsets_from_lengths
+from helixflow.seq.packed_kernels import gather_packed
+from helixflow.seq.packing import offsets_from_lengths
 from helixflow.seq.read_ids import mate_ids
 
 
@@ -51,9 +52,12 @@ class ReadBatch:
 
     def take(self, rows: np.ndarray) -> ReadBatch:
         rows = np.asarray(rows, dtype=np.int64)
-        index, offsets = gather_index(self.seq_offsets[rows], np.diff(self.seq_offsets)[rows])
-        return ReadBatch([self.ids[r] for r in rows.tolist()], self.mates[rows], self.seq[index], offsets,
-                         self.qual[index], None if self.embeddings is None else self.embeddings[rows])
+        # The compiled copy: numpy's gather index (repeat + arange over every base) cost more than mapping.
+        starts, lengths = self.seq_offsets[rows], np.diff(self.seq_offsets)[rows]
+        seq, offsets = gather_packed(self.seq, starts, lengths)
+        qual, _ = gather_packed(self.qual, starts, lengths)
+        return ReadBatch([self.ids[r] for r in rows.tolist()], self.mates[rows], seq, offsets, qual,
+                         None if self.embeddings is None else self.embeddings[rows])
 
 
 def _string_column(column) -> tuple[np.ndarray, np.ndarray]:
@@ -84,8 +88,10 @@ def _parse_fastq(path: str) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarr
     sequences, qualities, lengths, headers = [], [], [], []
     for batch in iter_batches(whole_file(path)):
         ids.extend(mate_ids(batch.data, batch.name_start, batch.name_end))
-        sequences.append(_upper(gather(batch.data, batch.seq_start, batch.seq_len)))
-        qualities.append(gather(batch.data, batch.qual_start, batch.seq_len))
+        # The compiled gather: numpy's (an index array over every base) was most of the parse.
+        seq_len = np.ascontiguousarray(batch.seq_len, dtype=np.int64)
+        sequences.append(_upper(gather_packed(batch.data, np.ascontiguousarray(batch.seq_start), seq_len)[0]))
+        qualities.append(gather_packed(batch.data, np.ascontiguousarray(batch.qual_start), seq_len)[0])
         lengths.append(batch.seq_len)
         headers.append(batch.first_byte + batch.name_start - 1)  # the '@' of each record
     empty = np.zeros(0, np.uint8)

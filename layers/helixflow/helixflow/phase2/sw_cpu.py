@@ -199,6 +199,30 @@ def _score_wide(qbuf, qoff, tbuf, toff, pairs, code, match, mismatch, n_score, g
         out_tend[p] = best_j
 
 
+@njit(cache=True, parallel=True, nogil=True)
+def _exact_first(qbuf, qoff, tbuf, toff, pairs, code, match, out_score, out_qend, out_tend, out_found):
+    """The exact-match fast path: when the whole query occurs in the target base for base (A/C/G/T only),
+    the best local score is len(query) x match - no alignment can score more, as each query base adds at
+    most ``match`` and gaps only cost - and every cell reaching it ends such an occurrence at the last query
+    row, so the tie rule's cell is the end of the first occurrence. One scan with early exit per offset
+    (about 1.3 comparisons each on non-repetitive sequence) instead of the query x target DP."""
+    for i in prange(pairs.shape[0]):
+        p = pairs[i]
+        q = qbuf[qoff[p]:qoff[p + 1]]
+        t = tbuf[toff[p]:toff[p + 1]]
+        n = q.shape[0]
+        for start in range(t.shape[0] - n + 1):
+            j = 0
+            while j < n and code[q[j]] == code[t[start + j]] and code[q[j]] < N_CODE:
+                j += 1
+            if j == n:
+                out_score[p] = n * match
+                out_qend[p] = n - 1
+                out_tend[p] = start + n - 1
+                out_found[p] = True
+                break
+
+
 def _fits_int16(qlen: np.ndarray, tlen: np.ndarray, scoring: Scoring) -> np.ndarray:
     """Pairs the int16 kernel scores exactly (see the module docstring)."""
     values = (scoring.match, scoring.mismatch, scoring.n_score, scoring.gap_open, scoring.gap_extend)
@@ -222,15 +246,22 @@ def score_batch_cpu(query_buf: np.ndarray, query_offsets: np.ndarray,
         return score, qend, tend
     qlen = np.diff(qoff)
     tlen = np.diff(toff)
-    narrow = _fits_int16(qlen, tlen, scoring)
-    narrow_pairs = np.flatnonzero(narrow)
-    wide_pairs = np.flatnonzero(~narrow)
     args = (BASE_CODE, scoring.match, scoring.mismatch, scoring.n_score, scoring.gap_open, scoring.gap_extend,
             score, qend, tend)
     previous_threads = numba.get_num_threads()
     if threads is not None:
         numba.set_num_threads(threads)
     try:
+        todo = np.ones(n, dtype=np.bool_)
+        # The fast path's bound holds when a match outscores every other pairing of a query base.
+        if scoring.match > max(scoring.mismatch, scoring.n_score, 0):
+            found = np.zeros(n, dtype=np.bool_)
+            _exact_first(qbuf, qoff, tbuf, toff, np.flatnonzero((qlen > 0) & (qlen <= tlen)), BASE_CODE,
+                         scoring.match, score, qend, tend, found)
+            todo = ~found
+        narrow = _fits_int16(qlen, tlen, scoring)
+        narrow_pairs = np.flatnonzero(narrow & todo)
+        wide_pairs = np.flatnonzero(~narrow & todo)
         if narrow_pairs.size:
             order = narrow_pairs[length_order(qlen[narrow_pairs], tlen[narrow_pairs])]
             _score_narrow(qbuf, qoff, tbuf, toff, order, *args)
