@@ -1,7 +1,7 @@
 """Read-graph clustering: reads that overlap on the genome end up in one cluster.
 
 1. Neighbours: each read's ``K_NEIGHBOURS`` = 16 most similar reads by embedding cosine among the reads that
-   share one of its (``SEED_K``, ``SEED_W``) = (15, 3)-minimizers (``index.minimizer_table``; half of a read's
+   share one of its (``SEED_K``, ``SEED_W``) = (15, 3)-minimizers (``index.minimizers``; half of a read's
    15-mers), keeping pairs with cosine >= ``MIN_SIMILARITY`` = 0.1; ties go to the lower read index (the dense
    searcher's order, from the same exact dot products). An exhaustive search of all reads is O(n^2) (~40 min
    for 200 k reads on 2 cores) and worse: past a few thousand reads, reads that share nothing reach cosine 0.1
@@ -37,9 +37,10 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 
-from helixflow.phase2 import index, sw
+from helixflow.phase2 import sw
 from helixflow.phase2._dense_common import NO_INDEX
 from helixflow.phase2.dense_cpu import ranks_above
+from helixflow.phase2.index import minimizers
 from helixflow.phase2.reads import ReadBatch
 from helixflow.seq.packed_kernels import gather_packed, reverse_complement_packed
 
@@ -58,43 +59,79 @@ def neighbour_pairs(batch: ReadBatch, vectors: np.ndarray, rows: np.ndarray) -> 
     i = np.repeat(rows, k)
     j = nearest.ravel()
     keep = (value.ravel() >= MIN_SIMILARITY) & (j != i)
-    pairs = np.stack([np.minimum(i, j)[keep], np.maximum(i, j)[keep]], axis=1)
-    return np.unique(pairs, axis=0) if pairs.size else np.zeros((0, 2), np.int64)
+    return unique_pairs(np.minimum(i, j)[keep], np.maximum(i, j)[keep], len(batch))
+
+
+def unique_pairs(first: np.ndarray, second: np.ndarray, n: int) -> np.ndarray:
+    """The distinct (first, second) pairs of read indexes below ``n``, sorted (int64 (m, 2)); one integer key
+    per pair, since ``np.unique(axis=0)`` is several times slower on millions of rows."""
+    key = np.unique(first.astype(np.int64) * n + second)
+    return np.stack([key // n, key % n], axis=1)
 
 
 def seeded_top_k(batch: ReadBatch, vectors: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Top-k reads per query row among the reads sharing a minimizer with it (and itself), by dot product of
     ``vectors`` (storage precision: exact), ties to the lower index - ``dense.top_k``'s values and order."""
-    hashes, positions, _ = index.minimizer_table(batch.seq, batch.seq_offsets, SEED_K, SEED_W)
-    owner = np.searchsorted(batch.seq_offsets, positions, side="right").astype(np.int64) - 1
-    starts = np.concatenate([[0], np.flatnonzero(np.diff(hashes)) + 1, [len(hashes)]]).astype(np.int64)
-    bucket = np.repeat(np.arange(len(starts) - 1, dtype=np.int64), np.diff(starts))
-    by_read = np.argsort(owner, kind="stable").astype(np.int64)
-    read_start = np.searchsorted(owner[by_read], np.arange(len(batch) + 1)).astype(np.int64)
-    return _seeded_top_k(np.ascontiguousarray(rows, dtype=np.int64), by_read, read_start, owner, bucket, starts,
+    hashes, read_start = _read_minimizers(batch.seq, batch.seq_offsets, SEED_K, SEED_W)
+    # One sorted array of keys = the hash's high bits | the read it came from (a plain sort, no argsort and no
+    # gather: several times faster). The bits given to the read number shorten the hash; two minimizers that
+    # then collide only add a candidate, which its cosine ranks like any other.
+    owner_bits = max(1, int(len(batch) - 1).bit_length())
+    owner = np.repeat(np.arange(len(batch), dtype=np.uint64), np.diff(read_start))
+    keys = np.sort((hashes >> np.uint64(owner_bits) << np.uint64(owner_bits)) | owner)
+    return _seeded_top_k(np.ascontiguousarray(rows, dtype=np.int64), hashes, read_start, keys, owner_bits,
                          np.ascontiguousarray(vectors), k, SEED_MAX_OCCURRENCES)
 
 
 @njit(cache=True, parallel=True)
-def _seeded_top_k(rows, by_read, read_start, owner, bucket, starts, vectors, k, max_occurrences):
+def _read_minimizers(buffer, offsets, k, w):
+    """Every read's (k, w) minimizer hashes, read after read, and where each read's start (n + 1 offsets)."""
+    n = offsets.shape[0] - 1
+    hashes = np.empty(buffer.shape[0], dtype=np.uint64)
+    positions = np.empty(buffer.shape[0], dtype=np.int64)
+    strands = np.empty(buffer.shape[0], dtype=np.uint8)
+    counts = np.zeros(n + 1, dtype=np.int64)
+    for r in prange(n):
+        lo, hi = offsets[r], offsets[r + 1]  # a read has at most as many minimizers as bases
+        counts[r + 1] = minimizers(buffer[lo:hi], k, w, hashes[lo:hi], positions[lo:hi], strands[lo:hi])
+    start = np.cumsum(counts)
+    out = np.empty(start[n], dtype=np.uint64)
+    for r in prange(n):
+        for j in range(counts[r + 1]):
+            out[start[r] + j] = hashes[offsets[r] + j]
+    return out, start
+
+
+@njit(cache=True, parallel=True)
+def _seeded_top_k(rows, hashes, read_start, keys, owner_bits, vectors, k, max_occurrences):
     top_value = np.full((rows.shape[0], k), -np.inf)
     top_index = np.full((rows.shape[0], k), NO_INDEX, dtype=np.int64)
+    shift = np.uint64(owner_bits)
+    owner_mask = (np.uint64(1) << shift) - np.uint64(1)
     for q in prange(rows.shape[0]):
         i = rows[q]
+        m = read_start[i + 1] - read_start[i]
+        lows = np.empty(m, dtype=np.int64)
+        highs = np.empty(m, dtype=np.int64)
         total = 1
-        for e in range(read_start[i], read_start[i + 1]):
-            b = bucket[by_read[e]]
-            if starts[b + 1] - starts[b] <= max_occurrences:
-                total += starts[b + 1] - starts[b]
+        for e in range(m):
+            prefix = hashes[read_start[i] + e] >> shift
+            lows[e] = np.searchsorted(keys, prefix << shift)
+            highs[e] = lows[e]
+            while highs[e] < keys.shape[0] and (keys[highs[e]] >> shift) == prefix:
+                highs[e] += 1
+                if highs[e] - lows[e] > max_occurrences:
+                    break
+            if highs[e] - lows[e] > max_occurrences:
+                highs[e] = lows[e]  # a high-copy minimizer seeds nothing
+            total += highs[e] - lows[e]
         candidates = np.empty(total, dtype=np.int64)
         candidates[0] = i
         c = 1
-        for e in range(read_start[i], read_start[i + 1]):
-            b = bucket[by_read[e]]
-            if starts[b + 1] - starts[b] <= max_occurrences:
-                for f in range(starts[b], starts[b + 1]):
-                    candidates[c] = owner[f]
-                    c += 1
+        for e in range(m):
+            for f in range(lows[e], highs[e]):
+                candidates[c] = np.int64(keys[f] & owner_mask)
+                c += 1
         for j in np.unique(candidates):
             value = 0.0
             for d in range(vectors.shape[1]):

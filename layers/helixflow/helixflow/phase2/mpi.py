@@ -222,7 +222,8 @@ def run_cluster(args: argparse.Namespace) -> int:
     pairs = graph.neighbour_pairs(batch, vectors, rows)
     confirmed = gather_array(pairs[graph.confirm_pairs(batch, pairs, threads=args.threads, device=device)])
     if COMM.rank == 0:
-        edges = np.unique(confirmed, axis=0) if confirmed.size else confirmed.reshape(0, 2)
+        edges = graph.unique_pairs(confirmed[:, 0], confirmed[:, 1], len(batch)) if confirmed.size \
+            else confirmed.reshape(0, 2)
         with open(args.out, "w") as handle:
             handle.write(graph.clusters_tsv(batch, edges))
     return len(rows)
