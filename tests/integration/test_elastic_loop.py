@@ -255,6 +255,7 @@ def _power(client) -> dict[str, str]:
     return found
 
 
+@pytest.mark.extended  # the burst test above moves the same floor through the alarms
 def test_the_local_actuator_powers_up_exactly_the_floor_holds_it_and_releases_it():
     """The actuator alone on a real Slurm: a floor of 1 of 2 idle nodes powers one up (no job asked for it) and
     keeps it past SuspendTime while the other stays down; a floor of 0 lets Slurm power it down."""

@@ -81,6 +81,7 @@ def test_sheet_first_then_files_runs_each_declared_sample_with_its_row(stack, tm
     assert [(r.outcome.reused, r.outcome.run_id) for r in again] == [(True, pair.run_id), (True, solo.run_id)]
 
 
+@pytest.mark.extended  # name rules and sidecars have their own tests in test_state_machine and test_run_identity
 def test_a_file_in_no_sheet_follows_the_name_rules_and_its_sidecar(stack, tmp_path):
     _write(tmp_path, {"free_R1.fastq": RECORDS})
     outcome = collect(stack.info, wait_for_run(stack.info, submit(stack.info, [tmp_path / "free_R1.fastq"],
