@@ -15,24 +15,28 @@ def ranks_above(value, index, other_value, other_index):
     return value > other_value or (value == other_value and index < other_index)
 
 
+@njit(cache=True, inline="always")
+def insert_top(value, index, top_value, top_index):
+    """Insert (value, index) into one read's running top-k (sorted best first) if it ranks there."""
+    k = top_value.shape[0]
+    if not ranks_above(value, index, top_value[k - 1], top_index[k - 1]):
+        return
+    j = k - 1
+    while j > 0 and ranks_above(value, index, top_value[j - 1], top_index[j - 1]):
+        top_value[j] = top_value[j - 1]
+        top_index[j] = top_index[j - 1]
+        j -= 1
+    top_value[j] = value
+    top_index[j] = index
+
+
 @njit(cache=True)
 def top_k_merge(scores, column_offset, top_value, top_index):
     """Fold a block of similarities (rows = reads, columns = windows ``column_offset``...) into the running
     top-k arrays (sorted best first; empty slots hold -inf)."""
-    k = top_value.shape[1]
     for r in range(scores.shape[0]):
         for c in range(scores.shape[1]):
-            value = scores[r, c]
-            index = column_offset + c
-            if not ranks_above(value, index, top_value[r, k - 1], top_index[r, k - 1]):
-                continue
-            j = k - 1
-            while j > 0 and ranks_above(value, index, top_value[r, j - 1], top_index[r, j - 1]):
-                top_value[r, j] = top_value[r, j - 1]
-                top_index[r, j] = top_index[r, j - 1]
-                j -= 1
-            top_value[r, j] = value
-            top_index[r, j] = index
+            insert_top(scores[r, c], column_offset + c, top_value[r], top_index[r])
 
 
 def top_k_cpu(queries: np.ndarray, targets: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -39,7 +39,7 @@ from numba import njit, prange
 
 from helixflow.phase2 import sw
 from helixflow.phase2._dense_common import NO_INDEX
-from helixflow.phase2.dense_cpu import ranks_above
+from helixflow.phase2.dense_cpu import insert_top
 from helixflow.phase2.index import minimizers
 from helixflow.phase2.reads import ReadBatch
 from helixflow.seq.packed_kernels import gather_packed, reverse_complement_packed
@@ -136,15 +136,7 @@ def _seeded_top_k(rows, hashes, read_start, keys, owner_bits, vectors, k, max_oc
             value = 0.0
             for d in range(vectors.shape[1]):
                 value += vectors[i, d] * vectors[j, d]
-            if not ranks_above(value, j, top_value[q, k - 1], top_index[q, k - 1]):
-                continue
-            slot = k - 1
-            while slot > 0 and ranks_above(value, j, top_value[q, slot - 1], top_index[q, slot - 1]):
-                top_value[q, slot] = top_value[q, slot - 1]
-                top_index[q, slot] = top_index[q, slot - 1]
-                slot -= 1
-            top_value[q, slot] = value
-            top_index[q, slot] = j
+            insert_top(value, j, top_value[q], top_index[q])
     return top_value, top_index
 
 
