@@ -4,7 +4,8 @@ moto cannot run Python handlers without Docker, so the local stack routes moto's
 function gets its own environment (the template's variables, the layer first on the path, the moto endpoint),
 each concurrent invocation its own process (as Lambda gives each concurrent request its own execution
 environment), and a worker is reused while warm. ``inject_fault`` makes the next invocations of a function
-fail the way the Lambda service itself fails (e.g. ServiceException), so retries can be exercised end to end.
+fail the way the Lambda service itself fails (e.g. ServiceException), so retries can be exercised end to end;
+``inject_delay`` holds back chosen invocations, so races between concurrent ones can be reproduced.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from helixflow_local.template import FunctionSpec
 
@@ -182,7 +183,10 @@ class LambdaRuntime:
         self.pools = {spec.name: _Pool(spec, self._environment(spec, endpoint_url, region), log_dir /
                                        f"{spec.logical_id}.log", max_concurrency) for spec in specs}
         self.faults: dict[str, list[str]] = defaultdict(list)
+        self.delays: dict[str, list[tuple[float, Callable[[Any], bool]]]] = defaultdict(list)
         self.fault_lock = threading.Lock()
+        self.in_flight = 0  # invocations started and not yet answered, across functions
+        self.idle = threading.Condition(self.fault_lock)
         self.shipper = (LogShipper(logs, {name: pool.log_path for name, pool in self.pools.items()})
                         if logs is not None else None)
 
@@ -217,15 +221,40 @@ class LambdaRuntime:
         with self.fault_lock:
             self.faults[name].extend([error_code] * times)
 
+    def inject_delay(self, function: str, seconds: float, when: Callable[[Any], bool]) -> None:
+        """The next invocation of ``function`` whose event ``when`` accepts starts ``seconds`` late (once)."""
+        name = self.by_logical_id.get(function, function)
+        with self.fault_lock:
+            self.delays[name].append((seconds, when))
+
     def invoke(self, function_name: str, event: Any) -> tuple[dict[str, Any], bool]:
         """(payload, errored) for one invocation; raises ServiceFault for an injected service failure."""
         with self.fault_lock:
             fault = self.faults[function_name].pop(0) if self.faults[function_name] else None
-        if fault == KILL_WORKER:
-            return self.pools[function_name].invoke(event, kill=True)
-        if fault:
-            raise ServiceFault(fault)
-        return self.pools[function_name].invoke(event)
+            pending = self.delays[function_name]
+            decoded = json.loads(event) if isinstance(event, (str, bytes)) and pending else event  # moto's is JSON
+            delay = next((d for d in pending if d[1](decoded)), None)
+            if delay is not None:
+                pending.remove(delay)
+            self.in_flight += 1
+        try:
+            if delay is not None:
+                time.sleep(delay[0])
+            if fault == KILL_WORKER:
+                return self.pools[function_name].invoke(event, kill=True)
+            if fault:
+                raise ServiceFault(fault)
+            return self.pools[function_name].invoke(event)
+        finally:
+            with self.fault_lock:
+                self.in_flight -= 1
+                self.idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Whether every invocation in flight ended within ``timeout`` seconds (a Map's iterations can outlive
+        the execution that started them: in AWS too, a Lambda invocation runs on when its Map has failed)."""
+        with self.fault_lock:
+            return self.idle.wait_for(lambda: self.in_flight == 0, timeout=timeout)
 
     def close(self) -> None:
         for pool in self.pools.values():

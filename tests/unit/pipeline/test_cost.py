@@ -54,7 +54,7 @@ def test_state_functions_setting_matches_every_function_and_the_state_machine():
         if state["Type"] == "Task":
             expected[name] = settings(state.get("Parameters", {}).get("FunctionName") or state["Resource"])
         elif state["Type"] == "Map":
-            (inner,) = state["ItemProcessor"]["States"].values()
+            (inner,) = [s for s in state["ItemProcessor"]["States"].values() if s["Type"] == "Task"]
             expected[name] = {**settings(inner.get("Parameters", {}).get("FunctionName") or inner["Resource"]),
                               "max_concurrency": state["MaxConcurrency"]}
     assert FUNCTIONS == expected

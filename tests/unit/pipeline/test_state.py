@@ -28,27 +28,25 @@ STATES = _all_states(ASL["States"])
 TASKS = {name: state for name, state in STATES.items() if state["Type"] == "Task"}
 
 
-def _model_of(annotation: Any) -> type[BaseModel] | None:
-    """The pydantic model inside Optional[...]/Union annotations, if any."""
+def _models_of(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models inside Optional[...]/Union/list[...] annotations, if any."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    if get_origin(annotation) in (Union, getattr(__import__("types"), "UnionType")):
-        for arg in get_args(annotation):
-            model = _model_of(arg)
-            if model:
-                return model
-    return None
+        return [annotation]
+    if get_origin(annotation) in (Union, getattr(__import__("types"), "UnionType"), list):
+        return [model for arg in get_args(annotation) for model in _models_of(arg)]
+    return []
 
 
 def _resolves(model: type[BaseModel], segments: list[str]) -> bool:
-    """Whether $.a.b.c names a field path of ``model`` (a dict-typed field accepts any deeper path)."""
+    """Whether $.a.b[0].c names a field path of ``model`` (a dict-typed field accepts any deeper path; an item
+    of a list of several models resolves when one of them has the rest of the path)."""
     if not segments:
         return True
-    field = model.model_fields.get(segments[0])
+    field = model.model_fields.get(re.sub(r"\[\d+\]$", "", segments[0]))
     if field is None:
         return False
-    inner = _model_of(field.annotation)
-    return _resolves(inner, segments[1:]) if inner else True
+    inner = _models_of(field.annotation)
+    return any(_resolves(m, segments[1:]) for m in inner) if inner else True
 
 
 def _paths(node: Any) -> list[str]:
@@ -78,7 +76,7 @@ def test_result_path_is_the_slot_of_the_model(name):
     if slot is None:  # a Map item's result stays in the item
         return
     assert TASKS[name]["ResultPath"] == f"$.{slot}"
-    assert _model_of(PipelineState.model_fields[slot].annotation) is model
+    assert _models_of(PipelineState.model_fields[slot].annotation) == [model]
 
 
 def test_every_path_the_asl_reads_exists_in_the_state_model():

@@ -225,6 +225,14 @@ class CaughtError(BaseModel):
     Cause: str | None = None
 
 
+class ScanFailure(BaseModel):
+    """A ScanMates item whose scan failed: the error its Catch kept (CheckScans fails the run with it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    failure: CaughtError
+
+
 class MateCheck(_Contract):
     paired: bool
 
@@ -257,6 +265,7 @@ class PipelineState(BaseModel):
     validation: ValidationSummary | None = None
     mate_check: MateCheck | None = None
     plan: Plan | None = None
+    scans: list[MateScan | ScanFailure] | None = None
     chunks: ChunkSet | None = None
     phase1_job: JobHandle | None = None
     phase2_job: JobHandle | None = None

@@ -65,7 +65,7 @@ STAGE_OF_STATE: dict[str, str] = {
                      "ResumeAfterPhase1"), "resolve"),
     **dict.fromkeys(("PlanPhase1", "RouteValidation", "Validate"), "validate"),
     # On the distributed path the chunk runners validate as they go: ValidateChunks collates their verdicts.
-    **dict.fromkeys(("ScanMates", "SplitIntoChunks", "RoutePhase1", "SubmitPhase1Job", "WaitForPhase1Job", "PollPhase1Job",
+    **dict.fromkeys(("ScanMates", "CheckScans", "TakeScanFailureOfMate1", "TakeScanFailureOfMate2", "SplitIntoChunks", "RoutePhase1", "SubmitPhase1Job", "WaitForPhase1Job", "PollPhase1Job",
                      "IsPhase1JobDone", "ProcessChunks", "RouteChunkVerdicts", "ValidateChunks", "MergeChunks"),
                     "phase1"),
     **dict.fromkeys(("PlanPhase2", "RoutePhase2", "SubmitPhase2Job", "WaitForPhase2Job", "PollPhase2Job",
