@@ -10,6 +10,7 @@ import yaml
 from isal import igzip
 
 from helixflow_local.client import collect, submit, wait_for_run
+from helixflow_local.runtime import KILL_WORKER
 from helixflow_local.stack import LocalStack
 from helixflow.errors import InvalidFastq
 from helixflow.fastq.chunked import CutFinder, grid_records, plan_cuts
@@ -158,3 +159,27 @@ def test_distributed_validation_reports_the_first_defect_as_the_validator_does(s
     s3 = stack.client("s3")
     for prefix in (f"results/{sample}/", f"work/{sample}/"):  # nothing published, scratch cleaned
         assert s3.list_objects_v2(Bucket=stack.info.bucket, Prefix=prefix).get("KeyCount", 0) == 0
+
+
+@pytest.mark.extended
+def test_a_chunk_that_fails_while_another_still_runs_leaves_nothing_of_the_run(stack, tmp_path):
+    """Chunk 0's worker dies on every attempt while chunk 1 starts late: the Map fails with chunk 1 still
+    running, and when that invocation ends, the run has still published nothing and left no scratch. (moto's
+    Distributed Map waits for its running items before it fails; AWS stops the child executions, and a Lambda
+    invocation already running there writes on: the bucket's ExpireScratch rule removes what it leaves.)"""
+    sample = "straggler"
+    paths = write_sample(tmp_path / "in", 9000, paired=False, fmt="gzip", fragment_mean=180.0)
+    reads = tmp_path / f"{sample}.fastq.gz"
+    reads.write_bytes(open(paths[0], "rb").read())
+    def chunk(index):
+        return lambda event: event.get("item", {}).get("index") == index
+
+    stack.runtime.inject_fault("ProcessChunkFunction", KILL_WORKER, times=3, when=chunk(0))
+    stack.runtime.inject_delay("ProcessChunkFunction", 12.0, when=chunk(1))
+    described = wait_for_run(stack.info, submit(stack.info, [reads]), timeout=300)
+    outcome = collect(stack.info, described, tmp_path / "out")
+    assert outcome.status == "FAILED", outcome.error_document
+    assert stack.runtime.wait_idle(timeout=60)
+    s3 = stack.client("s3")
+    for prefix in (f"results/{sample}/", f"work/{sample}/"):
+        assert s3.list_objects_v2(Bucket=stack.info.bucket, Prefix=prefix).get("KeyCount", 0) == 0, prefix

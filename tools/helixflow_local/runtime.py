@@ -182,7 +182,8 @@ class LambdaRuntime:
         log_dir.mkdir(parents=True, exist_ok=True)
         self.pools = {spec.name: _Pool(spec, self._environment(spec, endpoint_url, region), log_dir /
                                        f"{spec.logical_id}.log", max_concurrency) for spec in specs}
-        self.faults: dict[str, list[str]] = defaultdict(list)
+        # function -> injected (fault, which events) and (delay, which events), taken in order
+        self.faults: dict[str, list[tuple[str, Callable[[Any], bool] | None]]] = defaultdict(list)
         self.delays: dict[str, list[tuple[float, Callable[[Any], bool]]]] = defaultdict(list)
         self.fault_lock = threading.Lock()
         self.in_flight = 0  # invocations started and not yet answered, across functions
@@ -214,12 +215,14 @@ class LambdaRuntime:
             "POWERTOOLS_TRACE_DISABLED": "true",
         }
 
-    def inject_fault(self, function: str, error_code: str = "ServiceException", times: int = 1) -> None:
-        """The next ``times`` invocations of ``function`` fail with the Lambda service error ``error_code``, or,
-        for ``KILL_WORKER``, reach the handler's worker and kill it mid-request (Runtime.ExitError)."""
+    def inject_fault(self, function: str, error_code: str = "ServiceException", times: int = 1,
+                     when: Callable[[Any], bool] | None = None) -> None:
+        """The next ``times`` invocations of ``function`` (of those whose event ``when`` accepts) fail with the
+        Lambda service error ``error_code``, or, for ``KILL_WORKER``, reach the handler's worker and kill it
+        mid-request (Runtime.ExitError)."""
         name = self.by_logical_id.get(function, function)
         with self.fault_lock:
-            self.faults[name].extend([error_code] * times)
+            self.faults[name].extend([(error_code, when)] * times)
 
     def inject_delay(self, function: str, seconds: float, when: Callable[[Any], bool]) -> None:
         """The next invocation of ``function`` whose event ``when`` accepts starts ``seconds`` late (once)."""
@@ -227,19 +230,26 @@ class LambdaRuntime:
         with self.fault_lock:
             self.delays[name].append((seconds, when))
 
+    @staticmethod
+    def _take(pending: list, event: Any) -> Any:
+        """The first of ``pending`` (value, when) whose ``when`` accepts ``event``, removed; else None."""
+        if not pending:
+            return None
+        decoded = json.loads(event) if isinstance(event, (str, bytes)) else event  # moto passes the JSON text
+        found = next((entry for entry in pending if entry[1] is None or entry[1](decoded)), None)
+        if found is not None:
+            pending.remove(found)
+        return found[0] if found is not None else None
+
     def invoke(self, function_name: str, event: Any) -> tuple[dict[str, Any], bool]:
         """(payload, errored) for one invocation; raises ServiceFault for an injected service failure."""
         with self.fault_lock:
-            fault = self.faults[function_name].pop(0) if self.faults[function_name] else None
-            pending = self.delays[function_name]
-            decoded = json.loads(event) if isinstance(event, (str, bytes)) and pending else event  # moto's is JSON
-            delay = next((d for d in pending if d[1](decoded)), None)
-            if delay is not None:
-                pending.remove(delay)
+            fault = self._take(self.faults[function_name], event)
+            delay = self._take(self.delays[function_name], event)
             self.in_flight += 1
         try:
             if delay is not None:
-                time.sleep(delay[0])
+                time.sleep(delay)
             if fault == KILL_WORKER:
                 return self.pools[function_name].invoke(event, kill=True)
             if fault:
