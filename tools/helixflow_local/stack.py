@@ -134,11 +134,16 @@ def _patch_moto() -> list[tuple[Any, str, Any]]:
     - DynamoDB: moto's UpdateItem reads, copies and writes the item with nothing held, so two mates recording
       themselves at once (each in its own server thread) can both see only themselves and both wait for the
       other (seen under load: MateMissing on a complete pair). DynamoDB applies each write atomically;
-      one lock around moto's writes does here."""
+      one lock around moto's writes does here.
+    - S3 ranged GETs: moto reads the whole object for each one and then slices it, so the chunk readers' 8 MB
+      ranges of a 300 MB object cost ~40 whole reads (most of a Ray job's time on the local stack, measured).
+      A ranged GET in S3 costs its range; here the range is read from moto's buffer alone."""
     from moto.awslambda.models import LambdaFunction
     from moto.core.exceptions import JsonRESTError
     from moto.dynamodb.models import DynamoDBBackend
     from moto.s3 import notifications
+    from moto.s3.models import FakeKey
+    from moto.s3.responses import S3Response
 
     def invoke(function: LambdaFunction, event: Any = None) -> tuple[str, bool, str]:
         if _active_runtime is None:
@@ -168,13 +173,49 @@ def _patch_moto() -> list[tuple[Any, str, Any]]:
                 return write(*args, **kwargs)
         return locked
 
+    ranged = threading.local()  # set while a GET with one byte range builds its response
+    whole_value = FakeKey.value
+
+    def get_object(self: S3Response) -> Any:
+        spec = self.headers.get("range", "") if hasattr(self, "headers") else ""
+        ranged.on = spec.startswith("bytes=") and "," not in spec
+        try:
+            return original_get_object(self)
+        finally:
+            ranged.on = False
+
+    def value(self: FakeKey) -> Any:
+        return _RangeView(self) if getattr(ranged, "on", False) else whole_value.fget(self)
+
+    original_get_object = S3Response.get_object
     patches = [(LambdaFunction, "_invoke_lambda", invoke), (notifications, "_get_s3_event", s3_event),
+               (S3Response, "get_object", get_object), (FakeKey, "value", property(value, whole_value.fset)),
                *((DynamoDBBackend, name, atomic(getattr(DynamoDBBackend, name)))
                  for name in ("put_item", "update_item", "delete_item", "transact_write_items"))]
     saved = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
     for owner, name, replacement in patches:
         setattr(owner, name, replacement)
     return saved
+
+
+class _RangeView:
+    """An object's bytes as moto's range handling reads them (its length, then one slice), read from the object's
+    buffer for that slice only."""
+
+    def __init__(self, key: Any) -> None:
+        self.key = key
+
+    def __len__(self) -> int:
+        return self.key.size
+
+    def __getitem__(self, part: slice) -> bytes:
+        start, stop, _ = part.indices(self.key.size)
+        with self.key.lock:
+            self.key._value_buffer.seek(start)
+            return self.key._value_buffer.read(max(0, stop - start))
+
+    def __iter__(self) -> Any:  # a range moto answers whole (unparsable, or several ranges): every byte
+        yield self[:]
 
 
 def _restore_moto(saved: list[tuple[Any, str, Any]]) -> None:

@@ -14,6 +14,7 @@ from tests.helpers import ROOT
 from helixflow.errors import IncompleteResults
 from helixflow.pipeline.failure import describe_failure
 from helixflow.pipeline.publish import TRACE_COLUMNS, publish_run, trace_rows
+from helixflow.pipeline import storage
 from helixflow.versions import VALIDATE, environment_versions
 from helixflow.pipeline.state import SampleRequest
 
@@ -235,3 +236,16 @@ def test_a_ray_job_row_reads_the_jobs_api_epoch_milliseconds():
                              "end_time": int((t0 + timedelta(seconds=32)).timestamp() * 1000)})
     (row,) = trace_rows([], jobs=[job])
     assert (row["name"], row["native_id"], row["queue"], row["duration_ms"]) == ("Phase1Job", "run-1-phase1", "", 30000)
+
+
+@pytest.mark.parametrize("limit", [storage.COPY_OBJECT_MAX_BYTES, 1024])
+def test_a_published_copy_has_the_staged_bytes_and_their_recorded_digest_whichever_copy_it_takes(
+        s3, tmp_path, monkeypatch, limit):
+    # A 6 MB output: one CopyObject under the 5 GB limit; above the (lowered) limit, a multipart copy.
+    monkeypatch.setattr(storage, "COPY_OBJECT_MAX_BYTES", limit)
+    body = bytes(range(256)) * (6 * 4096)
+    (tmp_path / "part").write_bytes(body)
+    digest = storage.upload(s3.client, BUCKET, tmp_path / "part", "work/S1/stage/reads/S1.trimmed.fastq.gz")
+    storage.copy(s3.client, BUCKET, "work/S1/stage/reads/S1.trimmed.fastq.gz", "results/S1/run-1/reads/x.gz")
+    assert s3.client.get_object(Bucket=BUCKET, Key="results/S1/run-1/reads/x.gz")["Body"].read() == body
+    assert storage.recorded_sha256(s3.client, BUCKET, "results/S1/run-1/reads/x.gz") == digest
