@@ -23,6 +23,7 @@ Measured, all in this one run:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 import os
@@ -182,6 +183,29 @@ def stage_times(stack, arn: str) -> dict[str, float]:
     return spent
 
 
+def content_digest(path: Path) -> str:
+    """SHA-256 of what a file holds, not of how the run cut it: the two paths cut chunks at other records, so
+    their gzip members and Parquet row groups differ while the reads and the table are the same."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from isal import igzip
+
+    digest = hashlib.sha256()
+    if path.suffix == ".gz":
+        with igzip.open(path, "rb") as handle:
+            for piece in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(piece)
+    elif path.suffix == ".parquet":
+        sink = pa.BufferOutputStream()
+        table = pq.read_table(path).combine_chunks()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        digest.update(sink.getvalue())
+    else:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def run(stack, work: Path, paths: list[Path], mode: str) -> dict:
     """One run of the sample; both modes upload the same files under the same names (outputs name the sample),
     and ``validation`` is a run-control parameter, so the second run needs ``force``."""
@@ -193,8 +217,9 @@ def run(stack, work: Path, paths: list[Path], mode: str) -> dict:
     if not outcome.succeeded:
         raise SystemExit(f"{mode} run failed: {outcome.error_document}")
     info = json.loads((outcome.local_dir / "pipeline_info/params.json").read_text())
-    files = {f["path"]: f["sha256"] for f in outcome.manifest["files"]
-             if not f["path"].endswith(".html") and not f["path"].startswith("pipeline_info/")}
+    # The reports record when and where they were made (the HTML, MultiQC's data zip, pipeline_info/).
+    files = {f["path"]: content_digest(outcome.local_dir / f["path"]) for f in outcome.manifest["files"]
+             if not f["path"].endswith((".html", "multiqc_data.zip")) and not f["path"].startswith("pipeline_info/")}
     result = {"wall": wall, "execution": _seconds(described["startDate"], described["stopDate"]),
               "stages": stage_times(stack, described["executionArn"]), "files": files,
               "reports": info["stages"]["validation"]["reports"], "chunks": info["stages"]["phase1"]["chunks"]}
@@ -240,7 +265,10 @@ def main() -> None:
                                         "ValidateChunks", "MergeChunks", "Publish"))
             print(f"{mode:<12} {r['chunks']:>6} {r['wall']:>8.1f}  {stages}")
         print(f"ratio single/distributed wall: {single['wall'] / distributed['wall']:.2f}")
-        print(f"same outputs: {single['files'] == distributed['files']} ({len(single['files'])} files); "
+        differ = sorted(k for k in single["files"].keys() | distributed["files"].keys()
+                        if single["files"].get(k) != distributed["files"].get(k))
+        print(f"same outputs (reads decompressed, tables, JSON): {not differ} ({len(single['files'])} files"
+              f"{'; differ: ' + ', '.join(differ) if differ else ''}); "
               f"same validation reports: {single['reports'] == distributed['reports']}")
         if single["files"] != distributed["files"] or single["reports"] != distributed["reports"]:
             sys.exit(1)

@@ -45,6 +45,7 @@ MAX_DIAGONAL_GAP = 16
 MAX_CANDIDATES = 8
 MIN_VOTE_FRACTION = 0.125
 PAD = 16
+SEARCH_BLOCK = 256  # reads per block of the search (one scratch per block; blocks are the parallel items)
 
 _INVALID = np.uint64(0xFFFFFFFFFFFFFFFF)
 # Puts the two strands' diagonals in disjoint key ranges, so sorting groups by strand first.
@@ -140,95 +141,122 @@ def _search(seq, seq_offsets, idx_hash, idx_pos, idx_strand, buckets, bucket_shi
             max_gap, max_candidates, min_vote_fraction, pad, out_strand, out_contig, out_start, out_end,
             out_votes, out_count, out_overflow):
     n_reads = seq_offsets.shape[0] - 1
-    for r in prange(n_reads):
-        read = seq[seq_offsets[r]:seq_offsets[r + 1]]
-        length = read.shape[0]
-        out_count[r] = 0
-        if length < k:
-            continue
-        m_hash = np.empty(length, dtype=np.uint64)
-        m_pos = np.empty(length, dtype=np.int64)
-        m_strand = np.empty(length, dtype=np.uint8)
-        n_min = minimizers(read, k, w, m_hash, m_pos, m_strand)
-        lo = np.empty(n_min, dtype=np.int64)
-        hi = np.empty(n_min, dtype=np.int64)
-        n_hits = 0
-        for m in range(n_min):
-            bucket = np.int64(m_hash[m] >> bucket_shift)
-            first, last = buckets[bucket], buckets[bucket + 1]
-            lo[m] = first + np.searchsorted(idx_hash[first:last], m_hash[m], side="left")
-            hi[m] = first + np.searchsorted(idx_hash[first:last], m_hash[m], side="right")
-            if hi[m] - lo[m] > max_occurrences:
-                hi[m] = lo[m]
-            n_hits += hi[m] - lo[m]
-        if n_hits == 0:
-            continue
-        keys = np.empty(n_hits, dtype=np.int64)
-        h = 0
-        for m in range(n_min):
-            for j in range(lo[m], hi[m]):
-                if idx_strand[j] == m_strand[m]:
-                    keys[h] = idx_pos[j] - m_pos[m] + length
-                else:
-                    # The read's reverse complement carries this k-mer at length - pos - k.
-                    keys[h] = _STRAND_KEY + idx_pos[j] - (length - m_pos[m] - k) + length
-                h += 1
-        keys.sort()
-        # Best groups so far, kept sorted by votes (descending); ties keep the earlier (smaller) key.
+    longest = 1
+    for r in range(n_reads):
+        longest = max(longest, seq_offsets[r + 1] - seq_offsets[r])
+    # Reads in blocks, each block's scratch allocated once: allocating it per read was a large part of the time.
+    n_blocks = (n_reads + SEARCH_BLOCK - 1) // SEARCH_BLOCK
+    for block in prange(n_blocks):
+        m_hash = np.empty(longest, dtype=np.uint64)
+        m_pos = np.empty(longest, dtype=np.int64)
+        m_strand = np.empty(longest, dtype=np.uint8)
+        lo = np.empty(longest, dtype=np.int64)
+        hi = np.empty(longest, dtype=np.int64)
+        keys_store = np.empty(4 * longest, dtype=np.int64)
         best_votes = np.zeros(max_candidates, dtype=np.int64)
         best_first = np.zeros(max_candidates, dtype=np.int64)
         best_last = np.zeros(max_candidates, dtype=np.int64)
-        n_best = 0
-        g = 0
-        while g < n_hits:
-            e = g + 1
-            while e < n_hits and keys[e] - keys[e - 1] <= max_gap:
-                e += 1
-            votes = e - g
-            if n_best < max_candidates or votes > best_votes[n_best - 1]:
-                slot = min(n_best, max_candidates - 1)
-                while slot > 0 and best_votes[slot - 1] < votes:
-                    best_votes[slot] = best_votes[slot - 1]
-                    best_first[slot] = best_first[slot - 1]
-                    best_last[slot] = best_last[slot - 1]
-                    slot -= 1
-                best_votes[slot] = votes
-                best_first[slot] = keys[g]
-                best_last[slot] = keys[e - 1]
-                n_best = min(n_best + 1, max_candidates)
-            g = e
-        # A read with more qualifying groups than it may keep (tandem arrays, high-copy repeats) is flagged,
-        # so the mapper does not trust a placement made among a truncated set of loci.
-        qualifying = 0
-        g = 0
-        while g < n_hits:
-            e = g + 1
-            while e < n_hits and keys[e] - keys[e - 1] <= max_gap:
-                e += 1
-            if e - g >= min_vote_fraction * best_votes[0]:
-                qualifying += 1
-            g = e
-        out_overflow[r] = qualifying > max_candidates
-        kept = 0
-        for b in range(n_best):
-            if best_votes[b] < min_vote_fraction * best_votes[0]:
-                break
-            strand = 1 if best_first[b] >= _STRAND_KEY else 0
-            first = best_first[b] - strand * _STRAND_KEY - length
-            last = best_last[b] - strand * _STRAND_KEY - length
-            middle = min(max((first + last) // 2 + length // 2, 0), ref_offsets[-1] - 1)
-            contig = np.searchsorted(ref_offsets, middle, side="right") - 1
-            start = max(first - pad, ref_offsets[contig])
-            end = min(last + length + pad, ref_offsets[contig + 1])
-            if end - start < k:
-                continue
-            out_strand[r, kept] = strand
-            out_contig[r, kept] = contig
-            out_start[r, kept] = start - ref_offsets[contig]
-            out_end[r, kept] = end - ref_offsets[contig]
-            out_votes[r, kept] = best_votes[b]
-            kept += 1
-        out_count[r] = kept
+        for r in range(block * SEARCH_BLOCK, min(n_reads, (block + 1) * SEARCH_BLOCK)):
+            keys_store = _search_read(r, seq, seq_offsets, idx_hash, idx_pos, idx_strand, buckets, bucket_shift,
+                                      ref_offsets, k, w, max_occurrences, max_gap, max_candidates,
+                                      min_vote_fraction, pad, out_strand, out_contig, out_start, out_end,
+                                      out_votes, out_count, out_overflow, m_hash, m_pos, m_strand, lo, hi,
+                                      keys_store, best_votes, best_first, best_last)
+
+
+@njit(cache=True)
+def _search_read(r, seq, seq_offsets, idx_hash, idx_pos, idx_strand, buckets, bucket_shift, ref_offsets, k, w,
+                 max_occurrences, max_gap, max_candidates, min_vote_fraction, pad, out_strand, out_contig,
+                 out_start, out_end, out_votes, out_count, out_overflow, m_hash, m_pos, m_strand, lo, hi,
+                 keys_store, best_votes, best_first, best_last):
+    """One read's candidates into row ``r`` of the outputs, in the block's scratch; returns the key scratch
+    (replaced by a larger one when this read has more seed hits than it holds)."""
+    read = seq[seq_offsets[r]:seq_offsets[r + 1]]
+    length = read.shape[0]
+    out_count[r] = 0
+    if length < k:
+        return keys_store
+    n_min = minimizers(read, k, w, m_hash, m_pos, m_strand)
+    n_hits = 0
+    for m in range(n_min):
+        bucket = np.int64(m_hash[m] >> bucket_shift)
+        first, last = buckets[bucket], buckets[bucket + 1]
+        lo[m] = first + np.searchsorted(idx_hash[first:last], m_hash[m], side="left")
+        hi[m] = first + np.searchsorted(idx_hash[first:last], m_hash[m], side="right")
+        if hi[m] - lo[m] > max_occurrences:
+            hi[m] = lo[m]
+        n_hits += hi[m] - lo[m]
+    if n_hits == 0:
+        return keys_store
+    if keys_store.shape[0] < n_hits:
+        keys_store = np.empty(2 * n_hits, dtype=np.int64)
+    keys = keys_store[:n_hits]
+    h = 0
+    for m in range(n_min):
+        for j in range(lo[m], hi[m]):
+            if idx_strand[j] == m_strand[m]:
+                keys[h] = idx_pos[j] - m_pos[m] + length
+            else:
+                # The read's reverse complement carries this k-mer at length - pos - k.
+                keys[h] = _STRAND_KEY + idx_pos[j] - (length - m_pos[m] - k) + length
+            h += 1
+    keys.sort()
+    # Best groups so far, kept sorted by votes (descending); ties keep the earlier (smaller) key.
+    best_votes[:] = 0
+    best_first[:] = 0
+    best_last[:] = 0
+    n_best = 0
+    g = 0
+    while g < n_hits:
+        e = g + 1
+        while e < n_hits and keys[e] - keys[e - 1] <= max_gap:
+            e += 1
+        votes = e - g
+        if n_best < max_candidates or votes > best_votes[n_best - 1]:
+            slot = min(n_best, max_candidates - 1)
+            while slot > 0 and best_votes[slot - 1] < votes:
+                best_votes[slot] = best_votes[slot - 1]
+                best_first[slot] = best_first[slot - 1]
+                best_last[slot] = best_last[slot - 1]
+                slot -= 1
+            best_votes[slot] = votes
+            best_first[slot] = keys[g]
+            best_last[slot] = keys[e - 1]
+            n_best = min(n_best + 1, max_candidates)
+        g = e
+    # A read with more qualifying groups than it may keep (tandem arrays, high-copy repeats) is flagged,
+    # so the mapper does not trust a placement made among a truncated set of loci.
+    qualifying = 0
+    g = 0
+    while g < n_hits:
+        e = g + 1
+        while e < n_hits and keys[e] - keys[e - 1] <= max_gap:
+            e += 1
+        if e - g >= min_vote_fraction * best_votes[0]:
+            qualifying += 1
+        g = e
+    out_overflow[r] = qualifying > max_candidates
+    kept = 0
+    for b in range(n_best):
+        if best_votes[b] < min_vote_fraction * best_votes[0]:
+            break
+        strand = 1 if best_first[b] >= _STRAND_KEY else 0
+        first = best_first[b] - strand * _STRAND_KEY - length
+        last = best_last[b] - strand * _STRAND_KEY - length
+        middle = min(max((first + last) // 2 + length // 2, 0), ref_offsets[-1] - 1)
+        contig = np.searchsorted(ref_offsets, middle, side="right") - 1
+        start = max(first - pad, ref_offsets[contig])
+        end = min(last + length + pad, ref_offsets[contig + 1])
+        if end - start < k:
+            continue
+        out_strand[r, kept] = strand
+        out_contig[r, kept] = contig
+        out_start[r, kept] = start - ref_offsets[contig]
+        out_end[r, kept] = end - ref_offsets[contig]
+        out_votes[r, kept] = best_votes[b]
+        kept += 1
+    out_count[r] = kept
+    return keys_store
 
 
 @dataclass(frozen=True)
