@@ -136,8 +136,8 @@ def _patch_moto() -> list[tuple[Any, str, Any]]:
       other (seen under load: MateMissing on a complete pair). DynamoDB applies each write atomically;
       one lock around moto's writes does here.
     - S3 ranged GETs: moto reads the whole object for each one and then slices it, so the chunk readers' 8 MB
-      ranges of a 300 MB object cost ~40 whole reads (most of a Ray job's time on the local stack, measured).
-      A ranged GET in S3 costs its range; here the range is read from moto's buffer alone."""
+      ranges of a 300 MB object cost ~40 whole reads (py-spy on a Ray run: the moto server's largest share of
+      samples). A ranged GET in S3 costs its range; here the range is read from moto's buffer alone."""
     from moto.awslambda.models import LambdaFunction
     from moto.core.exceptions import JsonRESTError
     from moto.dynamodb.models import DynamoDBBackend
