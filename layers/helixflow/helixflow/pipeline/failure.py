@@ -60,10 +60,13 @@ def record_failure(*, s3: Any, bucket: str, state: dict[str, Any], runs_table: A
     document = describe_failure(state.get("failure", {}))
     document.update({"sample": sample, "run_id": run_id, "execution_arn": state.get("execution_arn"),
                      "recorded": datetime.now(timezone.utc).isoformat()})
-    document["cleanup"] = _clean_up(s3, bucket, state, sample, run_id)
     identity = request.get("identity")
-    if runs_table is not None and identity:  # a failed identity never blocks a re-run; its checkpoints stay
+    # Marked first: a writer that outlived its failed Map checks the mark after writing (runs.has_failed), so
+    # what the cleanup below does not list is withdrawn by its writer. A failed identity never blocks a re-run;
+    # its checkpoints stay.
+    if runs_table is not None and identity:
         runs.finish(runs_table, identity=identity, run_id=run_id, status="FAILED")
+    document["cleanup"] = _clean_up(s3, bucket, state, sample, run_id)
     for field in _POSITION_FIELDS:
         document.setdefault(field, None)
     key = errors_prefix(sample, run_id) + "error.json"

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from helixflow.fastq.bgzf import BgzfWriter, block_size_at
-from helixflow.pipeline import keys
+from helixflow.pipeline import keys, runs
 from helixflow.pipeline.runs import SUMMARY_NAME, checkpoint_prefix
 from helixflow.errors import IncompleteResults, InvalidFastq
 from helixflow.pipeline.storage import (COPY_BYTES, delete_prefix, download, get_json, list_objects, open_object,
@@ -286,7 +286,23 @@ def _validated_chunks(s3: Any, bucket: str, item: dict[str, Any], workdir: Path)
 
 
 def process_chunk_item(*, s3: Any, item: dict[str, Any], request: dict[str, Any], params: dict[str, Any],
-                       scratch: Path) -> dict[str, Any]:
+                       scratch: Path, runs_table: Any = None) -> dict[str, Any]:
+    """One chunk: its parts and result document under work/. With ``runs_table`` (the Lambda path), a chunk
+    that finds its run already failed when it is done withdraws what it wrote (``runs.has_failed``)."""
+    bucket, prefix, name = request["bucket"], work_prefix(request), part_name(item["index"])
+    written: list[str] = []
+    answer = _process_chunk_item(s3, item, request, params, scratch / name, written)
+    shutil.rmtree(scratch / name, ignore_errors=True)
+    if runs_table is not None and request.get("identity") and runs.has_failed(
+            runs_table, identity=request["identity"], run_id=request["run_id"]):
+        for start in range(0, len(written), 1000):  # DeleteObjects takes 1,000 keys
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in written[start:start + 1000]],
+                                                     "Quiet": True})
+    return answer
+
+
+def _process_chunk_item(s3: Any, item: dict[str, Any], request: dict[str, Any], params: dict[str, Any],
+                        scratch: Path, written: list[str]) -> dict[str, Any]:
     from helixflow.phase1.engine import Params, process_chunk
     from helixflow.phase1.reader import Chunk
 
@@ -294,31 +310,30 @@ def process_chunk_item(*, s3: Any, item: dict[str, Any], request: dict[str, Any]
     result_key = f"{prefix}parts/{name}.json"
     if item.get("validate"):
         # The verdict is its own small object: ValidateChunks reads one per chunk, not the statistics.
-        verdict, chunks = _validated_chunks(s3, bucket, item, scratch / name)
-        put_json(s3, bucket, keys.phase1_part(request["sample"], request["run_id"], item["index"], ".validation.json"),
-                 verdict.to_dict())
+        verdict, chunks = _validated_chunks(s3, bucket, item, scratch)
+        verdict_key = keys.phase1_part(request["sample"], request["run_id"], item["index"], ".validation.json")
+        written.append(put_json(s3, bucket, verdict_key, verdict.to_dict()))
         if chunks is None:  # an invalid chunk transforms nothing; ValidateChunks reports the first defect
-            shutil.rmtree(scratch / name, ignore_errors=True)
             return {"index": item["index"], "result_key": result_key}
     else:
         chunks = []
         for mate_index, mate in enumerate(item["mates"]):
-            local = download(s3, bucket, mate["key"], scratch / name / f"input{mate_index}", tuple(mate["range"]),
+            local = download(s3, bucket, mate["key"], scratch / f"input{mate_index}", tuple(mate["range"]),
                              if_match=mate["etag"])
             chunks.append(Chunk(path=str(local), offset=0, skip=mate["skip"], length=mate["length"],
                                 first_record=mate["first_record"], first_byte=mate["first_byte"]))
-    parts_dir = scratch / name / "parts"
+    parts_dir = scratch / "parts"
     result = process_chunk(tuple(chunks) if len(chunks) == 2 else chunks[0], Params(**params), str(parts_dir), name)
     uploaded = {}
     for path in [p for part in result.reads_parts for p in part] + result.embedding_parts:
         uploaded[path] = f"{prefix}parts/{os.path.basename(path)}"
+        written.append(uploaded[path])  # before the upload: a part half-written still gets withdrawn
         s3.upload_file(path, bucket, uploaded[path])
     document = result.to_dict()
     document["versions"] = environment_versions(PHASE1)
     document["reads_parts"] = [[uploaded[p] for p in part] for part in result.reads_parts]
     document["embedding_parts"] = [uploaded[p] for p in result.embedding_parts]
-    put_json(s3, bucket, result_key, document)
-    shutil.rmtree(scratch / name, ignore_errors=True)
+    written.append(put_json(s3, bucket, result_key, document))
     return {"index": item["index"], "result_key": result_key}
 
 

@@ -110,6 +110,15 @@ def finish(table: Any, *, identity: str, run_id: str, status: Literal["SUCCEEDED
     return True
 
 
+def has_failed(table: Any, *, identity: str, run_id: str) -> bool:
+    """Whether RecordFailure has marked this run failed (a consistent read). A Map item's invocation can outlive
+    its failed Map (Step Functions stops the child executions, not a Lambda invocation already running): such
+    a writer asks this after its writes and withdraws them. RecordFailure marks the run before it cleans the
+    scratch, so each late write is either listed by that cleanup or sees the mark."""
+    item = table.get_item(Key={"pk": f"run#{identity}"}, ConsistentRead=True).get("Item") or {}
+    return item.get("run_id") == run_id and item.get("status") == "FAILED"
+
+
 def load_checkpoint(s3: Any, bucket: str, sample: str, identity: str, phase: str) -> Phase1Summary | None:
     key = checkpoint_prefix(sample, identity, phase) + SUMMARY_NAME
     try:
