@@ -164,6 +164,15 @@ def _search(seq, seq_offsets, idx_hash, idx_pos, idx_strand, buckets, bucket_shi
                                       keys_store, best_votes, best_first, best_last)
 
 
+@njit(cache=True, inline="always")
+def _group_end(keys, g, max_gap):
+    """The end of the group of sorted seed diagonals that starts at ``g`` (neighbours at most ``max_gap`` apart)."""
+    e = g + 1
+    while e < keys.shape[0] and keys[e] - keys[e - 1] <= max_gap:
+        e += 1
+    return e
+
+
 @njit(cache=True)
 def _search_read(r, seq, seq_offsets, idx_hash, idx_pos, idx_strand, buckets, bucket_shift, ref_offsets, k, w,
                  max_occurrences, max_gap, max_candidates, min_vote_fraction, pad, out_strand, out_contig,
@@ -208,9 +217,7 @@ def _search_read(r, seq, seq_offsets, idx_hash, idx_pos, idx_strand, buckets, bu
     n_best = 0
     g = 0
     while g < n_hits:
-        e = g + 1
-        while e < n_hits and keys[e] - keys[e - 1] <= max_gap:
-            e += 1
+        e = _group_end(keys, g, max_gap)
         votes = e - g
         if n_best < max_candidates or votes > best_votes[n_best - 1]:
             slot = min(n_best, max_candidates - 1)
@@ -229,9 +236,7 @@ def _search_read(r, seq, seq_offsets, idx_hash, idx_pos, idx_strand, buckets, bu
     qualifying = 0
     g = 0
     while g < n_hits:
-        e = g + 1
-        while e < n_hits and keys[e] - keys[e - 1] <= max_gap:
-            e += 1
+        e = _group_end(keys, g, max_gap)
         if e - g >= min_vote_fraction * best_votes[0]:
             qualifying += 1
         g = e
