@@ -51,6 +51,8 @@ def main() -> None:
     parser.add_argument("--reads", type=int, default=2_000_000)
     parser.add_argument("--chunk-mib", type=int, default=64)
     parser.add_argument("--workdir", type=Path)
+    parser.add_argument("--validation", choices=["auto", "single", "distributed"], default="auto",
+                        help="who validates (the run parameter): one Validate pass, or the chunk runners")
     arguments = parser.parse_args()
     work = arguments.workdir or Path(tempfile.mkdtemp(prefix="hf-bench-ray-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -68,7 +70,7 @@ def main() -> None:
     with LocalStack(work / "stack", parameters={"Phase1ChunkMiB": str(arguments.chunk_mib)}, ray=True) as stack:
         head_s, head_mb = stack.ray.start_seconds, stack.ray.pss_bytes() / 2**20
         started = time.monotonic()
-        described = wait_for_run(stack.info, submit(stack.info, [reads], {"phase1": "ray"}), timeout=7200)
+        described = wait_for_run(stack.info, submit(stack.info, [reads], {"phase1": "ray", "validation": arguments.validation}), timeout=7200)
         ray_s = time.monotonic() - started
         outcome = collect(stack.info, described, work / "out")
         if not outcome.succeeded:

@@ -53,10 +53,12 @@ def test_a_ray_placement_follows_the_job_to_success_and_publishes(stack, tmp_pat
     entered = _entered(stack, described["executionArn"])
     assert "ProcessChunks" not in entered  # routed by the Choice, not the Lambda map
     assert entered.count("PollPhase1Job") == 4 and entered.count("WaitForPhase1Job") == 4
-    # Phase 2 is planned after the merge and, with no Slurm in this deployment, routed off to Publish.
-    assert entered[entered.index("IsPhase1JobDone"):][-10:] == [
-        "IsPhase1JobDone", "RouteChunkVerdicts", "MergeChunks", "PlanPhase2", "RoutePhase2", "BuildReport", "Publish",
-        "RouteBatchReport", "RunOutcome", "RunSucceeded"]  # no samplesheet: no batch report
+    # On the cluster the chunk runners validate (no single Validate, no re-blocking Split): ValidateChunks judges
+    # them before the merge. Phase 2 is planned after the merge and, with no Slurm here, routed off to Publish.
+    assert "Validate" not in entered and "ScanMates" in entered
+    assert entered[entered.index("IsPhase1JobDone"):][-11:] == [
+        "IsPhase1JobDone", "RouteChunkVerdicts", "ValidateChunks", "MergeChunks", "PlanPhase2", "RoutePhase2",
+        "BuildReport", "Publish", "RouteBatchReport", "RunOutcome", "RunSucceeded"]  # no samplesheet: no batch report
     params = json.loads((outcome.local_dir / "pipeline_info/params.json").read_text())
     job = params["stages"]["phase1_job"]
     assert (job["state"], job["backend"], job["polls"]) == ("SUCCEEDED", "double", 4)

@@ -52,6 +52,7 @@ def test_an_input_past_lambdas_limits_goes_to_ray_by_itself_and_equals_preproces
     (on_lambda,) = [p for p in plan["predictions"] if p["placement"] == "lambda"]
     assert not on_lambda["feasible"] and "MB of scratch over 1 MB" in on_lambda["limit"]
     assert plan["placement"] == "ray" and on_lambda["limit"] in plan["reason"]
+    assert plan["validation"] == "distributed"  # on the cluster the chunk runners validate as they transform
     assert stages["phase1_job"]["backend"] == "ray" and stages["phase1_job"]["state"] == "SUCCEEDED"
     assert stages["phase1"]["chunks"] >= 3
     local = tmp_path / "local"

@@ -34,8 +34,15 @@ def gz_input(size: int, mate: int = 1) -> SampleInput:
 
 
 def test_small_inputs_keep_the_single_validate_and_large_ones_are_validated_per_chunk():
-    small = planning.plan_phase1([gz_input(GB), gz_input(GB, 2)], ratios=[3.5, 3.5])
-    assert small.validation == "single" and small.validate_seconds < planning.SAFETY * planning.LAMBDA_TIMEOUT_S
+    small = planning.plan_phase1([gz_input(GB // 8), gz_input(GB // 8, 2)], ratios=[3.5, 3.5])
+    assert small.placement == "lambda" and small.validation == "single"
+    # One Validate would finish this pair in time, but it goes to Ray (Lambda's scratch cannot hold its
+    # re-blocking): there the chunk runners validate as they transform.
+    on_ray = planning.plan_phase1([gz_input(GB), gz_input(GB, 2)], ratios=[3.5, 3.5])
+    assert on_ray.validate_seconds < planning.SAFETY * planning.LAMBDA_TIMEOUT_S
+    assert on_ray.placement == "ray" and on_ray.validation == "distributed"
+    assert planning.plan_phase1([gz_input(GB), gz_input(GB, 2)], ratios=[3.5, 3.5],
+                                validation="single").validation == "single"
     large = planning.plan_phase1([gz_input(25 * GB), gz_input(25 * GB, 2)], ratios=[3.5, 3.5])
     assert large.validation == "distributed" and large.placement == "ray"
     # The sampled ratio, not the file name, sizes the decompressed work.
