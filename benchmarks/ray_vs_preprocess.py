@@ -70,7 +70,8 @@ def main() -> None:
     with LocalStack(work / "stack", parameters={"Phase1ChunkMiB": str(arguments.chunk_mib)}, ray=True) as stack:
         head_s, head_mb = stack.ray.start_seconds, stack.ray.pss_bytes() / 2**20
         started = time.monotonic()
-        described = wait_for_run(stack.info, submit(stack.info, [reads], {"phase1": "ray", "validation": arguments.validation}), timeout=7200)
+        parameters = {"phase1": "ray", "validation": arguments.validation}
+        described = wait_for_run(stack.info, submit(stack.info, [reads], parameters), timeout=7200)
         ray_s = time.monotonic() - started
         outcome = collect(stack.info, described, work / "out")
         if not outcome.succeeded:

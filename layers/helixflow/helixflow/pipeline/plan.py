@@ -261,7 +261,8 @@ def plan_phase1(inputs: list[SampleInput], requested: str = "auto", chunk_mb: in
     ratios = ratios or file_name_ratios(inputs, profile)
     validate_s = validate_seconds(inputs, ratios)
     # Each placement predicted on the path it would take: Ray's always distributed unless single is forced.
-    lambda_distributed = validation == "distributed" or (validation == "auto" and validate_s > SAFETY * LAMBDA_TIMEOUT_S)
+    too_long_for_one = validate_s > SAFETY * LAMBDA_TIMEOUT_S
+    lambda_distributed = validation == "distributed" or (validation == "auto" and too_long_for_one)
     lam = predict_phase1(inputs, chunk_mb=chunk_mb, profile=profile, cluster=cluster, ratios=ratios,
                          distributed=lambda_distributed)["lambda"]
     ray = predict_phase1(inputs, chunk_mb=chunk_mb, profile=profile, cluster=cluster, ratios=ratios,
@@ -281,7 +282,7 @@ def plan_phase1(inputs: list[SampleInput], requested: str = "auto", chunk_mb: in
     placement, why = ("ray", "requested") if requested == "ray" else ("lambda", "requested") \
         if requested == "lambda" else choose(predictions, deadline_s)
     if validation == "auto":
-        validation = "distributed" if placement == "ray" or validate_s > SAFETY * LAMBDA_TIMEOUT_S else "single"
+        validation = "distributed" if placement == "ray" or too_long_for_one else "single"
     if placement == "ray":
         placed = plan("ray", why)
         if not jobs.is_configured("ray"):

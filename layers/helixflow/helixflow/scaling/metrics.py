@@ -65,9 +65,9 @@ STAGE_OF_STATE: dict[str, str] = {
                      "ResumeAfterPhase1"), "resolve"),
     **dict.fromkeys(("PlanPhase1", "RouteValidation", "Validate"), "validate"),
     # On the distributed path the chunk runners validate as they go: ValidateChunks collates their verdicts.
-    **dict.fromkeys(("ScanMates", "CheckScans", "TakeScanFailureOfMate1", "TakeScanFailureOfMate2", "SplitIntoChunks", "RoutePhase1", "SubmitPhase1Job", "WaitForPhase1Job", "PollPhase1Job",
-                     "IsPhase1JobDone", "ProcessChunks", "RouteChunkVerdicts", "ValidateChunks", "MergeChunks"),
-                    "phase1"),
+    **dict.fromkeys(("ScanMates", "CheckScans", "TakeScanFailureOfMate1", "TakeScanFailureOfMate2", "SplitIntoChunks",
+                     "RoutePhase1", "SubmitPhase1Job", "WaitForPhase1Job", "PollPhase1Job", "IsPhase1JobDone",
+                     "ProcessChunks", "RouteChunkVerdicts", "ValidateChunks", "MergeChunks"), "phase1"),
     **dict.fromkeys(("PlanPhase2", "RoutePhase2", "SubmitPhase2Job", "WaitForPhase2Job", "PollPhase2Job",
                      "IsPhase2JobDone", "CollectPhase2"), "phase2"),
     **dict.fromkeys(("BuildReport", "Publish"), "publish"),  # the report is the first step of publishing
