@@ -54,4 +54,6 @@ def test_queue_and_nodes_per_partition_from_slurmrestd():
             assert values[("SlurmAllocatedNodes", "cpu")] == 1 and values[("SlurmIdleNodes", "cpu")] == 0
         finally:
             subprocess.run(["scancel", *ids], env={**os.environ, **env}, check=False)
+    # Stopped with a job still being cancelled: nothing of this Slurm is left running (its slurmstepd was).
+    assert slurm.job_step_processes() == []
     shutil.rmtree(state, ignore_errors=True)

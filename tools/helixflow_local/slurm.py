@@ -148,6 +148,38 @@ class LocalSlurm:
                 process.kill()
                 process.wait()
         self._processes.clear()
+        # A job still running (or being cancelled) when slurmd stops leaves its slurmstepd behind, waiting for a
+        # slurmd that is gone: end the steps of this instance, and what they run.
+        for pid in self.job_step_processes():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 5
+        while self.job_step_processes() and time.monotonic() < deadline:  # a killed process takes a moment to go
+            time.sleep(0.05)
+
+    def job_step_processes(self) -> list[int]:
+        """This instance's slurmstepd processes (their environment names this slurm.conf) and their descendants,
+        deepest first."""
+        parents: dict[int, int] = {}
+        steps = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                parents[int(entry.name)] = int(fields[1])
+                if (entry / "comm").read_text().strip() == "slurmstepd" and \
+                        f"SLURM_CONF={self.conf}".encode() in (entry / "environ").read_bytes().split(b"\0"):
+                    steps.append(int(entry.name))
+            except (OSError, IndexError, ValueError):  # the process ended while it was read
+                continue
+        found, frontier = [], steps
+        while frontier:
+            found.extend(frontier)
+            frontier = [pid for pid, parent in parents.items() if parent in frontier and pid not in found]
+        return found[::-1]
 
     # ------------------------------------------------------------------ what clients read
     @property
