@@ -20,7 +20,7 @@ from helixflow.pipeline.jobs import JobHandle
 from helixflow.pipeline.state import PipelineState, SampleRequest
 from helixflow.pipeline import runs
 from helixflow.pipeline.keys import run_work_prefix
-from helixflow.pipeline.storage import copy, delete_prefix, list_objects, recorded_sha256, sha256_of_object
+from helixflow.pipeline.storage import copy, delete_prefix, list_objects, sha256_of_object
 from helixflow.versions import PUBLISH, environment_versions
 
 MANIFEST_NAME = "manifest.json"
@@ -204,8 +204,7 @@ def publish_run(*, s3: Any, request: SampleRequest, stages: dict[str, Any], hist
     digests: dict[str, str | None] = {}  # path -> the sha256 its stage recorded (hashing it here reads it all)
     for source, paths in staged.items():
         for path in paths:
-            digests[path] = recorded_sha256(s3, bucket, source + path)
-            copy(s3, bucket, source + path, prefix + path)
+            digests[path] = copy(s3, bucket, source + path, prefix + path)
 
     inputs = [item.model_dump() for item in request.inputs]
     params = {"sample": request.sample, "run_id": request.run_id, "inputs": inputs, "params": request.params,

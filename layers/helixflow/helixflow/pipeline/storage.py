@@ -94,19 +94,26 @@ def upload(s3: Any, bucket: str, path: Path | str, key: str) -> str:
 COPY_OBJECT_MAX_BYTES = 5 * 1024**3
 
 
-def copy(s3: Any, bucket: str, source_key: str, target_key: str) -> None:
+def copy(s3: Any, bucket: str, source_key: str, target_key: str) -> str | None:
     """Copy an object within the bucket, metadata (the recorded sha256) included: one CopyObject up to 5 GB, a
     managed multipart copy above (many UploadPartCopy requests, each a request of its own: for the sizes a run
-    publishes, the single request is the cheaper one, and on the local stack ~8x faster)."""
-    if s3.head_object(Bucket=bucket, Key=source_key)["ContentLength"] <= COPY_OBJECT_MAX_BYTES:
+    publishes, the single request is the cheaper one, and on the local stack ~8x faster). Returns the sha256
+    the writing stage recorded (see ``recorded_sha256``), read from the same HEAD that sized the copy."""
+    head = s3.head_object(Bucket=bucket, Key=source_key)
+    if head["ContentLength"] <= COPY_OBJECT_MAX_BYTES:
         s3.copy_object(Bucket=bucket, Key=target_key, CopySource={"Bucket": bucket, "Key": source_key})
     else:
         s3.copy({"Bucket": bucket, "Key": source_key}, bucket, target_key)
+    return _recorded(head)
 
 
 def recorded_sha256(s3: Any, bucket: str, key: str) -> str | None:
     """The sha256 the writing stage recorded, or None for an object written without one."""
-    return s3.head_object(Bucket=bucket, Key=key).get("Metadata", {}).get(SHA256_METADATA)
+    return _recorded(s3.head_object(Bucket=bucket, Key=key))
+
+
+def _recorded(head: dict[str, Any]) -> str | None:
+    return head.get("Metadata", {}).get(SHA256_METADATA)
 
 
 def put_json(s3: Any, bucket: str, key: str, document: Any, *, indent: int | None = None) -> str:
