@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -35,6 +37,35 @@ def test_with_a_gpu_auto_is_cuda(monkeypatch):
 
 def test_cuda_available_answers_without_raising():
     assert isinstance(device.cuda_available(), bool)
+
+
+def test_without_a_driver_numba_cuda_is_not_imported(monkeypatch, tmp_path):
+    """A CPU machine answers "no GPU" from the driver's absence, without paying numba.cuda's import."""
+    import builtins
+
+    real_import = builtins.__import__
+    imported = []
+
+    def watched(name, *args, **kwargs):
+        if name == "numba" and "cuda" in (args[2] if len(args) > 2 and args[2] else ()):
+            imported.append(name)
+        return real_import(name, *args, **kwargs)
+    monkeypatch.delenv("NUMBA_ENABLE_CUDASIM", raising=False)
+    monkeypatch.setattr(device, "DRIVER_PATHS", (tmp_path / "no-driver", tmp_path / "no-nvidiactl"))
+    monkeypatch.setattr(builtins, "__import__", watched)
+    assert device.cuda_available() is False and imported == []
+
+
+def test_the_simulator_counts_as_a_gpu_without_a_driver(tmp_path):
+    """In its own process: numba reads NUMBA_ENABLE_CUDASIM when numba.cuda is first imported."""
+    import subprocess
+    import sys
+
+    script = ("from pathlib import Path\nfrom helixflow.phase2 import device\n"
+              f"device.DRIVER_PATHS = (Path({str(tmp_path / 'no-driver')!r}),)\nprint(device.cuda_available())")
+    found = subprocess.run([sys.executable, "-c", script], env=dict(os.environ, NUMBA_ENABLE_CUDASIM="1"),
+                           capture_output=True, text=True, check=True)
+    assert found.stdout.strip() == "True"
 
 
 @pytest.mark.gpu

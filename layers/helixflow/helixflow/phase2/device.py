@@ -6,12 +6,22 @@ numba-cuda may be missing, or present with no driver or no GPU; every one of tho
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from helixflow.errors import DeviceUnavailable
 
 DEVICES = ("auto", "cpu", "cuda")
 
 
+# Where the NVIDIA kernel driver shows itself on a host or in a GPU container: without either there is no GPU to
+# find, and importing numba.cuda only to learn that costs ~0.2-0.9 s of every CPU run (measured here).
+DRIVER_PATHS = (Path("/proc/driver/nvidia"), Path("/dev/nvidiactl"))
+
+
 def cuda_available() -> bool:
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1" and not any(path.exists() for path in DRIVER_PATHS):
+        return False
     try:
         from numba import cuda
 
