@@ -4,6 +4,8 @@ starting at an index point; a gzip stream zran would read quietly short is flagg
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import io
 
@@ -11,6 +13,7 @@ import pytest
 from isal import igzip
 
 from helixflow.errors import InvalidFastq
+from helixflow.fastq import access
 from helixflow.fastq.access import bgzf_range, read_span, scan_input
 from helixflow.fastq.bgzf import BgzfWriter
 from helixflow.fastq.chunked import CutFinder, offsets_at, plan_cuts
@@ -32,10 +35,23 @@ def stored(fmt: str) -> bytes:
     return out.getvalue()
 
 
-def scan(blob: bytes):
+def scan(blob: bytes, reopen=None):
     finder = CutFinder()
-    result = scan_input(io.BytesIO(blob), name="x", finder=finder, spacing=1 << 20, head_bytes=1000)
+    result = scan_input(io.BytesIO(blob), name="x", finder=finder, spacing=1 << 20, head_bytes=1000, reopen=reopen)
     return result, finder
+
+
+@pytest.fixture
+def beside(tmp_path, monkeypatch):
+    """Scan a blob with its seek index built in a second process (which opens the file itself), as a large
+    gzip input is in the pipeline; the size threshold is lowered so a small blob takes that path."""
+    monkeypatch.setattr(access, "PARALLEL_INDEX_BYTES", 0)
+
+    def run(blob: bytes):
+        path = tmp_path / "input.fastq.gz"
+        path.write_bytes(blob)
+        return scan(blob, reopen=functools.partial(open, path, "rb"))
+    return run
 
 
 @pytest.mark.parametrize("fmt", ["none", "gzip", "bgzf"])
@@ -91,3 +107,30 @@ def test_corrupt_deflate_data_is_a_named_error():
     with pytest.raises(InvalidFastq) as caught:
         scan(bytes(blob))
     assert caught.value.code == "CORRUPT_GZIP"
+
+
+def test_an_index_built_beside_the_pass_is_the_index_built_in_it(beside, monkeypatch):
+    blob = stored("gzip")
+    alone, alone_finder = scan(blob)
+
+    def not_in_this_process(*_args):
+        raise AssertionError("zran ran in the pass's own process")
+    monkeypatch.setattr(access, "_zran_index", not_in_this_process)  # the spawned process imports its own
+    two, two_finder = beside(blob)
+    assert two.index == alone.index and dataclasses.asdict(two) == dataclasses.asdict(alone)
+    assert two_finder.grid_offsets == alone_finder.grid_offsets and two_finder.total == len(TEXT)
+    span = read_span(io.BytesIO(blob), "gzip", 3_000_000, 5000, index=two.index)
+    assert span == TEXT[3_000_000:3_005_000]
+
+
+@pytest.mark.parametrize("damage", ["corrupt deflate data", "cut short"])
+def test_a_damaged_stream_reads_the_same_with_the_index_built_beside(beside, damage):
+    blob = bytearray(stored("gzip"))
+    if damage == "cut short":
+        result, _ = beside(bytes(blob[:len(blob) // 2]))
+        assert not result.trailer_ok
+        return
+    blob[5000:5100] = bytes(b ^ 0x55 for b in blob[5000:5100])
+    with pytest.raises(InvalidFastq) as caught:
+        beside(bytes(blob))
+    assert caught.value.code == "CORRUPT_GZIP" and caught.value.position.file == "x"

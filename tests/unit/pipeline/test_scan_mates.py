@@ -49,3 +49,38 @@ def test_mates_scanned_in_any_order_are_cut_on_the_same_records(tmp_path, order)
     assert items[0]["mates"][0]["start"] == 0 and items[-1]["stop_after"] is None
     starts = [item["mates"][0]["start"] for item in items]
     assert all(b >= k * CHUNK for k, b in enumerate(starts))
+
+
+def test_a_large_gzip_mate_is_indexed_by_a_second_process_that_reads_s3_itself(tmp_path, monkeypatch):
+    """Past ``PARALLEL_INDEX_BYTES`` (lowered here) the seek index is built by a spawned process with its own
+    client, from the environment's endpoint (a moto server, as in the local stack), while the handler's process
+    hashes and inflates: the index, the record count and the scan files are those of the one-process pass."""
+    from moto.server import ThreadedMotoServer
+
+    from helixflow.fastq import access
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        for name, value in (("AWS_ENDPOINT_URL", f"http://{host}:{port}"), ("AWS_ACCESS_KEY_ID", "testing"),
+                            ("AWS_SECRET_ACCESS_KEY", "testing"), ("AWS_DEFAULT_REGION", "us-east-1")):
+            monkeypatch.setenv(name, value)
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket=BUCKET)
+        text = mate_text(1, 20_000)
+        key = "incoming/big_R1.fastq.gz"
+        put = s3.put_object(Bucket=BUCKET, Key=key, Body=igzip.compress(text))
+        request = {"bucket": BUCKET, "sample": "big", "run_id": "run-1", "params": {
+            "adapter": None, "adapter2": None, "quality": 20, "min_length": 15}, "inputs": [{
+                "key": key, "etag": put["ETag"].strip('"'), "mate": 1,
+                "size": s3.head_object(Bucket=BUCKET, Key=key)["ContentLength"]}]}
+        found = scan_mate(s3=s3, request=request, mate_index=0, chunk_bytes=CHUNK, scratch=tmp_path)
+        in_one = s3.get_object(Bucket=BUCKET, Key="work/big/run-1/phase1/index/mate1.gzidx")["Body"].read()
+        monkeypatch.setattr(access, "PARALLEL_INDEX_BYTES", 0)
+        monkeypatch.setattr(access, "_zran_index", lambda *_: pytest.fail("zran ran in the handler's process"))
+        assert scan_mate(s3=s3, request=request, mate_index=0, chunk_bytes=CHUNK, scratch=tmp_path) == found
+        beside = s3.get_object(Bucket=BUCKET, Key="work/big/run-1/phase1/index/mate1.gzidx")["Body"].read()
+    finally:
+        server.stop()
+    assert found == {"mate": 1, "records": 20_000, "decompressed_bytes": len(text)} and beside == in_one

@@ -11,15 +11,22 @@
 ``scan_input`` is that one pass over a mate (the pipeline runs one per mate, in parallel: ScanMates): it also
 feeds a ``CutFinder`` (line count, the offsets of the grid records chunks may start at), hashes the bytes as
 stored, counts members, and keeps the first bytes (adapter detection). For plain gzip zran only builds the index
-and isal inflates the bytes zran reads (``_Inflater``), so every byte is inflated by zlib once and by isal once. Sources are seekable binary
-file-likes: a local file, or ``helixflow.pipeline.storage.S3Reader`` (ranged GETs, nothing on local disk).
+and isal inflates the bytes (``_Inflater``), so every byte is inflated by zlib once and by isal once. zran holds
+the GIL for the whole of ``build_full_index`` (measured: a thread hashing beside it gains nothing), so given a way
+to open the input again (``reopen``, picklable) a large gzip input's index is built in a second process reading
+its own copy of the bytes while this one hashes, inflates and finds cuts: the pass then runs at zran's rate
+instead of zran's plus isal's. Sources are seekable binary file-likes: a local file, or
+``helixflow.pipeline.storage.S3Reader`` (ranged GETs, nothing on local disk).
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import multiprocessing
+import os
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -34,6 +41,8 @@ from helixflow.fastq.streams import MAGIC_PEEK, detect_compression
 PIECE_BYTES = 4 << 20  # decompressed bytes per read in the pass
 READ_BUFFER = 1 << 20  # zran's compressed read buffer
 MIN_SPACING = 1 << 20
+# Below this much gzip a second process (~0.5 s to start and import) costs more than it saves.
+PARALLEL_INDEX_BYTES = 64 << 20
 
 
 class HashingReader(io.RawIOBase):
@@ -142,7 +151,10 @@ def index_spacing(chunk_bytes: int) -> int:
     return max(MIN_SPACING, chunk_bytes // 4)
 
 
-def scan_input(source: BinaryIO, *, name: str, finder: CutFinder, spacing: int, head_bytes: int = 0) -> ScanResult:
+def scan_input(source: BinaryIO, *, name: str, finder: CutFinder, spacing: int, head_bytes: int = 0,
+               reopen: Callable[[], BinaryIO] | None = None) -> ScanResult:
+    """One pass over ``source``; ``reopen`` (picklable: a second process calls it) opens the same bytes again, so
+    a large plain gzip input's seek index is built beside the pass instead of inside it."""
     source.seek(0)
     compression = detect_compression(source.read(MAGIC_PEEK), name)
     source.seek(0)
@@ -173,6 +185,8 @@ def scan_input(source: BinaryIO, *, name: str, finder: CutFinder, spacing: int, 
     elif compression == "bgzf":
         blocks = _scan_bgzf(reader, name, feed)
         members = len(blocks[0])
+    elif reopen is not None and _indexes_beside(source):
+        index = _scan_gzip_beside(reader, reopen, name, spacing)
     else:
         index = _scan_gzip(reader, name, spacing)
     sha256 = reader.sha256()  # hashes (and inflates) what zran left unread, if anything
@@ -184,21 +198,81 @@ def scan_input(source: BinaryIO, *, name: str, finder: CutFinder, spacing: int, 
                       index, blocks, trailer_ok)
 
 
-def _scan_gzip(reader: HashingReader, name: str, spacing: int) -> bytes:
-    """zran's seek index of the stream; the reader's inflater sees every byte zran reads, once."""
+def _zran_index(source: BinaryIO, spacing: int) -> bytes:
     import indexed_gzip
 
-    try:
-        with indexed_gzip.IndexedGzipFile(fileobj=io.BufferedReader(reader, READ_BUFFER), spacing=spacing,
-                                          readbuf_size=READ_BUFFER) as gz:
-            gz.build_full_index()
-            out = io.BytesIO()
-            gz.export_index(fileobj=out)
-    except (indexed_gzip.ZranError, isal_zlib.error, OSError, ValueError) as exc:
-        # The validator names gzip defects exactly (member, offsets, record): the caller runs it on this input.
-        raise InvalidFastq(f"the gzip stream cannot be indexed: {exc}", code="CORRUPT_GZIP",
-                           position=Position(file=name)) from None
+    with indexed_gzip.IndexedGzipFile(fileobj=io.BufferedReader(source, READ_BUFFER), spacing=spacing,
+                                      readbuf_size=READ_BUFFER) as gz:
+        gz.build_full_index()
+        out = io.BytesIO()
+        gz.export_index(fileobj=out)
     return out.getvalue()
+
+
+def _gzip_errors() -> tuple[type[BaseException], ...]:
+    import indexed_gzip
+
+    return indexed_gzip.ZranError, isal_zlib.error, OSError, ValueError
+
+
+def _not_indexable(name: str, exc: BaseException | str) -> InvalidFastq:
+    # The validator names gzip defects exactly (member, offsets, record): the caller runs it on this input.
+    return InvalidFastq(f"the gzip stream cannot be indexed: {exc}", code="CORRUPT_GZIP",
+                        position=Position(file=name))
+
+
+def _scan_gzip(reader: HashingReader, name: str, spacing: int) -> bytes:
+    """zran's seek index of the stream; the reader's inflater sees every byte zran reads, once."""
+    try:
+        return _zran_index(reader, spacing)
+    except _gzip_errors() as exc:
+        raise _not_indexable(name, exc) from None
+
+
+def _indexes_beside(source: BinaryIO) -> bool:
+    size = source.seek(0, io.SEEK_END)
+    source.seek(0)
+    return size >= PARALLEL_INDEX_BYTES and len(os.sched_getaffinity(0)) > 1
+
+
+def _index_in_child(reopen: Callable[[], BinaryIO], spacing: int, reply) -> None:
+    """The second process: zran's index of its own copy of the input, sent back as ("index", bytes), or
+    ("defect", message) for a stream zran cannot read."""
+    try:
+        with reopen() as source:
+            reply.send(("index", _zran_index(source, spacing)))
+    except _gzip_errors() as exc:
+        reply.send(("defect", str(exc)))
+
+
+def _scan_gzip_beside(reader: HashingReader, reopen: Callable[[], BinaryIO], name: str, spacing: int) -> bytes:
+    """zran's index built by a second process (spawned: no state of this one's threads or clients is inherited)
+    while this one reads the stream once through ``reader`` (hash, isal inflation, cuts). Both failures name the
+    input the same way; the child never outlives the pass."""
+    context = multiprocessing.get_context("spawn")
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_index_in_child, args=(reopen, spacing, send), daemon=True)
+    child.start()
+    send.close()
+    try:
+        try:
+            for _ in iter(lambda: reader.read(PIECE_BYTES), b""):
+                pass
+        except _gzip_errors() as exc:
+            raise _not_indexable(name, exc) from None
+        try:
+            kind, value = receive.recv()
+        except EOFError:
+            raise RuntimeError(f"the seek-index process for {name} ended without a reply "
+                               f"(exit code {child.exitcode})") from None
+        if kind == "defect":
+            raise _not_indexable(name, value)
+        return value
+    finally:
+        receive.close()
+        if child.is_alive():
+            child.kill()
+        child.join()
 
 
 def _scan_bgzf(reader: HashingReader, name: str, feed) -> tuple[np.ndarray, np.ndarray]:

@@ -38,8 +38,8 @@ from helixflow.fastq.bgzf import BgzfWriter, block_size_at
 from helixflow.pipeline import keys, runs
 from helixflow.pipeline.runs import SUMMARY_NAME, checkpoint_prefix
 from helixflow.errors import IncompleteResults, InvalidFastq
-from helixflow.pipeline.storage import (COPY_BYTES, delete_prefix, download, get_json, list_objects, open_object,
-                                        put_json, upload)
+from helixflow.pipeline.storage import (COPY_BYTES, ObjectOpener, delete_prefix, download, get_json, list_objects,
+                                        open_object, put_json, upload)
 from helixflow.versions import PHASE1, environment_versions
 
 MANIFEST_NAME = "chunks.json"
@@ -106,7 +106,8 @@ def scan_mate(*, s3: Any, request: dict[str, Any], mate_index: int, chunk_bytes:
     with open_object(s3, bucket, item["key"], size=item["size"], if_match=item["etag"]) as source:
         try:
             scan = scan_input(source, name=item["key"], finder=finder, spacing=index_spacing(chunk_bytes),
-                              head_bytes=HEAD_BYTES if mate_index == 0 else 0)
+                              head_bytes=HEAD_BYTES if mate_index == 0 else 0,
+                              reopen=ObjectOpener(bucket, item["key"], item["size"], item["etag"]))
         except InvalidFastq:
             _name_the_gzip_defect(s3, request)
             raise

@@ -158,8 +158,9 @@ def phase1_work(data_mb: float, input_mb: float, placement: str, *, mates: int =
     chunk_s = (stage_seconds(profile, "chunk", chunk_data, vcpus=vcpus) + moved_mb / lam["s3_mb_s_per_task"]
                + (lam["cold_start_s"] if on_lambda else 0.0))
     if distributed:
-        # ScanMates: one single-threaded pass per mate (zran's index + isal inflate), all mates at once, each in
-        # its own SplitIntoChunks Lambda whatever the placement (the join after them is small).
+        # ScanMates: one pass per mate (isal inflate, hash, cuts, with zran's index built beside it in a second
+        # process: the rate of one zlib core), all mates at once, each in its own SplitIntoChunks Lambda whatever
+        # the placement (the join after them is small).
         validate_s, units = 0.0, max(1, mates)
         prepare_s = data_mb / units / dist["scan_mb_s_per_mate"]
         chunk_s += stage_seconds(profile, "validate", chunk_data)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -51,6 +52,22 @@ class S3Reader(io.RawIOBase):
 def open_object(s3: Any, bucket: str, key: str, *, size: int, if_match: str | None = None,
                 buffer_bytes: int = COPY_BYTES) -> io.BufferedReader:
     return io.BufferedReader(S3Reader(s3, bucket, key, size=size, if_match=if_match), buffer_bytes)
+
+
+@dataclass(frozen=True)
+class ObjectOpener:
+    """``open_object`` as a picklable call for a second process, which makes its own client (clients are not
+    shared across processes; the endpoint and credentials come from the environment, as the first one's do)."""
+
+    bucket: str
+    key: str
+    size: int
+    if_match: str | None = None
+
+    def __call__(self) -> io.BufferedReader:
+        import boto3
+
+        return open_object(boto3.client("s3"), self.bucket, self.key, size=self.size, if_match=self.if_match)
 
 
 def download(s3: Any, bucket: str, key: str, target: Path, byte_range: tuple[int, int | None] | None = None,
