@@ -187,10 +187,23 @@ def stage_times(stack, arn: str) -> dict[str, float]:
     return spent
 
 
+def _column_bytes(column) -> tuple[bytes, bytes]:
+    """(value bytes, value lengths) of one batch's column, so the digests below do not depend on where the batches
+    were cut: the same rows give the same two byte streams in any batching."""
+    import pyarrow as pa
+
+    data = column.buffers()[-1]
+    if pa.types.is_string(column.type) or pa.types.is_binary(column.type):
+        offsets = np.frombuffer(column.buffers()[1], np.int32)[column.offset:column.offset + len(column) + 1]
+        return data[int(offsets[0]):int(offsets[-1])].to_pybytes(), np.diff(offsets).tobytes()
+    width = column.type.byte_width
+    return data[column.offset * width:(column.offset + len(column)) * width].to_pybytes(), b""
+
+
 def content_digest(path: Path) -> str:
     """SHA-256 of what a file holds, not of how the run cut it: the two paths cut chunks at other records, so
-    their gzip members and Parquet row groups differ while the reads and the table are the same."""
-    import pyarrow as pa
+    their gzip members and Parquet row groups differ while the reads and the table are the same. Streamed (a 2 GB
+    pair's table is ~8 GB in memory)."""
     import pyarrow.parquet as pq
     from isal import igzip
 
@@ -200,11 +213,15 @@ def content_digest(path: Path) -> str:
             for piece in iter(lambda: handle.read(1 << 22), b""):
                 digest.update(piece)
     elif path.suffix == ".parquet":
-        sink = pa.BufferOutputStream()
-        table = pq.read_table(path).combine_chunks()
-        with pa.ipc.new_stream(sink, table.schema) as writer:
-            writer.write_table(table)
-        digest.update(sink.getvalue())
+        table = pq.ParquetFile(path)
+        digest.update(str(table.schema_arrow).encode())
+        columns = {name: (hashlib.sha256(), hashlib.sha256()) for name in table.schema_arrow.names}
+        for batch in table.iter_batches(batch_size=1 << 16):
+            for name, column in zip(batch.schema.names, batch.columns):
+                for part, value in zip(columns[name], _column_bytes(column)):
+                    part.update(value)
+        for values, lengths in columns.values():
+            digest.update(values.digest() + lengths.digest())
     else:
         digest.update(path.read_bytes())
     return digest.hexdigest()

@@ -48,6 +48,7 @@ TRACES_DIR = Path(__file__).with_name("traces")
 # cluster path's states with a typical poll loop.
 LAMBDA_PATH_TRANSITIONS = 12
 CLUSTER_PATH_TRANSITIONS = 20
+PATH_LABELS = {False: "single Validate + Split", True: "distributed validation"}
 
 
 class InvalidTrace(ToolError):
@@ -501,7 +502,7 @@ def largest_lambda_sample_gb(profile: dict[str, Any], *, distributed: bool) -> t
 def one_sample(size_gb: float, *, workers: int, lambda_concurrency: int, profile: dict[str, Any] | None = None
                ) -> list[dict[str, Any]]:
     """Issue 16's question: one paired sample validated and through Phase 1, on ``workers`` Ray workers (warm and
-    from zero) and on ``lambda_concurrency`` concurrent Lambdas, for today's pipeline and the distributed design."""
+    from zero) and on ``lambda_concurrency`` concurrent Lambdas, for the single path (one Validate, one re-blocking Split) and the distributed path."""
     profile = profile or load_profile()
     ratio = float(profile["gzip_ratio"]["value"])
     rows = []
@@ -516,7 +517,7 @@ def one_sample(size_gb: float, *, workers: int, lambda_concurrency: int, profile
             outcome = simulate([(0.0, size_gb)], strategy, config, profile=profile, warm_start=warm)
             if scan_limit:
                 outcome.infeasible = 1
-            rows.append({"path": "distributed (issue 16 design)" if distributed else "today's pipeline",
+            rows.append({"path": PATH_LABELS[distributed],
                          "placement": label, "feasible": not outcome.infeasible,
                          "seconds": round(outcome.makespan_s, 1) if not outcome.infeasible else None,
                          "within_15_min": (not outcome.infeasible) and outcome.makespan_s <= 900,

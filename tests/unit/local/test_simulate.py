@@ -89,22 +89,23 @@ def test_with_the_distributed_design_mashup_places_everything_on_lambda_and_matc
 
 
 def test_a_100_gb_sample_is_bounded_by_one_mates_measured_pass():
-    """Today's pipeline takes hours on Ray and cannot run on Lambda. The distributed path reads each mate in one
+    """The single path takes hours on Ray and cannot run on Lambda. The distributed path reads each mate in one
     Lambda (ScanMates, at the measured pass rate), so a 100 GB pair's 50 GB mates break that function's limit on
     every placement, while a sample up to the largest Lambda size runs within 15 minutes."""
     rows = {(r["path"], r["placement"]): r for r in sim.one_sample(100, workers=16, lambda_concurrency=200,
                                                                    profile=PROFILE)}
-    today = [r for (path, _), r in rows.items() if path == "today's pipeline"]
+    today = [r for (path, _), r in rows.items() if path == "single Validate + Split"]
     assert all(not r["within_15_min"] for r in today)
-    assert not rows[("today's pipeline", "Lambda, 200 concurrent")]["feasible"]
-    design = "distributed (issue 16 design)"
+    assert not rows[("single Validate + Split", "Lambda, 200 concurrent")]["feasible"]
+    design = "distributed validation"
     assert all(not r["feasible"] for (path, _), r in rows.items() if path == design)
     largest, reason = sim.largest_lambda_sample_gb(PROFILE, distributed=True)
     assert reason.startswith("ScanMate over")
     fits = {(r["path"], r["placement"]): r for r in sim.one_sample(0.95 * largest, workers=16, lambda_concurrency=200,
                                                                    profile=PROFILE)}
     assert fits[(design, "Lambda, 200 concurrent")]["within_15_min"]
-    assert fits[(design, "Ray, 16 warm workers")]["seconds"] < fits[("today's pipeline", "Ray, 16 warm workers")]["seconds"]
+    ray = "Ray, 16 warm workers"
+    assert fits[(design, ray)]["seconds"] < fits[("single Validate + Split", ray)]["seconds"]
 
 
 def test_largest_lambda_sample_is_the_edge_of_the_limits():

@@ -27,8 +27,9 @@ from helixflow_local import simulate as sim
 @click.option("--size-median-gb", type=click.FloatRange(min=0.001), default=1.0, show_default=True,
               help="Median paired gzip size of the log-normal size distribution (rows with size_gb keep theirs).")
 @click.option("--size-sigma", type=click.FloatRange(min=0.0, max=3.0), default=0.8, show_default=True)
-@click.option("--distributed", is_flag=True, help="Simulate issue 16's distributed design instead of today's "
-              "pipeline (its assumed rates are in the profile's `distributed` entry).")
+@click.option("--distributed", is_flag=True, help="Simulate every sample on the distributed validation path instead "
+              "of the single Validate + Split (its rates, measured and assumed, are in the profile's `distributed` "
+              "entry).")
 @click.option("--workers", type=click.IntRange(min=1, max=10_000), help="Ray workers at most (default: the profile's).")
 @click.option("--lambda-concurrency", type=click.IntRange(min=1, max=10_000),
               help="Chunk functions in flight per sample (default: the state machine's MaxConcurrency).")
@@ -50,7 +51,7 @@ def simulate_command(trace_source: str | None, sample_size: str | None, out_dir:
                         max_workers=workers, lambda_concurrency=lambda_concurrency)
     outcomes = sim.compare(trace, config)
     verdict = sim.verdict(outcomes)
-    path = "distributed (issue 16 design)" if distributed else "today's pipeline"
+    path = sim.PATH_LABELS[distributed]
     title = f"{trace.name}: {trace.samples} samples, {path}"
     table = sim.render_table(outcomes)
     plots = sim.write_plots(outcomes, out_dir, title)
@@ -82,8 +83,7 @@ def _one_sample(size_gb: float, workers: int, concurrency: int, out_dir: Path, a
     profile = sim.load_profile()
     rows = sim.one_sample(size_gb, workers=workers, lambda_concurrency=concurrency, profile=profile)
     largest = {name: dict(zip(("gzip_gb", "next_size_breaks"), sim.largest_lambda_sample_gb(
-        profile, distributed=distributed))) for name, distributed in (("today's pipeline", False),
-                                                                      ("distributed (issue 16 design)", True))}
+        profile, distributed=distributed))) for distributed, name in sim.PATH_LABELS.items()}
     document = {"sample_gzip_gb": size_gb, "runs": rows, "largest_lambda_only_sample": largest}
     (out_dir / "sample.json").write_text(json.dumps(document, indent=2) + "\n")
     if as_json:
