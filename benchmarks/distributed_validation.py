@@ -278,15 +278,16 @@ def main() -> None:
               "({runner_s:.1f} s)".format(**per_chunk), flush=True)
         print(f"single validator on the pair: {gzip_mb / single_s:.1f} MB/s of gzip ({single_s:.1f} s, "
               f"{single_report.records:,} pairs)", flush=True)
+        print(f"\n{'path':<12} {'chunks':>6} {'wall s':>8}  stages (s)", flush=True)
+        results = {}
         with LocalStack(work / "stack", parameters={"Phase1ChunkMiB": str(arguments.chunk_mib)}) as stack:
-            results = {mode: run(stack, work, paths, mode) for mode in ("single", "distributed")}
+            for mode in ("single", "distributed"):  # each row as its run ends
+                r = results[mode] = run(stack, work, paths, mode)
+                stages = ", ".join(f"{k} {v:.1f}" for k, v in r["stages"].items()
+                                   if k in ("Validate", "PlanPhase1", "ScanMates", "SplitIntoChunks", "ProcessChunks",
+                                            "ValidateChunks", "MergeChunks", "Publish"))
+                print(f"{mode:<12} {r['chunks']:>6} {r['wall']:>8.1f}  {stages}", flush=True)
         single, distributed = results["single"], results["distributed"]
-        print(f"\n{'path':<12} {'chunks':>6} {'wall s':>8}  stages (s)")
-        for mode, r in results.items():
-            stages = ", ".join(f"{k} {v:.1f}" for k, v in r["stages"].items()
-                               if k in ("Validate", "PlanPhase1", "ScanMates", "SplitIntoChunks", "ProcessChunks",
-                                        "ValidateChunks", "MergeChunks", "Publish"))
-            print(f"{mode:<12} {r['chunks']:>6} {r['wall']:>8.1f}  {stages}")
         print(f"ratio single/distributed wall: {single['wall'] / distributed['wall']:.2f}")
         differ = sorted(k for k in single["files"].keys() | distributed["files"].keys()
                         if single["files"].get(k) != distributed["files"].get(k))

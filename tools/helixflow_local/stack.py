@@ -36,6 +36,7 @@ ACCOUNT = "123456789012"
 REGION = "us-east-1"
 STACK_NAME = "helixflow-local"
 STACK_FILE = "stack.json"
+RESET_TIMEOUT_S = 600
 log = logging.getLogger("helixflow_local")
 # Waits really sleep on moto's interpreter, so the local stack deploys the template with short ones.
 LOCAL_PARAMETERS = {"MateWaitSeconds": "120", "JobPollFirstSeconds": "1", "JobPollMaxSeconds": "5"}
@@ -358,8 +359,10 @@ class LocalStack:
             _active_runtime = None
         if self._server:
             # moto's backends are process-wide: forget this stack's resources so another can start here.
+            # A reset drops every stored object; after a run of GBs that takes longer than a request usually may
+            # (a 2 GB pair's benchmark timed out at 10 s and lost its results), hence the long timeout.
             reset = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")
-            urllib.request.urlopen(reset, timeout=10).close()
+            urllib.request.urlopen(reset, timeout=RESET_TIMEOUT_S).close()
             self._server.stop()
             from moto.core.config import default_user_config
 
