@@ -155,6 +155,7 @@ def scan_input(source: BinaryIO, *, name: str, finder: CutFinder, spacing: int, 
                reopen: Callable[[], BinaryIO] | None = None) -> ScanResult:
     """One pass over ``source``; ``reopen`` (picklable: a second process calls it) opens the same bytes again, so
     a large plain gzip input's seek index is built beside the pass instead of inside it."""
+    stored_bytes = source.seek(0, io.SEEK_END)
     source.seek(0)
     compression = detect_compression(source.read(MAGIC_PEEK), name)
     source.seek(0)
@@ -185,7 +186,7 @@ def scan_input(source: BinaryIO, *, name: str, finder: CutFinder, spacing: int, 
     elif compression == "bgzf":
         blocks = _scan_bgzf(reader, name, feed)
         members = len(blocks[0])
-    elif reopen is not None and _indexes_beside(source):
+    elif reopen is not None and _indexes_beside(stored_bytes):
         index = _scan_gzip_beside(reader, reopen, name, spacing)
     else:
         index = _scan_gzip(reader, name, spacing)
@@ -194,7 +195,7 @@ def scan_input(source: BinaryIO, *, name: str, finder: CutFinder, spacing: int, 
         members = 1  # a plain gzip input is one member (see trailer_ok)
         source.seek(-8, io.SEEK_END)
         trailer_ok = source.read(8) == struct.pack("<II", crc & 0xFFFFFFFF, finder.total & 0xFFFFFFFF)
-    return ScanResult(compression, source.seek(0, io.SEEK_END), finder.total, members, sha256, bytes(head),
+    return ScanResult(compression, stored_bytes, finder.total, members, sha256, bytes(head),
                       index, blocks, trailer_ok)
 
 
@@ -229,10 +230,8 @@ def _scan_gzip(reader: HashingReader, name: str, spacing: int) -> bytes:
         raise _not_indexable(name, exc) from None
 
 
-def _indexes_beside(source: BinaryIO) -> bool:
-    size = source.seek(0, io.SEEK_END)
-    source.seek(0)
-    return size >= PARALLEL_INDEX_BYTES and len(os.sched_getaffinity(0)) > 1
+def _indexes_beside(stored_bytes: int) -> bool:
+    return stored_bytes >= PARALLEL_INDEX_BYTES and len(os.sched_getaffinity(0)) > 1
 
 
 def _index_in_child(reopen: Callable[[], BinaryIO], spacing: int, reply) -> None:
