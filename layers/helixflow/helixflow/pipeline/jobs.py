@@ -10,13 +10,18 @@ this deployment (environment variables set by template.yaml, or by the local sta
 ``ClusterNotConfigured`` when none is; ``HELIXFLOW_JOB_BACKEND=module:factory`` replaces every adapter with
 another one (the test double used by the state machine tests).
 
-The poll loop's Wait grows geometrically to a cap and the number of polls is bounded: at the default cap of
-300 s a day-long job costs ~300 polls (~1,500 history events), far below Step Functions' 25,000.
+The poll loop's Wait follows the job's age (``next_wait``): a quarter of the time since submission, between the
+first interval and the cap, so a finished job is seen at most a quarter of its run time late (a doubling wait
+loses up to its whole run time: a 10-minute job seen at 15). A job that reports progress (chunks done of a
+count) is polled when the rest should be done, but never sooner than 1/20 of its age. The number of polls stays
+bounded: at the default cap of 300 s a day-long job costs ~400 polls (~2,000 history events), far below Step
+Functions' 25,000.
 """
 
 from __future__ import annotations
 
 import importlib
+import math
 import os
 from datetime import datetime, timezone
 from typing import Any, Callable, Literal, Protocol
@@ -32,6 +37,9 @@ Placement = Literal["lambda", "ray", "slurm-cpu", "slurm-gpu"]
 FIRST_WAIT_S = 2
 MAX_WAIT_S = 300
 MAX_POLLS = 2000
+# Wait = this fraction of the job's age (its lateness bound), and never less than the floor fraction of it.
+AGE_FRACTION = 0.25
+FLOOR_FRACTION = 0.05
 
 
 class JobSpec(BaseModel):
@@ -156,22 +164,34 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat()
 
 
-def next_wait(handle: JobHandle, *, first: int = FIRST_WAIT_S, cap: int = MAX_WAIT_S) -> int:
-    """Doubling interval from ``first`` to ``cap`` seconds (the Wait state reads it)."""
-    return max(first, min(cap, handle.wait_seconds * 2 if handle.polls else first))
+def next_wait(handle: JobHandle, details: dict[str, Any], *, at: datetime, first: int = FIRST_WAIT_S,
+              cap: int = MAX_WAIT_S) -> int:
+    """Seconds until the next poll (the Wait state reads it), from the job's age at ``at``: AGE_FRACTION of it
+    within [first, cap]; when ``details`` say how many chunks are done of how many, the time the rest should take
+    at the rate so far, within [FLOOR_FRACTION of the age, that ceiling]."""
+    age = max(0.0, (at - datetime.fromisoformat(handle.submitted)).total_seconds())
+    ceiling = min(cap, max(first, age * AGE_FRACTION))
+    wait = ceiling
+    done, count = details.get("chunks_done"), details.get("chunk_count")
+    if done and count and done < count:
+        floor = min(ceiling, max(first, age * FLOOR_FRACTION))
+        wait = min(ceiling, max(floor, age * (count - done) / done))
+    return max(1, math.ceil(wait))
 
 
 def poll(backend: JobBackend, handle: JobHandle, *, first_wait: int = FIRST_WAIT_S, max_wait: int = MAX_WAIT_S,
          max_polls: int = MAX_POLLS) -> tuple[JobHandle, JobStatus]:
     """One turn of the Wait -> Poll -> Choice loop: the new handle (state, next wait) and the status."""
     status = backend.status(handle)
+    polled_at = datetime.now(timezone.utc)
     polls = handle.polls + 1
     if status.state not in TERMINAL_STATES and polls >= max_polls:
         backend.cancel(handle)
         status = status.model_copy(update={"state": "CANCELLED",
                                            "message": f"cancelled after {polls} polls without finishing"})
+    details = {**handle.details, **status.details}
     updated = handle.model_copy(update={
         "state": status.state, "native_state": status.native_state, "polls": polls,
-        "wait_seconds": next_wait(handle, first=first_wait, cap=max_wait),
-        "details": {**handle.details, **status.details}})
+        "wait_seconds": next_wait(handle, details, at=polled_at, first=first_wait, cap=max_wait),
+        "details": details})
     return updated, status
