@@ -25,6 +25,7 @@ import os
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 from helixflow.errors import InvalidFastq, Position
 from helixflow.phase1.params import Params, resolve_params
@@ -230,36 +231,49 @@ def output_paths(out_dir: str, sample: str, paired: bool) -> dict[str, object]:
     }
 
 
-def write_outputs(result: ChunkResult, out_dir: str, sample: str, *, move_parts: bool = True) -> dict[str, object]:
+def write_outputs(result: ChunkResult, out_dir: str, sample: str, *, move_parts: bool = True,
+                  open_part: Callable[[str], BinaryIO] | None = None,
+                  written: Callable[[str], None] | None = None) -> dict[str, object]:
     """Write the results layout under ``out_dir``: concatenated reads and embeddings from the parts (moved
-    when there is a single part and ``move_parts``), the fastp JSON and the MultiQC custom content. Returns
-    the paths written."""
+    when there is a single local part and ``move_parts``), the fastp JSON and the MultiQC custom content.
+    ``open_part`` opens a part by its name (default: a local path; MergeChunks reads them from S3, so the parts
+    never land on its scratch disk); ``written`` is told each file's path as soon as the file is complete.
+    Returns the paths written."""
     from helixflow.phase1 import report
 
     paths = output_paths(out_dir, sample, result.paired)
     for sub in ("reads", "qc") + (("embeddings",) if result.embedding_parts else ()):
         os.makedirs(os.path.join(out_dir, sub), exist_ok=True)
+    move = move_parts and open_part is None
+    opener = open_part or (lambda name: open(name, "rb"))
     for mate, target in enumerate(paths["reads"]):
-        _concat_files([part[mate] for part in result.reads_parts], target, move_parts)
+        _concat_files([part[mate] for part in result.reads_parts], target, move, opener)
+        if written:
+            written(target)
     if result.embedding_parts:
-        _concat_parquet(result.embedding_parts, paths["embeddings"], move_parts)
+        _concat_parquet(result.embedding_parts, paths["embeddings"], move, opener)
+        if written:
+            written(paths["embeddings"])
     else:
         paths.pop("embeddings")
     report.write_reports(result, sample, paths)
+    if written:
+        for name in ("fastp_json", "mqc_json"):
+            written(paths[name])
     return paths
 
 
-def _concat_files(parts: list[str], target: str, move: bool) -> None:
+def _concat_files(parts: list[str], target: str, move: bool, opener: Callable[[str], BinaryIO]) -> None:
     if len(parts) == 1 and move:
         os.replace(parts[0], target)
         return
     with open(target, "wb") as out:
         for part in parts:
-            with open(part, "rb") as src:
+            with opener(part) as src:
                 shutil.copyfileobj(src, out, 1 << 22)
 
 
-def _concat_parquet(parts: list[str], target: str, move: bool) -> None:
+def _concat_parquet(parts: list[str], target: str, move: bool, opener: Callable[[str], BinaryIO]) -> None:
     import pyarrow.parquet as pq
 
     if len(parts) == 1 and move:
@@ -268,11 +282,12 @@ def _concat_parquet(parts: list[str], target: str, move: bool) -> None:
     writer = None
     try:
         for part in parts:
-            source = pq.ParquetFile(part)
-            if writer is None:
-                writer = _parquet_writer(target, source.schema_arrow)
-            for group in range(source.num_row_groups):
-                writer.write_table(source.read_row_group(group))
+            with opener(part) as handle:
+                source = pq.ParquetFile(handle)
+                if writer is None:
+                    writer = _parquet_writer(target, source.schema_arrow)
+                for group in range(source.num_row_groups):
+                    writer.write_table(source.read_row_group(group))
     finally:
         if writer is not None:
             writer.close()

@@ -339,15 +339,17 @@ def _process_chunk_item(s3: Any, item: dict[str, Any], request: dict[str, Any], 
 
 
 def merge_chunks(*, s3: Any, request: dict[str, Any], chunk_count: int, scratch: Path) -> dict[str, Any]:
+    """The chunks' parts into the Phase 1 outputs, staged under the identity's checkpoint. The parts are read
+    from S3 as they are merged (never downloaded: scratch holds the outputs once, not the parts as well), and
+    each output is uploaded as soon as it is complete, while the next one is merged (the reads upload while the
+    embeddings are rewritten)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from helixflow.phase1.engine import ChunkResult, merge_results, write_outputs
 
     bucket, prefix, sample = request["bucket"], work_prefix(request), request["sample"]
-
-    def local(key: str) -> str:
-        return str(download(s3, bucket, key, scratch / "parts" / os.path.basename(key)))
-
-    present = {obj["Key"] for obj in list_objects(s3, bucket, f"{prefix}parts/")}
-    missing = [index for index in range(chunk_count) if f"{prefix}parts/{part_name(index)}.json" not in present]
+    sizes = {obj["Key"]: obj["Size"] for obj in list_objects(s3, bucket, f"{prefix}parts/")}
+    missing = [index for index in range(chunk_count) if f"{prefix}parts/{part_name(index)}.json" not in sizes]
     if missing:  # a map item that failed (or a map that tolerated it) must not become a silently short result
         raise IncompleteResults(f"{len(missing)} of {chunk_count} Phase 1 chunk(s) produced no result: "
                                 + ", ".join(part_name(i) for i in missing[:20]), code="MISSING_OUTPUTS",
@@ -358,21 +360,27 @@ def merge_chunks(*, s3: Any, request: dict[str, Any], chunk_count: int, scratch:
         # The outputs are the chunks' work, so Phase 1 reports the environment that processed them (this image
         # on the Lambda path, the cluster's on Ray), not the one that merges.
         versions = document["versions"]
-        document["reads_parts"] = [[local(key) for key in part] for part in document["reads_parts"]]
-        document["embedding_parts"] = [local(key) for key in document["embedding_parts"]]
         results.append(ChunkResult.from_dict(document))
     merged = replace(merge_results(results), inputs=[item["key"] for item in request["inputs"]])
     out_dir = scratch / "results"
-    write_outputs(merged, str(out_dir), sample)
     # Outputs wait under the identity's checkpoint, not results/: only Publish writes results/, and a re-run
     # of this identity after a later failure resumes from here (helixflow.pipeline.runs).
     checkpoint = checkpoint_prefix(sample, request["identity"], "phase1")
     staged = checkpoint + "outputs/"
-    outputs = []
-    for path in sorted(p for p in out_dir.rglob("*") if p.is_file()):
-        relative = path.relative_to(out_dir).as_posix()
-        upload(s3, bucket, path, staged + relative)
-        outputs.append(relative)
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="merge-upload") as uploads:
+        pending = {}
+
+        def written(path: str) -> None:
+            relative = Path(path).relative_to(out_dir).as_posix()
+            pending[relative] = uploads.submit(upload, s3, bucket, path, staged + relative)
+
+        write_outputs(merged, str(out_dir), sample, written=written,
+                      open_part=lambda key: open_object(s3, bucket, key, size=sizes[key]))
+        for future in pending.values():
+            future.result()
+    outputs = sorted(p.relative_to(out_dir).as_posix() for p in out_dir.rglob("*") if p.is_file())
+    if outputs != sorted(pending):  # every file the layout holds is staged, or the checkpoint is not marked
+        raise RuntimeError(f"outputs written but not staged: {sorted(set(outputs) - set(pending))}")
     summary = {"outputs": outputs, "staged_prefix": staged, "reads_before": sum(s.reads for s in merged.before),
                "reads_after": sum(s.reads for s in merged.after), "chunks": chunk_count, "versions": versions}
     put_json(s3, bucket, checkpoint + SUMMARY_NAME, summary)  # last: it marks the checkpoint complete
