@@ -4,6 +4,7 @@ those files, the report names the run, its inputs, parameters and versions, and 
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import shutil
@@ -207,3 +208,63 @@ def test_a_cost_given_in_process_is_a_section_without_a_file(tmp_path):
     assert sections["helixflow_cost"]["data"] == {"Phase2Job": {"usd": 0.012}}
     assert "0.0120 USD" in sections["helixflow_cost"]["description"]
     assert "helixflow_cluster_sizes" not in sections and "helixflow_embedding_norms" not in sections
+
+
+class _CountingS3:
+    """The S3 client, counting the bytes GET returns per key (the Parquet's ranged reads go through it)."""
+
+    def __init__(self, client) -> None:
+        self.client, self.fetched = client, Counter()
+
+    def get_object(self, **kwargs):
+        response = self.client.get_object(**kwargs)
+        body = response["Body"].read()
+        self.fetched[kwargs["Key"]] += len(body)
+        response["Body"] = io.BytesIO(body)
+        return response
+
+    def __getattr__(self, name):
+        return getattr(self.client, name)
+
+
+def _large_embeddings(directory) -> "Path":
+    """A Phase 1 Parquet of 40,000 reads (~8 MB, 8 row groups): big enough that reading a column is not
+    reading the file."""
+    from helixflow.phase1 import engine
+    from helixflow.phase1.simulate import fastq_bytes, random_genome, simulate_pairs
+
+    _, seqs, quals, _, _ = simulate_pairs(40_000, 150, seed=3, genome=random_genome(300_000, 3), paired=False)
+    reads = directory / "large.fastq"
+    reads.write_bytes(fastq_bytes([f"r{i}" for i in range(40_000)], seqs, quals))
+    engine.process_file(str(reads), None, str(directory / "large"), "S1")
+    return directory / "large" / "embeddings" / "S1.parquet"
+
+
+def test_build_report_reads_the_embedding_column_in_place_not_the_whole_parquet(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    parquet = _large_embeddings(tmp_path)
+    scratch = tmp_path / "scratch"
+    downloaded = []
+    download = run_report.download
+    monkeypatch.setattr(run_report, "download", lambda s3, bucket, key, path: (downloaded.append(key),
+                                                                               download(s3, bucket, key, path))[1])
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        s3 = _CountingS3(boto3.client("s3"))
+        s3.create_bucket(Bucket=BUCKET)
+        for prefix, outputs in ((PHASE1_PREFIX, PHASE1_OUTPUTS), (PHASE2_PREFIX, PHASE2_OUTPUTS)):
+            for path in outputs:
+                source = parquet if path == "embeddings/S1.parquet" else SAVED / path
+                s3.upload_file(str(source), BUCKET, prefix + path)
+        summary = run_report.build_run_report(s3=s3, state=_state(), history_events=_history(), scratch=scratch)
+    key = PHASE1_PREFIX + "embeddings/S1.parquet"
+    assert key not in downloaded and not list(scratch.rglob("*.parquet"))
+    metadata = pq.ParquetFile(parquet).metadata
+    assert metadata.num_row_groups > 1
+    codes = sum(metadata.row_group(g).column(4).total_compressed_size for g in range(metadata.num_row_groups))
+    # The embedding column and the footer (pyarrow reads the file's last 64 KiB for it), each row group's read
+    # within a 64 KiB buffer: not the sequences and qualities, which are most of the file.
+    assert s3.fetched[key] <= codes + (64 << 10) * (metadata.num_row_groups + 1)
+    assert s3.fetched[key] < 0.6 * parquet.stat().st_size
+    assert summary.outputs == [run_report.REPORT_NAME, run_report.DATA_ZIP]

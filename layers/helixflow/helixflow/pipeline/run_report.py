@@ -27,7 +27,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, BinaryIO, Iterable
 
 import numpy as np
 
@@ -36,16 +36,17 @@ from helixflow.pipeline.keys import work_prefix
 from helixflow.pipeline.publish import (recorded_stages, render_yaml, reported_versions, run_cost, trace_inputs,
                                         trace_rows)
 from helixflow.pipeline.state import PipelineState, ReportSummary
-from helixflow.pipeline.storage import download, upload
+from helixflow.pipeline.storage import download, open_object, upload
 from helixflow.versions import REPORT, environment_versions
 
 REPORT_NAME = "multiqc_report.html"
 DATA_DIR = "multiqc_data"
 DATA_ZIP = f"{DATA_DIR}.zip"  # MultiQC's --zip-data-dir: its ~30 data files as one output
 COST_PATH = "pipeline_info/cost.json"
-# What the report reads of the staged outputs (never the BAM or the trimmed reads: MultiQC needs only their
-# statistics); paths relative to the results prefix.
-REPORT_INPUTS = ("qc/", "clusters/", "embeddings/", COST_PATH)
+# What the report downloads of the staged outputs (never the BAM or the trimmed reads: MultiQC needs only their
+# statistics; the embeddings Parquet is read in place, its embedding column alone); paths relative to the
+# results prefix.
+REPORT_INPUTS = ("qc/", "clusters/", COST_PATH)
 NN_SAMPLE = 4096  # reads in the nearest-neighbour sample: a 4096 x 4096 similarity matrix is 64 MB of float32
 MULTIQC_SECONDS = 600
 SECTION_PARENT = {"parent_id": "helixflow", "parent_name": "helixflow",
@@ -91,7 +92,7 @@ def _histogram(values: np.ndarray, lo: float, hi: float, bins: int) -> list[list
     return [[round(float((a + b) / 2), 6), int(c)] for a, b, c in zip(edges[:-1], edges[1:], counts)]
 
 
-def _embedding_vectors(parquet: Path) -> Iterable[np.ndarray]:
+def _embedding_vectors(parquet: Path | BinaryIO) -> Iterable[np.ndarray]:
     import pyarrow.parquet as pq
 
     from helixflow import embedding
@@ -102,7 +103,7 @@ def _embedding_vectors(parquet: Path) -> Iterable[np.ndarray]:
         yield embedding.unit_vectors(embedding.codes_from_column(column))
 
 
-def embedding_sections(parquet: Path, sample: str, nn_sample: int = NN_SAMPLE) -> list[dict[str, Any]]:
+def embedding_sections(parquet: Path | BinaryIO, sample: str, nn_sample: int = NN_SAMPLE) -> list[dict[str, Any]]:
     """L2 norms of every read's embedding as Phase 2 reads it (the stored int8 codes L2-normalised: 1 up to
     float32 rounding, 0 for reads without a k-mer free of N),
     and the cosine similarity of each read in an evenly spaced sample to its most similar other read in that
@@ -267,8 +268,9 @@ def cost_section(cost: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def custom_sections(run_dir: Path, info: RunInfo) -> list[dict[str, Any]]:
-    """Every custom-content section this run's files and facts give."""
+def custom_sections(run_dir: Path, info: RunInfo, embeddings: BinaryIO | None = None) -> list[dict[str, Any]]:
+    """Every custom-content section this run's files and facts give (the embeddings Parquet from
+    ``embeddings`` when given, else from ``run_dir``)."""
     sample = info.sample
     sections = [run_section(info), parameters_section(info)]
     if info.placements:
@@ -279,8 +281,8 @@ def custom_sections(run_dir: Path, info: RunInfo) -> list[dict[str, Any]]:
     if cost:
         sections.append(cost_section(cost))
     parquet = run_dir / "embeddings" / f"{sample}.parquet"
-    if parquet.is_file():
-        sections += embedding_sections(parquet, sample)
+    if embeddings is not None or parquet.is_file():
+        sections += embedding_sections(embeddings or parquet, sample)
     clusters = run_dir / "clusters" / f"{sample}.clusters.tsv"
     if clusters.is_file():
         sections.append(cluster_size_section(clusters, sample))
@@ -313,13 +315,15 @@ def multiqc_config(info: RunInfo, fastp_command: str | None, section_ids: list[s
     }
 
 
-def build_report(run_dir: Path, out_dir: Path, info: RunInfo, *, work_dir: Path) -> Report:
+def build_report(run_dir: Path, out_dir: Path, info: RunInfo, *, work_dir: Path,
+                 embeddings: BinaryIO | None = None) -> Report:
     """MultiQC over ``run_dir``'s qc/ (the run's files in the results layout) plus the custom content and
-    versions written under ``work_dir``; the report and its data folder land in ``out_dir``."""
+    versions written under ``work_dir`` (``embeddings``: the Parquet, when it is not in ``run_dir``); the
+    report and its data folder land in ``out_dir``."""
     content, private = work_dir / "content", work_dir / "private"
     for directory in (content, private):
         directory.mkdir(parents=True, exist_ok=True)
-    sections = custom_sections(run_dir, info)
+    sections = custom_sections(run_dir, info, embeddings)
     for section in sections:
         (content / f"{section['id']}_mqc.json").write_text(json.dumps(section))
     if info.versions:
@@ -397,14 +401,19 @@ def run_info(state: PipelineState, trace: list[dict[str, Any]]) -> RunInfo:
 
 def build_run_report(*, s3: Any, state: PipelineState, history_events: Iterable[dict[str, Any]],
                      scratch: Path, functions: dict[str, dict[str, int]] | None = None) -> ReportSummary:
-    """BuildReport: download what the report reads of the staged outputs (qc/, clusters/, embeddings/, a
-    staged pipeline_info/cost.json), build the MultiQC report and stage it under work/<sample>/<run>/report/
-    for Publish, which lists it in the manifest with every other output."""
+    """BuildReport: download what the report reads of the staged outputs (qc/, clusters/, a staged
+    pipeline_info/cost.json; of the embeddings Parquet only its embedding column, read in place with ranged
+    GETs: the reads' sequences and qualities are most of the file and the report needs none of them), build the
+    MultiQC report and stage it under work/<sample>/<run>/report/ for Publish, which lists it in the manifest
+    with every other output."""
     request = state.require_sample()
     run_dir = scratch / "run"
+    embeddings_key = None
     for summary in (state.phase1, state.phase2):
         for path in (summary.outputs if summary else ()):
-            if path.startswith(REPORT_INPUTS):
+            if path == f"embeddings/{request.sample}.parquet":
+                embeddings_key = summary.staged_prefix + path
+            elif path.startswith(REPORT_INPUTS):
                 download(s3, request.bucket, summary.staged_prefix + path, run_dir / path)
     history_events = list(history_events)
     inputs = trace_inputs(state)
@@ -412,7 +421,14 @@ def build_run_report(*, s3: Any, state: PipelineState, history_events: Iterable[
     info = run_info(state, trace)
     if functions:  # the cost so far (Publish's pipeline_info/cost.json adds its own second or so)
         info.cost = run_cost(trace, history_events, recorded_stages(state), list(inputs.get("jobs", [])), functions)
-    report = build_report(run_dir, scratch / "out", info, work_dir=scratch / "work")
+    if embeddings_key is None:
+        report = build_report(run_dir, scratch / "out", info, work_dir=scratch / "work")
+    else:
+        size = s3.head_object(Bucket=request.bucket, Key=embeddings_key)["ContentLength"]
+        # A small buffer: pyarrow asks for each row group's embedding column chunk exactly, and a larger buffer
+        # reads on into the next columns (8 MiB fetched 316 MB of a 398 MB file for its 140 MB of codes).
+        with open_object(s3, request.bucket, embeddings_key, size=size, buffer_bytes=64 << 10) as embeddings:
+            report = build_report(run_dir, scratch / "out", info, work_dir=scratch / "work", embeddings=embeddings)
     staged = work_prefix(request.sample, request.run_id, "report")
     outputs = []
     for path in (report.html, report.data_zip):
