@@ -27,7 +27,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, BinaryIO, Iterable
+from typing import Any, BinaryIO, Callable, Iterable
 
 import numpy as np
 
@@ -92,25 +92,47 @@ def _histogram(values: np.ndarray, lo: float, hi: float, bins: int) -> list[list
     return [[round(float((a + b) / 2), 6), int(c)] for a, b, c in zip(edges[:-1], edges[1:], counts)]
 
 
-def _embedding_vectors(parquet: Path | BinaryIO) -> Iterable[np.ndarray]:
+# Row groups of the embeddings Parquet read at once: in place on S3 each read is a ranged GET, and one at a time
+# their latency added up to more than downloading the file (2 M reads: 12.3 s vs 9.5 s on the local stack).
+READ_AHEAD = 8
+
+
+def _embedding_vectors(open_parquet: Callable[[], BinaryIO]) -> Iterable[np.ndarray]:
+    """Each row group's embeddings, in file order, READ_AHEAD row groups in flight (each on its own handle)."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
     import pyarrow.parquet as pq
 
     from helixflow import embedding
 
-    handle = pq.ParquetFile(parquet)
-    for group in range(handle.num_row_groups):
-        column = handle.read_row_group(group, columns=["embedding"]).column("embedding")
-        yield embedding.unit_vectors(embedding.codes_from_column(column))
+    with open_parquet() as handle:
+        metadata = pq.ParquetFile(handle).metadata
+
+    def read(group: int) -> np.ndarray:
+        with open_parquet() as handle:
+            table = pq.ParquetFile(handle, metadata=metadata).read_row_group(group, columns=["embedding"])
+        return embedding.unit_vectors(embedding.codes_from_column(table.column("embedding")))
+
+    with ThreadPoolExecutor(max_workers=READ_AHEAD, thread_name_prefix="embeddings") as pool:
+        pending: deque = deque()
+        for group in range(metadata.num_row_groups):
+            pending.append(pool.submit(read, group))
+            if len(pending) >= READ_AHEAD:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
-def embedding_sections(parquet: Path | BinaryIO, sample: str, nn_sample: int = NN_SAMPLE) -> list[dict[str, Any]]:
+def embedding_sections(open_parquet: Callable[[], BinaryIO], sample: str,
+                       nn_sample: int = NN_SAMPLE) -> list[dict[str, Any]]:
     """L2 norms of every read's embedding as Phase 2 reads it (the stored int8 codes L2-normalised: 1 up to
     float32 rounding, 0 for reads without a k-mer free of N),
     and the cosine similarity of each read in an evenly spaced sample to its most similar other read in that
     sample (a mate overlapping its pair counts: that is what the clustering sees too)."""
     norms, rows = [], []
     total = 0
-    for vectors in _embedding_vectors(parquet):
+    for vectors in _embedding_vectors(open_parquet):
         norms.append(np.linalg.norm(vectors.astype(np.float32), axis=1))
         rows.append(vectors)
         total += len(vectors)
@@ -268,8 +290,9 @@ def cost_section(cost: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def custom_sections(run_dir: Path, info: RunInfo, embeddings: BinaryIO | None = None) -> list[dict[str, Any]]:
-    """Every custom-content section this run's files and facts give (the embeddings Parquet from
+def custom_sections(run_dir: Path, info: RunInfo,
+                    embeddings: Callable[[], BinaryIO] | None = None) -> list[dict[str, Any]]:
+    """Every custom-content section this run's files and facts give (the embeddings Parquet opened by
     ``embeddings`` when given, else from ``run_dir``)."""
     sample = info.sample
     sections = [run_section(info), parameters_section(info)]
@@ -282,7 +305,7 @@ def custom_sections(run_dir: Path, info: RunInfo, embeddings: BinaryIO | None = 
         sections.append(cost_section(cost))
     parquet = run_dir / "embeddings" / f"{sample}.parquet"
     if embeddings is not None or parquet.is_file():
-        sections += embedding_sections(embeddings or parquet, sample)
+        sections += embedding_sections(embeddings or (lambda: open(parquet, "rb")), sample)
     clusters = run_dir / "clusters" / f"{sample}.clusters.tsv"
     if clusters.is_file():
         sections.append(cluster_size_section(clusters, sample))
@@ -316,9 +339,9 @@ def multiqc_config(info: RunInfo, fastp_command: str | None, section_ids: list[s
 
 
 def build_report(run_dir: Path, out_dir: Path, info: RunInfo, *, work_dir: Path,
-                 embeddings: BinaryIO | None = None) -> Report:
+                 embeddings: Callable[[], BinaryIO] | None = None) -> Report:
     """MultiQC over ``run_dir``'s qc/ (the run's files in the results layout) plus the custom content and
-    versions written under ``work_dir`` (``embeddings``: the Parquet, when it is not in ``run_dir``); the
+    versions written under ``work_dir`` (``embeddings`` opens the Parquet when it is not in ``run_dir``); the
     report and its data folder land in ``out_dir``."""
     content, private = work_dir / "content", work_dir / "private"
     for directory in (content, private):
@@ -427,8 +450,9 @@ def build_run_report(*, s3: Any, state: PipelineState, history_events: Iterable[
         size = s3.head_object(Bucket=request.bucket, Key=embeddings_key)["ContentLength"]
         # A small buffer: pyarrow asks for each row group's embedding column chunk exactly, and a larger buffer
         # reads on into the next columns (8 MiB fetched 316 MB of a 398 MB file for its 140 MB of codes).
-        with open_object(s3, request.bucket, embeddings_key, size=size, buffer_bytes=64 << 10) as embeddings:
-            report = build_report(run_dir, scratch / "out", info, work_dir=scratch / "work", embeddings=embeddings)
+        report = build_report(run_dir, scratch / "out", info, work_dir=scratch / "work",
+                              embeddings=lambda: open_object(s3, request.bucket, embeddings_key, size=size,
+                                                             buffer_bytes=64 << 10))
     staged = work_prefix(request.sample, request.run_id, "report")
     outputs = []
     for path in (report.html, report.data_zip):
