@@ -246,20 +246,18 @@ def write_outputs(result: ChunkResult, out_dir: str, sample: str, *, move_parts:
         os.makedirs(os.path.join(out_dir, sub), exist_ok=True)
     move = move_parts and open_part is None
     opener = open_part or (lambda name: open(name, "rb"))
+    done = written or (lambda path: None)
     for mate, target in enumerate(paths["reads"]):
         _concat_files([part[mate] for part in result.reads_parts], target, move, opener)
-        if written:
-            written(target)
+        done(target)
     if result.embedding_parts:
         _concat_parquet(result.embedding_parts, paths["embeddings"], move, opener)
-        if written:
-            written(paths["embeddings"])
+        done(paths["embeddings"])
     else:
         paths.pop("embeddings")
     report.write_reports(result, sample, paths)
-    if written:
-        for name in ("fastp_json", "mqc_json"):
-            written(paths[name])
+    done(paths["fastp_json"])
+    done(paths["mqc_json"])
     return paths
 
 

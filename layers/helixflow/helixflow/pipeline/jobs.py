@@ -14,7 +14,7 @@ The poll loop's Wait follows the job's age (``next_wait``): a quarter of the tim
 first interval and the cap, so a finished job is seen at most a quarter of its run time late (a doubling wait
 loses up to its whole run time: a 10-minute job seen at 15). A job that reports progress (chunks done of a
 count) is polled when the rest should be done, but never sooner than 1/20 of its age. The number of polls stays
-bounded: at the default cap of 300 s a day-long job costs ~400 polls (~2,000 history events), far below Step
+bounded: at the default cap of 300 s a day-long job costs ~300 polls (~1,500 history events), far below Step
 Functions' 25,000.
 """
 

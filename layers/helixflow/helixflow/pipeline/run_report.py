@@ -18,6 +18,7 @@ past Lambda's 250 MB limit for a zip function and its layers, hence the Phase 1 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -444,15 +445,14 @@ def build_run_report(*, s3: Any, state: PipelineState, history_events: Iterable[
     info = run_info(state, trace)
     if functions:  # the cost so far (Publish's pipeline_info/cost.json adds its own second or so)
         info.cost = run_cost(trace, history_events, recorded_stages(state), list(inputs.get("jobs", [])), functions)
-    if embeddings_key is None:
-        report = build_report(run_dir, scratch / "out", info, work_dir=scratch / "work")
-    else:
+    embeddings = None
+    if embeddings_key is not None:
         size = s3.head_object(Bucket=request.bucket, Key=embeddings_key)["ContentLength"]
         # A small buffer: pyarrow asks for each row group's embedding column chunk exactly, and a larger buffer
         # reads on into the next columns (8 MiB fetched 316 MB of a 398 MB file for its 140 MB of codes).
-        report = build_report(run_dir, scratch / "out", info, work_dir=scratch / "work",
-                              embeddings=lambda: open_object(s3, request.bucket, embeddings_key, size=size,
-                                                             buffer_bytes=64 << 10))
+        embeddings = functools.partial(open_object, s3, request.bucket, embeddings_key, size=size,
+                                       buffer_bytes=64 << 10)
+    report = build_report(run_dir, scratch / "out", info, work_dir=scratch / "work", embeddings=embeddings)
     staged = work_prefix(request.sample, request.run_id, "report")
     outputs = []
     for path in (report.html, report.data_zip):
