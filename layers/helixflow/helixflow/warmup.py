@@ -57,7 +57,7 @@ def warm_phase2(scratch: Path) -> None:
     import numpy as np
 
     from helixflow.phase1.simulate import random_genome
-    from helixflow.phase2 import dense, graph, sam
+    from helixflow.phase2 import graph, sam
     from helixflow.phase2.engine import build_searcher
     from helixflow.phase2.mapper import MapOptions, map_reads
     from helixflow.phase2.reads import read_reads
@@ -75,8 +75,7 @@ def warm_phase2(scratch: Path) -> None:
             mapping, frags = map_reads(reads, reference, build_searcher(searcher, reference, "cpu"),
                                        MapOptions(device="cpu"))
             sam.records(reads, mapping, frags, reference, "warm")
-    vectors = dense.storage_precision(batch.embed())
-    pairs = graph.neighbour_pairs(batch, vectors, np.arange(len(batch), dtype=np.int64))
+    pairs = graph.neighbour_pairs(batch, np.arange(len(batch), dtype=np.int64))
     graph.clusters_tsv(batch, pairs[graph.confirm_pairs(batch, pairs, device="cpu")])
 
 

@@ -19,51 +19,77 @@ from helixflow_local.commands.phase2 import align_command
 
 
 def brute_force_top_k(queries, targets, k):
-    scores = queries @ targets.T
+    """The top-k from the definition: integer dot products of the codes (int64), then the cosine."""
+    dots = queries.astype(np.int64) @ targets.astype(np.int64).T
+    scores = (dots * inverse_norms(queries)[:, None]) * inverse_norms(targets)[None, :]
     # Best first, ties to the lower index: sort by (-score, index).
     order = np.lexsort((np.broadcast_to(np.arange(targets.shape[0]), scores.shape), -scores), axis=1)[:, :k]
     return np.take_along_axis(scores, order, axis=1), order
 
 
-def unit_vectors(rng, n, dims=256):
-    v = rng.standard_normal((n, dims))
-    return dense.storage_precision(v / np.linalg.norm(v, axis=1, keepdims=True))
+def inverse_norms(codes):
+    norms = np.sqrt((codes.astype(np.int64) ** 2).sum(axis=1).astype(np.float64))
+    return np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+
+
+def random_codes(rng, n, dims=256):
+    """Codes as reads and windows have them: mostly 0 and +-1, a few larger counts."""
+    return np.clip(np.rint(rng.standard_normal((n, dims)) * 1.5), -127, 127).astype(np.int8)
+
+
+def search(queries, targets, k):
+    return dense_cpu.top_k_cpu(dense.search_vectors(queries), dense.search_vectors(targets), k)
 
 
 def test_blocked_cpu_top_k_equals_a_full_sort_exactly(monkeypatch):
     rng = np.random.default_rng(1)
-    queries, targets = unit_vectors(rng, 50), unit_vectors(rng, 90)
+    queries, targets = random_codes(rng, 50), random_codes(rng, 90)
     targets[7] = targets[3]  # an exact tie: the lower window index must win
     queries[0] = targets[3]
     # Small blocks so the running merge crosses block boundaries in both directions.
     monkeypatch.setattr(_dense_common, "BLOCK_READS", 16)
     monkeypatch.setattr(_dense_common, "BLOCK_WINDOWS", 32)
-    values, indices = dense_cpu.top_k_cpu(queries, targets, 5)
+    values, indices = search(queries, targets, 5)
     expected_values, expected_indices = brute_force_top_k(queries, targets, 5)
     np.testing.assert_array_equal(indices, expected_indices)
-    # Storage-precision vectors multiply exactly in float64, so blocking cannot change a single bit.
+    # Integer codes multiply exactly in float32 BLAS, so blocking cannot change a single bit.
     np.testing.assert_array_equal(values, expected_values)
     assert indices[0, 0] == 3 and indices[0, 1] == 7
+
+
+def test_float32_dot_products_stay_exact_at_the_largest_codes():
+    """The bound the search's exactness rests on: codes at +-127 in all 256 dimensions give the largest dot
+    products (256 x 127^2 = 4,129,024), and float32 BLAS still returns them to the last unit, as the cosine of a
+    read with itself (1) and of opposite codes (-1) show."""
+    rng = np.random.default_rng(5)
+    signs = np.where(rng.random((6, 256)) < 0.5, -127, 127).astype(np.int8)
+    codes = np.concatenate([signs, -signs, random_codes(rng, 40)])
+    vectors = dense.search_vectors(codes)
+    dots = vectors.codes @ vectors.codes.T
+    np.testing.assert_array_equal(dots.astype(np.int64), codes.astype(np.int64) @ codes.astype(np.int64).T)
+    values, indices = dense_cpu.top_k_cpu(vectors, vectors, 2)
+    assert indices[:6, 0].tolist() == list(range(6)) and values[:6, 0].tolist() == [1.0] * 6
+    np.testing.assert_array_equal(values, brute_force_top_k(codes, codes, 2)[0])
 
 
 def test_cpu_top_k_ties_go_to_the_lower_index_and_empty_slots_stay_empty(monkeypatch):
     """Exact ties (a duplicated reference window, a read without k-mers that ties with everything) and k larger
     than the number of targets: random vectors never tie, so only constructed ties can tell the tie rule."""
     rng = np.random.default_rng(3)
-    queries, targets = unit_vectors(rng, 12), unit_vectors(rng, 21)
+    queries, targets = random_codes(rng, 12), random_codes(rng, 21)
     for copy in (5, 6, 12, 17, 20):
         targets[copy] = targets[3]
-    queries[0], queries[1], queries[2] = targets[3], 0.0, targets[20]
+    queries[0], queries[1], queries[2] = targets[3], 0, targets[20]
     monkeypatch.setattr(_dense_common, "BLOCK_READS", 4)
     monkeypatch.setattr(_dense_common, "BLOCK_WINDOWS", 11)
-    values, indices = dense_cpu.top_k_cpu(queries, targets, 4)
+    values, indices = search(queries, targets, 4)
     expected_values, expected_indices = brute_force_top_k(queries, targets, 4)
     np.testing.assert_array_equal(indices, expected_indices)
     np.testing.assert_array_equal(values, expected_values)
     assert indices[0].tolist() == [3, 5, 6, 12] and indices[2].tolist() == [3, 5, 6, 12]
     assert indices[1].tolist() == [0, 1, 2, 3] and values[1].tolist() == [0.0] * 4
     # k = 8 over 5 targets: the 5 ranked, then 3 empty slots (-inf, int64 max) that the searcher drops.
-    values, indices = dense_cpu.top_k_cpu(queries, targets[[3, 5, 9, 10, 11]], 8)
+    values, indices = search(queries, targets[[3, 5, 9, 10, 11]], 8)
     expected_values, expected_indices = brute_force_top_k(queries, targets[[3, 5, 9, 10, 11]], 5)
     np.testing.assert_array_equal(indices[:, :5], expected_indices)
     np.testing.assert_array_equal(values[:, :5], expected_values)
@@ -148,3 +174,33 @@ def test_dense_searcher_places_reads_at_their_true_origin(dense_sam, single_read
     assert correct.mean() >= 0.88  # the rest are reads inside exact repeat copies (see test_mapping)
     assert confident.mean() >= 0.8
     assert correct[confident].mean() >= 0.99
+
+
+def test_threads_option_limits_the_dense_searchs_blas_matmul_too(tmp_path, monkeypatch, repeat_fasta, single_reads):
+    """`--threads 1` used to limit only Numba: the dense search's float matmul still ran on every core, so the
+    benchmark's one-thread figure was really two. The BLAS pool must follow the option too."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads():
+        return max(pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas")
+
+    seen = []
+    search = dense.DenseSearcher.top_k
+
+    def recording(self, queries):
+        seen.append(blas_threads())
+        return search(self, queries)
+
+    monkeypatch.setattr(dense.DenseSearcher, "top_k", recording)
+    reads = tmp_path / "S1.fastq"
+    simulate.write_fastq(reads, single_reads[:50])
+    before = blas_threads()
+    threadpool_limits(2, user_api="blas")  # as on any machine with 2 cores or more
+    try:
+        result = CliRunner().invoke(align_command, [str(reads), "--reference", str(repeat_fasta), "--out",
+                                                    str(tmp_path / "S1.sam"), "--searcher", "dense", "--device",
+                                                    "cpu", "--threads", "1"])
+    finally:
+        threadpool_limits(before, user_api="blas")
+    assert result.exit_code == 0, result.output
+    assert seen and set(seen) == {1}

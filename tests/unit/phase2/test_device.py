@@ -82,6 +82,7 @@ def test_the_gpu_kernels_equal_the_cpu_kernels_on_a_real_device():
     for cpu, gpu in zip(sw.score_batch(query, query_offsets, target, target_offsets, device="cpu"),
                         sw.score_batch(query, query_offsets, target, target_offsets, device="cuda")):
         np.testing.assert_array_equal(cpu, gpu)
-    vectors = dense.storage_precision(rng.standard_normal((300, 256)))
-    for cpu, gpu in zip(dense.top_k(vectors[:100], vectors, 4, "cpu"), dense.top_k(vectors[:100], vectors, 4, "cuda")):
+    vectors = dense.search_vectors(np.rint(rng.standard_normal((300, 256)) * 2).astype(np.int8))
+    queries = vectors.rows(slice(0, 100))
+    for cpu, gpu in zip(dense.top_k(queries, vectors, 4, "cpu"), dense.top_k(queries, vectors, 4, "cuda")):
         np.testing.assert_array_equal(cpu, gpu)

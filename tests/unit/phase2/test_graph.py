@@ -81,20 +81,22 @@ def test_the_seeded_search_finds_every_overlap_the_exhaustive_one_confirms(tmp_p
     path = tmp_path / "reads.fastq"
     simulate.write_fastq(path, reads)
     batch = read_reads([str(path)])
-    vectors = dense.storage_precision(batch.embed())
+    vectors = dense.search_vectors(batch.embedding_codes())
     rows = np.arange(len(batch), dtype=np.int64)
     k = K_NEIGHBOURS + 1
     value, nearest = dense.top_k(vectors, vectors, k, "cpu")
     i, j = np.repeat(rows, k), nearest.ravel()
     keep = (value.ravel() >= MIN_SIMILARITY) & (j != i)
     exhaustive = np.unique(np.stack([np.minimum(i, j)[keep], np.maximum(i, j)[keep]], axis=1), axis=0)
-    seeded = neighbour_pairs(batch, vectors, rows)
+    seeded = neighbour_pairs(batch, rows)
     confirmed = {tuple(p) for p in exhaustive[confirm_pairs(batch, exhaustive)].tolist()}
     found = {tuple(p) for p in seeded[confirm_pairs(batch, seeded)].tolist()}
     assert len(confirmed) > 2000  # ~6x coverage of 150 bp reads: most reads overlap several others
     assert len(confirmed - found) <= len(confirmed) // 500, sorted(confirmed - found)[:10]
-    # Each seeded neighbour's similarity is the exact dot product, as the dense searcher's.
+    # Each seeded neighbour's similarity is the exact cosine of the codes, as the dense searcher computes it.
     seeded_value, seeded_nearest = seeded_top_k(batch, vectors, rows, k)
-    shown = seeded_nearest[:, 0] != np.iinfo(np.int64).max
-    assert np.array_equal(seeded_value[shown, 0], np.einsum("ij,ij->i", vectors[shown],
-                                                            vectors[seeded_nearest[shown, 0]]))
+    shown = np.flatnonzero(seeded_nearest[:, 1] != np.iinfo(np.int64).max)
+    other = seeded_nearest[shown, 1]
+    codes = batch.embedding_codes().astype(np.int64)
+    dots = np.einsum("ij,ij->i", codes[shown], codes[other])
+    assert np.array_equal(seeded_value[shown, 1], (dots * vectors.inverse_norms[shown]) * vectors.inverse_norms[other])

@@ -13,18 +13,12 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from helixflow.phase2.engine import DEVICES, SEARCHERS
+from helixflow.threads import limit_threads
 
 
 def _progress() -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     transient=False, console=None)
-
-
-def _set_threads(threads: int | None) -> None:
-    if threads is not None:
-        import numba
-
-        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
 
 
 @click.command("align")
@@ -47,7 +41,7 @@ def align_command(reads, reference, out, threads, device, searcher, sample, max_
     from helixflow.phase2.reads import read_reads
     from helixflow.phase2.reference import read_fasta
 
-    _set_threads(threads)
+    limit_threads(threads)
     device = resolve_device(device)
     ref = read_fasta(reference)
     batch = read_reads(reads)
@@ -72,17 +66,16 @@ def align_command(reads, reference, out, threads, device, searcher, sample, max_
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 def cluster_command(reads, out, threads, device):
     """Cluster READS (Parquet or FASTQ[.gz] R1 [R2]) into overlapping groups via a confirmed k-NN read graph."""
-    from helixflow.phase2 import dense, graph
+    from helixflow.phase2 import graph
     from helixflow.phase2.engine import resolve_device
     from helixflow.phase2.reads import read_reads
 
-    _set_threads(threads)
+    limit_threads(threads)
     device = resolve_device(device)
     batch = read_reads(reads)
     with _progress() as progress:
         task = progress.add_task("neighbours", total=3)
-        vectors = dense.storage_precision(batch.embed())
-        pairs = graph.neighbour_pairs(batch, vectors, np.arange(len(batch), dtype=np.int64))
+        pairs = graph.neighbour_pairs(batch, np.arange(len(batch), dtype=np.int64))
         progress.update(task, advance=1, description="confirm (Smith-Waterman)")
         confirmed = pairs[graph.confirm_pairs(batch, pairs, threads=threads, device=device)]
         progress.update(task, advance=1, description="components")

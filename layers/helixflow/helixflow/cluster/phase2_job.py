@@ -194,15 +194,13 @@ def main(argv: list[str] | None = None) -> int:
     from mpi4py import MPI
 
     from helixflow.errors import HelixflowError
+    from helixflow.threads import limit_threads
 
     options = parse_args(sys.argv[1:] if argv is None else argv)
     if not options.out_prefix.endswith("/"):
         options.out_prefix += "/"
     comm = MPI.COMM_WORLD
-    if options.threads is not None:
-        import numba
-
-        numba.set_num_threads(min(options.threads, numba.config.NUMBA_NUM_THREADS))
+    limit_threads(options.threads)
     scratch = Path(tempfile.mkdtemp(prefix=f"helixflow-phase2-{comm.rank}-",
                                     dir=os.environ.get("SLURM_TMPDIR") or os.environ.get("TMPDIR")))
     try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import cuda, float64
+from numba import cuda, float32, float64
 
 from helixflow.phase2 import _dense_common as common
 
@@ -16,22 +16,22 @@ MERGE_THREADS = 128
 
 @cuda.jit
 def similarity_kernel(queries, targets, out):
-    """out[i, j] = queries[i] . targets[j]; thread (x, y) of the grid owns cell (i, j). Each block stages
-    TILE-wide slices of its TILE queries and TILE targets in shared memory, so every global value is read once
-    per block instead of once per thread."""
-    tile_q = cuda.shared.array((common.TILE, common.TILE), dtype=float64)
-    tile_t = cuda.shared.array((common.TILE, common.TILE), dtype=float64)
+    """out[i, j] = queries[i] . targets[j] (codes, float32: exact, see ``dense``); thread (x, y) of the grid owns
+    cell (i, j). Each block stages TILE-wide slices of its TILE queries and TILE targets in shared memory, so every
+    global value is read once per block instead of once per thread."""
+    tile_q = cuda.shared.array((common.TILE, common.TILE), dtype=float32)
+    tile_t = cuda.shared.array((common.TILE, common.TILE), dtype=float32)
     i, j = cuda.grid(2)
     tx = cuda.threadIdx.x
     ty = cuda.threadIdx.y
     dims = queries.shape[1]
-    acc = float64(0.0)
+    acc = float32(0.0)
     for base in range(0, dims, common.TILE):
         # tile_q[tx, d] = queries[i, base + d] and tile_t[d, ty] = targets[j, base + d]; out-of-range -> 0.
         d = base + ty
-        tile_q[tx, ty] = queries[i, d] if i < queries.shape[0] and d < dims else float64(0.0)
+        tile_q[tx, ty] = queries[i, d] if i < queries.shape[0] and d < dims else float32(0.0)
         d = base + tx
-        tile_t[tx, ty] = targets[j, d] if j < targets.shape[0] and d < dims else float64(0.0)
+        tile_t[tx, ty] = targets[j, d] if j < targets.shape[0] and d < dims else float32(0.0)
         cuda.syncthreads()
         for d in range(common.TILE):
             acc += tile_q[tx, d] * tile_t[d, ty]
@@ -41,15 +41,16 @@ def similarity_kernel(queries, targets, out):
 
 
 @cuda.jit
-def top_k_merge_kernel(scores, column_offset, top_value, top_index):
-    """``dense_cpu.top_k_merge`` with one thread per read."""
+def top_k_merge_kernel(dots, column_offset, query_inverse_norms, target_inverse_norms, top_value, top_index):
+    """``dense_cpu.top_k_merge`` with one thread per read (the same similarity: ``dense_cpu.similarity``)."""
     r = cuda.grid(1)
-    if r >= scores.shape[0]:
+    if r >= dots.shape[0]:
         return
     k = top_value.shape[1]
-    for c in range(scores.shape[1]):
-        value = scores[r, c]
+    q = query_inverse_norms[r]
+    for c in range(dots.shape[1]):
         index = column_offset + c
+        value = (float64(dots[r, c]) * q) * target_inverse_norms[index]
         last_value = top_value[r, k - 1]
         if not (value > last_value or (value == last_value and index < top_index[r, k - 1])):
             continue
@@ -63,27 +64,33 @@ def top_k_merge_kernel(scores, column_offset, top_value, top_index):
         top_index[r, j] = index
 
 
-def top_k_cuda(queries: np.ndarray, targets, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """``dense_cpu.top_k_cpu`` on the GPU. ``targets`` may already be a device array (kept resident between calls);
-    blocks of ``common.BLOCK_READS`` x ``common.BLOCK_WINDOWS`` bound device memory."""
-    device_targets = cuda.to_device(np.ascontiguousarray(targets, dtype=np.float64)) \
-        if isinstance(targets, np.ndarray) else targets
-    n, m = queries.shape[0], device_targets.shape[0]
+def to_device(vectors):
+    """``dense.SearchVectors`` with both arrays copied to the device (kept resident between searches)."""
+    return type(vectors)(cuda.to_device(vectors.codes), cuda.to_device(vectors.inverse_norms))
+
+
+def top_k_cuda(queries, targets, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``dense_cpu.top_k_cpu`` on the GPU. ``targets`` may already be on the device (``to_device``); blocks of
+    ``common.DEVICE_BLOCK_READS`` x ``common.DEVICE_BLOCK_WINDOWS`` bound device memory."""
+    device_targets = to_device(targets) if isinstance(targets.codes, np.ndarray) else targets
+    n, m = len(queries), device_targets.codes.shape[0]
     top_value, top_index = common.empty_top(n, k)
-    block_rows, block_cols = min(common.BLOCK_READS, max(n, 1)), min(common.BLOCK_WINDOWS, max(m, 1))
-    scores = cuda.device_array((block_rows, block_cols), dtype=np.float64)
-    for r0 in range(0, n, common.BLOCK_READS):
-        r1 = min(r0 + common.BLOCK_READS, n)
-        device_queries = cuda.to_device(np.ascontiguousarray(queries[r0:r1], dtype=np.float64))
+    rows_per_block, columns_per_block = common.DEVICE_BLOCK_READS, common.DEVICE_BLOCK_WINDOWS
+    block_rows, block_cols = min(rows_per_block, max(n, 1)), min(columns_per_block, max(m, 1))
+    dots = cuda.device_array((block_rows, block_cols), dtype=np.float32)
+    for r0 in range(0, n, rows_per_block):
+        r1 = min(r0 + rows_per_block, n)
+        device_queries = cuda.to_device(np.ascontiguousarray(queries.codes[r0:r1]))
+        device_inverse_norms = cuda.to_device(np.ascontiguousarray(queries.inverse_norms[r0:r1]))
         device_value = cuda.to_device(top_value[r0:r1])
         device_index = cuda.to_device(top_index[r0:r1])
-        for c0 in range(0, m, common.BLOCK_WINDOWS):
-            c1 = min(c0 + common.BLOCK_WINDOWS, m)
-            block = scores[:r1 - r0, :c1 - c0]
+        for c0 in range(0, m, columns_per_block):
+            c1 = min(c0 + columns_per_block, m)
+            block = dots[:r1 - r0, :c1 - c0]
             grid = (math.ceil((r1 - r0) / common.TILE), math.ceil((c1 - c0) / common.TILE))
-            similarity_kernel[grid, (common.TILE, common.TILE)](device_queries, device_targets[c0:c1], block)
-            top_k_merge_kernel[math.ceil((r1 - r0) / MERGE_THREADS), MERGE_THREADS](block, c0, device_value,
-                                                                                   device_index)
+            similarity_kernel[grid, (common.TILE, common.TILE)](device_queries, device_targets.codes[c0:c1], block)
+            top_k_merge_kernel[math.ceil((r1 - r0) / MERGE_THREADS), MERGE_THREADS](
+                block, c0, device_inverse_norms, device_targets.inverse_norms, device_value, device_index)
         top_value[r0:r1] = device_value.copy_to_host()
         top_index[r0:r1] = device_index.copy_to_host()
     return top_value, top_index

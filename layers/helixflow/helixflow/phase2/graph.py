@@ -3,7 +3,7 @@
 1. Neighbours: each read's ``K_NEIGHBOURS`` = 16 most similar reads by embedding cosine among the reads that
    share one of its (``SEED_K``, ``SEED_W``) = (15, 3)-minimizers (``index.minimizers``; half of a read's
    15-mers), keeping pairs with cosine >= ``MIN_SIMILARITY`` = 0.1; ties go to the lower read index (the dense
-   searcher's order, from the same exact dot products). An exhaustive search of all reads is O(n^2) (~40 min
+   searcher's order, from the same exact cosines). An exhaustive search of all reads is O(n^2) (~40 min
    for 200 k reads on 2 cores) and worse: past a few thousand reads, reads that share nothing reach cosine 0.1
    by chance (signed hashing into 256 dimensions) and push real overlaps out of the top 16. Measured on 3,000
    reads of a genome with repeats at 1 % errors: of the 17,088 pairs the exhaustive top-k sends on and
@@ -39,7 +39,8 @@ from numba import njit, prange
 
 from helixflow.phase2 import sw
 from helixflow.phase2._dense_common import NO_INDEX
-from helixflow.phase2.dense_cpu import insert_top
+from helixflow.phase2.dense import SearchVectors, search_vectors
+from helixflow.phase2.dense_cpu import insert_top, similarity
 from helixflow.phase2.index import minimizers
 from helixflow.phase2.reads import ReadBatch
 from helixflow.seq.packed_kernels import gather_packed, reverse_complement_packed
@@ -51,10 +52,11 @@ SEED_K, SEED_W = 15, 3
 SEED_MAX_OCCURRENCES = 256
 
 
-def neighbour_pairs(batch: ReadBatch, vectors: np.ndarray, rows: np.ndarray) -> np.ndarray:
+def neighbour_pairs(batch: ReadBatch, rows: np.ndarray) -> np.ndarray:
     """Candidate pairs (i, j), i < j, from the top-k neighbours of the given query ``rows`` (int64 (m, 2),
-    sorted, unique); ``vectors`` are ``batch``'s in storage precision."""
-    k = min(K_NEIGHBOURS + 1, vectors.shape[0])  # +1: a read is its own nearest neighbour
+    sorted, unique)."""
+    vectors = search_vectors(batch.embedding_codes())
+    k = min(K_NEIGHBOURS + 1, len(vectors))  # +1: a read is its own nearest neighbour
     value, nearest = seeded_top_k(batch, vectors, rows, k)
     i = np.repeat(rows, k)
     j = nearest.ravel()
@@ -69,9 +71,9 @@ def unique_pairs(first: np.ndarray, second: np.ndarray, n: int) -> np.ndarray:
     return np.stack([key // n, key % n], axis=1)
 
 
-def seeded_top_k(batch: ReadBatch, vectors: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k reads per query row among the reads sharing a minimizer with it (and itself), by dot product of
-    ``vectors`` (storage precision: exact), ties to the lower index - ``dense.top_k``'s values and order."""
+def seeded_top_k(batch: ReadBatch, vectors: SearchVectors, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k reads per query row among the reads sharing a minimizer with it (and itself), by the exact cosine of
+    ``vectors`` (``batch``'s), ties to the lower index - ``dense.top_k``'s values and order."""
     hashes, read_start = _read_minimizers(batch.seq, batch.seq_offsets, SEED_K, SEED_W)
     # One sorted array of keys = the hash's high bits | the read it came from (a plain sort, no argsort and no
     # gather: several times faster). The bits given to the read number shorten the hash; two minimizers that
@@ -80,7 +82,7 @@ def seeded_top_k(batch: ReadBatch, vectors: np.ndarray, rows: np.ndarray, k: int
     owner = np.repeat(np.arange(len(batch), dtype=np.uint64), np.diff(read_start))
     keys = np.sort((hashes >> np.uint64(owner_bits) << np.uint64(owner_bits)) | owner)
     return _seeded_top_k(np.ascontiguousarray(rows, dtype=np.int64), hashes, read_start, keys, owner_bits,
-                         np.ascontiguousarray(vectors), k, SEED_MAX_OCCURRENCES)
+                         vectors.codes, vectors.inverse_norms, k, SEED_MAX_OCCURRENCES)
 
 
 @njit(cache=True, parallel=True)
@@ -103,7 +105,7 @@ def _read_minimizers(buffer, offsets, k, w):
 
 
 @njit(cache=True, parallel=True)
-def _seeded_top_k(rows, hashes, read_start, keys, owner_bits, vectors, k, max_occurrences):
+def _seeded_top_k(rows, hashes, read_start, keys, owner_bits, codes, inverse_norms, k, max_occurrences):
     top_value = np.full((rows.shape[0], k), -np.inf)
     top_index = np.full((rows.shape[0], k), NO_INDEX, dtype=np.int64)
     shift = np.uint64(owner_bits)
@@ -133,10 +135,10 @@ def _seeded_top_k(rows, hashes, read_start, keys, owner_bits, vectors, k, max_oc
                 candidates[c] = np.int64(keys[f] & owner_mask)
                 c += 1
         for j in np.unique(candidates):
-            value = 0.0
-            for d in range(vectors.shape[1]):
-                value += vectors[i, d] * vectors[j, d]
-            insert_top(value, j, top_value[q], top_index[q])
+            dot = np.float32(0.0)  # exact in any order: integer codes (see dense)
+            for d in range(codes.shape[1]):
+                dot += codes[i, d] * codes[j, d]
+            insert_top(similarity(dot, inverse_norms[i], inverse_norms[j]), j, top_value[q], top_index[q])
     return top_value, top_index
 
 

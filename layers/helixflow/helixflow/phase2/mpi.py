@@ -40,7 +40,7 @@ from mpi4py import MPI
 
 from helixflow.errors import HelixflowError, InvalidReads, Position
 from helixflow.phase2 import graph, sam
-from helixflow.phase2.dense import DenseSearcher, storage_precision
+from helixflow.phase2.dense import DenseSearcher, SearchVectors
 from helixflow.phase2.device import gpu_for_rank
 from helixflow.phase2.engine import DEVICES, SEARCHERS, resolve_device, sample_name
 from helixflow.phase2.index import MinimizerIndex
@@ -48,6 +48,7 @@ from helixflow.phase2.mapper import MapOptions, map_reads
 from helixflow.phase2.policy import MAX_INSERT
 from helixflow.phase2.reads import ReadBatch, column_mate_ids, fragments, read_parquet, read_reads
 from helixflow.phase2.reference import Reference, Windows, read_fasta
+from helixflow.threads import limit_threads
 
 COMM = MPI.COMM_WORLD
 
@@ -132,7 +133,8 @@ def share_searcher(kind: str, reference: Reference, device: str, index_path: str
     built = DenseSearcher.build(reference, device) if COMM.rank == 0 else None
     table = Windows(*(bcast_array(getattr(built.windows, name) if built else None)
                       for name in ("contig", "start", "end")))
-    vectors = bcast_array(built.vectors if built else None)
+    vectors = SearchVectors(*(bcast_array(getattr(built.vectors, name) if built else None)
+                              for name in ("codes", "inverse_norms")))
     return DenseSearcher(table, vectors, reference.lengths, device)
 
 
@@ -217,9 +219,8 @@ def run_cluster(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     select_gpu(device)
     batch = read_reads(args.reads)
-    vectors = storage_precision(batch.embed())
     rows = np.arange(len(batch), dtype=np.int64)[my_slice(np.ones(len(batch), dtype=np.int64))]
-    pairs = graph.neighbour_pairs(batch, vectors, rows)
+    pairs = graph.neighbour_pairs(batch, rows)
     confirmed = gather_array(pairs[graph.confirm_pairs(batch, pairs, threads=args.threads, device=device)])
     if COMM.rank == 0:
         edges = graph.unique_pairs(confirmed[:, 0], confirmed[:, 1], len(batch)) if confirmed.size \
@@ -232,10 +233,7 @@ def run_cluster(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv if argv is None else argv
     args = parse_args(argv[1:])
-    if args.threads is not None:
-        import numba
-
-        numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+    limit_threads(args.threads)
     try:
         records = run_align(args, argv) if args.command == "align" else run_cluster(args)
     except HelixflowError as error:

@@ -28,7 +28,7 @@ class ReadBatch:
     seq: np.ndarray  # uint8 packed
     seq_offsets: np.ndarray  # int64 (n + 1,)
     qual: np.ndarray  # uint8 packed, same offsets as seq
-    embeddings: np.ndarray | None = None  # float32 (n, DIMS) unit vectors of the stored codes (Parquet)
+    codes: np.ndarray | None = None  # int8 (n, DIMS): the embedding codes (stored in the Parquet, or computed)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -36,7 +36,7 @@ class ReadBatch:
     @classmethod
     def empty(cls) -> ReadBatch:
         return cls([], np.zeros(0, np.int8), np.zeros(0, np.uint8), np.zeros(1, np.int64), np.zeros(0, np.uint8),
-                   np.zeros((0, embedding.DIMS), np.float32))
+                   np.zeros((0, embedding.DIMS), embedding.STORAGE_DTYPE))
 
     def sequence(self, i: int) -> bytes:
         return self.seq[self.seq_offsets[i]:self.seq_offsets[i + 1]].tobytes()
@@ -44,11 +44,11 @@ class ReadBatch:
     def quality(self, i: int) -> bytes:
         return self.qual[self.seq_offsets[i]:self.seq_offsets[i + 1]].tobytes()
 
-    def embed(self) -> np.ndarray:
-        """The Phase 1 embedding of every read (computed with the same construction when not stored)."""
-        if self.embeddings is None:
-            self.embeddings = embedding.embed_packed(self.seq, self.seq_offsets)
-        return self.embeddings
+    def embedding_codes(self) -> np.ndarray:
+        """The Phase 1 embedding codes of every read (computed with the same construction when not stored)."""
+        if self.codes is None:
+            self.codes = embedding.embed_codes_packed(self.seq, self.seq_offsets, parallel=True)[0]
+        return self.codes
 
     def take(self, rows: np.ndarray) -> ReadBatch:
         rows = np.asarray(rows, dtype=np.int64)
@@ -57,7 +57,7 @@ class ReadBatch:
         seq, offsets = gather_packed(self.seq, starts, lengths)
         qual, _ = gather_packed(self.qual, starts, lengths)
         return ReadBatch([self.ids[r] for r in rows.tolist()], self.mates[rows], seq, offsets, qual,
-                         None if self.embeddings is None else self.embeddings[rows])
+                         None if self.codes is None else self.codes[rows])
 
 
 def _string_column(column) -> tuple[np.ndarray, np.ndarray]:
@@ -167,9 +167,9 @@ def read_parquet(path: str | os.PathLike, row_groups: Sequence[int] | None = Non
     seq, offsets = _string_column(table.column("sequence"))
     seq = _upper(seq)
     qual, _ = _string_column(table.column("quality"))
-    embeddings = embedding.unit_vectors(embedding.codes_from_column(table.column("embedding")))
+    codes = embedding.codes_from_column(table.column("embedding"))
     mates = table.column("mate").to_numpy().astype(np.int8)
-    return ReadBatch(ids, mates, seq, offsets, qual, embeddings)
+    return ReadBatch(ids, mates, seq, offsets, qual, codes)
 
 
 def read_reads(paths: Sequence[str | os.PathLike]) -> ReadBatch:

@@ -35,12 +35,12 @@ from helixflow_local.commands.phase2 import align_command, cluster_command  # no
 LAMBDA = Path(__file__).resolve().parents[1] / "genomes" / "lambda_virus.fa.gz"
 
 
-def unit_vectors(rng, n, dims=256):
-    v = rng.standard_normal((n, dims))
-    return dense.storage_precision(v / np.linalg.norm(v, axis=1, keepdims=True))
+def random_codes(rng, n, dims=256):
+    return np.clip(np.rint(rng.standard_normal((n, dims)) * 1.5), -127, 127).astype(np.int8)
 
 
 def compare_top_k(queries, targets, k):
+    queries, targets = dense.search_vectors(queries), dense.search_vectors(targets)
     gpu_values, gpu_indices = dense_cuda.top_k_cuda(queries, targets, k)
     cpu_values, cpu_indices = dense_cpu.top_k_cpu(queries, targets, k)
     return {"indices_equal": bool((gpu_indices == cpu_indices).all()),
@@ -52,20 +52,23 @@ def top_k_cases(report):
     rng = np.random.default_rng(4)
     # Sizes are not multiples of TILE (the bounds guards) and small: the simulator runs every thread of a
     # TILE x TILE block in Python, ~2-5 s per block here.
-    targets = unit_vectors(rng, 21)
+    targets = random_codes(rng, 21)
     # Exact ties: row 3 appears five more times, in both window blocks (BLOCK_WINDOWS = 11 below).
     for copy in (5, 6, 12, 17, 20):
         targets[copy] = targets[3]
-    queries = unit_vectors(rng, 6)
+    queries = random_codes(rng, 6)
     queries[0] = targets[3]        # ties with six targets, more than k
-    queries[1] = 0.0               # a read without k-mers: every similarity is 0, all tie
+    queries[1] = 0                 # a read without k-mers: every similarity is 0, all tie
     queries[4] = targets[20]       # the last copy, in the second read block: the lower indices must still win
-    saved = _dense_common.BLOCK_READS, _dense_common.BLOCK_WINDOWS
-    _dense_common.BLOCK_READS, _dense_common.BLOCK_WINDOWS = 4, 11   # two read blocks x two window blocks
+    names = ("BLOCK_READS", "BLOCK_WINDOWS", "DEVICE_BLOCK_READS", "DEVICE_BLOCK_WINDOWS")
+    saved = [getattr(_dense_common, name) for name in names]
+    for name, size in zip(names, (4, 11, 4, 11)):   # two read blocks x two window blocks on both twins
+        setattr(_dense_common, name, size)
     try:
         report["top_k_ties"] = compare_top_k(queries, targets, 4)
     finally:
-        _dense_common.BLOCK_READS, _dense_common.BLOCK_WINDOWS = saved
+        for name, size in zip(names, saved):
+            setattr(_dense_common, name, size)
     # k larger than the number of targets: 5 targets (two equal), k = 8.
     report["top_k_k_exceeds_targets"] = compare_top_k(queries[:4], targets[[3, 5, 9, 10, 11]], 8)
 
