@@ -59,9 +59,6 @@ class SearchVectors:
     def __len__(self) -> int:
         return self.codes.shape[0]
 
-    def rows(self, selection) -> SearchVectors:
-        return SearchVectors(self.codes[selection], self.inverse_norms[selection])
-
 
 def search_vectors(codes: np.ndarray) -> SearchVectors:
     """The search form of stored int8 codes (n, DIMS)."""
