@@ -51,6 +51,8 @@ def test_after_the_warm_up_no_command_compiles_anything(tmp_path):
                         "--device", "cpu"],
         "align Parquet": ["align", str(tmp_path / "pre/embeddings/t.parquet"), "--reference",
                           str(tmp_path / "ref.fa"), "--out", str(tmp_path / "b.sam"), "--device", "cpu"],
+        "align dense": ["align", str(tmp_path / "pre/embeddings/t.parquet"), "--reference", str(tmp_path / "ref.fa"),
+                        "--out", str(tmp_path / "d.sam"), "--device", "cpu", "--searcher", "dense", "--threads", "1"],
         "cluster": ["cluster", str(tmp_path / "pre/embeddings/t.parquet"), "--out", str(tmp_path / "c.tsv"),
                     "--device", "cpu"],
     }
