@@ -9,8 +9,8 @@ from numba import njit
 
 from helixflow.phase2 import _dense_common as common
 
-# Columns scanned per step of the merge: first a bound on their best similarity (from their largest dot product, a
-# max the compiler vectorises), then the exact similarities only for the rare step whose bound can enter the top-k.
+# Columns scanned per step of the merge: first a bound on their best similarity (from their largest dot product: one
+# comparison per column), then the exact similarities only for the rare step whose bound can enter the top-k.
 SCAN_WIDTH = 64
 
 
@@ -41,9 +41,9 @@ def similarity(dot, query_inverse_norm, target_inverse_norm):
     return (np.float64(dot) * query_inverse_norm) * target_inverse_norm
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True)
 def largest(dots, r, c0, c1):
-    """The largest of ``dots[r, c0:c1]``: exact in any order (fast math only lets the compiler vectorise it)."""
+    """The largest of ``dots[r, c0:c1]``."""
     best = dots[r, c0]
     for c in range(c0 + 1, c1):
         best = max(best, dots[r, c])
