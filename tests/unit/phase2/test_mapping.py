@@ -400,3 +400,13 @@ def test_placement_and_confident_precision_are_at_least_bwa_mems(tmp_path, repea
     theirs_confident = np.array([int(theirs[n][4]) >= 20 for n in names])
     assert ours_ok[ours_confident].mean() >= theirs_ok[theirs_confident].mean()
     assert ours_ok[ours_confident].sum() >= theirs_ok[theirs_confident].sum()
+
+
+def test_fragments_pair_mates_by_id_and_give_each_single_end_read_its_own():
+    from helixflow.phase2.reads import fragments
+
+    single = fragments(["a", "b", "c"], np.zeros(3, np.int8))
+    assert single.first.tolist() == [0, 1, 2] and single.second.tolist() == [-1, -1, -1]
+    # Mate 2 of "x" comes first, "y" lost its mate 2, "z" is single-end among pairs.
+    mixed = fragments(["x", "y", "x", "z"], np.array([2, 1, 1, 0], np.int8))
+    assert mixed.first.tolist() == [2, 1, 3] and mixed.second.tolist() == [0, -1, -1]

@@ -51,10 +51,6 @@ def preprocess_command(r1, r2, out_dir, sample, adapter, adapter2, no_adapter_de
 
     from helixflow.phase1 import engine
 
-    if threads > 1:
-        import numba
-
-        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     sample = sample or sample_from_path(r1)
     params = engine.Params(adapter=adapter, adapter2=adapter2, detect_adapter=not no_adapter_detection,
                            quality=quality, window=window, quality_front=quality_front, poly_g=poly_g,

@@ -186,10 +186,16 @@ def _search_read(r, seq, seq_offsets, idx_hash, idx_pos, idx_strand, buckets, bu
     if length < k:
         return keys_store
     n_min = minimizers(read, k, w, m_hash, m_pos, m_strand)
-    n_hits = 0
+    # The lookups go in stages over all of the read's minimizers (bucket bounds, then the hashes, then below the
+    # positions): each stage's loads are independent, so their cache misses overlap instead of queueing behind
+    # the searches' branches (one lookup after another took twice as long on a genome of a few Mb).
     for m in range(n_min):
         bucket = np.int64(m_hash[m] >> bucket_shift)
-        first, last = buckets[bucket], buckets[bucket + 1]
+        lo[m] = buckets[bucket]
+        hi[m] = buckets[bucket + 1]
+    n_hits = 0
+    for m in range(n_min):
+        first, last = lo[m], hi[m]
         lo[m] = first + np.searchsorted(idx_hash[first:last], m_hash[m], side="left")
         hi[m] = first + np.searchsorted(idx_hash[first:last], m_hash[m], side="right")
         if hi[m] - lo[m] > max_occurrences:
@@ -202,12 +208,14 @@ def _search_read(r, seq, seq_offsets, idx_hash, idx_pos, idx_strand, buckets, bu
     keys = keys_store[:n_hits]
     h = 0
     for m in range(n_min):
+        forward = length - m_pos[m]
+        # The read's reverse complement carries this k-mer at length - pos - k.
+        reverse = _STRAND_KEY + m_pos[m] + k
         for j in range(lo[m], hi[m]):
-            if idx_strand[j] == m_strand[m]:
-                keys[h] = idx_pos[j] - m_pos[m] + length
-            else:
-                # The read's reverse complement carries this k-mer at length - pos - k.
-                keys[h] = _STRAND_KEY + idx_pos[j] - (length - m_pos[m] - k) + length
+            # Arithmetic, not a branch: the strands agree at random, and a mispredicted branch per hit cost more
+            # than the select.
+            flip = np.int64(idx_strand[j] != m_strand[m])
+            keys[h] = idx_pos[j] + forward + flip * (reverse - forward)
             h += 1
     keys.sort()
     # Best groups so far, kept sorted by votes (descending); ties keep the earlier (smaller) key.

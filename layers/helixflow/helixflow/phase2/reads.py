@@ -204,6 +204,8 @@ class Fragments:
 
 def fragments(ids: Sequence[str], mates: np.ndarray) -> Fragments:
     """Pair mate 1 and mate 2 rows by read id, in order of first appearance (mate 1 first in each pair)."""
+    if not mates.any():  # single-end: each read its own fragment, without a Python step per read
+        return Fragments(np.arange(len(ids), dtype=np.int64), np.full(len(ids), -1, dtype=np.int64))
     first: list[int] = []
     second: list[int] = []
     open_pairs: dict[str, int] = {}
