@@ -164,6 +164,22 @@ def _search(seq, seq_offsets, idx_hash, idx_pos, idx_strand, buckets, bucket_shi
                                       keys_store, best_votes, best_first, best_last)
 
 
+@njit(cache=True)
+def _sort_small(keys):
+    """Sort in place: insertion sort for a read's usual few dozen seed keys, numpy's sort above."""
+    n = keys.shape[0]
+    if n > 64:
+        keys.sort()
+        return
+    for i in range(1, n):
+        value = keys[i]
+        j = i - 1
+        while j >= 0 and keys[j] > value:
+            keys[j + 1] = keys[j]
+            j -= 1
+        keys[j + 1] = value
+
+
 @njit(cache=True, inline="always")
 def _group_end(keys, g, max_gap):
     """The end of the group of sorted seed diagonals that starts at ``g`` (neighbours at most ``max_gap`` apart)."""
@@ -217,7 +233,7 @@ def _search_read(r, seq, seq_offsets, idx_hash, idx_pos, idx_strand, buckets, bu
             flip = np.int64(idx_strand[j] != m_strand[m])
             keys[h] = idx_pos[j] + forward + flip * (reverse - forward)
             h += 1
-    keys.sort()
+    _sort_small(keys)
     # Best groups so far, kept sorted by votes (descending); ties keep the earlier (smaller) key.
     best_votes[:] = 0
     best_first[:] = 0
