@@ -17,9 +17,10 @@ is shown). Wall time includes start-up and, for helixflow and "minimap2 -ax sr" 
 index in the run; "minimap2 (.mmi)" loads an index built beforehand, and bwa's index (which `bwa mem` cannot
 build itself) is built beforehand, its time printed below the table. A tiny helixflow run first fills Numba's
 cache, untimed: the warm figure. ``--cold`` adds one helixflow run per searcher on an empty Numba cache
-(``NUMBA_CACHE_DIR`` = a new folder, as a fresh install without the warm-up), at 1 thread. Accuracy: a read counts as placed when its primary record is on the true contig and
-strand with the leftmost base (soft clips added back) within 10 bp of the truth, over all reads; precision at
-MAPQ >= 20 is the placed fraction among reads reported with MAPQ >= 20.
+(``NUMBA_CACHE_DIR`` = a new folder, as a fresh install without the warm-up), at 1 thread.
+Accuracy: a read counts as placed when its primary record is on the true contig and strand with the leftmost
+base (soft clips added back) within 10 bp of the truth, over all reads; precision at MAPQ >= 20 is the placed
+fraction among reads reported with MAPQ >= 20.
 """
 
 from __future__ import annotations
