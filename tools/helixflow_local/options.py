@@ -33,5 +33,5 @@ def schema_option(field: str, *param_decls: str, help_suffix: str = "") -> Any:
 
 
 threads_option = click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
-                              help="Threads compressing each trimmed FASTQ (the transform and the embeddings run on one thread: "
-                                   "Phase 1 scales by chunks, a Lambda or a Ray task each).")
+                              help="Threads compressing each trimmed FASTQ (the transform and the embeddings run on "
+                                   "one thread: Phase 1 scales by chunks, a Lambda or a Ray task each).")
