@@ -11,7 +11,7 @@ from helixflow.phase2 import sam
 from helixflow.phase2.cigar import pack_cigars
 from helixflow.phase2.mapper import Mapping
 from helixflow.phase2.reads import Fragments, ReadBatch
-from helixflow.seq.packing import pack
+from helixflow.seq.packing import pack, pack_text
 from helixflow.seq.read_ids import mate_ids
 from helixflow.phase2.reference import Reference
 
@@ -70,6 +70,14 @@ def test_records_match_the_sam_lines_written_out_by_hand():
                       np.array(columns[12]), cigar, cigar_offsets)
     reference = Reference(("chr1", "chr2"), np.zeros(1000, np.uint8), np.array([0, 600, 1000]))
     assert sam.records(batch, mapping, FRAGMENTS, reference, "S1").decode() == EXPECTED
+
+
+def test_names_pack_as_their_utf8_bytes_ascii_or_not():
+    for names in (["r1", "read/2", ""], ["r1", "läse", "名前", "x"], []):
+        data, offsets = pack_text(names)
+        expected_data, expected_offsets = pack([name.encode() for name in names])
+        assert data.tobytes() == expected_data.tobytes() and offsets.tolist() == expected_offsets.tolist()
+        assert [data[offsets[i]:offsets[i + 1]].tobytes().decode() for i in range(len(names))] == names
 
 
 def _reference_span(cigar: str) -> int:

@@ -27,7 +27,7 @@ from helixflow.phase2.mapper import Mapping
 from helixflow.phase2.reads import Fragments, ReadBatch
 from helixflow.phase2.reference import Reference
 from helixflow.seq.alphabet import COMPLEMENT
-from helixflow.seq.packing import pack
+from helixflow.seq.packing import pack_text
 
 _FLAG_PAIRED, _FLAG_PROPER, _FLAG_UNMAPPED, _FLAG_MATE_UNMAPPED = 0x1, 0x2, 0x4, 0x8
 _FLAG_REVERSE, _FLAG_MATE_REVERSE, _FLAG_FIRST, _FLAG_SECOND = 0x10, 0x20, 0x40, 0x80
@@ -205,10 +205,6 @@ def _records(rows, mates, first, ids, id_offsets, seq, qual, seq_offsets, mapped
     return buf
 
 
-def _pack_text(values: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    return pack([value.encode() for value in values])
-
-
 def records(batch: ReadBatch, mapping: Mapping, frags: Fragments, reference: Reference, read_group: str) -> bytes:
     """SAM body lines for every read of ``batch`` in fragment order (mate 1 before mate 2), as UTF-8."""
     m = mapping
@@ -216,8 +212,8 @@ def records(batch: ReadBatch, mapping: Mapping, frags: Fragments, reference: Ref
     mates = np.stack([frags.second, frags.first], axis=1).ravel()
     first = np.tile(np.array([True, False]), len(frags))
     keep = pairs >= 0
-    ids, id_offsets = _pack_text(batch.ids)
-    names, name_offsets = _pack_text(reference.names)
+    ids, id_offsets = pack_text(batch.ids)
+    names, name_offsets = pack_text(reference.names)
     tags = tuple(np.frombuffer(t, dtype=np.uint8) for t in (b"", b"NM:i:", b"AS:i:", b"XS:i:", b"RG:Z:"))
     body = _records(pairs[keep], mates[keep], first[keep], ids, id_offsets, batch.seq, batch.qual,
                     batch.seq_offsets, m.mapped, m.strand, m.contig, m.pos, m.end, m.mapq, m.score, m.second, m.nm,

@@ -32,5 +32,16 @@ def gather(source: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.nd
 
 def pack(sequences: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
     """Concatenate byte strings into (buffer, offsets)."""
-    lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
+    lengths = np.fromiter(map(len, sequences), dtype=np.int64, count=len(sequences))
     return np.frombuffer(b"".join(sequences), dtype=np.uint8), offsets_from_lengths(lengths)
+
+
+def pack_text(values: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenate strings, UTF-8 encoded, into (buffer, offsets): one encode of the joined text when it is ASCII
+    (then characters are bytes; read ids and contig names almost always are), one per string otherwise."""
+    joined = "".join(values)
+    data = joined.encode()
+    if len(data) != len(joined):
+        return pack([value.encode() for value in values])
+    lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
+    return np.frombuffer(data, dtype=np.uint8), offsets_from_lengths(lengths)
