@@ -80,6 +80,26 @@ def test_names_pack_as_their_utf8_bytes_ascii_or_not():
         assert [data[offsets[i]:offsets[i + 1]].tobytes().decode() for i in range(len(names))] == names
 
 
+def test_lines_with_every_field_at_its_widest_come_out_whole_and_in_order():
+    """The longest ids and contig names and the widest integers (an int32 column's minimum included) are written
+    whole, and the next line follows intact."""
+    long_id, long_name, far = "q" * 300, "c" * 250, 10**17
+    seq, offsets = pack([b"ACGTA", b""])
+    qual, _ = pack([b"ABCDE", b""])
+    batch = ReadBatch([long_id, "next"], np.zeros(2, np.int8), seq, offsets, qual)
+    cigar, cigar_offsets = pack([b"5M", b"*"])
+    low, high = -(2**31), 2**31 - 1
+    mapping = Mapping(np.array([True, False]), np.array([0, 0], np.int8), np.array([0, -1], np.int32),
+                      np.array([far, -1]), np.array([far + 5, -1]), np.array([high, 0], np.int32),
+                      np.array([low, 0], np.int32), np.array([high, -1], np.int32), np.array([low, 0], np.int32),
+                      np.array([False, False]), cigar, cigar_offsets)
+    reference = Reference((long_name,), np.zeros(10, np.uint8), np.array([0, 10]))
+    text = sam.records(batch, mapping, Fragments(np.array([0, 1]), np.array([-1, -1])), reference, "S1").decode()
+    assert text == (f"{long_id}\t0\t{long_name}\t{far + 1}\t{high}\t5M\t*\t0\t0\tACGTA\tABCDE"
+                    f"\tNM:i:{low}\tAS:i:{low}\tXS:i:{high}\tRG:Z:S1\n"
+                    "next\t4\t*\t0\t0\t*\t*\t0\t0\t\t*\tRG:Z:S1\n")
+
+
 def _reference_span(cigar: str) -> int:
     return sum(int(n) for n, op in re.findall(r"(\d+)([MIDNSHP=X])", cigar) if op in "MDN=X")
 

@@ -49,6 +49,7 @@ def header(reference: Reference, sample: str, command_line: Sequence[str]) -> st
 @njit(cache=True)
 def _put_int(buf, at, value, write):
     """Decimal text of ``value`` at ``buf[at:]`` (only measured when not ``write``); returns the end."""
+    value = np.int64(value)  # an int32 column's minimum has no int32 negation
     if value < 0:
         if write:
             buf[at] = 45  # '-'
