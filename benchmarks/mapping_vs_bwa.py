@@ -169,6 +169,8 @@ def main() -> None:
     parser.add_argument("--cold", action="store_true", help="also time helixflow on an empty Numba cache")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "mapping")
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     if args.cold and 1 not in args.threads:
         parser.error("--cold runs at 1 thread and is compared with the peers there: include 1 in --threads")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -207,10 +209,10 @@ def main() -> None:
         tools["minimap2 (.mmi)"] = (["minimap2", "-ax", "sr", "-t", str(threads), f"{reference}.mmi", str(reads)],
                                     None, args.out / f"minimap2-mmi-{threads}.sam")
         # Best of --repeat, the tools taking turns, so a slow spell of a shared machine does not fall on one tool.
-        best = {name: timed(command, captured) for name, (command, _, captured) in tools.items()}
-        for _ in range(args.repeat - 1):
+        best: dict[str, float] = {}
+        for _ in range(args.repeat):
             for name, (command, _, captured) in tools.items():
-                best[name] = min(best[name], timed(command, captured))
+                best[name] = min(best.get(name, float("inf")), timed(command, captured))
         for name, (command, written, captured) in tools.items():
             seconds = best[name]
             placed, confident, precision = evaluate(written or captured, truth)

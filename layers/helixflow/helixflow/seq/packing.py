@@ -40,8 +40,7 @@ def pack_text(values: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Concatenate strings, UTF-8 encoded, into (buffer, offsets): one encode of the joined text when it is ASCII
     (then characters are bytes; read ids and contig names almost always are), one per string otherwise."""
     joined = "".join(values)
-    data = joined.encode()
-    if len(data) != len(joined):
+    if not joined.isascii():
         return pack([value.encode() for value in values])
     lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
-    return np.frombuffer(data, dtype=np.uint8), offsets_from_lengths(lengths)
+    return np.frombuffer(joined.encode(), dtype=np.uint8), offsets_from_lengths(lengths)
