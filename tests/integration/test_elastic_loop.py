@@ -197,7 +197,7 @@ def test_a_burst_of_samples_powers_slurm_nodes_up_through_the_alarms_and_back_do
                      240, "the Slurm scale-out decision", lambda: _where(stack))
         assert out["signal"] == "scale_out" and out["load"]["pending"] >= 1 and 1 <= out["desired"] <= 2, out
         assert out["applied"]["slurm"] == "updated" and out["applied"]["minInstanceCount"] == out["desired"], out
-        _wait(lambda: len(watch.up()) >= out["desired"], 60, "the floor's nodes up")
+        floor_up_at = _wait(lambda: len(watch.up()) >= out["desired"] and time.monotonic(), 60, "the floor's nodes up")
         outcomes = [collect(stack.info, wait_for_run(stack.info, upload, timeout=300), tmp_path / f"out{i}")
                     for i, upload in enumerate(uploads)]
         done_at = time.monotonic()
@@ -212,8 +212,13 @@ def test_a_burst_of_samples_powers_slurm_nodes_up_through_the_alarms_and_back_do
                          120, "the Slurm scale-in decision")[0]
         assert released["desired"] == 0 and released["previous"] == out["desired"], released
         assert released["applied"]["minInstanceCount"] == 0
-        # The floor kept its nodes up through the idle window (longer than Slurm's SuspendTime) until this release.
-        assert released["load"]["nodes"] >= out["desired"], released
+        # The floor kept its nodes up through the idle window (longer than Slurm's SuspendTime) until this release:
+        # no sample from the nodes coming up to the release decision saw one powered down. (Not the decision's
+        # load.nodes: on a loaded machine a slurmd answering late is NOT_RESPONDING, neither idle nor allocated,
+        # for a whole metric period while it stays powered up.)
+        released_at = clock + (datetime.fromisoformat(released["decided_at"]) - began).total_seconds()
+        held = [(round(t - burst_at, 1), up) for t, up in watch.samples if floor_up_at <= t <= released_at - 1.0]
+        assert held and all(len(up) >= out["desired"] for _, up in held), (released, held)
         _wait(lambda: watch.samples and not watch.up(), 60, "every elastic node powered down")
         floor_at = time.monotonic()
         watch.stop()
