@@ -81,9 +81,10 @@ def same_outputs(pipeline_dir: Path, local_dir: Path, relative_paths: list[str])
 
 
 def write_phase2_inputs(directory: Path, fragments: int) -> Path:
-    """A repeat genome built from the lambda phage (genome.fa) and Phase 1's embeddings Parquet of ``fragments``
-    simulated pairs (S1.parquet, 37 rows per group: odd, so pairs straddle row groups and ranks' shares cut
-    groups), as the MPI driver and the Phase 2 job read them."""
+    """A repeat genome built from the lambda phage (genome.fa) and what Phase 1 leaves for ``fragments`` simulated
+    pairs, in its results layout: embeddings/S1.parquet (37 rows per group: odd, so pairs straddle row groups
+    and ranks' shares cut groups) and the trimmed reads/S1_R1|_R2.trimmed.fastq.gz its rows stand for, as the
+    MPI driver and the Phase 2 job read them."""
     import gzip
 
     import numpy as np
@@ -99,13 +100,15 @@ def write_phase2_inputs(directory: Path, fragments: int) -> Path:
     genome = simulate.genome_with_repeats(base, np.random.default_rng(11))
     simulate.write_fasta(directory / "genome.fa", genome)
     reads = simulate.simulate_reads(genome, fragments, rng=np.random.default_rng(8), paired=True)
-    sequences = [r.sequence for r in reads]
     table = pa.table({
         "read_id": [r.name[:-2] for r in reads],
         "mate": pa.array([1, 2] * (len(reads) // 2), pa.int8()),
-        "sequence": [s.decode() for s in sequences],
-        "quality": [r.quality.decode() for r in reads],
-        "embedding": embedding.codes_column(embedding.embed_codes_packed(*pack(sequences))[0]),
+        "embedding": embedding.codes_column(embedding.embed_codes_packed(*pack([r.sequence for r in reads]))[0]),
     }, schema=embedding.parquet_schema())
-    pq.write_table(table, directory / "S1.parquet", row_group_size=37)
+    (directory / "embeddings").mkdir()
+    pq.write_table(table, directory / "embeddings" / "S1.parquet", row_group_size=37)
+    (directory / "reads").mkdir()
+    for mate in (1, 2):
+        records = b"".join(b"@%s\n%s\n+\n%s\n" % (r.name.encode(), r.sequence, r.quality) for r in reads[mate - 1::2])
+        (directory / "reads" / f"S1_R{mate}.trimmed.fastq.gz").write_bytes(gzip.compress(records))
     return directory

@@ -36,9 +36,9 @@ def run_driver(ranks: int, workdir: Path, *args: str) -> subprocess.CompletedPro
 
 
 @pytest.mark.parametrize("command", [
-    ["align", "{inputs}/S1.parquet", "--reference", "{inputs}/genome.fa", "--out", "S1.sam", "--searcher", "index"],
-    ["align", "{inputs}/S1.parquet", "--reference", "{inputs}/genome.fa", "--out", "S1.sam", "--searcher", "dense"],
-    ["cluster", "{inputs}/S1.parquet", "--out", "S1.clusters.tsv"],
+    ["align", "{inputs}/embeddings/S1.parquet", "--reference", "{inputs}/genome.fa", "--out", "S1.sam", "--searcher", "index"],
+    ["align", "{inputs}/embeddings/S1.parquet", "--reference", "{inputs}/genome.fa", "--out", "S1.sam", "--searcher", "dense"],
+    ["cluster", "{inputs}/embeddings/S1.parquet", "--out", "S1.clusters.tsv"],
 ], ids=["align-index", "align-dense", "cluster"])
 def test_two_ranks_write_the_same_bytes_as_one(tmp_path, inputs, command):
     args = [a.format(inputs=inputs) for a in command] + ["--device", "cpu", "--threads", "1", "--report", "report.json"]
@@ -61,7 +61,7 @@ def test_two_ranks_write_the_same_bytes_as_one(tmp_path, inputs, command):
 def test_a_bad_reference_stops_every_rank_with_the_named_error(tmp_path, inputs):
     bad = tmp_path / "bad.fa"
     bad.write_text("ACGT\n")
-    done = run_driver(2, tmp_path / "run", "align", str(inputs / "S1.parquet"), "--reference", str(bad),
+    done = run_driver(2, tmp_path / "run", "align", str(inputs / "embeddings" / "S1.parquet"), "--reference", str(bad),
                       "--out", "S1.sam", "--device", "cpu")
     assert done.returncode == 2
     assert "InvalidReference: SEQUENCE_BEFORE_HEADER" in done.stderr

@@ -49,14 +49,18 @@ def test_job_uploads_clusters_bam_and_summary(tmp_path, inputs, s3_endpoint, ran
                       aws_secret_access_key="local")
     bucket = f"p2job-{ranks}"
     s3.create_bucket(Bucket=bucket)
-    s3.upload_file(str(inputs / "S1.parquet"), bucket, "work/S1/run/phase1/staged/embeddings/S1.parquet")
+    staged = "work/S1/run/phase1/staged/"
+    phase1_outputs = ["embeddings/S1.parquet", "reads/S1_R1.trimmed.fastq.gz", "reads/S1_R2.trimmed.fastq.gz"]
+    for path in phase1_outputs:
+        s3.upload_file(str(inputs / path), bucket, staged + path)
     s3.upload_file(str(inputs / "genome.fa"), bucket, "references/genome.fa")
     prefix = "work/S1/run/phase2/"
     # This job's own scratch root: other tests' jobs may be using theirs under /tmp at the same time.
     scratch_root = tmp_path / "scratch"
     scratch_root.mkdir()
     done = subprocess.run([MPIEXEC, "-n", str(ranks), sys.executable, "-m", "helixflow.cluster.phase2_job",
-                           "--bucket", bucket, "--embeddings-key", "work/S1/run/phase1/staged/embeddings/S1.parquet",
+                           "--bucket", bucket, "--embeddings-key", staged + phase1_outputs[0],
+                           "--reads-key", staged + phase1_outputs[1], "--reads-key", staged + phase1_outputs[2],
                            "--out-prefix", prefix, "--sample", "S1", "--reference-key", "references/genome.fa",
                            "--device", "cpu", "--threads", "1"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=300,
@@ -72,7 +76,8 @@ def test_job_uploads_clusters_bam_and_summary(tmp_path, inputs, s3_endpoint, ran
     assert summary["clusters"] >= 1 and "numba" in summary["versions"]
     # The same clusters as the MPI driver on the local file.
     driver = subprocess.run([MPIEXEC, "-n", "1", sys.executable, "-m", "helixflow.phase2.mpi", "cluster",
-                             str(inputs / "S1.parquet"), "--out", str(tmp_path / "d.tsv"), "--device", "cpu"],
+                             str(inputs / "embeddings" / "S1.parquet"), "--out", str(tmp_path / "d.tsv"),
+                             "--device", "cpu"],
                             capture_output=True, text=True, timeout=300, env=_env(s3_endpoint))
     assert driver.returncode == 0, driver.stderr
     got = s3.get_object(Bucket=bucket, Key=prefix + "clusters/S1.clusters.tsv")["Body"].read()

@@ -203,10 +203,11 @@ class InvalidReads(HelixflowError):
     default_code = "INVALID_READS"
     codes = {
         "INVALID_READS": "the reads cannot be used (no more specific code applies)",
-        "READS_NOT_FOUND": "the reads file does not exist",
+        "READS_NOT_FOUND": "the reads file does not exist (for a Parquet alone: its trimmed FASTQ beside it)",
         "NO_READS": "the input holds no reads",
         "EMBEDDING_MISMATCH": "the Parquet embeddings were built with another construction than this build's",
-        "UNSUPPORTED_FORMAT": "not one Parquet file or one or two FASTQ files (or a Parquet file given with a mate)",
+        "READS_EMBEDDINGS_MISMATCH": "the Parquet's rows are not the FASTQ's reads (read id or mate at a row)",
+        "UNSUPPORTED_FORMAT": "not one Parquet file (with its one or two FASTQ files) or one or two FASTQ files",
     }
 
 

@@ -33,22 +33,25 @@ def test_multiqc_reads_the_fastp_json_and_custom_content(tmp_path, single_gz, ru
     assert "sampleA" in custom[0].read_text()
 
 
-def test_parquet_rows_are_the_kept_reads_with_their_embeddings(tmp_path, pair_bgzf):
+def test_parquet_row_i_is_trimmed_read_i_mates_interleaved_with_its_embedding(tmp_path, pair_bgzf):
     result = engine.process_file(*pair_bgzf, str(tmp_path / "out"), "p")
     paths = engine.output_paths(str(tmp_path / "out"), "p", True)
     table = pq.read_table(paths["embeddings"])
     assert table.schema.equals(embedding.parquet_schema(), check_metadata=True)
+    # The trimmed reads are not repeated in the Parquet: Phase 2 reads them from the FASTQ beside it.
+    assert table.schema.names == ["read_id", "mate", "embedding"]
     kept = result.trim.status_counts[0]
     assert table.num_rows == kept
     mates = table.column("mate").to_numpy()
     assert (mates[0::2] == 1).all() and (mates[1::2] == 2).all()
-    r1 = gzip.open(paths["reads"][0]).read().split(b"\n")
-    assert [s.decode() for s in r1[1::4][:50]] == table.column("sequence").to_pylist()[0:100:2]
-    assert table.column("read_id").to_pylist()[0] == r1[0][1:].split()[0].decode()
-    seqs = [s.encode() for s in table.column("sequence").to_pylist()[:200]]
+    records = [gzip.open(path).read().split(b"\n") for path in paths["reads"]]
+    interleaved_ids = [header[1:].split()[0].decode() for pair in zip(records[0][0::4], records[1][0::4])
+                       for header in pair if header]
+    assert table.column("read_id").to_pylist() == interleaved_ids
+    sequences = [sequence for pair in zip(records[0][1::4], records[1][1::4]) for sequence in pair][:table.num_rows]
     codes = embedding.codes_from_column(table.column("embedding"))
-    # Stored losslessly: the codes normalised are exactly the vectors Phase 2 computes from the sequence.
-    np.testing.assert_array_equal(embedding.unit_vectors(codes[:200]), embedding.embed(seqs))
+    # Stored losslessly: the codes normalised are exactly the vectors Phase 2 computes from the trimmed sequence.
+    np.testing.assert_array_equal(embedding.unit_vectors(codes), embedding.embed(sequences))
 
 
 def test_codes_are_the_signed_kmer_counts_clipped_to_int8():

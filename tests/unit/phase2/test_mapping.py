@@ -3,6 +3,7 @@ calibration, pairing, SAM validity, inputs and named errors."""
 
 from __future__ import annotations
 
+import gzip
 import os
 import re
 import shutil
@@ -252,22 +253,64 @@ def test_bam_output_is_coordinate_sorted_and_indexed(tmp_path, repeat_fasta, pai
     assert len({r[2] for r in records}) == 2  # both contigs are used, so the contig order is tested too
 
 
-def test_parquet_input_gives_the_same_alignments_as_fastq(tmp_path, repeat_fasta, paired_reads):
-    subset = paired_reads[:100]
-    r1, r2 = write_pair(tmp_path, subset)
-    sequences = [r.sequence for r in subset]
+def _phase1_layout(out: Path, reads: list) -> tuple[Path, list[Path]]:
+    """What Phase 1 leaves for these reads: embeddings/S1.parquet (row i = read i, mates interleaved) and the
+    trimmed FASTQs in reads/ beside it."""
+    (out / "embeddings").mkdir(parents=True)
+    (out / "reads").mkdir()
+    fastqs = [out / "reads" / f"S1_R{m}.trimmed.fastq.gz" for m in (1, 2)]
+    for mate, path in enumerate(fastqs):
+        plain = out / f"R{mate + 1}.fastq"
+        simulate.write_fastq(plain, reads[mate::2])
+        path.write_bytes(gzip.compress(plain.read_bytes()))
     table = pa.table({
-        "read_id": [r.name[:-2] for r in subset],
-        "mate": pa.array([1, 2] * (len(subset) // 2), pa.int8()),
-        "sequence": [s.decode() for s in sequences],
-        "quality": [r.quality.decode() for r in subset],
-        "embedding": embedding.codes_column(embedding.embed_codes_packed(*pack(sequences))[0]),
+        "read_id": [r.name[:-2] for r in reads],
+        "mate": pa.array([1, 2] * (len(reads) // 2), pa.int8()),
+        "embedding": embedding.codes_column(embedding.embed_codes_packed(*pack([r.sequence for r in reads]))[0]),
     }, schema=embedding.parquet_schema())
-    parquet = tmp_path / "S1.parquet"
+    parquet = out / "embeddings" / "S1.parquet"
     pq.write_table(table, parquet, row_group_size=32)
-    run_align(parquet, "--reference", repeat_fasta, "--out", tmp_path / "from_parquet.sam")
-    run_align(r1, r2, "--reference", repeat_fasta, "--out", tmp_path / "from_fastq.sam")
-    assert sam_records(tmp_path / "from_parquet.sam") == sam_records(tmp_path / "from_fastq.sam")
+    return parquet, fastqs
+
+
+def test_parquet_input_gives_the_same_alignments_as_fastq(tmp_path, repeat_fasta, paired_reads):
+    """The Parquet alone (its trimmed reads found beside it), with its FASTQs named, and a Parquet from a build
+    that still stored sequence and quality: the same SAM records as the FASTQs themselves."""
+    subset = paired_reads[:100]
+    parquet, fastqs = _phase1_layout(tmp_path / "out", subset)
+    stored = pq.read_table(parquet)
+    stored = stored.append_column("sequence", pa.array([r.sequence.decode() for r in subset]))
+    stored = stored.append_column("quality", pa.array([r.quality.decode() for r in subset]))
+    pq.write_table(stored, tmp_path / "S1.parquet")
+    run_align(*fastqs, "--reference", repeat_fasta, "--out", tmp_path / "from_fastq.sam", "--sample", "S1")
+    expected = sam_records(tmp_path / "from_fastq.sam")
+    for name, reads in (("alone", [parquet]), ("named", [parquet, *fastqs]), ("stored", [tmp_path / "S1.parquet"])):
+        run_align(*reads, "--reference", repeat_fasta, "--out", tmp_path / f"{name}.sam")
+        assert sam_records(tmp_path / f"{name}.sam") == expected, name
+
+
+def test_parquet_whose_reads_are_elsewhere_or_other_reads_fails_with_a_named_error(tmp_path, paired_reads):
+    parquet, fastqs = _phase1_layout(tmp_path / "out", paired_reads[:20])
+    moved = tmp_path / "S1.parquet"
+    shutil.copy(parquet, moved)
+    with pytest.raises(InvalidReads) as raised:  # not in a results layout: nothing beside it to read
+        read_reads([moved])
+    assert raised.value.code == "READS_NOT_FOUND" and raised.value.position.file == str(moved)
+    fastqs[1].unlink()
+    with pytest.raises(InvalidReads) as raised:
+        read_reads([parquet])
+    assert raised.value.code == "READS_NOT_FOUND" and raised.value.position.file == str(fastqs[1])
+    # Another sample's reads (the same count, from read 5 on), and the mates swapped.
+    other = [tmp_path / f"other_R{m}.fastq" for m in (1, 2)]
+    simulate.write_fastq(other[0], paired_reads[0:8:2] + paired_reads[40:52:2])
+    simulate.write_fastq(other[1], paired_reads[1:8:2] + paired_reads[41:52:2])
+    with pytest.raises(InvalidReads) as raised:
+        read_reads([moved, *other])
+    assert raised.value.code == "READS_EMBEDDINGS_MISMATCH" and raised.value.position.record == 9
+    assert raised.value.position.file == str(moved)
+    with pytest.raises(InvalidReads) as raised:
+        read_reads([moved, other[0]])  # one FASTQ for a paired Parquet: mate 0 against mate 1 at row 1
+    assert raised.value.code == "READS_EMBEDDINGS_MISMATCH" and raised.value.position.record == 1
 
 
 def test_parquet_of_another_embedding_version_is_refused_with_a_named_error(tmp_path, paired_reads):
@@ -280,7 +323,6 @@ def test_parquet_of_another_embedding_version_is_refused_with_a_named_error(tmp_
                            metadata={**schema.metadata, b"helixflow.embedding.version": b"1"})
     table = pa.table({
         "read_id": [r.name[:-2] for r in subset], "mate": pa.array([1, 2, 1, 2], pa.int8()),
-        "sequence": [s.decode() for s in sequences], "quality": [r.quality.decode() for r in subset],
         "embedding": pa.FixedSizeListArray.from_arrays(
             pa.array(embedding.embed(sequences).astype(np.float16).ravel()), 256),
     }, schema=old_schema)

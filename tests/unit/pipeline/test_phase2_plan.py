@@ -18,7 +18,8 @@ from tests.helpers import pipeline_state
 
 
 def phase1(reads: int = 1000) -> Phase1Summary:
-    return Phase1Summary(outputs=["embeddings/S1.parquet", "reads/S1_R1.fastq.gz"],
+    return Phase1Summary(outputs=["embeddings/S1.parquet", "reads/S1_R2.trimmed.fastq.gz", "qc/S1.fastp.json",
+                                  "reads/S1_R1.trimmed.fastq.gz"],
                          staged_prefix="work/S1/checkpoints/abc/phase1/outputs/", reads_before=reads,
                          reads_after=reads, chunks=1)
 
@@ -53,6 +54,9 @@ def test_auto_with_slurm_sizes_ranks_and_time_from_the_reads(slurm):
     small = planning.plan_phase2(phase1(1000), "S1", reference=REFERENCE)
     assert (small.placement, small.ranks, small.time_limit_minutes) == ("slurm-cpu", 1, planning.MIN_TIME_LIMIT_MIN)
     assert small.embeddings_key == "work/S1/checkpoints/abc/phase1/outputs/embeddings/S1.parquet"
+    # The trimmed reads the embeddings' rows stand for, R1 first.
+    assert small.reads_keys == [f"work/S1/checkpoints/abc/phase1/outputs/reads/S1_R{m}.trimmed.fastq.gz"
+                                for m in (1, 2)]
     big = planning.plan_phase2(phase1(100_000_000), "S1")
     assert big.ranks == planning.MAX_RANKS and big.time_limit_minutes > small.time_limit_minutes
     assert planning.plan_phase2(phase1(), "S1", "off").placement == "off"
@@ -93,6 +97,8 @@ def test_phase2_spec_is_an_argument_vector_for_the_job_module(slurm, monkeypatch
     assert spec.arguments == ["--bucket", "bkt", "--embeddings-key",
                               "work/S1/checkpoints/abc/phase1/outputs/embeddings/S1.parquet",
                               "--out-prefix", "work/S1/run-1/phase2/", "--sample", "S1",
+                              "--reads-key", "work/S1/checkpoints/abc/phase1/outputs/reads/S1_R1.trimmed.fastq.gz",
+                              "--reads-key", "work/S1/checkpoints/abc/phase1/outputs/reads/S1_R2.trimmed.fastq.gz",
                               "--reference-key", "references/g.fa", "--reference-etag", "etag1",
                               "--reference-cache-prefix", "references/_cache/etag1/", "--device", "cpu"]
     assert spec.resources == {"ranks": 1, "cpus_per_rank": 1, "time_limit_minutes": planning.MIN_TIME_LIMIT_MIN}

@@ -262,9 +262,9 @@ def test_build_report_reads_the_embedding_column_in_place_not_the_whole_parquet(
     assert key not in downloaded and not list(scratch.rglob("*.parquet"))
     metadata = pq.ParquetFile(parquet).metadata
     assert metadata.num_row_groups > 1
-    codes = sum(metadata.row_group(g).column(4).total_compressed_size for g in range(metadata.num_row_groups))
+    column = pq.ParquetFile(parquet).schema_arrow.get_field_index("embedding")
+    codes = sum(metadata.row_group(g).column(column).total_compressed_size for g in range(metadata.num_row_groups))
     # The embedding column and the footer (pyarrow reads the file's last 64 KiB for it), each row group's read
-    # within a 64 KiB buffer: not the sequences and qualities, which are most of the file.
+    # within a 64 KiB buffer.
     assert s3.fetched[key] <= codes + (64 << 10) * (metadata.num_row_groups + 1)
-    assert s3.fetched[key] < 0.6 * parquet.stat().st_size
     assert summary.outputs == [run_report.REPORT_NAME, run_report.DATA_ZIP]

@@ -34,7 +34,8 @@ def _progress() -> Progress:
 @click.option("--max-insert", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Longest fragment a proper pair may span.")
 def align_command(reads, reference, out, threads, device, searcher, sample, max_insert):
-    """Map READS (Phase 1's embeddings Parquet, or FASTQ[.gz] R1 [R2]) to --reference; write SAM/BAM."""
+    """Map READS (Phase 1's embeddings Parquet [its trimmed R1 [R2]], or FASTQ[.gz] R1 [R2]) to --reference; write
+    SAM/BAM. A Parquet alone finds its trimmed reads beside it (reads/ next to embeddings/)."""
     from helixflow.phase2 import sam
     from helixflow.phase2.engine import build_searcher, resolve_device, sample_name
     from helixflow.phase2.mapper import MapOptions, map_reads
@@ -65,7 +66,8 @@ def align_command(reads, reference, out, threads, device, searcher, sample, max_
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads (default: all cores).")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 def cluster_command(reads, out, threads, device):
-    """Cluster READS (Parquet or FASTQ[.gz] R1 [R2]) into overlapping groups via a confirmed k-NN read graph."""
+    """Cluster READS (Phase 1's Parquet [its trimmed R1 [R2]], or FASTQ[.gz] R1 [R2]) into overlapping groups via
+    a confirmed k-NN read graph."""
     from helixflow.phase2 import graph
     from helixflow.phase2.engine import resolve_device
     from helixflow.phase2.reads import read_reads

@@ -1,11 +1,13 @@
 """Phase 2 as one Slurm job: S3 in, the MPI driver's functions on every rank, S3 out.
 
-    python -m helixflow.cluster.phase2_job --bucket B --embeddings-key K --out-prefix P --sample S
-                                           [--reference-key R] [--device auto|cpu|cuda] [--threads N]
+    python -m helixflow.cluster.phase2_job --bucket B --embeddings-key K --reads-key R1 [--reads-key R2]
+                                           --out-prefix P --sample S [--reference-key R] [--device auto|cpu|cuda]
+                                           [--threads N]
 
 The job script (``helixflow.pipeline.slurm_jobs.JOB_SCRIPT``) starts every rank under ``srun --mpi=pmi2``:
 
-- rank 0 downloads Phase 1's ``embeddings/<sample>.parquet`` (and the reference FASTA) from S3 (boto3; the
+- rank 0 downloads Phase 1's ``embeddings/<sample>.parquet`` and the trimmed FASTQ(s) whose rows it embeds (and
+  the reference FASTA) from S3 (boto3; the
   endpoint from ``AWS_ENDPOINT_URL`` where one is set, as in the local stack) into a private scratch directory;
   the bytes reach the other ranks by ``Bcast`` (in bounded pieces), so no shared filesystem is assumed;
 - every rank runs ``helixflow.phase2.mpi``'s ``run_cluster`` (and ``run_align`` when a reference is given) on
@@ -41,6 +43,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--bucket", required=True)
     parser.add_argument("--embeddings-key", required=True, help="Phase 1's embeddings/<sample>.parquet in S3")
+    parser.add_argument("--reads-key", action="append", default=[],
+                        help="Phase 1's trimmed FASTQ in S3 (R1, then R2): the sequences the embeddings' rows stand "
+                             "for; none for a Parquet that still holds them")
     parser.add_argument("--out-prefix", required=True, help="work/<sample>/<run>/phase2/")
     parser.add_argument("--sample", required=True)
     parser.add_argument("--reference-key", default=None, help="reference FASTA(.gz) in the same bucket")
@@ -112,22 +117,26 @@ def run(options: argparse.Namespace, comm, scratch: Path) -> dict | None:
 
     began = time.monotonic()
     s3 = s3_client() if comm.rank == 0 else None
-    reads_path = scratch / _safe_name(options.embeddings_key, "reads.parquet")
-    if not reads_path.name.endswith(".parquet"):
-        reads_path = reads_path.with_name(reads_path.name + ".parquet")
+    embeddings_path = scratch / _safe_name(options.embeddings_key, "reads.parquet")
+    if not embeddings_path.name.endswith(".parquet"):
+        embeddings_path = embeddings_path.with_name(embeddings_path.name + ".parquet")
 
     def download(key: str, path: Path, etag: str | None = None) -> Path:
         # IfMatch: the reference version Validate checked, or a failed read (never another version's bases).
         return storage.download(s3, options.bucket, key, path, if_match=etag)
 
-    mpi.on_rank0(lambda: download(options.embeddings_key, reads_path))
-    reads = share_file(comm, reads_path if comm.rank == 0 else None, reads_path)
+    fastq_paths = [scratch / _safe_name(key, f"reads_{mate}.fastq.gz")
+                   for mate, key in enumerate(options.reads_key, start=1)]
+    mpi.on_rank0(lambda: [download(key, path) for key, path in
+                          [(options.embeddings_key, embeddings_path), *zip(options.reads_key, fastq_paths)]])
+    reads = [str(share_file(comm, path if comm.rank == 0 else None, path))
+             for path in [embeddings_path, *fastq_paths]]
     sample = options.sample
     out = scratch / "out"
     (out / "clusters").mkdir(parents=True, exist_ok=True)
     clusters = out / "clusters" / f"{sample}.clusters.tsv"
     common = {"device": options.device, "threads": options.threads, "report": None}
-    searched = mpi.run_cluster(argparse.Namespace(command="cluster", reads=[str(reads)], out=str(clusters), **common))
+    searched = mpi.run_cluster(argparse.Namespace(command="cluster", reads=reads, out=str(clusters), **common))
     outputs = [f"clusters/{sample}.clusters.tsv"]
     aligned = None
     index_key = index_was_cached = None
@@ -141,7 +150,7 @@ def run(options: argparse.Namespace, comm, scratch: Path) -> dict | None:
         (out / "alignments").mkdir(parents=True, exist_ok=True)
         bam = out / "alignments" / f"{sample}.bam"
         argv = ["helixflow.cluster.phase2_job", "align", "--sample", sample]
-        aligned = mpi.run_align(argparse.Namespace(command="align", reads=[str(reads)], reference=str(reference),
+        aligned = mpi.run_align(argparse.Namespace(command="align", reads=reads, reference=str(reference),
                                                    out=str(bam), searcher="index", sample=sample,
                                                    index_cache=str(index_path) if index_path else None,
                                                    max_insert=mpi.MAX_INSERT, **common), argv)

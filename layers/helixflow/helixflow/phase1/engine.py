@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from helixflow.errors import InvalidFastq, Position
+from helixflow.phase1.layout import output_paths
 from helixflow.phase1.params import Params, resolve_params
 from helixflow.phase1.reader import Chunk, FastqReader, RecordBatch, slice_batch, whole_file
 from helixflow.phase1.stats import EmbeddingStats, HashSample, ReadSample, ReadStats, TrimStats
@@ -218,17 +219,6 @@ def _next_batches(readers: list[FastqReader]) -> list[RecordBatch] | None:
         readers[0].push_back(first, second.n)
         first = slice_batch(first, 0, second.n)
     return [first, second]
-
-
-def output_paths(out_dir: str, sample: str, paired: bool) -> dict[str, object]:
-    reads = ([os.path.join(out_dir, "reads", f"{sample}_R{m}.trimmed.fastq.gz") for m in (1, 2)] if paired
-             else [os.path.join(out_dir, "reads", f"{sample}.trimmed.fastq.gz")])
-    return {
-        "reads": reads,
-        "embeddings": os.path.join(out_dir, "embeddings", f"{sample}.parquet"),
-        "fastp_json": os.path.join(out_dir, "qc", f"{sample}.fastp.json"),
-        "mqc_json": os.path.join(out_dir, "qc", f"{sample}_mqc.json"),
-    }
 
 
 def write_outputs(result: ChunkResult, out_dir: str, sample: str, *, move_parts: bool = True,

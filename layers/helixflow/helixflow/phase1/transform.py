@@ -130,18 +130,15 @@ def _embedding_table(batch: RecordBatch, front, lengths, selected, mate: int, st
 
     from helixflow import embedding
 
-    ids, id_off, seqs, quals, seq_off = output.gather_columns(
-        batch.data, batch.name_start, batch.name_end, batch.seq_start, batch.qual_start, front, lengths, selected)
+    ids, id_off, seqs, seq_off = output.gather_columns(batch.data, batch.name_start, batch.name_end,
+                                                       batch.seq_start, front, lengths, selected)
     n = id_off.shape[0] - 1
-    offsets64 = seq_off.astype(np.int64)
-    codes, valid_kmers = embedding.embed_codes_packed(seqs, offsets64)
+    codes, valid_kmers = embedding.embed_codes_packed(seqs, seq_off)
     stats.add(valid_kmers)
     schema = embedding.parquet_schema()
     columns = [
         pa.StringArray.from_buffers(n, pa.py_buffer(id_off), pa.py_buffer(ids)),
         pa.array(np.full(n, mate, dtype=np.int8)),
-        pa.StringArray.from_buffers(n, pa.py_buffer(seq_off), pa.py_buffer(seqs)),
-        pa.StringArray.from_buffers(n, pa.py_buffer(seq_off), pa.py_buffer(quals)),
         embedding.codes_column(codes),
     ]
     return pa.Table.from_arrays(columns, schema=schema)

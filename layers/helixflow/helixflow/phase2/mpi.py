@@ -13,10 +13,10 @@ The output is byte-identical to a one-rank run (the tests compare ``-n 2`` with 
 runs the same per-read code on a contiguous slice of fragments and rank 0 concatenates the slices in rank order.
 
 - Reads: mates are paired by read id (``reads.fragments``), fragments are dealt in contiguous runs of near-equal
-  read counts. For Phase 1's Parquet every rank reads only the small ``read_id``/``mate`` columns of the whole
-  file to agree on that split, then reads the full columns of just the row groups holding its rows.
-  Clustering needs every read's sequence (a neighbour can be anywhere), so there each rank loads all reads and
-  splits the neighbour search and Smith–Waterman confirmations by query read.
+  read counts. Every rank reads the whole input (Phase 1's embeddings with the trimmed FASTQ(s) beside them, or
+  FASTQ) to agree on that split, and keeps its run. Clustering needs every read's sequence (a neighbour can be
+  anywhere), so there each rank keeps all reads and splits the neighbour search and Smith–Waterman
+  confirmations by query read.
 - Reference: rank 0 reads the FASTA and builds the searcher's index (minimizer table, or window embeddings);
   both travel to the other ranks by ``Bcast`` of numpy buffers. Building once keeps the index deterministic and
   its cost off the other ranks; a failure on rank 0 (bad FASTA) is broadcast so every rank exits with it.
@@ -32,13 +32,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 import numpy as np
 from mpi4py import MPI
 
-from helixflow.errors import HelixflowError, InvalidReads, Position
+from helixflow.errors import HelixflowError
 from helixflow.phase2 import graph, sam
 from helixflow.phase2.dense import DenseSearcher, SearchVectors
 from helixflow.phase2.device import gpu_for_rank
@@ -46,7 +45,7 @@ from helixflow.phase2.engine import DEVICES, SEARCHERS, resolve_device, sample_n
 from helixflow.phase2.index import MinimizerIndex
 from helixflow.phase2.mapper import MapOptions, map_reads
 from helixflow.phase2.policy import MAX_INSERT
-from helixflow.phase2.reads import ReadBatch, column_mate_ids, fragments, read_parquet, read_reads
+from helixflow.phase2.reads import ReadBatch, fragments, read_reads
 from helixflow.phase2.reference import Reference, Windows, read_fasta
 from helixflow.threads import limit_threads
 
@@ -148,39 +147,11 @@ def my_slice(weights: np.ndarray) -> slice:
 
 def load_my_reads(paths: list[str]) -> ReadBatch:
     """This rank's fragments, in file order (see the module docstring)."""
-    if len(paths) == 1 and paths[0].endswith(".parquet"):
-        return _load_my_parquet_rows(paths[0])
     batch = read_reads(paths)
     frags = fragments(batch.ids, batch.mates)
     mine = my_slice(1 + (frags.second >= 0))
     rows = np.stack([frags.first[mine], frags.second[mine]], axis=1).ravel()
     return batch.take(rows[rows >= 0])
-
-
-def _load_my_parquet_rows(path: str) -> ReadBatch:
-    import pyarrow.parquet as pq
-
-    if not os.path.isfile(path):
-        raise InvalidReads(f"reads file not found: {path}", code="READS_NOT_FOUND", position=Position(file=path))
-    parquet = pq.ParquetFile(path)
-    if parquet.metadata.num_rows == 0:
-        raise InvalidReads("no reads in the input", code="NO_READS", position=Position(file=path))
-    keys = parquet.read(columns=["read_id", "mate"])
-    frags = fragments(column_mate_ids(keys.column("read_id")), keys.column("mate").to_numpy().astype(np.int8))
-    mine = my_slice(1 + (frags.second >= 0))
-    rows = np.stack([frags.first[mine], frags.second[mine]], axis=1).ravel()
-    rows = rows[rows >= 0]
-    if rows.size == 0:
-        return ReadBatch.empty()
-    group_sizes = np.array([parquet.metadata.row_group(g).num_rows for g in range(parquet.num_row_groups)])
-    group_starts = np.concatenate([[0], np.cumsum(group_sizes)[:-1]])
-    group_of_row = np.searchsorted(group_starts, rows, side="right") - 1
-    groups = np.unique(group_of_row)
-    # Where each chosen group begins inside the rows read_parquet returns (the chosen groups, in order).
-    local_start = np.zeros(len(group_sizes), dtype=np.int64)
-    local_start[groups] = np.concatenate([[0], np.cumsum(group_sizes[groups])[:-1]])
-    local = read_parquet(path, row_groups=groups.tolist())
-    return local.take(local_start[group_of_row] + rows - group_starts[group_of_row])
 
 
 def select_gpu(device: str) -> None:

@@ -1,4 +1,5 @@
-"""Reads for Phase 2: Phase 1's embeddings Parquet, or FASTQ(.gz) (one file, or R1 and R2).
+"""Reads for Phase 2: Phase 1's embeddings Parquet with its trimmed FASTQ(s), or FASTQ(.gz) (one file, or R1
+and R2).
 
 Reads are held packed (uint8 buffer + int64 offsets) for the Numba kernels. Mates are paired by mate id
 (``helixflow.seq.read_ids``: the read id up to the first space or tab, less a trailing ``/1``/``/2``, the rule
@@ -153,39 +154,76 @@ def _check_embeddings(path: str, schema) -> None:
                            code="EMBEDDING_MISMATCH", position=Position(file=path))
 
 
-def read_parquet(path: str | os.PathLike, row_groups: Sequence[int] | None = None) -> ReadBatch:
-    """Phase 1's ``embeddings/<sample>.parquet`` (all row groups, or the given ones)."""
+def read_parquet(path: str | os.PathLike, fastqs: Sequence[str | os.PathLike] = ()) -> ReadBatch:
+    """Phase 1's ``embeddings/<sample>.parquet`` with its trimmed reads: the codes from the Parquet, sequences and
+    qualities from the trimmed FASTQ(s) ``fastqs``, by default the ones beside it in Phase 1's results layout
+    (``helixflow.phase1.layout``). Row i of the Parquet must be read i of the FASTQ(s), mates interleaved; the
+    read ids and mates are compared (READS_EMBEDDINGS_MISMATCH). A Parquet from a build that still stored
+    ``sequence`` and ``quality`` is read alone when no FASTQ is given."""
     import pyarrow.parquet as pq
 
     path = os.fspath(path)
     parquet = pq.ParquetFile(path)
     _check_embeddings(path, parquet.schema_arrow)
-    columns = ["read_id", "mate", "sequence", "quality", "embedding"]
-    table = (parquet.read(columns=columns) if row_groups is None
-             else parquet.read_row_groups(list(row_groups), columns=columns))
+    stored_reads = {"sequence", "quality"} <= set(parquet.schema_arrow.names)
+    columns = ["read_id", "mate", "embedding"] + (["sequence", "quality"] if stored_reads and not fastqs else [])
+    table = parquet.read(columns=columns)
     ids = column_mate_ids(table.column("read_id"))
-    seq, offsets = _string_column(table.column("sequence"))
-    seq = _upper(seq)
-    qual, _ = _string_column(table.column("quality"))
-    codes = embedding.codes_from_column(table.column("embedding"))
     mates = table.column("mate").to_numpy().astype(np.int8)
-    return ReadBatch(ids, mates, seq, offsets, qual, codes)
+    codes = embedding.codes_from_column(table.column("embedding"))
+    if "sequence" in columns:
+        seq, offsets = _string_column(table.column("sequence"))
+        qual, _ = _string_column(table.column("quality"))
+        return ReadBatch(ids, mates, _upper(seq), offsets, qual, codes)
+    fastqs = [os.fspath(p) for p in fastqs] or _reads_beside(path, paired=bool(mates.any()))
+    batch = read_fastq(fastqs)
+    _check_same_reads(path, fastqs, ids, mates, batch)
+    batch.codes = codes
+    return batch
+
+
+def _reads_beside(path: str, paired: bool) -> list[str]:
+    from helixflow.phase1.layout import reads_beside
+
+    found = reads_beside(path, paired)
+    if found is None:
+        raise InvalidReads(f"{path} holds the embeddings only; pass its trimmed FASTQ(s) after it (Phase 1 writes "
+                           "them to reads/ beside embeddings/)", code="READS_NOT_FOUND", position=Position(file=path))
+    for fastq in found:
+        if not os.path.isfile(fastq):
+            raise InvalidReads(f"the trimmed reads of {path} are not beside it: {fastq} not found (pass the "
+                               "FASTQ(s) after the Parquet)", code="READS_NOT_FOUND", position=Position(file=fastq))
+    return found
+
+
+def _check_same_reads(path: str, fastqs: Sequence[str], ids: list[str], mates: np.ndarray, batch: ReadBatch) -> None:
+    """Row i of the embeddings is read i of the FASTQ(s): the same mate id and mate number."""
+    if ids == batch.ids and np.array_equal(mates, batch.mates):
+        return
+    common = min(len(ids), len(batch))
+    row = next((i for i in range(common) if ids[i] != batch.ids[i] or mates[i] != batch.mates[i]), common)
+    what = (f"row {row + 1} is read {ids[row]!r} (mate {mates[row]}) and the FASTQ's read {row + 1} is "
+            f"{batch.ids[row]!r} (mate {batch.mates[row]})" if row < common
+            else f"{len(ids)} rows against {len(batch)} reads")
+    raise InvalidReads(f"the embeddings are not those of {' and '.join(fastqs)}: {what}",
+                       code="READS_EMBEDDINGS_MISMATCH", position=Position(file=path, record=row + 1))
 
 
 def read_reads(paths: Sequence[str | os.PathLike]) -> ReadBatch:
-    """READS as the commands take them: a Parquet file, or one or two FASTQ(.gz) files."""
+    """READS as the commands take them: Phase 1's embeddings Parquet (alone, its trimmed reads found beside it,
+    or followed by its trimmed FASTQ(s)), or one or two FASTQ(.gz) files."""
     paths = [os.fspath(p) for p in paths]
     for p in paths:
         if not os.path.isfile(p):
             raise InvalidReads(f"reads file not found: {p}", code="READS_NOT_FOUND", position=Position(file=p))
-    if paths[0].endswith(".parquet"):
-        if len(paths) != 1:
-            raise InvalidReads("a Parquet input holds both mates; pass it alone", code="UNSUPPORTED_FORMAT")
-        batch = read_parquet(paths[0])
+    if any(p.endswith(".parquet") for p in paths[1:]):
+        raise InvalidReads("pass one Parquet file, first", code="UNSUPPORTED_FORMAT")
+    if paths[0].endswith(".parquet") and len(paths) <= 3:
+        batch = read_parquet(paths[0], paths[1:])
     elif len(paths) in (1, 2):
         batch = read_fastq(paths)
     else:
-        raise InvalidReads("pass one Parquet file, or one or two FASTQ files", code="UNSUPPORTED_FORMAT")
+        raise InvalidReads("pass one or two FASTQ files, after a Parquet file or alone", code="UNSUPPORTED_FORMAT")
     if len(batch) == 0:
         raise InvalidReads("no reads in the input", code="NO_READS", position=Position(file=paths[0]))
     return batch

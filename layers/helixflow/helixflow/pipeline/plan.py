@@ -54,8 +54,8 @@ MB = 1024 * 1024
 CHUNK_MB = 256
 SAFETY = 0.6
 # Merge holds the embeddings Parquet. A generous bound, kept from the float16 vectors of embedding version 1
-# (512 bytes per ~320-byte FASTQ record of 150 bp): since version 2 (256 int8 codes + the trimmed read, zstd) the
-# file measures about 0.5x the decompressed input (benchmarks/phase1_vs_fastp.py prints it).
+# (512 bytes per ~320-byte FASTQ record of 150 bp): with 256 int8 codes per read (zstd) and the trimmed reads left
+# to the FASTQ, the file measures about 0.22x the decompressed input (benchmarks/phase1_vs_fastp.py prints it).
 EMBEDDINGS_PER_DECOMPRESSED = 1.6
 DEADLINE_S = 3600.0
 OBJECTIVE = "cheapest placement predicted to finish within the deadline, else the fastest"
@@ -343,6 +343,9 @@ def plan_phase2(phase1: Phase1Summary, sample: str, requested: str = "auto",
     if embeddings not in phase1.outputs:
         embeddings = next((p for p in phase1.outputs if p.startswith("embeddings/") and p.endswith(".parquet")),
                           embeddings)
+    # The sequences and qualities the embeddings' rows stand for (R1 before R2: the names sort so).
+    reads_keys = sorted(phase1.staged_prefix + p for p in phase1.outputs
+                        if p.startswith("reads/") and p.endswith(".trimmed.fastq.gz"))
     ranks = max(1, min(MAX_RANKS, math.ceil(reads / READS_PER_RANK)))
 
     predictions = predict_phase2(reads, ranks, cpus_per_rank=cpus_per_rank)
@@ -353,7 +356,8 @@ def plan_phase2(phase1: Phase1Summary, sample: str, requested: str = "auto",
         minutes = max(MIN_TIME_LIMIT_MIN, min(MAX_TIME_LIMIT_MIN, math.ceil(TIME_SAFETY * estimate_s / 60)))
         return Phase2Plan(placement=placement, reason=reason, reads=reads, ranks=ranks, cpus_per_rank=cpus_per_rank,
                           time_limit_minutes=minutes,
-                          embeddings_key=phase1.staged_prefix + embeddings, reference=reference,
+                          embeddings_key=phase1.staged_prefix + embeddings, reads_keys=reads_keys,
+                          reference=reference,
                           predictions=list(predictions.values()))
 
     if requested == "off":

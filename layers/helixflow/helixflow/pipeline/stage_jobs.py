@@ -37,7 +37,8 @@ def phase1_spec(state: PipelineState) -> JobSpec:
 
 
 def phase2_spec(state: PipelineState) -> JobSpec:
-    """One MPI job (``helixflow.cluster.phase2_job``) over Phase 1's embeddings, sized by PlanPhase2.
+    """One MPI job (``helixflow.cluster.phase2_job``) over Phase 1's embeddings and trimmed reads, sized by
+    PlanPhase2.
 
     ``HELIXFLOW_SLURM_JOB_ENVIRONMENT`` (a JSON object) adds to the job's environment what the deployment's
     nodes need and cannot find themselves (the local stack: its S3 endpoint and the checkout's PYTHONPATH)."""
@@ -50,6 +51,8 @@ def phase2_spec(state: PipelineState) -> JobSpec:
     prefix = work_prefix(request.sample, request.run_id, "phase2")
     arguments = ["--bucket", request.bucket, "--embeddings-key", plan.embeddings_key, "--out-prefix", prefix,
                  "--sample", request.sample]
+    for key in plan.reads_keys:
+        arguments += ["--reads-key", key]
     if plan.reference:
         arguments += ["--reference-key", plan.reference.key, "--reference-etag", plan.reference.etag,
                       "--reference-cache-prefix", plan.reference.cache_prefix]

@@ -154,6 +154,8 @@ class Phase2Plan(_Contract):
     cpus_per_rank: int = Field(1, description="CPUs each rank asks Slurm for (its Numba threads)")
     time_limit_minutes: int
     embeddings_key: str = Field(description="Phase 1's embeddings Parquet the job reads (bucket key)")
+    reads_keys: list[str] = Field(default_factory=list,
+                                  description="Phase 1's trimmed FASTQ(s) the job reads with it (R1, R2)")
     reference: ReferenceSummary | None = Field(None, description="the reference FASTA: the job also aligns")
     predictions: list[PlacementPrediction] = Field(default_factory=list,
                                                    description="time and cost on each Slurm partition")

@@ -52,9 +52,9 @@ def render_fastq(data, name_start, name_end, seq_start, qual_start, front, lengt
 
 
 @njit(cache=True, nogil=True)
-def gather_columns(data, name_start, name_end, seq_start, qual_start, front, lengths, selected):
-    """Packed id / sequence / quality strings of the selected reads (Arrow string layout: data + int32
-    offsets). The id is the header up to the first whitespace."""
+def gather_columns(data, name_start, name_end, seq_start, front, lengths, selected):
+    """The selected reads' ids (Arrow string layout: data + int32 offsets; the id is the header up to the first
+    whitespace) and trimmed sequences (data + int64 offsets, for the embedding)."""
     n = 0
     id_size = 0
     seq_size = 0
@@ -66,9 +66,8 @@ def gather_columns(data, name_start, name_end, seq_start, qual_start, front, len
             seq_size += lengths[r]
     ids = np.empty(id_size, dtype=np.uint8)
     seqs = np.empty(seq_size, dtype=np.uint8)
-    quals = np.empty(seq_size, dtype=np.uint8)
     id_off = np.zeros(n + 1, dtype=np.int32)
-    seq_off = np.zeros(n + 1, dtype=np.int32)
+    seq_off = np.zeros(n + 1, dtype=np.int64)
     k = 0
     io = 0
     so = 0
@@ -80,12 +79,10 @@ def gather_columns(data, name_start, name_end, seq_start, qual_start, front, len
             ids[io] = data[i]
             io += 1
         s = seq_start[r] + front[r]
-        q = qual_start[r] + front[r]
         for i in range(lengths[r]):
             seqs[so + i] = data[s + i]
-            quals[so + i] = data[q + i]
         so += lengths[r]
         k += 1
         id_off[k] = io
         seq_off[k] = so
-    return ids, id_off, seqs, quals, seq_off
+    return ids, id_off, seqs, seq_off
