@@ -15,7 +15,7 @@ Construction (stable: changing any constant changes every stored vector, so bump
   share. Storing the codes instead of the normalised vector loses nothing (the per-read scale 1/||codes|| is
   computed from them, never stored) and compresses better: a 150 bp read's codes are mostly 0 and +-1.
 
-Phase 1 writes the codes (``embed_codes_packed``); Phase 2 embeds reference windows and FASTQ reads with the same
+Phase 1 writes the codes (``embed_codes_spans``); Phase 2 embeds reference windows and FASTQ reads with the same
 functions (``embed_packed`` = codes, then ``unit_vectors``) and searches them.
 """
 
@@ -91,29 +91,29 @@ def _codes_one(seq: np.ndarray, out: np.ndarray, counts: np.ndarray, code: np.nd
 
 
 @njit(cache=True, nogil=True)
-def embed_codes_kernel(buffer: np.ndarray, offsets: np.ndarray, code: np.ndarray, k: int,
+def embed_codes_kernel(buffer: np.ndarray, starts: np.ndarray, lengths: np.ndarray, code: np.ndarray, k: int,
                        dims: int) -> tuple[np.ndarray, np.ndarray]:
-    """(codes int8 (n, dims), valid k-mers per sequence int64 (n,)), serially: Phase 1's kernels are serial,
-    since Phase 1 scales by chunks (a Lambda or a Ray task each)."""
-    n = offsets.shape[0] - 1
+    """(codes int8 (n, dims), valid k-mers per sequence int64 (n,)) of ``buffer[starts[i]:starts[i] + lengths[i]]``,
+    serially: Phase 1's kernels are serial, since Phase 1 scales by chunks (a Lambda or a Ray task each)."""
+    n = starts.shape[0]
     out = np.zeros((n, dims), dtype=np.int8)
     kmers = np.zeros(n, dtype=np.int64)
     counts = np.zeros(dims, dtype=np.int32)
     for r in range(n):
-        kmers[r] = _codes_one(buffer[offsets[r]:offsets[r + 1]], out[r], counts, code, k)
+        kmers[r] = _codes_one(buffer[starts[r]:starts[r] + lengths[r]], out[r], counts, code, k)
     return out, kmers
 
 
 @njit(cache=True, parallel=True)
-def embed_codes_parallel_kernel(buffer: np.ndarray, offsets: np.ndarray, code: np.ndarray, k: int,
-                                dims: int) -> tuple[np.ndarray, np.ndarray]:
+def embed_codes_parallel_kernel(buffer: np.ndarray, starts: np.ndarray, lengths: np.ndarray, code: np.ndarray,
+                                k: int, dims: int) -> tuple[np.ndarray, np.ndarray]:
     """The same on every core: Phase 2 embeds a whole reference's windows (or all reads of a FASTQ) at once."""
-    n = offsets.shape[0] - 1
+    n = starts.shape[0]
     out = np.zeros((n, dims), dtype=np.int8)
     kmers = np.zeros(n, dtype=np.int64)
     for r in prange(n):
         counts = np.zeros(dims, dtype=np.int32)
-        kmers[r] = _codes_one(buffer[offsets[r]:offsets[r + 1]], out[r], counts, code, k)
+        kmers[r] = _codes_one(buffer[starts[r]:starts[r] + lengths[r]], out[r], counts, code, k)
     return out, kmers
 
 
@@ -141,10 +141,18 @@ def embed_codes_packed(buffer: np.ndarray, offsets: np.ndarray, k: int = K, dims
                        parallel: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """The stored form of sequences packed in ``buffer`` (uint8), sequence i at ``buffer[offsets[i]:offsets[i+1]]``:
     (codes int8 (n, dims), valid k-mers per sequence int64 (n,)); on every core with ``parallel``."""
+    offsets = np.asarray(offsets, dtype=np.int64)
+    return embed_codes_spans(buffer, offsets[:-1], np.diff(offsets), k, dims, parallel=parallel)
+
+
+def embed_codes_spans(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray, k: int = K, dims: int = DIMS, *,
+                      parallel: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The same for sequences read in place, sequence i at ``data[starts[i]:starts[i] + lengths[i]]`` (Phase 1
+    embeds the trimmed spans of a batch's records without copying them out first)."""
     _check_k(k)
     kernel = embed_codes_parallel_kernel if parallel else embed_codes_kernel
-    return kernel(np.ascontiguousarray(buffer, dtype=np.uint8), np.ascontiguousarray(offsets, dtype=np.int64),
-                  BASE_CODE, k, dims)
+    return kernel(np.ascontiguousarray(data, dtype=np.uint8), np.ascontiguousarray(starts, dtype=np.int64),
+                  np.ascontiguousarray(lengths, dtype=np.int64), BASE_CODE, k, dims)
 
 
 def unit_vectors(codes: np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""What a batch writes: trimmed FASTQ text and the packed columns of the embeddings table."""
+"""What a batch writes: trimmed FASTQ text and the read ids of the embeddings table."""
 
 from __future__ import annotations
 
@@ -52,37 +52,25 @@ def render_fastq(data, name_start, name_end, seq_start, qual_start, front, lengt
 
 
 @njit(cache=True, nogil=True)
-def gather_columns(data, name_start, name_end, seq_start, front, lengths, selected):
-    """The selected reads' ids (Arrow string layout: data + int32 offsets; the id is the header up to the first
-    whitespace) and trimmed sequences (data + int64 offsets, for the embedding)."""
+def gather_ids(data, name_start, name_end, selected):
+    """The selected reads' ids in the Arrow string layout (data + int32 offsets): each header up to its first
+    whitespace."""
     n = 0
-    id_size = 0
-    seq_size = 0
-    for r in range(seq_start.shape[0]):
+    size = 0
+    for r in range(name_start.shape[0]):
         if selected[r]:
             n += 1
-            e = read_id_end(data, name_start[r], name_end[r])
-            id_size += e - name_start[r]
-            seq_size += lengths[r]
-    ids = np.empty(id_size, dtype=np.uint8)
-    seqs = np.empty(seq_size, dtype=np.uint8)
-    id_off = np.zeros(n + 1, dtype=np.int32)
-    seq_off = np.zeros(n + 1, dtype=np.int64)
+            size += read_id_end(data, name_start[r], name_end[r]) - name_start[r]
+    ids = np.empty(size, dtype=np.uint8)
+    offsets = np.zeros(n + 1, dtype=np.int32)
     k = 0
-    io = 0
-    so = 0
-    for r in range(seq_start.shape[0]):
+    o = 0
+    for r in range(name_start.shape[0]):
         if not selected[r]:
             continue
-        e = read_id_end(data, name_start[r], name_end[r])
-        for i in range(name_start[r], e):
-            ids[io] = data[i]
-            io += 1
-        s = seq_start[r] + front[r]
-        for i in range(lengths[r]):
-            seqs[so + i] = data[s + i]
-        so += lengths[r]
+        for i in range(name_start[r], read_id_end(data, name_start[r], name_end[r])):
+            ids[o] = data[i]
+            o += 1
         k += 1
-        id_off[k] = io
-        seq_off[k] = so
-    return ids, id_off, seqs, seq_off
+        offsets[k] = o
+    return ids, offsets
