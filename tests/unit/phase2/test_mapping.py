@@ -289,7 +289,8 @@ def test_parquet_input_gives_the_same_alignments_as_fastq(tmp_path, repeat_fasta
         assert sam_records(tmp_path / f"{name}.sam") == expected, name
 
 
-def test_parquet_whose_reads_are_elsewhere_or_other_reads_fails_with_a_named_error(tmp_path, paired_reads):
+def test_parquet_whose_reads_are_elsewhere_or_other_reads_fails_with_a_named_error(tmp_path, repeat_fasta,
+                                                                                     paired_reads):
     parquet, fastqs = _phase1_layout(tmp_path / "out", paired_reads[:20])
     moved = tmp_path / "S1.parquet"
     shutil.copy(parquet, moved)
@@ -311,6 +312,20 @@ def test_parquet_whose_reads_are_elsewhere_or_other_reads_fails_with_a_named_err
     with pytest.raises(InvalidReads) as raised:
         read_reads([moved, other[0]])  # one FASTQ for a paired Parquet: mate 0 against mate 1 at row 1
     assert raised.value.code == "READS_EMBEDDINGS_MISMATCH" and raised.value.position.record == 1
+    # The command says it in one line with the row, exit status 2.
+    result = CliRunner().invoke(main, ["align", str(moved), *map(str, other), "--reference", str(repeat_fasta),
+                                       "--out", str(tmp_path / "o.sam")])
+    assert result.exit_code == 2 and result.stderr.startswith("InvalidReads (READS_EMBEDDINGS_MISMATCH): ")
+    assert "row 9" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    for paths in ([moved, moved], [*other, moved], [moved, *other, other[0]]):
+        with pytest.raises(InvalidReads) as raised:
+            read_reads(paths)
+        assert raised.value.code == "UNSUPPORTED_FORMAT", paths
+    empty = tmp_path / "empty.parquet"
+    pq.write_table(pq.read_table(moved).slice(0, 0), empty)
+    with pytest.raises(InvalidReads) as raised:
+        read_reads([empty])
+    assert raised.value.code == "NO_READS"
 
 
 def test_parquet_of_another_embedding_version_is_refused_with_a_named_error(tmp_path, paired_reads):

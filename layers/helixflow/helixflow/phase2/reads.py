@@ -171,6 +171,8 @@ def read_parquet(path: str | os.PathLike, fastqs: Sequence[str | os.PathLike] = 
     ids = column_mate_ids(table.column("read_id"))
     mates = table.column("mate").to_numpy().astype(np.int8)
     codes = embedding.codes_from_column(table.column("embedding"))
+    if table.num_rows == 0:  # nothing to pair with reads (Phase 1 writes no Parquet when it keeps no read)
+        return ReadBatch.empty()
     if "sequence" in columns:
         seq, offsets = _string_column(table.column("sequence"))
         qual, _ = _string_column(table.column("quality"))
