@@ -38,13 +38,13 @@ def _reads(n: int = 12_000) -> bytes:
     return fastq_bytes([f"m{i}" for i in range(n)], seqs, quals)
 
 
-def _chunked_run(s3, tmp_path: Path, text: bytes) -> tuple[dict, dict]:
+def _chunked_run(s3, tmp_path: Path, text: bytes, chunk_bytes: int = 512 << 10) -> tuple[dict, dict]:
     put = s3.put_object(Bucket=BUCKET, Key="incoming/s.fastq.gz", Body=igzip.compress(text))
     request = {"bucket": BUCKET, "sample": "s", "run_id": "run-1", "identity": "id-1",
                "inputs": [{"key": "incoming/s.fastq.gz", "etag": put["ETag"].strip('"'), "mate": 0,
                            "size": s3.head_object(Bucket=BUCKET, Key="incoming/s.fastq.gz")["ContentLength"]}],
                "params": {"adapter": None, "adapter2": None, "quality": 20, "min_length": 15}}
-    chunks = split_into_chunks(s3=s3, request=request, scratch=tmp_path / "split", chunk_bytes=512 << 10)
+    chunks = split_into_chunks(s3=s3, request=request, scratch=tmp_path / "split", chunk_bytes=chunk_bytes)
     for item in get_json(s3, BUCKET, chunks["manifest_key"]):
         process_chunk_item(s3=s3, item=item, request=request, params=chunks["params"], scratch=tmp_path / "chunk")
     return request, chunks
@@ -96,3 +96,78 @@ def test_the_merge_holds_the_outputs_on_scratch_once_not_the_parts_as_well(s3, t
     assert gzip.decompress((fetched / reads).read_bytes()) == gzip.decompress((tmp_path / "one" / reads).read_bytes())
     embeddings = "embeddings/s.parquet"
     assert pq.read_table(fetched / embeddings).equals(pq.read_table(tmp_path / "one" / embeddings))
+
+
+class _RecordingS3:
+    """The moto client, recording which keys received bytes from this process and by which call."""
+
+    WRITES = ("put_object", "upload_file", "upload_fileobj", "upload_part", "upload_part_copy")
+
+    def __init__(self, client, fail_copy_of_part: int | None = None) -> None:
+        self._client, self._fail = client, fail_copy_of_part
+        self.writes: list[tuple[str, str]] = []
+
+    def __getattr__(self, name):
+        method = getattr(self._client, name)
+        if name not in self.WRITES:
+            return method
+
+        def recorded(*args, **kwargs):
+            key = kwargs.get("Key") or (args[2] if name == "upload_file" else None)
+            self.writes.append((name, key))
+            if name == "upload_part_copy" and kwargs["PartNumber"] == self._fail:
+                raise ConnectionError("the copy of a part failed")
+            return method(*args, **kwargs)
+
+        return recorded
+
+
+def _large_chunked_run(s3, tmp_path: Path) -> tuple[bytes, dict, dict, list[int]]:
+    """Chunks whose trimmed-reads parts pass S3's 5 MiB multipart minimum (the sizes of real chunks)."""
+    text = _reads(120_000)
+    request, chunks = _chunked_run(s3, tmp_path, text, chunk_bytes=12 << 20)
+    sizes = [obj["Size"] for obj in list_objects(s3, BUCKET, "work/") if obj["Key"].endswith(".fastq.gz")]
+    return text, request, chunks, sizes
+
+
+def test_large_reads_parts_are_joined_by_s3_with_their_sha256_and_never_pass_through_the_merge(s3, tmp_path,
+                                                                                            monkeypatch):
+    import hashlib
+
+    from helixflow.pipeline import storage
+
+    text, request, chunks, part_sizes = _large_chunked_run(s3, tmp_path)
+    assert len(part_sizes) >= 2 and min(part_sizes[:-1]) >= storage.MIN_PART_BYTES, part_sizes
+    scratch, peak = tmp_path / "merge", [0]
+    upload = phase1_lambda.upload
+
+    def measuring_upload(client, bucket, path, key):
+        peak[0] = max(peak[0], _disk_bytes(scratch))
+        return upload(client, bucket, path, key)
+
+    monkeypatch.setattr(phase1_lambda, "upload", measuring_upload)
+    recording = _RecordingS3(s3)
+    summary = merge_chunks(s3=recording, request=request, chunk_count=chunks["chunk_count"], scratch=scratch)
+    reads_key = summary["staged_prefix"] + "reads/s.trimmed.fastq.gz"
+    # The reads were written by part copies alone: one per chunk, no byte uploaded from the function.
+    assert [name for name, key in recording.writes if key == reads_key] == ["upload_part_copy"] * len(part_sizes)
+    # Scratch held the embeddings and reports, never the reads (about 3x the embeddings here).
+    assert peak[0] < sum(part_sizes) / 2
+    body = s3.get_object(Bucket=BUCKET, Key=reads_key)
+    joined = body["Body"].read()
+    assert body["Metadata"][storage.SHA256_METADATA] == hashlib.sha256(joined).hexdigest()
+    whole = tmp_path / "whole.fastq"
+    whole.write_bytes(text)
+    engine.process_file(str(whole), None, str(tmp_path / "one"), "s", engine.Params(**chunks["params"]))
+    assert gzip.decompress(joined) == gzip.decompress((tmp_path / "one/reads/s.trimmed.fastq.gz").read_bytes())
+    assert s3.head_object(Bucket=BUCKET, Key=reads_key)["ContentLength"] == sum(part_sizes)
+
+
+def test_a_join_that_fails_leaves_no_multipart_upload_and_no_marked_checkpoint(s3, tmp_path):
+    _, request, chunks, _ = _large_chunked_run(s3, tmp_path)
+    with pytest.raises(ConnectionError):
+        merge_chunks(s3=_RecordingS3(s3, fail_copy_of_part=2), request=request, chunk_count=chunks["chunk_count"],
+                     scratch=tmp_path / "merge")
+    assert s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+    checkpoint = checkpoint_prefix("s", "id-1", "phase1")
+    assert not any(obj["Key"].endswith(SUMMARY_NAME) for obj in list_objects(s3, BUCKET, checkpoint))

@@ -38,8 +38,8 @@ from helixflow.fastq.bgzf import BgzfWriter, block_size_at
 from helixflow.pipeline import keys, runs
 from helixflow.pipeline.runs import SUMMARY_NAME, checkpoint_prefix
 from helixflow.errors import IncompleteResults, InvalidFastq
-from helixflow.pipeline.storage import (COPY_BYTES, ObjectOpener, delete_prefix, download, get_json, list_objects,
-                                        open_object, put_json, upload)
+from helixflow.pipeline.storage import (COPY_BYTES, ObjectOpener, delete_prefix, download, get_json, join_objects,
+                                        joinable, list_objects, open_object, put_json, upload)
 from helixflow.versions import PHASE1, environment_versions
 
 MANIFEST_NAME = "chunks.json"
@@ -339,13 +339,16 @@ def _process_chunk_item(s3: Any, item: dict[str, Any], request: dict[str, Any], 
 
 
 def merge_chunks(*, s3: Any, request: dict[str, Any], chunk_count: int, scratch: Path) -> dict[str, Any]:
-    """The chunks' parts into the Phase 1 outputs, staged under the identity's checkpoint. The parts are read
-    from S3 as they are merged (never downloaded: scratch holds the outputs once, not the parts as well), and
-    each output is uploaded as soon as it is complete, while the next one is merged (the reads upload while the
-    embeddings are rewritten)."""
+    """The chunks' parts into the Phase 1 outputs, staged under the identity's checkpoint. Each mate's trimmed
+    reads (gzip members, so concatenable) are joined by S3 itself when its parts are large enough for a
+    multipart upload (``storage.join_objects``: read once to hash them, never written through here); otherwise,
+    and for the embeddings and reports, the parts are read from S3 as they are merged (never downloaded: scratch
+    holds the outputs once, not the parts as well), and each output is uploaded as soon as it is complete,
+    while the next one is merged (the joins and uploads run while the embeddings are rewritten)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from helixflow.phase1.engine import ChunkResult, merge_results, write_outputs
+    from helixflow.phase1.layout import reads_paths
 
     bucket, prefix, sample = request["bucket"], work_prefix(request), request["sample"]
     sizes = {obj["Key"]: obj["Size"] for obj in list_objects(s3, bucket, f"{prefix}parts/")}
@@ -368,17 +371,23 @@ def merge_chunks(*, s3: Any, request: dict[str, Any], chunk_count: int, scratch:
     checkpoint = checkpoint_prefix(sample, request["identity"], "phase1")
     staged = checkpoint + "outputs/"
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="merge-upload") as uploads:
-        pending = {}
+        pending, joined = {}, {}
+        for mate, relative in enumerate(reads_paths("", sample, merged.paired)):
+            parts = [part[mate] for part in merged.reads_parts]
+            if joinable([sizes[key] for key in parts]):
+                joined[mate] = relative
+                pending[relative] = uploads.submit(join_objects, s3, bucket, parts, staged + relative)
 
         def written(path: str) -> None:
             relative = Path(path).relative_to(out_dir).as_posix()
             pending[relative] = uploads.submit(upload, s3, bucket, path, staged + relative)
 
-        write_outputs(merged, str(out_dir), sample, written=written,
+        write_outputs(merged, str(out_dir), sample, written=written, joined_mates=list(joined),
                       open_part=lambda key: open_object(s3, bucket, key, size=sizes[key]))
         for future in pending.values():
             future.result()
-    outputs = sorted(p.relative_to(out_dir).as_posix() for p in out_dir.rglob("*") if p.is_file())
+    outputs = sorted([p.relative_to(out_dir).as_posix() for p in out_dir.rglob("*") if p.is_file()]
+                     + list(joined.values()))
     if outputs != sorted(pending):  # every file the layout holds is staged, or the checkpoint is not marked
         raise RuntimeError(f"outputs written but not staged: {sorted(set(outputs) - set(pending))}")
     summary = {"outputs": outputs, "staged_prefix": staged, "reads_before": sum(s.reads for s in merged.before),

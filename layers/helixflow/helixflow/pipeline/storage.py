@@ -109,6 +109,46 @@ def upload(s3: Any, bucket: str, path: Path | str, key: str) -> str:
 
 # CopyObject's limit: one request copies up to 5 GB server-side; larger objects need a multipart copy.
 COPY_OBJECT_MAX_BYTES = 5 * 1024**3
+# A multipart upload's smallest part but the last (S3 refuses the completion otherwise: EntityTooSmall); the
+# largest part is COPY_OBJECT_MAX_BYTES.
+MIN_PART_BYTES = 5 * 1024**2
+
+
+def joinable(sizes: list[int]) -> bool:
+    """Whether objects of these sizes, in this order, can be joined server-side by ``join_objects``."""
+    return bool(sizes) and all(MIN_PART_BYTES <= size for size in sizes[:-1]) and max(sizes) <= COPY_OBJECT_MAX_BYTES
+
+
+def join_objects(s3: Any, bucket: str, source_keys: list[str], target_key: str, *, threads: int = 8) -> str:
+    """``target_key`` = the sources concatenated in order, joined by S3 itself (one UploadPartCopy per source: the
+    bytes are never written through this function), with the sha256 of the whole recorded (see
+    ``recorded_sha256``). SHA-256 does not compose, so the sources are read once to hash them, before the upload
+    that records it starts. The sizes must be ``joinable``. Returns the digest."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    digest = hashlib.sha256()
+    for key in source_keys:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+        for piece in iter(lambda: body.read(COPY_BYTES), b""):
+            digest.update(piece)
+    upload_id = s3.create_multipart_upload(Bucket=bucket, Key=target_key,
+                                           Metadata={SHA256_METADATA: digest.hexdigest()})["UploadId"]
+
+    def copy_part(numbered: tuple[int, str]) -> dict[str, Any]:
+        number, key = numbered
+        answer = s3.upload_part_copy(Bucket=bucket, Key=target_key, UploadId=upload_id, PartNumber=number,
+                                     CopySource={"Bucket": bucket, "Key": key})
+        return {"PartNumber": number, "ETag": answer["CopyPartResult"]["ETag"]}
+
+    try:
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="join") as pool:
+            parts = list(pool.map(copy_part, enumerate(source_keys, start=1)))
+        s3.complete_multipart_upload(Bucket=bucket, Key=target_key, UploadId=upload_id,
+                                     MultipartUpload={"Parts": parts})
+    except BaseException:
+        s3.abort_multipart_upload(Bucket=bucket, Key=target_key, UploadId=upload_id)  # no orphaned parts billed
+        raise
+    return digest.hexdigest()
 
 
 def copy(s3: Any, bucket: str, source_key: str, target_key: str) -> str | None:
