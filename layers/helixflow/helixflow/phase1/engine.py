@@ -32,7 +32,7 @@ from helixflow.phase1.layout import output_paths
 from helixflow.phase1.params import Params, resolve_params
 from helixflow.phase1.reader import Chunk, FastqReader, RecordBatch, slice_batch, whole_file
 from helixflow.phase1.stats import EmbeddingStats, HashSample, ReadSample, ReadStats, TrimStats
-from helixflow.phase1.transform import BatchStats, transform_batch
+from helixflow.phase1.transform import BatchStats, EmbeddingRows, transform_batch
 
 COMPRESS_LEVEL = 1
 
@@ -106,15 +106,17 @@ def _parquet_writer(path: str, schema):
 
 
 class _ParquetThread:
-    """The embeddings Parquet written on its own thread: pyarrow encodes and compresses without the GIL, so a
-    batch's write overlaps the next batch's transform, as the FASTQ's isal thread does (the write was a third of
-    Phase 1 with embeddings). At most two batches wait; an error surfaces at the next ``write`` or ``close``."""
+    """The embeddings built and written on their own thread: the embedding kernels release the GIL and pyarrow
+    encodes and compresses without it, so a batch's rows are built and written while the next batch is
+    transformed, as the FASTQ's isal thread compresses (the write was a third of Phase 1 with embeddings). The
+    rows' statistics go to ``stats``, which the caller reads after ``close``. At most two batches wait; an error
+    surfaces at the next ``write`` or ``close``."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, stats: EmbeddingStats):
         import queue
         import threading
 
-        self.path = path
+        self.path, self.stats = path, stats
         self._queue: queue.Queue = queue.Queue(maxsize=2)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="parquet-writer", daemon=True)
@@ -124,11 +126,11 @@ class _ParquetThread:
         from helixflow.embedding import parquet_schema
 
         writer = None
-        while (table := self._queue.get()) is not None:
+        while (rows := self._queue.get()) is not None:
             if self._error is None:  # after a failure keep draining, so that no put() blocks
                 try:
                     writer = writer or _parquet_writer(self.path, parquet_schema())
-                    writer.write_table(table)
+                    writer.write_table(rows.table(self.stats))
                 except BaseException as error:  # noqa: BLE001 - re-raised on the caller's thread
                     self._error = error
         try:
@@ -136,10 +138,10 @@ class _ParquetThread:
         except BaseException as error:  # noqa: BLE001 - re-raised on the caller's thread
             self._error = self._error or error
 
-    def write(self, table) -> None:
+    def write(self, rows: EmbeddingRows) -> None:
         if self._error is not None:
             raise self._error
-        self._queue.put(table)
+        self._queue.put(rows)
 
     def close(self) -> None:
         self._queue.put(None)
@@ -151,18 +153,18 @@ class _ParquetThread:
 class _Writers:
     """Trimmed FASTQ.gz per mate and the embeddings Parquet of one chunk."""
 
-    def __init__(self, parts_dir: str, part_name: str, mates: int, embeddings: bool, threads: int):
+    def __init__(self, parts_dir: str, part_name: str, mates: int, embeddings: EmbeddingStats | None, threads: int):
         from isal import igzip_threaded
 
         os.makedirs(parts_dir, exist_ok=True)
         self.fastq_paths = [os.path.join(parts_dir, f"{part_name}.R{m + 1}.fastq.gz") for m in range(mates)]
         self.fastq = [igzip_threaded.open(p, "wb", compresslevel=COMPRESS_LEVEL, threads=max(1, threads))
                       for p in self.fastq_paths]
-        self.parquet_path = os.path.join(parts_dir, f"{part_name}.parquet") if embeddings else None
-        self._parquet = _ParquetThread(self.parquet_path) if embeddings else None
+        self.parquet_path = os.path.join(parts_dir, f"{part_name}.parquet") if embeddings is not None else None
+        self._parquet = _ParquetThread(self.parquet_path, embeddings) if embeddings is not None else None
 
-    def write_embeddings(self, table) -> None:
-        self._parquet.write(table)
+    def write_embeddings(self, rows: EmbeddingRows) -> None:
+        self._parquet.write(rows)
 
     def close(self) -> None:
         try:
@@ -181,7 +183,8 @@ def process_chunk(chunk: Chunk | tuple[Chunk, Chunk], params: Params, parts_dir:
     paired = isinstance(chunk, tuple)
     chunks = list(chunk) if paired else [chunk]
     stats = BatchStats.empty(len(chunks))
-    writers = _Writers(parts_dir, part_name, len(chunks), params.embeddings, threads)
+    # The Parquet thread adds the embedding statistics to ``stats`` (read after writers.close()).
+    writers = _Writers(parts_dir, part_name, len(chunks), stats.embedding if params.embeddings else None, threads)
     readers = [FastqReader(c) for c in chunks]
     last_pos = [r.compressed_position() for r in readers]
     try:

@@ -2,9 +2,10 @@
 
 ``transform_batch`` is the whole per-batch pipeline and touches no file: it takes the records of one batch (one
 ``reader.RecordBatch``, or R1 and R2 batches holding the same records) and returns what the batch writes
-(``BatchOutput``: trimmed FASTQ text per mate, the embeddings rows) with the statistics it adds
-(``BatchStats``). Runners feed it and write its outputs: the whole-file and chunk runs in ``engine`` (what
-``helixflow preprocess`` and the Lambda chunk path call), and later a Ray Data batch UDF or an MPI rank. Because
+(``BatchOutput``: trimmed FASTQ text per mate, the embeddings rows to build) with the statistics it adds
+(``BatchStats``; the embedding statistics are added when the rows are built). Runners feed it and write its
+outputs: the whole-file and chunk runs in ``engine`` (what ``helixflow preprocess``, the Lambda chunk path and
+the Ray job's tasks call). Because
 ``BatchStats.merge`` is exact, any split of a file into batches and any grouping of those batches gives the same
 statistics, so runners may merge in whatever shape they like, as long as outputs stay in file order.
 
@@ -57,14 +58,31 @@ class BatchStats:
 
 
 @dataclass
+class EmbeddingRows:
+    """A batch's rows of ``embedding.parquet_schema()``, built by ``table`` where they are written: the engine's
+    Parquet thread embeds the kept reads while the next batch is trimmed (the embedding kernels release the GIL),
+    which took the embedding off the transform's path (a quarter of Phase 1 with embeddings)."""
+
+    batches: Sequence[RecordBatch]
+    fronts: list[np.ndarray]
+    lengths: list[np.ndarray]
+    selected: np.ndarray
+
+    def table(self, stats: EmbeddingStats):
+        """The kept reads' rows (a pyarrow Table; mates interleaved); adds their k-mer counts to ``stats``."""
+        paired = len(self.batches) == 2
+        return _interleave([_embedding_table(b, self.fronts[m], self.lengths[m], self.selected,
+                                             m + 1 if paired else 0, stats) for m, b in enumerate(self.batches)])
+
+
+@dataclass
 class BatchOutput:
     """What one batch writes, in record order."""
 
     fastq: list[np.ndarray]
     """Trimmed FASTQ text of the kept reads, per mate (uint8)."""
-    embeddings: object | None
-    """The kept reads' rows of ``embedding.parquet_schema()`` (a pyarrow Table; mates interleaved), or None
-    when ``params.embeddings`` is off."""
+    embeddings: EmbeddingRows | None
+    """The kept reads' embeddings rows, or None when ``params.embeddings`` is off."""
 
 
 def transform_batch(batches: Sequence[RecordBatch], params: Params,
@@ -72,9 +90,9 @@ def transform_batch(batches: Sequence[RecordBatch], params: Params,
     """Transform one batch: ``batches`` is ``[records]`` for single-end input or ``[R1, R2]`` with the same
     records; ``params`` must be resolved (``params.resolve_params``). Returns the batch's outputs and its
     statistics. A runner that keeps one running accumulator passes it as ``stats``, which is then updated in
-    place and returned (adding to it equals merging a fresh one, without the cost of a merge per batch)."""
+    place and returned (adding to it equals merging a fresh one, without the cost of a merge per batch); its
+    ``embedding`` statistics grow when the runner builds the batch's ``EmbeddingRows.table``."""
     mates = len(batches)
-    paired = mates == 2
     stats = BatchStats.empty(mates) if stats is None else stats
     n = batches[0].n
     name_hash = np.empty(n, np.uint64)
@@ -92,15 +110,13 @@ def transform_batch(batches: Sequence[RecordBatch], params: Params,
     fronts, lengths, status = _trim(batches, params, stats.trim)
     stats.trim.status_counts += np.bincount(status, minlength=_OUTCOMES)[:_OUTCOMES] * mates
     selected = status == trim.PASS
-    fastq, tables = [], []
+    fastq = []
     for m, b in enumerate(batches):
         stats.after[m].add(b.data, b.seq_start + fronts[m], b.qual_start + fronts[m], lengths[m], selected)
         fastq.append(output.render_fastq(b.data, b.name_start, b.name_end, b.seq_start, b.qual_start, fronts[m],
                                          lengths[m], selected))
-        if params.embeddings:
-            tables.append(_embedding_table(b, fronts[m], lengths[m], selected, m + 1 if paired else 0,
-                                           stats.embedding))
-    return BatchOutput(fastq, _interleave(tables) if tables else None), stats
+    rows = EmbeddingRows(batches, fronts, lengths, selected) if params.embeddings else None
+    return BatchOutput(fastq, rows), stats
 
 
 def _trim(batches: Sequence[RecordBatch], params: Params, trim_stats: TrimStats):
