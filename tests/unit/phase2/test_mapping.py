@@ -3,6 +3,7 @@ calibration, pairing, SAM validity, inputs and named errors."""
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import os
 import re
@@ -312,6 +313,17 @@ def test_parquet_whose_reads_are_elsewhere_or_other_reads_fails_with_a_named_err
     with pytest.raises(InvalidReads) as raised:
         read_reads([moved, other[0]])  # one FASTQ for a paired Parquet: mate 0 against mate 1 at row 1
     assert raised.value.code == "READS_EMBEDDINGS_MISMATCH" and raised.value.position.record == 1
+    # The same reads untrimmed (the input given for Phase 1's trimmed reads): read 3 is 5 bases longer.
+    untrimmed = [tmp_path / f"untrimmed_R{m}.fastq" for m in (1, 2)]
+    longer = list(paired_reads[:20])
+    longer[2] = dataclasses.replace(longer[2], sequence=longer[2].sequence + b"ACGTA",
+                                    quality=longer[2].quality + b"IIIII")
+    simulate.write_fastq(untrimmed[0], longer[0::2])
+    simulate.write_fastq(untrimmed[1], longer[1::2])
+    with pytest.raises(InvalidReads) as raised:
+        read_reads([moved, *untrimmed])
+    assert raised.value.code == "READS_EMBEDDINGS_MISMATCH" and raised.value.position.record == 3
+    assert "another sequence" in str(raised.value)
     # The command says it in one line with the row, exit status 2.
     result = CliRunner().invoke(main, ["align", str(moved), *map(str, other), "--reference", str(repeat_fasta),
                                        "--out", str(tmp_path / "o.sam")])

@@ -179,8 +179,7 @@ def read_parquet(path: str | os.PathLike, fastqs: Sequence[str | os.PathLike] = 
         return ReadBatch(ids, mates, _upper(seq), offsets, qual, codes)
     fastqs = [os.fspath(p) for p in fastqs] or _reads_beside(path, paired=bool(mates.any()))
     batch = read_fastq(fastqs)
-    _check_same_reads(path, fastqs, ids, mates, batch)
-    batch.codes = codes
+    _check_same_reads(path, fastqs, ids, mates, codes, batch)
     return batch
 
 
@@ -198,17 +197,27 @@ def _reads_beside(path: str, paired: bool) -> list[str]:
     return found
 
 
-def _check_same_reads(path: str, fastqs: Sequence[str], ids: list[str], mates: np.ndarray, batch: ReadBatch) -> None:
-    """Row i of the embeddings is read i of the FASTQ(s): the same mate id and mate number."""
-    if ids == batch.ids and np.array_equal(mates, batch.mates):
-        return
-    common = min(len(ids), len(batch))
-    row = next((i for i in range(common) if ids[i] != batch.ids[i] or mates[i] != batch.mates[i]), common)
-    what = (f"row {row + 1} is read {ids[row]!r} (mate {mates[row]}) and the FASTQ's read {row + 1} is "
-            f"{batch.ids[row]!r} (mate {batch.mates[row]})" if row < common
-            else f"{len(ids)} rows against {len(batch)} reads")
-    raise InvalidReads(f"the embeddings are not those of {' and '.join(fastqs)}: {what}",
-                       code="READS_EMBEDDINGS_MISMATCH", position=Position(file=path, record=row + 1))
+def _check_same_reads(path: str, fastqs: Sequence[str], ids: list[str], mates: np.ndarray, codes: np.ndarray,
+                      batch: ReadBatch) -> None:
+    """Row i of the embeddings is read i of the FASTQ(s): the same mate id and mate number, and the same sequence
+    (its codes, computed again, equal the stored ones: the untrimmed input given for the trimmed reads differs
+    wherever a read was trimmed). The batch keeps the stored codes."""
+    def mismatch(row: int, what: str) -> InvalidReads:
+        return InvalidReads(f"the embeddings are not those of {' and '.join(fastqs)}: {what}",
+                            code="READS_EMBEDDINGS_MISMATCH", position=Position(file=path, record=row + 1))
+
+    if ids != batch.ids or not np.array_equal(mates, batch.mates):
+        common = min(len(ids), len(batch))
+        row = next((i for i in range(common) if ids[i] != batch.ids[i] or mates[i] != batch.mates[i]), common)
+        raise mismatch(row, f"row {row + 1} is read {ids[row]!r} (mate {mates[row]}) and the FASTQ's read "
+                            f"{row + 1} is {batch.ids[row]!r} (mate {batch.mates[row]})" if row < common
+                       else f"{len(ids)} rows against {len(batch)} reads")
+    differs = np.flatnonzero((batch.embedding_codes() != codes).any(axis=1))
+    if differs.size:
+        row = int(differs[0])
+        raise mismatch(row, f"read {ids[row]!r} at row {row + 1} has another sequence than the one Phase 1 "
+                            "embedded (its trimmed reads are in reads/ beside embeddings/, not the input FASTQ)")
+    batch.codes = codes
 
 
 def read_reads(paths: Sequence[str | os.PathLike]) -> ReadBatch:
