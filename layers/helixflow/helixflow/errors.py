@@ -206,7 +206,7 @@ class InvalidReads(HelixflowError):
         "READS_NOT_FOUND": "the reads file does not exist (for a Parquet alone: its trimmed FASTQ beside it)",
         "NO_READS": "the input holds no reads",
         "EMBEDDING_MISMATCH": "the Parquet embeddings were built with another construction than this build's",
-        "READS_EMBEDDINGS_MISMATCH": "the Parquet's rows are not the FASTQ's reads (read id or mate at a row)",
+        "READS_EMBEDDINGS_MISMATCH": "the Parquet's rows are not the FASTQ's reads (read id, mate or sequence at a row)",
         "UNSUPPORTED_FORMAT": "not one Parquet file (with its one or two FASTQ files) or one or two FASTQ files",
     }
 
