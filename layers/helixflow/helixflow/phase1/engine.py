@@ -32,7 +32,7 @@ from helixflow.phase1.layout import output_paths
 from helixflow.phase1.params import Params, resolve_params
 from helixflow.phase1.reader import Chunk, FastqReader, RecordBatch, slice_batch, whole_file
 from helixflow.phase1.stats import EmbeddingStats, HashSample, ReadSample, ReadStats, TrimStats
-from helixflow.phase1.transform import BatchStats, EmbeddingRows, transform_batch
+from helixflow.phase1.transform import BatchOutput, BatchStats, EmbeddingRows, transform_batch
 
 COMPRESS_LEVEL = 1
 
@@ -105,43 +105,38 @@ def _parquet_writer(path: str, schema):
                             write_statistics=["read_id", "mate"])
 
 
-class _ParquetThread:
-    """The embeddings built and written on their own thread: the embedding kernels release the GIL and pyarrow
-    encodes and compresses without it, so a batch's rows are built and written while the next batch is
-    transformed, as the FASTQ's isal thread compresses (the write was a third of Phase 1 with embeddings). The
-    rows' statistics go to ``stats``, which the caller reads after ``close``. At most two batches wait; an error
-    surfaces at the next ``write`` or ``close``."""
+class _WriterThread:
+    """``write(item)`` for every item put, then ``finish()``, on a thread of their own, so that the caller
+    transforms the next batch meanwhile. At most two items wait; an error surfaces at the next ``put`` or at
+    ``close`` (after a failure the thread drains the queue without writing, so no ``put`` blocks, and still
+    finishes, which closes its files)."""
 
-    def __init__(self, path: str, stats: EmbeddingStats):
+    def __init__(self, name: str, write: Callable[[object], None], finish: Callable[[], None]):
         import queue
         import threading
 
-        self.path, self.stats = path, stats
+        self._write, self._finish = write, finish
         self._queue: queue.Queue = queue.Queue(maxsize=2)
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="parquet-writer", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        from helixflow.embedding import parquet_schema
-
-        writer = None
-        while (rows := self._queue.get()) is not None:
-            if self._error is None:  # after a failure keep draining, so that no put() blocks
+        while (item := self._queue.get()) is not None:
+            if self._error is None:
                 try:
-                    writer = writer or _parquet_writer(self.path, parquet_schema())
-                    writer.write_table(rows.table(self.stats))
+                    self._write(item)
                 except BaseException as error:  # noqa: BLE001 - re-raised on the caller's thread
                     self._error = error
         try:
-            (writer or _parquet_writer(self.path, parquet_schema())).close()
+            self._finish()
         except BaseException as error:  # noqa: BLE001 - re-raised on the caller's thread
             self._error = self._error or error
 
-    def write(self, rows: EmbeddingRows) -> None:
+    def put(self, item: object) -> None:
         if self._error is not None:
             raise self._error
-        self._queue.put(rows)
+        self._queue.put(item)
 
     def close(self) -> None:
         self._queue.put(None)
@@ -150,8 +145,31 @@ class _ParquetThread:
             raise self._error
 
 
+class _ParquetRows:
+    """The embeddings Parquet of one chunk, written on a ``_WriterThread``: each batch's rows are built there (the
+    embedding kernels release the GIL) and written (pyarrow encodes and compresses without it) while the next
+    batch is transformed; the write was a third of Phase 1 with embeddings. The rows' statistics go to ``stats``,
+    which the caller reads after the thread is closed."""
+
+    def __init__(self, path: str, stats: EmbeddingStats):
+        self.path, self.stats, self._writer = path, stats, None
+
+    def write(self, rows: EmbeddingRows) -> None:
+        from helixflow.embedding import parquet_schema
+
+        self._writer = self._writer or _parquet_writer(self.path, parquet_schema())
+        self._writer.write_table(rows.table(self.stats))
+
+    def finish(self) -> None:
+        from helixflow.embedding import parquet_schema
+
+        (self._writer or _parquet_writer(self.path, parquet_schema())).close()
+
+
 class _Writers:
-    """Trimmed FASTQ.gz per mate and the embeddings Parquet of one chunk."""
+    """Trimmed FASTQ.gz per mate and the embeddings Parquet of one chunk, each on a ``_WriterThread``. The FASTQ
+    thread hands the text to isal's compressor, whose queue holds one 1 MiB block: written from the transform's
+    thread, that queue kept it waiting (1.8 s of 2 M reads at --threads 1)."""
 
     def __init__(self, parts_dir: str, part_name: str, mates: int, embeddings: EmbeddingStats | None, threads: int):
         from isal import igzip_threaded
@@ -160,16 +178,27 @@ class _Writers:
         self.fastq_paths = [os.path.join(parts_dir, f"{part_name}.R{m + 1}.fastq.gz") for m in range(mates)]
         self.fastq = [igzip_threaded.open(p, "wb", compresslevel=COMPRESS_LEVEL, threads=max(1, threads))
                       for p in self.fastq_paths]
+        self._fastq = _WriterThread("fastq-writer", self._write_fastq, self._close_fastq)
         self.parquet_path = os.path.join(parts_dir, f"{part_name}.parquet") if embeddings is not None else None
-        self._parquet = _ParquetThread(self.parquet_path, embeddings) if embeddings is not None else None
+        parquet = _ParquetRows(self.parquet_path, embeddings) if embeddings is not None else None
+        self._parquet = _WriterThread("parquet-writer", parquet.write, parquet.finish) if parquet else None
 
-    def write_embeddings(self, rows: EmbeddingRows) -> None:
-        self._parquet.write(rows)
+    def _write_fastq(self, texts: list) -> None:
+        for handle, text in zip(self.fastq, texts):
+            handle.write(memoryview(text))
+
+    def _close_fastq(self) -> None:
+        for handle in self.fastq:
+            handle.close()
+
+    def write(self, out: BatchOutput) -> None:
+        self._fastq.put(out.fastq)
+        if out.embeddings is not None:
+            self._parquet.put(out.embeddings)
 
     def close(self) -> None:
         try:
-            for fh in self.fastq:
-                fh.close()
+            self._fastq.close()
         finally:
             if self._parquet is not None:
                 self._parquet.close()
@@ -190,10 +219,7 @@ def process_chunk(chunk: Chunk | tuple[Chunk, Chunk], params: Params, parts_dir:
     try:
         while (batches := _next_batches(readers)) is not None:
             out, stats = transform_batch(batches, params, stats)
-            for fastq, text in zip(writers.fastq, out.fastq):
-                fastq.write(memoryview(text))
-            if out.embeddings is not None:
-                writers.write_embeddings(out.embeddings)
+            writers.write(out)
             if progress is not None:
                 pos = [r.compressed_position() for r in readers]
                 progress(sum(pos) - sum(last_pos))
