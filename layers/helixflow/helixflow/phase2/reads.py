@@ -17,6 +17,7 @@ import numpy as np
 from helixflow import embedding
 from helixflow.errors import InvalidReads, Position
 from helixflow.fastq.pairs import pair_count_mismatch, pair_name_mismatch
+from helixflow.phase1.layout import reads_beside
 from helixflow.seq.packed_kernels import gather_packed
 from helixflow.seq.packing import offsets_from_lengths
 from helixflow.seq.read_ids import mate_ids
@@ -184,8 +185,6 @@ def read_parquet(path: str | os.PathLike, fastqs: Sequence[str | os.PathLike] = 
 
 
 def _reads_beside(path: str, paired: bool) -> list[str]:
-    from helixflow.phase1.layout import reads_beside
-
     found = reads_beside(path, paired)
     if found is None:
         raise InvalidReads(f"{path} holds the embeddings only; pass its trimmed FASTQ(s) after it (Phase 1 writes "

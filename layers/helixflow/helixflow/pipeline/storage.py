@@ -126,13 +126,9 @@ def join_objects(s3: Any, bucket: str, source_keys: list[str], target_key: str, 
     that records it starts. The sizes must be ``joinable``. Returns the digest."""
     from concurrent.futures import ThreadPoolExecutor
 
-    digest = hashlib.sha256()
-    for key in source_keys:
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"]
-        for piece in iter(lambda: body.read(COPY_BYTES), b""):
-            digest.update(piece)
+    digest = sha256_of_object(s3, bucket, *source_keys)
     upload_id = s3.create_multipart_upload(Bucket=bucket, Key=target_key,
-                                           Metadata={SHA256_METADATA: digest.hexdigest()})["UploadId"]
+                                           Metadata={SHA256_METADATA: digest})["UploadId"]
 
     def copy_part(numbered: tuple[int, str]) -> dict[str, Any]:
         number, key = numbered
@@ -148,7 +144,7 @@ def join_objects(s3: Any, bucket: str, source_keys: list[str], target_key: str, 
     except BaseException:
         s3.abort_multipart_upload(Bucket=bucket, Key=target_key, UploadId=upload_id)  # no orphaned parts billed
         raise
-    return digest.hexdigest()
+    return digest
 
 
 def copy(s3: Any, bucket: str, source_key: str, target_key: str) -> str | None:
@@ -188,11 +184,13 @@ def list_objects(s3: Any, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
         yield from page.get("Contents", [])
 
 
-def sha256_of_object(s3: Any, bucket: str, key: str) -> str:
+def sha256_of_object(s3: Any, bucket: str, *keys: str) -> str:
+    """The sha256 of the object, or of several objects concatenated in order, streamed (never on disk)."""
     digest = hashlib.sha256()
-    body = s3.get_object(Bucket=bucket, Key=key)["Body"]
-    for chunk in iter(lambda: body.read(COPY_BYTES), b""):
-        digest.update(chunk)
+    for key in keys:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+        for chunk in iter(lambda: body.read(COPY_BYTES), b""):
+            digest.update(chunk)
     return digest.hexdigest()
 
 
