@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import boto3
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from isal import igzip
@@ -122,22 +123,27 @@ class _RecordingS3:
         return recorded
 
 
-def _large_chunked_run(s3, tmp_path: Path) -> tuple[bytes, dict, dict, list[int]]:
-    """Chunks whose trimmed-reads parts pass S3's 5 MiB multipart minimum (the sizes of real chunks)."""
-    text = _reads(120_000)
-    request, chunks = _chunked_run(s3, tmp_path, text, chunk_bytes=12 << 20)
-    sizes = [obj["Size"] for obj in list_objects(s3, BUCKET, "work/") if obj["Key"].endswith(".fastq.gz")]
+def _large_chunked_run(s3, tmp_path: Path) -> tuple[bytes, dict, dict, dict[str, list[int]]]:
+    """Chunks whose trimmed-reads and embeddings parts pass S3's 5 MiB multipart minimum (as real chunks' do: 256 MiB
+    of reads make ~56 MB of embeddings), but the last embeddings part, which stays below it."""
+    text = _reads(200_000)
+    request, chunks = _chunked_run(s3, tmp_path, text, chunk_bytes=28 << 20)
+    sizes: dict[str, list[int]] = {".fastq.gz": [], ".parquet": []}
+    for obj in list_objects(s3, BUCKET, "work/"):
+        for suffix in sizes:
+            sizes[suffix] += [obj["Size"]] if obj["Key"].endswith(suffix) else []
     return text, request, chunks, sizes
 
 
-def test_large_reads_parts_are_joined_by_s3_with_their_sha256_and_never_pass_through_the_merge(s3, tmp_path,
-                                                                                            monkeypatch):
+def test_large_parts_are_joined_by_s3_with_their_sha256_and_never_pass_through_the_merge(s3, tmp_path, monkeypatch):
     import hashlib
 
     from helixflow.pipeline import storage
 
     text, request, chunks, part_sizes = _large_chunked_run(s3, tmp_path)
-    assert len(part_sizes) >= 2 and min(part_sizes[:-1]) >= storage.MIN_PART_BYTES, part_sizes
+    reads_sizes, embeddings_sizes = part_sizes[".fastq.gz"], part_sizes[".parquet"]
+    assert len(reads_sizes) >= 3 and min(reads_sizes[:-1]) >= storage.MIN_PART_BYTES, reads_sizes
+    assert min(embeddings_sizes[:-1]) > storage.MIN_PART_BYTES > embeddings_sizes[-1], embeddings_sizes
     scratch, peak = tmp_path / "merge", [0]
     upload = phase1_lambda.upload
 
@@ -149,18 +155,28 @@ def test_large_reads_parts_are_joined_by_s3_with_their_sha256_and_never_pass_thr
     recording = _RecordingS3(s3)
     summary = merge_chunks(s3=recording, request=request, chunk_count=chunks["chunk_count"], scratch=scratch)
     reads_key = summary["staged_prefix"] + "reads/s.trimmed.fastq.gz"
+    embeddings_key = summary["staged_prefix"] + "embeddings/s.parquet"
     # The reads were written by part copies alone: one per chunk, no byte uploaded from the function.
-    assert [name for name, key in recording.writes if key == reads_key] == ["upload_part_copy"] * len(part_sizes)
-    # Scratch held the embeddings and reports, never the reads (about 3x the embeddings here).
-    assert peak[0] < sum(part_sizes) / 2
-    body = s3.get_object(Bucket=BUCKET, Key=reads_key)
-    joined = body["Body"].read()
-    assert body["Metadata"][storage.SHA256_METADATA] == hashlib.sha256(joined).hexdigest()
+    assert [name for name, key in recording.writes if key == reads_key] == ["upload_part_copy"] * len(reads_sizes)
+    # The embeddings: each chunk's pages copied by S3; only the last small part goes up with the joined footer.
+    assert [name for name, key in recording.writes if key == embeddings_key] == (
+        ["upload_part_copy"] * (len(embeddings_sizes) - 1) + ["upload_part"])
+    # Scratch held the reports alone, never the reads or the embeddings.
+    assert peak[0] < min(embeddings_sizes) / 10
     whole = tmp_path / "whole.fastq"
     whole.write_bytes(text)
     engine.process_file(str(whole), None, str(tmp_path / "one"), "s", engine.Params(**chunks["params"]))
-    assert gzip.decompress(joined) == gzip.decompress((tmp_path / "one/reads/s.trimmed.fastq.gz").read_bytes())
-    assert s3.head_object(Bucket=BUCKET, Key=reads_key)["ContentLength"] == sum(part_sizes)
+    for key in (reads_key, embeddings_key):
+        body = s3.get_object(Bucket=BUCKET, Key=key)
+        joined = body["Body"].read()
+        assert body["Metadata"][storage.SHA256_METADATA] == hashlib.sha256(joined).hexdigest()
+        if key == reads_key:
+            assert gzip.decompress(joined) == gzip.decompress((tmp_path / "one/reads/s.trimmed.fastq.gz").read_bytes())
+            assert len(joined) == sum(reads_sizes)
+        else:
+            one = pq.ParquetFile(tmp_path / "one/embeddings/s.parquet")
+            assert pq.read_table(pa.BufferReader(joined)).equals(one.read())
+            assert pq.ParquetFile(pa.BufferReader(joined)).metadata.num_rows == one.metadata.num_rows
 
 
 def test_a_join_that_fails_leaves_no_multipart_upload_and_no_marked_checkpoint(s3, tmp_path):

@@ -252,13 +252,14 @@ def _next_batches(readers: list[FastqReader]) -> list[RecordBatch] | None:
 
 def write_outputs(result: ChunkResult, out_dir: str, sample: str, *, move_parts: bool = True,
                   open_part: Callable[[str], BinaryIO] | None = None,
-                  written: Callable[[str], None] | None = None, joined_mates: Sequence[int] = ()) -> dict[str, object]:
+                  written: Callable[[str], None] | None = None, joined_mates: Sequence[int] = (),
+                  joined_embeddings: bool = False) -> dict[str, object]:
     """Write the results layout under ``out_dir``: concatenated reads and embeddings from the parts (moved
     when there is a single local part and ``move_parts``), the fastp JSON and the MultiQC custom content.
     ``open_part`` opens a part by its name (default: a local path; MergeChunks reads them from S3, so the parts
     never land on its scratch disk); ``written`` is told each file's path as soon as the file is complete;
-    the reads of ``joined_mates`` (0-based) are not written here: the caller joins their parts itself
-    (MergeChunks, server-side). Returns the layout's paths."""
+    the reads of ``joined_mates`` (0-based), and the embeddings when ``joined_embeddings``, are not written here:
+    the caller joins their parts itself (MergeChunks, server-side). Returns the layout's paths."""
     from helixflow.phase1 import report
 
     paths = output_paths(out_dir, sample, result.paired)
@@ -272,8 +273,9 @@ def write_outputs(result: ChunkResult, out_dir: str, sample: str, *, move_parts:
             _concat_files([part[mate] for part in result.reads_parts], target, move, opener)
             done(target)
     if result.embedding_parts:
-        _concat_parquet(result.embedding_parts, paths["embeddings"], move, opener)
-        done(paths["embeddings"])
+        if not joined_embeddings:
+            _concat_parquet(result.embedding_parts, paths["embeddings"], move, opener)
+            done(paths["embeddings"])
     else:
         paths.pop("embeddings")
     report.write_reports(result, sample, paths)

@@ -38,8 +38,9 @@ from helixflow.fastq.bgzf import BgzfWriter, block_size_at
 from helixflow.pipeline import keys, runs
 from helixflow.pipeline.runs import SUMMARY_NAME, checkpoint_prefix
 from helixflow.errors import IncompleteResults, InvalidFastq
-from helixflow.pipeline.storage import (COPY_BYTES, ObjectOpener, delete_prefix, download, get_json, join_objects,
-                                        joinable, list_objects, open_object, put_json, upload)
+from helixflow.pipeline.storage import (COPY_BYTES, MIN_PART_BYTES, ByteRange, ObjectOpener, Source, delete_prefix,
+                                        download, get_json, join_objects, joinable, list_objects, open_object,
+                                        put_json, read_range, upload)
 from helixflow.versions import PHASE1, environment_versions
 
 MANIFEST_NAME = "chunks.json"
@@ -338,17 +339,52 @@ def _process_chunk_item(s3: Any, item: dict[str, Any], request: dict[str, Any], 
     return {"index": item["index"], "result_key": result_key}
 
 
+# The end of a Parquet part read to find its footer: one request for the footers chunk parts have (a few KiB).
+FOOTER_PROBE_BYTES = 64 << 10
+
+
+def _parquet_join(s3: Any, bucket: str, keys: list[str], sizes: dict[str, int]) -> list[Source] | None:
+    """The ``join_objects`` sources that make the Parquet parts one file without decoding them: each part's pages
+    copied by S3 (the first with its opening ``PAR1``), then the joined footer (``helixflow.parquet_footer``);
+    a last part below S3's part minimum is read and sent with the footer. None when another part is below that
+    minimum (small runs, whose parts are rewritten instead: cheap at that size)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from helixflow import parquet_footer
+
+    def footer(key: str) -> tuple[int, bytes]:
+        size = sizes[key]
+        tail = read_range(s3, bucket, ByteRange(key, max(0, size - FOOTER_PROBE_BYTES), size))
+        start, length = parquet_footer.footer_span(tail, size)
+        if length + parquet_footer.TAIL_BYTES > len(tail):
+            tail = read_range(s3, bucket, ByteRange(key, start, size))
+        return start, tail[-parquet_footer.TAIL_BYTES - length:-parquet_footer.TAIL_BYTES]
+
+    magic = len(parquet_footer.MAGIC)
+    with ThreadPoolExecutor(max_workers=8, thread_name_prefix="footers") as pool:
+        footers = list(pool.map(footer, keys))
+    bodies = [ByteRange(key, 0 if index == 0 else magic, start) for index, (key, (start, _)) in
+              enumerate(zip(keys, footers))]
+    if any(body.size < MIN_PART_BYTES for body in bodies[:-1]):
+        return None
+    tail = parquet_footer.joined_tail([f for _, f in footers], [start - magic for start, _ in footers])
+    if bodies[-1].size < MIN_PART_BYTES:
+        return [*bodies[:-1], read_range(s3, bucket, bodies[-1]) + tail]
+    return [*bodies, tail]
+
+
 def merge_chunks(*, s3: Any, request: dict[str, Any], chunk_count: int, scratch: Path) -> dict[str, Any]:
-    """The chunks' parts into the Phase 1 outputs, staged under the identity's checkpoint. Each mate's trimmed
-    reads (gzip members, so concatenable) are joined by S3 itself when its parts are large enough for a
-    multipart upload (``storage.join_objects``: read once to hash them, never written through here); otherwise,
-    and for the embeddings and reports, the parts are read from S3 as they are merged (never downloaded: scratch
+    """The chunks' parts into the Phase 1 outputs, staged under the identity's checkpoint. When the parts are
+    large enough for a multipart upload, S3 itself joins each mate's trimmed reads (gzip members, so
+    concatenable) and the embeddings (the parts' row groups under one new footer: ``_parquet_join``), and
+    their bytes are read once to hash them, never written through here (``storage.join_objects``). Otherwise
+    (small runs), and for the reports, the parts are read from S3 as they are merged (never downloaded: scratch
     holds the outputs once, not the parts as well), and each output is uploaded as soon as it is complete,
-    while the next one is merged (the joins and uploads run while the embeddings are rewritten)."""
+    while the next one is merged."""
     from concurrent.futures import ThreadPoolExecutor
 
     from helixflow.phase1.engine import ChunkResult, merge_results, write_outputs
-    from helixflow.phase1.layout import reads_paths
+    from helixflow.phase1.layout import output_paths
 
     bucket, prefix, sample = request["bucket"], work_prefix(request), request["sample"]
     sizes = {obj["Key"]: obj["Size"] for obj in list_objects(s3, bucket, f"{prefix}parts/")}
@@ -370,24 +406,29 @@ def merge_chunks(*, s3: Any, request: dict[str, Any], chunk_count: int, scratch:
     # of this identity after a later failure resumes from here (helixflow.pipeline.runs).
     checkpoint = checkpoint_prefix(sample, request["identity"], "phase1")
     staged = checkpoint + "outputs/"
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="merge-upload") as uploads:
-        pending, joined = {}, {}
-        for mate, relative in enumerate(reads_paths("", sample, merged.paired)):
-            parts = [part[mate] for part in merged.reads_parts]
-            if joinable([sizes[key] for key in parts]):
-                joined[mate] = relative
-                pending[relative] = uploads.submit(join_objects, s3, bucket, parts, staged + relative)
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="merge-upload") as uploads:  # 3 joins hash at once
+        pending: dict = {}
+        layout = output_paths("", sample, merged.paired)
+        joins = {relative: [part[mate] for part in merged.reads_parts] for mate, relative in enumerate(layout["reads"])
+                 if joinable([sizes[part[mate]] for part in merged.reads_parts])}
+        embeddings = merged.embedding_parts and _parquet_join(s3, bucket, merged.embedding_parts, sizes)
+        if embeddings:
+            joins[layout["embeddings"]] = embeddings
+        for relative, sources in joins.items():
+            pending[relative] = uploads.submit(join_objects, s3, bucket, sources, staged + relative)
 
         def written(path: str) -> None:
             relative = Path(path).relative_to(out_dir).as_posix()
             pending[relative] = uploads.submit(upload, s3, bucket, path, staged + relative)
 
-        write_outputs(merged, str(out_dir), sample, written=written, joined_mates=list(joined),
+        write_outputs(merged, str(out_dir), sample, written=written,
+                      joined_mates=[mate for mate, relative in enumerate(layout["reads"]) if relative in joins],
+                      joined_embeddings=bool(embeddings),
                       open_part=lambda key: open_object(s3, bucket, key, size=sizes[key]))
         for future in pending.values():
             future.result()
     outputs = sorted([p.relative_to(out_dir).as_posix() for p in out_dir.rglob("*") if p.is_file()]
-                     + list(joined.values()))
+                     + list(joins))
     if outputs != sorted(pending):  # every file the layout holds is staged, or the checkpoint is not marked
         raise RuntimeError(f"outputs written but not staged: {sorted(set(outputs) - set(pending))}")
     summary = {"outputs": outputs, "staged_prefix": staged, "reads_before": sum(s.reads for s in merged.before),
