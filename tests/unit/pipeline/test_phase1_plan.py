@@ -43,8 +43,10 @@ def test_small_inputs_keep_the_single_validate_and_large_ones_are_validated_per_
     assert on_ray.placement == "ray" and on_ray.validation == "distributed"
     assert planning.plan_phase1([gz_input(GB), gz_input(GB, 2)], ratios=[3.5, 3.5],
                                 validation="single").validation == "single"
+    # A 50 GB pair is validated per chunk, and Lambda takes it: each mate's pass fits its one function, and the
+    # chunk functions are cheaper than a cluster within the deadline.
     large = planning.plan_phase1([gz_input(25 * GB), gz_input(25 * GB, 2)], ratios=[3.5, 3.5])
-    assert large.validation == "distributed" and large.placement == "ray"
+    assert large.validation == "distributed" and large.placement == "lambda"
     # The sampled ratio, not the file name, sizes the decompressed work.
     assert large.decompressed_mb == pytest.approx(50 * 1024 * 3.5, rel=1e-3)
     assert planning.plan_phase1([gz_input(GB)], ratios=[5.0]).decompressed_mb == pytest.approx(5 * 1024)

@@ -97,8 +97,13 @@ def test_the_planner_reads_the_profile_file(tmp_path, monkeypatch, no_ray):
 def test_the_distributed_design_lifts_lambdas_disk_limit_up_to_what_one_mates_scan_reads():
     assert not planning.predict_phase1(paired(20))["lambda"].feasible
     assert planning.predict_phase1(paired(20), distributed=True)["lambda"].feasible
-    # One function reads each mate once (gzip is one stream): past ~15 GB a mate, its scan is the limit.
-    assert "ScanMate over" in planning.predict_phase1(paired(100), distributed=True)["lambda"].limit
+    # One function reads each mate once (gzip is one stream): past what it inflates in 60% of Lambda's 15
+    # minutes (the profile's pass rate at its gzip ratio), its scan is the limit.
+    profile = planning.load_profile()
+    mate_gb = (planning.SAFETY * 900 * profile["distributed"]["scan_mb_s_per_mate"] / profile["gzip_ratio"]["value"]
+               * 2**20 / GB)
+    assert planning.predict_phase1(paired(1.9 * mate_gb), distributed=True)["lambda"].feasible
+    assert "ScanMate over" in planning.predict_phase1(paired(2.1 * mate_gb), distributed=True)["lambda"].limit
 
 
 # ------------------------------------------------------------------------------------------ profiles

@@ -46,3 +46,24 @@ def test_a_join_of_ranges_and_held_bytes_is_those_bytes_with_their_sha256_record
     body = joined["Body"].read()
     assert body == big[:storage.MIN_PART_BYTES + 100] + b"the footer"
     assert digest == hashlib.sha256(body).hexdigest() == joined["Metadata"][storage.SHA256_METADATA]
+
+
+def test_a_read_ahead_reader_returns_the_object_s_bytes_whatever_it_seeks_and_pins_the_version(s3, monkeypatch):
+    import io
+
+    monkeypatch.setattr(storage, "COPY_BYTES", 1000)
+    data = os.urandom(25_500)
+    etag = s3.put_object(Bucket=BUCKET, Key="obj", Body=data)["ETag"].strip('"')
+    with storage.open_object(s3, BUCKET, "obj", size=len(data), if_match=etag, read_ahead=True,
+                             buffer_bytes=300) as reader:
+        assert reader.read(4_321) == data[:4_321]
+        reader.seek(4_000)  # a step back into the window behind (zran re-reads around its checkpoints)
+        assert reader.read(2_000) == data[4_000:6_000]
+        reader.seek(-8, io.SEEK_END)  # the gzip trailer
+        assert reader.read(8) == data[-8:]
+        reader.seek(1)
+        assert reader.read() == data[1:]
+    s3.put_object(Bucket=BUCKET, Key="obj", Body=b"overwritten meanwhile")
+    with storage.open_object(s3, BUCKET, "obj", size=len(data), if_match=etag, read_ahead=True) as reader:
+        with pytest.raises(Exception, match="PreconditionFailed|412"):
+            reader.read(10)

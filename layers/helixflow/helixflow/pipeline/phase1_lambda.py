@@ -104,11 +104,12 @@ def scan_mate(*, s3: Any, request: dict[str, Any], mate_index: int, chunk_bytes:
 
     bucket, item = request["bucket"], request["inputs"][mate_index]
     finder = CutFinder(grid=grid_records(chunk_bytes))
-    with open_object(s3, bucket, item["key"], size=item["size"], if_match=item["etag"]) as source:
+    # Both readers (this pass and the index's process) fetch ahead: one GET stream alone is slower than the pass.
+    with open_object(s3, bucket, item["key"], size=item["size"], if_match=item["etag"], read_ahead=True) as source:
         try:
             scan = scan_input(source, name=item["key"], finder=finder, spacing=index_spacing(chunk_bytes),
                               head_bytes=HEAD_BYTES if mate_index == 0 else 0,
-                              reopen=ObjectOpener(bucket, item["key"], item["size"], item["etag"]))
+                              reopen=ObjectOpener(bucket, item["key"], item["size"], item["etag"], read_ahead=True))
         except InvalidFastq:
             _name_the_gzip_defect(s3, request)
             raise

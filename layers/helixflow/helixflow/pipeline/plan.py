@@ -47,6 +47,7 @@ from helixflow.errors import ClusterNotConfigured, InputTooLarge
 from helixflow.pipeline import jobs
 from helixflow.pipeline.cost import lambda_usd, load_prices, node_hour_usd, nodes_for
 from helixflow.pipeline.profiles import load_profile, stage_seconds
+from helixflow.pipeline.storage import READ_STREAMS
 from helixflow.pipeline.state import (Phase1Plan, Phase1Summary, Phase2Plan, PlacementPrediction, ReferenceSummary,
                                       SampleInput)
 
@@ -161,13 +162,15 @@ def phase1_work(data_mb: float, input_mb: float, placement: str, *, mates: int =
         # ScanMates: one pass per mate (isal inflate, hash, cuts, with zran's index built beside it in a second
         # process: the rate of one zlib core), all mates at once, each in its own SplitIntoChunks Lambda whatever
         # the placement (the join after them is small).
+        # Each pass reads its mate from S3 with READ_STREAMS ranged GETs ahead of it (storage.ReadAheadReader).
         validate_s, units = 0.0, max(1, mates)
-        prepare_s = data_mb / units / dist["scan_mb_s_per_mate"]
+        prepare_s = max(data_mb / units / dist["scan_mb_s_per_mate"],
+                        input_mb / units / (READ_STREAMS * lam["s3_mb_s_per_task"]))
         chunk_s += stage_seconds(profile, "validate", chunk_data)
         # MergeChunks: S3 joins the parts (UploadPartCopy), and the outputs are read once to hash them, all at
         # once: the largest, one mate's trimmed reads (about its input gzip: 0.95x measured), bounds the pass.
         merge_s = (dist["merge_overhead_s"] + chunks * dist["merge_s_per_chunk"]
-                   + input_mb / max(1, mates) / dist["hash_mb_s"])
+                   + input_mb / max(1, mates) / min(dist["sha256_mb_s"], READ_STREAMS * lam["s3_mb_s_per_task"]))
         disk = 2 * chunk_data
     else:
         units = 1
