@@ -1,6 +1,7 @@
 """Phase 1 side by side: helixflow preprocess vs fastp (-w 1, -w 2) and cutadapt (-j 1) on one generated file.
 
     .venv/bin/python benchmarks/phase1_vs_fastp.py [--reads 2000000] [--input FASTQ.gz] [--workdir DIR] [--keep]
+        [--repeat 2]
 
 Input: single-end 150 bp reads from ``helixflow.phase1.simulate`` (quality decay along the read, a tenth of
 the reads with a low-quality tail, substitution errors drawn from the qualities, TruSeq adapter read-through on
@@ -22,7 +23,8 @@ fastp -w 1 (target: >= 1.5x).
 
 Reported (GNU time): MB/s of uncompressed input over wall time, CPU seconds (user + sys of the process tree), MB per CPU
 second ("per core": fastp -w N and our compression thread use more than one core), and peak resident memory
-of each run. Ratios are helixflow (no embeddings, --threads 1) over each peer.
+of each run. Ratios are helixflow (no embeddings, --threads 1) over each peer. With ``--repeat N`` (default 2, the issue's
+"best of 2") the tools take turns N times and each tool's fastest round is reported.
 """
 
 from __future__ import annotations
@@ -113,6 +115,7 @@ def main() -> None:
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--keep", action="store_true", help="keep the input and outputs")
     ap.add_argument("--skip", nargs="*", default=[], help="tools to skip, e.g. cutadapt")
+    ap.add_argument("--repeat", type=int, default=2, help="rounds; each tool's best round is reported")
     args = ap.parse_args()
 
     work = args.workdir or tempfile.mkdtemp(prefix="hf-bench-")
@@ -161,13 +164,18 @@ def main() -> None:
     subprocess.run([helixflow, "preprocess", warm, "--out", out("warm"), "--quiet", "--adapter", ADAPTER],
                    check=True)
     results = {}
-    for name, cmd in runs.items():
-        if any(s in name for s in args.skip):
-            continue
-        results[name] = run(cmd, work)
-        r = results[name]
-        print(f"  {name:42s} {r['wall']:7.1f} s wall  {r['cpu']:7.1f} s cpu  {mb / r['wall']:7.1f} MB/s  "
-              f"{mb / r['cpu']:7.1f} MB/cpu-s  {r['rss_mb']:7.0f} MB peak", flush=True)
+    for round_ in range(1, args.repeat + 1):  # rounds take turns, so a noisy minute hits every tool alike
+        for name, cmd in runs.items():
+            if any(s in name for s in args.skip):
+                continue
+            r = run(cmd, work)
+            if name not in results or r["wall"] < results[name]["wall"]:
+                results[name] = r
+            print(f"  {name:42s} {r['wall']:7.1f} s wall  {r['cpu']:7.1f} s cpu  {mb / r['wall']:7.1f} MB/s  "
+                  f"{mb / r['cpu']:7.1f} MB/cpu-s  {r['rss_mb']:7.0f} MB peak"
+                  + (f"  (round {round_})" if args.repeat > 1 else ""), flush=True)
+    if args.repeat > 1:
+        print(f"\nbest of {args.repeat} rounds:")
 
     ours = results.get("helixflow (no embeddings, --threads 1)")
     print()

@@ -72,6 +72,20 @@ def test_joined_parts_read_as_their_rows_in_order_with_row_groups_statistics_and
     assert found.column("read_id").to_pylist() == ["p1r2499"]
 
 
+def test_a_reader_of_another_implementation_reads_the_joined_file_as_pyarrow_does():
+    """polars reads Parquet with its own (Rust) reader, not Arrow C++'s: the footer is sound, not just to pyarrow."""
+    import polars as pl
+
+    parts = [_part(3, 2000, 600), _part(4, 1500, 1000)]
+    joined = _joined([data for data, _ in parts])
+    frame = pl.read_parquet(io.BytesIO(joined))
+    expected = pa.concat_tables([table for _, table in parts])
+    assert frame["read_id"].to_list() == expected.column("read_id").to_pylist()
+    assert frame["embedding"].to_list() == expected.column("embedding").to_pylist()
+    one = pl.scan_parquet(io.BytesIO(joined)).filter(pl.col("read_id") == "p4r1499").collect()
+    assert one["mate"].to_list() == [2]
+
+
 def test_parts_that_differ_in_schema_or_carry_a_page_index_are_refused_by_name():
     ours, _ = _part(0, 100, 50)
     other_schema = io.BytesIO()
