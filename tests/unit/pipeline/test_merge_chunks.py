@@ -8,12 +8,10 @@ import gzip
 import os
 from pathlib import Path
 
-import boto3
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from isal import igzip
-from moto import mock_aws
 
 from helixflow.phase1 import engine
 from helixflow.pipeline import phase1_lambda
@@ -26,12 +24,9 @@ BUCKET = "helixflow-merge-test"
 
 
 @pytest.fixture
-def s3(monkeypatch):
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    with mock_aws():
-        client = boto3.client("s3")
-        client.create_bucket(Bucket=BUCKET)
-        yield client
+def s3(moto_s3):
+    moto_s3.create_bucket(Bucket=BUCKET)
+    return moto_s3
 
 
 def _reads(n: int = 12_000) -> bytes:

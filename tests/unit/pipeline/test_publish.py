@@ -5,10 +5,8 @@ import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import boto3
 import pytest
 import yaml
-from moto import mock_aws
 
 from tests.helpers import ROOT
 from helixflow.errors import IncompleteResults
@@ -39,12 +37,9 @@ class RecordingS3:
 
 
 @pytest.fixture
-def s3(monkeypatch):
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    with mock_aws():
-        client = boto3.client("s3")
-        client.create_bucket(Bucket=BUCKET)
-        yield RecordingS3(client)
+def s3(moto_s3):
+    moto_s3.create_bucket(Bucket=BUCKET)
+    return RecordingS3(moto_s3)
 
 
 def test_manifest_is_written_last_and_lists_every_output_with_its_checksum(s3):

@@ -6,9 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from helixflow.pipeline import storage
 from helixflow.pipeline.storage import ByteRange, join_objects, sha256_of_object
@@ -17,12 +15,9 @@ BUCKET = "helixflow-storage-test"
 
 
 @pytest.fixture
-def s3(monkeypatch):
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    with mock_aws():
-        client = boto3.client("s3")
-        client.create_bucket(Bucket=BUCKET)
-        yield client
+def s3(moto_s3):
+    moto_s3.create_bucket(Bucket=BUCKET)
+    return moto_s3
 
 
 def test_the_hash_of_sources_fetched_by_many_ranged_gets_is_the_hash_of_their_bytes_in_order(s3, monkeypatch):
