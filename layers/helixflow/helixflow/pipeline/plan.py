@@ -189,10 +189,11 @@ def phase1_work(data_mb: float, input_mb: float, placement: str, *, mates: int =
 
 
 def lambda_work_usd(work: Phase1Work, profile: Mapping[str, Any], prices: Mapping[str, Any]) -> float:
-    """GB-seconds, requests and state transitions of ``work`` on Lambda (Validate on its 2048 MB function, each
-    mate's pass on the profile's ``index_memory_mb``, everything else on 3008 MB)."""
+    """GB-seconds, requests and state transitions of ``work`` on Lambda (Validate on its 2048 MB function, the
+    prepare step, each mate's pass or the single Split, on SplitIntoChunks' function: the profile's
+    ``index_memory_mb``; everything else on 3008 MB)."""
     lam, dist = profile["platforms"]["lambda"], profile["distributed"]
-    prepare_gb = (dist["index_memory_mb"] if work.prepare_units > 1 else lam["chunk_memory_mb"]) / 1024
+    prepare_gb = dist["index_memory_mb"] / 1024
     gb_s = (work.validate_s * lam["validate_memory_mb"] / 1024 + work.prepare_s * work.prepare_units * prepare_gb
             + (work.chunks * work.chunk_s + work.merge_s) * lam["chunk_memory_mb"] / 1024)
     transitions = work.chunks + 12  # one per map item, and the run's own states on the Lambda path
