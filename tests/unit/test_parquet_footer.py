@@ -72,6 +72,15 @@ def test_joined_parts_read_as_their_rows_in_order_with_row_groups_statistics_and
     assert found.column("read_id").to_pylist() == ["p1r2499"]
 
 
+def test_a_part_without_rows_joins_as_no_rows():
+    """A chunk whose reads were all filtered out writes a part with no row group (and no pages)."""
+    empty, _ = _part(5, 0, 100)
+    parts = [_part(6, 300, 100), (empty, None), _part(7, 200, 100)]
+    joined = pq.ParquetFile(io.BytesIO(_joined([data for data, _ in parts])))
+    assert joined.read().equals(pa.concat_tables([parts[0][1], parts[2][1]]))
+    assert joined.metadata.num_row_groups == 5
+
+
 def test_a_reader_of_another_implementation_reads_the_joined_file_as_pyarrow_does():
     """polars reads Parquet with its own (Rust) reader, not Arrow C++'s: the footer is sound, not just to pyarrow."""
     import polars as pl

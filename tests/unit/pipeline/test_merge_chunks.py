@@ -182,3 +182,35 @@ def test_a_join_that_fails_leaves_no_multipart_upload_and_no_marked_checkpoint(s
     assert s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
     checkpoint = checkpoint_prefix("s", "id-1", "phase1")
     assert not any(obj["Key"].endswith(SUMMARY_NAME) for obj in list_objects(s3, BUCKET, checkpoint))
+
+
+@pytest.mark.parametrize("rows", [(30_000, 0, 50), (0, 30_000, 0, 40), (0, 0)])
+def test_parquet_parts_without_rows_are_joined_as_no_rows(s3, rows):
+    """A chunk whose reads were all filtered out leaves a part with no row group: the join skips its (absent)
+    pages, whichever part it is, and a join of such parts alone is a valid file with no rows."""
+    import io
+
+    import numpy as np
+
+    from helixflow import embedding
+    from helixflow.pipeline.storage import join_objects
+
+    tables, keys, sizes = [], [], {}
+    for index, n in enumerate(rows):
+        rng = np.random.default_rng(index)  # random codes do not compress: 30 k rows make a part past 5 MiB
+        table = pa.table([pa.array([f"c{index}r{i}" for i in range(n)], pa.string()), pa.array(np.ones(n, np.int8)),
+                          pa.array([rng.integers(-128, 128, embedding.DIMS, dtype=np.int8).tobytes()
+                                    for _ in range(n)], pa.binary(embedding.DIMS))], schema=embedding.parquet_schema())
+        buffer = io.BytesIO()
+        with engine._parquet_writer(buffer, table.schema) as writer:
+            for start in range(0, n, 10_000):
+                writer.write_table(table.slice(start, 10_000))
+        keys.append(f"work/parts/part-{index}.parquet")
+        s3.put_object(Bucket=BUCKET, Key=keys[-1], Body=buffer.getvalue())
+        sizes[keys[-1]] = len(buffer.getvalue())
+        tables.append(table)
+    sources = phase1_lambda._parquet_join(s3, BUCKET, keys, sizes)
+    assert sources is not None  # joined by copies, not rewritten
+    join_objects(s3, BUCKET, sources, "joined.parquet")
+    joined = pq.read_table(pa.BufferReader(s3.get_object(Bucket=BUCKET, Key="joined.parquet")["Body"].read()))
+    assert joined.equals(pa.concat_tables(tables)) and joined.num_rows == sum(rows)

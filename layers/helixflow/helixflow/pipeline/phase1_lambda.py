@@ -364,11 +364,15 @@ def _parquet_join(s3: Any, bucket: str, keys: list[str], sizes: dict[str, int]) 
     magic = len(parquet_footer.MAGIC)
     with ThreadPoolExecutor(max_workers=8, thread_name_prefix="footers") as pool:
         footers = list(pool.map(footer, keys))
-    bodies = [ByteRange(key, 0 if index == 0 else magic, start) for index, (key, (start, _)) in
-              enumerate(zip(keys, footers))]
+    tail = parquet_footer.joined_tail([f for _, f in footers], [start - magic for start, _ in footers])
+    # A part without rows (every read of its chunk filtered out) has no pages to copy and no row group in its
+    # footer. Every part opens with PAR1, so the first part with pages gives the joined file its own.
+    pages = [(key, start) for key, (start, _) in zip(keys, footers) if start > magic]
+    if not pages:
+        return [parquet_footer.MAGIC + tail]
+    bodies = [ByteRange(key, 0 if index == 0 else magic, start) for index, (key, start) in enumerate(pages)]
     if any(body.size < MIN_PART_BYTES for body in bodies[:-1]):
         return None
-    tail = parquet_footer.joined_tail([f for _, f in footers], [start - magic for start, _ in footers])
     if bodies[-1].size < MIN_PART_BYTES:
         return [*bodies[:-1], read_range(s3, bucket, bodies[-1]) + tail]
     return [*bodies, tail]
