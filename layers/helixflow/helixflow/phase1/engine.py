@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -252,14 +252,13 @@ def _next_batches(readers: list[FastqReader]) -> list[RecordBatch] | None:
 
 def write_outputs(result: ChunkResult, out_dir: str, sample: str, *, move_parts: bool = True,
                   open_part: Callable[[str], BinaryIO] | None = None,
-                  written: Callable[[str], None] | None = None, joined_mates: Sequence[int] = (),
-                  joined_embeddings: bool = False) -> dict[str, object]:
+                  written: Callable[[str], None] | None = None, joined: Collection[str] = ()) -> dict[str, object]:
     """Write the results layout under ``out_dir``: concatenated reads and embeddings from the parts (moved
     when there is a single local part and ``move_parts``), the fastp JSON and the MultiQC custom content.
     ``open_part`` opens a part by its name (default: a local path; MergeChunks reads them from S3, so the parts
     never land on its scratch disk); ``written`` is told each file's path as soon as the file is complete;
-    the reads of ``joined_mates`` (0-based), and the embeddings when ``joined_embeddings``, are not written here:
-    the caller joins their parts itself (MergeChunks, server-side). Returns the layout's paths."""
+    the files of ``joined`` (paths relative to ``out_dir``) are not written here: the caller joins their parts
+    itself (MergeChunks, server-side). Returns the layout's paths."""
     from helixflow.phase1 import report
 
     paths = output_paths(out_dir, sample, result.paired)
@@ -268,16 +267,16 @@ def write_outputs(result: ChunkResult, out_dir: str, sample: str, *, move_parts:
     move = move_parts and open_part is None
     opener = open_part or (lambda name: open(name, "rb"))
     done = written or (lambda path: None)
+    caller_joins = {os.path.join(out_dir, relative) for relative in joined}
     for mate, target in enumerate(paths["reads"]):
-        if mate not in joined_mates:
+        if target not in caller_joins:
             _concat_files([part[mate] for part in result.reads_parts], target, move, opener)
             done(target)
-    if result.embedding_parts:
-        if not joined_embeddings:
-            _concat_parquet(result.embedding_parts, paths["embeddings"], move, opener)
-            done(paths["embeddings"])
-    else:
+    if not result.embedding_parts:
         paths.pop("embeddings")
+    elif paths["embeddings"] not in caller_joins:
+        _concat_parquet(result.embedding_parts, paths["embeddings"], move, opener)
+        done(paths["embeddings"])
     report.write_reports(result, sample, paths)
     done(paths["fastp_json"])
     done(paths["mqc_json"])

@@ -371,7 +371,7 @@ def _parquet_join(s3: Any, bucket: str, keys: list[str], sizes: dict[str, int]) 
     if not pages:
         return [parquet_footer.MAGIC + tail]
     bodies = [ByteRange(key, 0 if index == 0 else magic, start) for index, (key, start) in enumerate(pages)]
-    if any(body.size < MIN_PART_BYTES for body in bodies[:-1]):
+    if not joinable([body.size for body in bodies]):
         return None
     if bodies[-1].size < MIN_PART_BYTES:
         return [*bodies[:-1], read_range(s3, bucket, bodies[-1]) + tail]
@@ -426,9 +426,7 @@ def merge_chunks(*, s3: Any, request: dict[str, Any], chunk_count: int, scratch:
             relative = Path(path).relative_to(out_dir).as_posix()
             pending[relative] = uploads.submit(upload, s3, bucket, path, staged + relative)
 
-        write_outputs(merged, str(out_dir), sample, written=written,
-                      joined_mates=[mate for mate, relative in enumerate(layout["reads"]) if relative in joins],
-                      joined_embeddings=bool(embeddings),
+        write_outputs(merged, str(out_dir), sample, written=written, joined=set(joins),
                       open_part=lambda key: open_object(s3, bucket, key, size=sizes[key]))
         for future in pending.values():
             future.result()
