@@ -260,6 +260,16 @@ def _power(client) -> dict[str, str]:
     return found
 
 
+def _slurm_context(state: Path) -> str:
+    """What a failed power wait shows: the power programs' log and the end of slurmctld's and each slurmd's."""
+    parts = []
+    for name in ("power.log", "slurmctld.log", "slurmd.elastic1.log", "slurmd.elastic1.out"):
+        log = state / "log" / name
+        if log.is_file():
+            parts.append(f"\n--- {name}:\n" + "\n".join(log.read_text(errors="replace").splitlines()[-25:]))
+    return "".join(parts)
+
+
 @pytest.mark.extended  # the burst test above moves the same floor through the alarms
 def test_the_local_actuator_powers_up_exactly_the_floor_holds_it_and_releases_it():
     """The actuator alone on a real Slurm: a floor of 1 of 2 idle nodes powers one up (no job asked for it) and
@@ -279,11 +289,12 @@ def test_the_local_actuator_powers_up_exactly_the_floor_holds_it_and_releases_it
             floor = LocalSlurmFloor(slurm.conf, "cpu", slurm.elastic, lambda: client.slurm("GET", "nodes")["nodes"])
             raised = floor.apply(1, Policy(max_nodes=2), "floor-1")
             assert raised["powered_up"] == ["elastic1"], raised
-            _wait(lambda: _power(client)["elastic1"] == "up", 30, "the floor's node up")
+            _wait(lambda: _power(client)["elastic1"] == "up", 30, "the floor's node up", lambda: _slurm_context(state))
             time.sleep(SUSPEND_TIME_S + 4)  # idle longer than SuspendTime: only the floor keeps it
             assert _power(client) == {"elastic1": "up", "elastic2": "down"}
             assert floor.apply(1, Policy(max_nodes=2), "floor-1")["slurm"] == "unchanged"
             floor.apply(0, Policy(max_nodes=2), "floor-0")
-            _wait(lambda: _power(client)["elastic1"] == "down", 30, "the released node powered down")
+            _wait(lambda: _power(client)["elastic1"] == "down", 30, "the released node powered down",
+                  lambda: _slurm_context(state))
     finally:
         shutil.rmtree(state, ignore_errors=True)
