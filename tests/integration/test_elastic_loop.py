@@ -278,7 +278,7 @@ def test_the_local_actuator_powers_up_exactly_the_floor_holds_it_and_releases_it
                  "Slurm (slurm-wlm, slurmrestd, slurm-wlm-jwt-plugin, munge)")
     from helixflow.scaling.decide import LocalSlurmFloor
     from helixflow.scaling.policy import Policy
-    from helixflow_local.slurm import SUSPEND_TIME_S, LocalSlurm
+    from helixflow_local.slurm import RESUME_TIMEOUT_S, SUSPEND_TIME_S, LocalSlurm
 
     # /tmp, not pytest's private tmp_path: slurmrestd runs as nobody and must reach slurm.conf.
     state = Path(tempfile.mkdtemp(prefix="helixflow-slurm-floor-"))
@@ -289,7 +289,9 @@ def test_the_local_actuator_powers_up_exactly_the_floor_holds_it_and_releases_it
             floor = LocalSlurmFloor(slurm.conf, "cpu", slurm.elastic, lambda: client.slurm("GET", "nodes")["nodes"])
             raised = floor.apply(1, Policy(max_nodes=2), "floor-1")
             assert raised["powered_up"] == ["elastic1"], raised
-            _wait(lambda: _power(client)["elastic1"] == "up", 30, "the floor's node up", lambda: _slurm_context(state))
+            # Slurm itself gives a resuming node ResumeTimeout to register.
+            _wait(lambda: _power(client)["elastic1"] == "up", RESUME_TIMEOUT_S, "the floor's node up",
+                  lambda: _slurm_context(state))
             time.sleep(SUSPEND_TIME_S + 4)  # idle longer than SuspendTime: only the floor keeps it
             assert _power(client) == {"elastic1": "up", "elastic2": "down"}
             assert floor.apply(1, Policy(max_nodes=2), "floor-1")["slurm"] == "unchanged"
