@@ -32,7 +32,7 @@ from helixflow.phase1.layout import output_paths
 from helixflow.phase1.params import Params, resolve_params
 from helixflow.phase1.reader import Chunk, FastqReader, RecordBatch, slice_batch, whole_file
 from helixflow.phase1.stats import EmbeddingStats, HashSample, ReadSample, ReadStats, TrimStats
-from helixflow.phase1.transform import BatchOutput, BatchStats, EmbeddingRows, transform_batch
+from helixflow.phase1.transform import BatchOutput, BatchStats, EmbeddingRows, TrimmedReads, transform_batch
 
 COMPRESS_LEVEL = 1
 
@@ -183,8 +183,8 @@ class _Writers:
         parquet = _ParquetRows(self.parquet_path, embeddings) if embeddings is not None else None
         self._parquet = _WriterThread("parquet-writer", parquet.write, parquet.finish) if parquet else None
 
-    def _write_fastq(self, texts: list) -> None:
-        for handle, text in zip(self.fastq, texts):
+    def _write_fastq(self, reads: TrimmedReads) -> None:
+        for handle, text in zip(self.fastq, reads.texts()):
             handle.write(memoryview(text))
 
     def _close_fastq(self) -> None:

@@ -70,13 +70,6 @@ class ReadStats:
             self.qual_hist = _pad_rows(self.qual_hist, max_len)
             self.len_hist = _pad_rows(self.len_hist, max_len + 1)
 
-    def add(self, data, seq_start, qual_start, lengths, selected) -> None:
-        if lengths.shape[0] == 0:
-            return
-        self.ensure_length(int(lengths.max()))
-        qc.qc_accumulate(data, seq_start, qual_start, lengths, selected, self.base_counts, self.base_qual_sum,
-                              self.qual_hist, self.len_hist, self.mean_qual_hist)
-
     def merge(self, other: "ReadStats") -> "ReadStats":
         rows = max(self.base_counts.shape[0], other.base_counts.shape[0])
         out = ReadStats()
@@ -117,6 +110,19 @@ class ReadStats:
     @classmethod
     def from_dict(cls, d: dict) -> "ReadStats":
         return cls(**{name: _dec(d[name]) for name in cls.ARRAYS})
+
+
+def add_before_after(before: ReadStats, after: ReadStats, data, seq_start, qual_start, lengths, front, kept,
+                     selected) -> None:
+    """One mate's batch: every read into ``before``, the ``selected`` reads' trimmed spans
+    ``[front, front + kept)`` into ``after`` (in one pass: ``qc.qc_before_after``)."""
+    if lengths.shape[0] == 0:
+        return
+    before.ensure_length(int(lengths.max()))
+    after.ensure_length(int(kept.max()))
+    qc.qc_before_after(data, seq_start, qual_start, lengths, front, kept, selected, before.base_counts,
+                       before.base_qual_sum, before.qual_hist, before.len_hist, before.mean_qual_hist,
+                       after.base_counts, after.base_qual_sum, after.qual_hist, after.len_hist, after.mean_qual_hist)
 
 
 class HashSample:

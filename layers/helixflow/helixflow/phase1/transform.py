@@ -2,7 +2,7 @@
 
 ``transform_batch`` is the whole per-batch pipeline and touches no file: it takes the records of one batch (one
 ``reader.RecordBatch``, or R1 and R2 batches holding the same records) and returns what the batch writes
-(``BatchOutput``: trimmed FASTQ text per mate, the embeddings rows to build) with the statistics it adds
+(``BatchOutput``: the trimmed reads and the embeddings rows, each rendered where it is written) with the statistics it adds
 (``BatchStats``; the embedding statistics are added when the rows are built). Runners feed it and write its
 outputs: the whole-file and chunk runs in ``engine`` (what ``helixflow preprocess``, the Lambda chunk path and
 the Ray job's tasks call). Because
@@ -26,7 +26,7 @@ import numpy as np
 from helixflow.phase1.kernels import output, sampling, trim
 from helixflow.phase1.params import Params, adapter_array
 from helixflow.phase1.reader import RecordBatch
-from helixflow.phase1.stats import EmbeddingStats, HashSample, ReadSample, ReadStats, TrimStats
+from helixflow.phase1.stats import EmbeddingStats, HashSample, ReadSample, ReadStats, TrimStats, add_before_after
 from helixflow.seq.hashing import GOLDEN_GAMMA
 
 _OUTCOMES = 5  # trim.PASS .. trim.LOW_QUALITY
@@ -76,11 +76,28 @@ class EmbeddingRows:
 
 
 @dataclass
+class TrimmedReads:
+    """A batch's trimmed FASTQ text, rendered by ``texts`` where it is written: the engine's FASTQ thread renders
+    it (``render_fastq`` releases the GIL) while the next batch is trimmed, which took a ninth of the transform's
+    thread off it."""
+
+    batches: Sequence[RecordBatch]
+    fronts: list[np.ndarray]
+    lengths: list[np.ndarray]
+    selected: np.ndarray
+
+    def texts(self) -> list[np.ndarray]:
+        """FASTQ text of the kept reads, per mate (uint8), in record order."""
+        return [output.render_fastq(b.data, b.name_start, b.name_end, b.seq_start, b.qual_start, self.fronts[m],
+                                    self.lengths[m], self.selected) for m, b in enumerate(self.batches)]
+
+
+@dataclass
 class BatchOutput:
     """What one batch writes, in record order."""
 
-    fastq: list[np.ndarray]
-    """Trimmed FASTQ text of the kept reads, per mate (uint8)."""
+    fastq: TrimmedReads
+    """The kept reads, trimmed, per mate."""
     embeddings: EmbeddingRows | None
     """The kept reads' embeddings rows, or None when ``params.embeddings`` is off."""
 
@@ -97,10 +114,8 @@ def transform_batch(batches: Sequence[RecordBatch], params: Params,
     n = batches[0].n
     name_hash = np.empty(n, np.uint64)
     sampling.hash_names(batches[0].data, batches[0].name_start, batches[0].name_end, name_hash)
-    everything = np.ones(n, dtype=np.bool_)
     seq_hash = np.zeros(n, np.uint64)
     for m, b in enumerate(batches):
-        stats.before[m].add(b.data, b.seq_start, b.qual_start, b.seq_len, everything)
         stats.overrepresented[m].add(name_hash, b.data, b.seq_start, b.seq_len)
         h = np.empty(n, np.uint64)
         sampling.hash_sequences(b.data, b.seq_start, b.seq_len, h)
@@ -110,13 +125,11 @@ def transform_batch(batches: Sequence[RecordBatch], params: Params,
     fronts, lengths, status = _trim(batches, params, stats.trim)
     stats.trim.status_counts += np.bincount(status, minlength=_OUTCOMES)[:_OUTCOMES] * mates
     selected = status == trim.PASS
-    fastq = []
     for m, b in enumerate(batches):
-        stats.after[m].add(b.data, b.seq_start + fronts[m], b.qual_start + fronts[m], lengths[m], selected)
-        fastq.append(output.render_fastq(b.data, b.name_start, b.name_end, b.seq_start, b.qual_start, fronts[m],
-                                         lengths[m], selected))
+        add_before_after(stats.before[m], stats.after[m], b.data, b.seq_start, b.qual_start, b.seq_len, fronts[m],
+                         lengths[m], selected)
     rows = EmbeddingRows(batches, fronts, lengths, selected) if params.embeddings else None
-    return BatchOutput(fastq, rows), stats
+    return BatchOutput(TrimmedReads(batches, fronts, lengths, selected), rows), stats
 
 
 def _trim(batches: Sequence[RecordBatch], params: Params, trim_stats: TrimStats):
