@@ -16,31 +16,16 @@ from helixflow.seq.alphabet import BASE_CODE
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _count_span(data, s, q, n, sign, base_counts, base_qual_sum, qual_hist):
-    """Add ``sign`` (+1/-1) times each base of ``data[s:s + n]`` (qualities at ``q``) to the per-position
-    histograms, positions from 0; returns the sum of the span's Phred values."""
+def _count(data, s, q, first, stop, shift, sign, base_counts, base_qual_sum, qual_hist):
+    """Add ``sign`` (+1/-1) times the bases at read positions [first, stop) (sequence at ``data[s:]``, qualities
+    at ``data[q:]``) to the per-position histograms, position i at row i - ``shift``; returns their Phred sum."""
     total = 0
-    for i in range(n):
+    for i in range(first, stop):
         b = BASE_CODE[data[s + i]]
         qv = phred(data[q + i])
-        base_counts[i, b] += sign
-        base_qual_sum[i, b] += sign * qv
-        qual_hist[i, qv] += sign
-        total += qv
-    return total
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _subtract_tail(data, s, q, start, stop, base_counts, base_qual_sum, qual_hist):
-    """Take positions [start, stop) of a read out of the histograms (its position i at row i); returns their
-    Phred sum."""
-    total = 0
-    for i in range(start, stop):
-        b = BASE_CODE[data[s + i]]
-        qv = phred(data[q + i])
-        base_counts[i, b] -= 1
-        base_qual_sum[i, b] -= qv
-        qual_hist[i, qv] -= 1
+        base_counts[i - shift, b] += sign
+        base_qual_sum[i - shift, b] += sign * qv
+        qual_hist[i - shift, qv] += sign
         total += qv
     return total
 
@@ -67,21 +52,21 @@ def qc_before_after(data, seq_start, qual_start, lengths, front, kept, selected,
         s = seq_start[r]
         q = qual_start[r]
         n = lengths[r]
-        total = _count_span(data, s, q, n, 1, counts, qual_sums, quals)
+        total = _count(data, s, q, 0, n, 0, 1, counts, qual_sums, quals)
         before_len_hist[n] += 1
         if n > 0:
             before_mean_qual[total // n] += 1
         if not selected[r]:
-            _count_span(data, s, q, n, -1, fix_counts, fix_qual_sums, fix_quals)
+            _count(data, s, q, 0, n, 0, -1, fix_counts, fix_qual_sums, fix_quals)
             continue
         f = front[r]
         m = kept[r]
         after_len_hist[m] += 1
         if f == 0:
-            total -= _subtract_tail(data, s, q, m, n, fix_counts, fix_qual_sums, fix_quals)
+            total -= _count(data, s, q, m, n, 0, -1, fix_counts, fix_qual_sums, fix_quals)  # the tail only
         else:
-            _count_span(data, s, q, n, -1, fix_counts, fix_qual_sums, fix_quals)
-            total = _count_span(data, s + f, q + f, m, 1, fix_counts, fix_qual_sums, fix_quals)
+            _count(data, s, q, 0, n, 0, -1, fix_counts, fix_qual_sums, fix_quals)
+            total = _count(data, s, q, f, f + m, f, 1, fix_counts, fix_qual_sums, fix_quals)
         if m > 0:
             after_mean_qual[total // m] += 1
     for i in range(rows):
