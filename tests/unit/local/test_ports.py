@@ -29,11 +29,9 @@ def test_a_port_held_by_a_socket_is_never_chosen(monkeypatch):
                 sock.close()
                 continue
             held.append(sock)
-        taken = {s.getsockname()[1] for s in held}
         # Only the held ports plus one free one remain to choose from.
         monkeypatch.setattr(ports, "ephemeral_range", lambda: (ports.LOWEST + 1001, 60999))
         assert {ports.free_port() for _ in range(10)} == {ports.LOWEST + 1000}
-        assert not taken & {ports.LOWEST + 1000}
     finally:
         for sock in held:
             sock.close()
