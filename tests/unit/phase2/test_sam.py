@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pytest
 
 from helixflow.phase2 import sam
 from helixflow.phase2.cigar import pack_cigars
@@ -58,7 +59,7 @@ past	147	chr1	699	60	5M	=	701	7	TACGG	EDCBA	NM:i:0	AS:i:5	RG:Z:S1
 """
 
 
-def test_records_match_the_sam_lines_written_out_by_hand():
+def _fixture() -> tuple[ReadBatch, Mapping, Reference]:
     columns = list(zip(*ROWS))
     seq, offsets = pack(list(columns[1]))
     qual, _ = pack(list(columns[2]))
@@ -69,7 +70,22 @@ def test_records_match_the_sam_lines_written_out_by_hand():
                       np.array(columns[9], np.int32), np.array(columns[10], np.int32), np.array(columns[11], np.int32),
                       np.array(columns[12]), cigar, cigar_offsets)
     reference = Reference(("chr1", "chr2"), np.zeros(1000, np.uint8), np.array([0, 600, 1000]))
+    return batch, mapping, reference
+
+
+def test_records_match_the_sam_lines_written_out_by_hand():
+    batch, mapping, reference = _fixture()
     assert sam.records(batch, mapping, FRAGMENTS, reference, "S1").decode() == EXPECTED
+
+
+@pytest.mark.parametrize("block_records", [1, 3, 5, 16, 1 << 14])
+def test_a_sam_file_written_block_by_block_holds_every_line_once_in_order(tmp_path, block_records):
+    """The blocks share one buffer; written as they come, whatever their size, they make the same file."""
+    batch, mapping, reference = _fixture()
+    path = tmp_path / "out.sam"
+    sam.write_alignments(path, "@HD\tVN:1.6\n",
+                         sam.record_blocks(batch, mapping, FRAGMENTS, reference, "S1", block_records=block_records))
+    assert path.read_text() == "@HD\tVN:1.6\n" + EXPECTED
 
 
 def test_names_pack_as_their_utf8_bytes_ascii_or_not():

@@ -54,8 +54,8 @@ def align_command(reads, reference, out, threads, device, searcher, sample, max_
         mapping, frags = map_reads(batch, ref, search, MapOptions(max_insert=max_insert, threads=threads,
                                                                   device=device),
                                    progress=lambda n: progress.advance(task, n))
-    body = sam.records(batch, mapping, frags, ref, sample)
-    sam.write_alignments(out, sam.header(ref, sample, sys.argv), body, threads=threads or 1)
+    sam.write_alignments(out, sam.header(ref, sample, sys.argv), sam.record_blocks(batch, mapping, frags, ref, sample),
+                         threads=threads or 1)
     mapped = int(mapping.mapped.sum())
     click.echo(f"{mapped}/{len(batch)} reads mapped -> {out}", err=True)
 

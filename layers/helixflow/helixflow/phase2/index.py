@@ -18,7 +18,7 @@ Choices:
 The index is a hash-sorted table (hashes, positions, strands) - three flat arrays, cheap to broadcast over MPI
 and deterministic to rebuild. Lookups go through a bucket table over the hashes' top bits (about one entry
 per bucket, derived from the hashes where the index is used, never stored or broadcast): a seed costs one
-bucket read and a search among the few hashes of its bucket instead of two binary searches over the whole
+bucket read and a scan of the few hashes of its bucket instead of two binary searches over the whole
 table, each a chain of cache misses on a genome of a few Mb.
 """
 
@@ -45,6 +45,7 @@ MAX_DIAGONAL_GAP = 16
 MAX_CANDIDATES = 8
 MIN_VOTE_FRACTION = 0.125
 PAD = 16
+LINEAR_BUCKET = 16  # entries of a bucket scanned linearly; longer buckets are binary-searched
 SEARCH_BLOCK = 256  # reads per block of the search (one scratch per block; blocks are the parallel items)
 
 _INVALID = np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -55,17 +56,31 @@ _STRAND_KEY = np.int64(1) << np.int64(52)
 @njit(cache=True)
 def minimizers(seq, k, w, out_hash, out_pos, out_strand):
     """Write the (w, k) minimizers of ``seq`` into the out arrays (capacity >= len(seq)); return the count.
-    ``out_strand`` is 0 when the forward k-mer is the canonical one, 1 when its reverse complement is."""
+    ``out_strand`` is 0 when the forward k-mer is the canonical one, 1 when its reverse complement is.
+    A window is w consecutive k-mers (one window when there are fewer); its minimizer is its smallest hash,
+    the leftmost on ties; k-mers with an N never are one; a k-mer that stays the minimizer of several windows
+    is written once."""
     n_kmers = seq.shape[0] - k + 1
     if n_kmers <= 0:
         return 0
-    hashes = np.empty(n_kmers, dtype=np.uint64)
-    strands = np.empty(n_kmers, dtype=np.uint8)
+    # One pass: each k-mer is hashed as its last base arrives and kept in a ring of the window's w hashes
+    # (writing every hash out before a second pass over them cost 60% more).
+    ring = 1
+    while ring < w:
+        ring *= 2
+    mask = ring - 1
+    ring_hash = np.empty(ring, dtype=np.uint64)
+    ring_strand = np.empty(ring, dtype=np.uint8)
     kmask = np.uint64((1 << (2 * k)) - 1)
     shift = np.uint64(2 * (k - 1))
     fwd = np.uint64(0)
     rev = np.uint64(0)
     valid = 0
+    best_hash = _INVALID
+    best = -1
+    best_strand = np.uint8(0)
+    count = 0
+    last = -1
     for i in range(seq.shape[0]):
         c = BASE_CODE[seq[i]]
         if c > 3:
@@ -75,39 +90,41 @@ def minimizers(seq, k, w, out_hash, out_pos, out_strand):
         else:
             fwd, rev = roll_kmer(fwd, rev, c, kmask, shift)
             valid += 1
-        if i >= k - 1:
-            j = i - k + 1
-            if valid >= k:
-                if fwd < rev:
-                    hashes[j] = mix64(fwd)  # a bijection: distinct k-mers never collide
-                    strands[j] = 0
-                else:
-                    hashes[j] = mix64(rev)
-                    strands[j] = 1
-            else:
-                hashes[j] = _INVALID
-                strands[j] = 0
-    count = 0
-    last = -1
-    n_windows = max(n_kmers - w + 1, 1)
-    # Sliding minimum: the window is rescanned only when its minimum leaves it, otherwise only the k-mer
-    # entering it is compared (strictly smaller, so ties keep the leftmost) - O(n) instead of O(n w).
-    best = -1
-    for start in range(n_windows):
-        stop = min(start + w, n_kmers)
-        if best < start:
+        j = i - k + 1
+        if j < 0:
+            continue
+        if valid < k:
+            h, s = _INVALID, np.uint8(0)
+        elif fwd < rev:
+            h, s = mix64(fwd), np.uint8(0)  # a bijection: distinct k-mers never collide
+        else:
+            h, s = mix64(rev), np.uint8(1)
+        ring_hash[j & mask] = h
+        ring_strand[j & mask] = s
+        # The window of w k-mers ending at j: the entering k-mer wins if strictly smaller (ties keep the
+        # leftmost); the window is rescanned only when its minimum has left it.
+        start = j - w + 1
+        if h < best_hash:
+            best_hash, best, best_strand = h, j, s
+        elif best < start:
             best = start
-            for j in range(start + 1, stop):
-                if hashes[j] < hashes[best]:
-                    best = j
-        elif hashes[stop - 1] < hashes[best]:
-            best = stop - 1
-        if best != last and hashes[best] != _INVALID:
-            out_hash[count] = hashes[best]
+            best_hash = ring_hash[start & mask]
+            for p in range(start + 1, j + 1):
+                if ring_hash[p & mask] < best_hash:
+                    best_hash = ring_hash[p & mask]
+                    best = p
+            best_strand = ring_strand[best & mask]
+        if start >= 0 and best != last and best_hash != _INVALID:
+            out_hash[count] = best_hash
             out_pos[count] = best
-            out_strand[count] = strands[best]
+            out_strand[count] = best_strand
             count += 1
             last = best
+    if n_kmers < w and best_hash != _INVALID:  # fewer k-mers than a window: they are the one window
+        out_hash[0] = best_hash
+        out_pos[0] = best
+        out_strand[0] = best_strand
+        count = 1
     return count
 
 
@@ -215,9 +232,19 @@ def _search_read(r, seq, seq_offsets, idx_hash, idx_pos, idx_strand, buckets, bu
         hi[m] = buckets[bucket + 1]
     n_hits = 0
     for m in range(n_min):
-        first, last = lo[m], hi[m]
-        lo[m] = first + np.searchsorted(idx_hash[first:last], m_hash[m], side="left")
-        hi[m] = first + np.searchsorted(idx_hash[first:last], m_hash[m], side="right")
+        # A bucket holds about one hash: a linear scan beats binary searches there; a long bucket (a high-copy
+        # repeat's thousands of entries of one hash) is searched.
+        x, first, last = m_hash[m], lo[m], hi[m]
+        if last - first > LINEAR_BUCKET:
+            lo[m] = first + np.searchsorted(idx_hash[first:last], x, side="left")
+            hi[m] = first + np.searchsorted(idx_hash[first:last], x, side="right")
+        else:
+            while first < last and idx_hash[first] < x:
+                first += 1
+            lo[m] = first
+            while first < last and idx_hash[first] == x:
+                first += 1
+            hi[m] = first
         if hi[m] - lo[m] > max_occurrences:
             hi[m] = lo[m]
         n_hits += hi[m] - lo[m]

@@ -16,7 +16,7 @@ import shlex
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 from numba import njit, prange
@@ -31,6 +31,8 @@ from helixflow.seq.packing import pack_text
 
 _FLAG_PAIRED, _FLAG_PROPER, _FLAG_UNMAPPED, _FLAG_MATE_UNMAPPED = 0x1, 0x2, 0x4, 0x8
 _FLAG_REVERSE, _FLAG_MATE_REVERSE, _FLAG_FIRST, _FLAG_SECOND = 0x10, 0x20, 0x40, 0x80
+# Records per output block (~7 MB of SAM at 150 bp): the block buffer is reused, so its pages are touched once.
+BLOCK_RECORDS = 1 << 14
 
 
 def _clean(value: str) -> str:
@@ -164,11 +166,14 @@ def _record(buf, at, write, row, mate, first, ids, id_offsets, seq, qual, seq_of
     reverse = mapped[row] and strand[row] != 0
     if write:
         buf[at] = 9
-        for i in range(hi - lo):
-            buf[at + 1 + i] = COMPLEMENT[seq[hi - 1 - i]] if reverse else seq[lo + i]
         buf[at + 1 + hi - lo] = 9
-        for i in range(hi - lo):
-            buf[at + 2 + hi - lo + i] = qual[hi - 1 - i] if reverse else qual[lo + i]
+        if reverse:
+            for i in range(hi - lo):
+                buf[at + 1 + i] = COMPLEMENT[seq[hi - 1 - i]]
+                buf[at + 2 + hi - lo + i] = qual[hi - 1 - i]
+        else:  # a copy, hoisted out of the loop: the common case is memcpy
+            buf[at + 1:at + 1 + hi - lo] = seq[lo:hi]
+            buf[at + 2 + hi - lo:at + 2 + 2 * (hi - lo)] = qual[lo:hi]
         if hi == lo:
             buf[at + 2] = 42
     at += 2 + (hi - lo) + max(hi - lo, 1)  # \t SEQ \t QUAL, QUAL "*" when empty
@@ -187,8 +192,9 @@ def _record(buf, at, write, row, mate, first, ids, id_offsets, seq, qual, seq_of
 
 
 @njit(cache=True, parallel=True)
-def _records(rows, mates, first, ids, id_offsets, seq, qual, seq_offsets, mapped, strand, contig, pos, end, mapq,
+def _measure(rows, mates, first, ids, id_offsets, seq, qual, seq_offsets, mapped, strand, contig, pos, end, mapq,
              score, second, nm, proper, cigar, cigar_offsets, names, name_offsets, read_group, tags):
+    """Where each record of ``rows`` starts in its block: (n + 1,) offsets, the last one the block's size."""
     n = rows.shape[0]
     offsets = np.zeros(n + 1, dtype=np.int64)
     empty = np.empty(0, dtype=np.uint8)
@@ -198,46 +204,69 @@ def _records(rows, mates, first, ids, id_offsets, seq, qual, seq_offsets, mapped
                                  cigar, cigar_offsets, names, name_offsets, read_group, tags)
     for i in range(n):
         offsets[i + 1] += offsets[i]
-    buf = np.empty(offsets[n], dtype=np.uint8)
-    for i in prange(n):
+    return offsets
+
+
+@njit(cache=True, parallel=True)
+def _write(buf, offsets, rows, mates, first, ids, id_offsets, seq, qual, seq_offsets, mapped, strand, contig, pos,
+           end, mapq, score, second, nm, proper, cigar, cigar_offsets, names, name_offsets, read_group, tags):
+    for i in prange(rows.shape[0]):
         _record(buf, offsets[i], True, rows[i], mates[i], first[i], ids, id_offsets, seq, qual, seq_offsets,
                 mapped, strand, contig, pos, end, mapq, score, second, nm, proper, cigar, cigar_offsets, names,
                 name_offsets, read_group, tags)
-    return buf
 
 
-def records(batch: ReadBatch, mapping: Mapping, frags: Fragments, reference: Reference, read_group: str) -> bytes:
-    """SAM body lines for every read of ``batch`` in fragment order (mate 1 before mate 2), as UTF-8."""
+def record_blocks(batch: ReadBatch, mapping: Mapping, frags: Fragments, reference: Reference, read_group: str,
+                  block_records: int = BLOCK_RECORDS) -> Iterator[memoryview]:
+    """SAM body lines for every read of ``batch`` in fragment order (mate 1 before mate 2), UTF-8, in blocks of
+    ``block_records`` records. Each block is a view of one buffer reused for the next (write it before asking
+    for the next): the output is never held whole, and the buffer's memory is touched once, not per block."""
     m = mapping
     pairs = np.stack([frags.first, frags.second], axis=1).ravel()
     mates = np.stack([frags.second, frags.first], axis=1).ravel()
     first = np.tile(np.array([True, False]), len(frags))
     keep = pairs >= 0
+    pairs, mates, first = pairs[keep], mates[keep], first[keep]
     ids, id_offsets = pack_text(batch.ids)
     names, name_offsets = pack_text(reference.names)
     tags = tuple(np.frombuffer(t, dtype=np.uint8) for t in (b"", b"NM:i:", b"AS:i:", b"XS:i:", b"RG:Z:"))
-    body = _records(pairs[keep], mates[keep], first[keep], ids, id_offsets, batch.seq, batch.qual,
-                    batch.seq_offsets, m.mapped, m.strand, m.contig, m.pos, m.end, m.mapq, m.score, m.second, m.nm,
-                    m.proper, m.cigar, m.cigar_offsets, names, name_offsets,
-                    np.frombuffer(read_group.encode(), dtype=np.uint8), tags)
-    return body.tobytes()
+    fields = (ids, id_offsets, batch.seq, batch.qual, batch.seq_offsets, m.mapped, m.strand, m.contig, m.pos, m.end,
+              m.mapq, m.score, m.second, m.nm, m.proper, m.cigar, m.cigar_offsets, names, name_offsets,
+              np.frombuffer(read_group.encode(), dtype=np.uint8), tags)
+    buf = np.empty(0, dtype=np.uint8)
+    for lo in range(0, pairs.shape[0], block_records):
+        block = (pairs[lo:lo + block_records], mates[lo:lo + block_records], first[lo:lo + block_records])
+        offsets = _measure(*block, *fields)
+        if offsets[-1] > buf.shape[0]:
+            buf = np.empty(int(offsets[-1] * 1.25), dtype=np.uint8)
+        _write(buf, offsets, *block, *fields)
+        yield memoryview(buf)[:offsets[-1]]
 
 
-def write_alignments(path: str | os.PathLike, header_text: str, body: str | bytes, threads: int = 1) -> None:
-    """Write SAM, or - when ``path`` ends in .bam - a coordinate-sorted BAM plus its .bai index (samtools)."""
+def records(batch: ReadBatch, mapping: Mapping, frags: Fragments, reference: Reference, read_group: str) -> bytes:
+    """``record_blocks`` joined: the whole SAM body as one bytes object (MPI gathers each rank's so)."""
+    return b"".join(bytes(block) for block in record_blocks(batch, mapping, frags, reference, read_group))
+
+
+def write_alignments(path: str | os.PathLike, header_text: str, body: bytes | Iterable[memoryview],
+                     threads: int = 1) -> None:
+    """Write SAM, or - when ``path`` ends in .bam - a coordinate-sorted BAM plus its .bai index (samtools).
+    ``body``: the records as one bytes object, or ``record_blocks``' blocks."""
     path = os.fspath(path)
-    data = body.encode() if isinstance(body, str) else body
+    blocks = [body] if isinstance(body, bytes) else body
     if not path.endswith(".bam"):
         with open(path, "wb") as handle:
             handle.write(header_text.encode())
-            handle.write(data)
+            for block in blocks:
+                handle.write(block)
         return
     samtools = shutil.which("samtools")
     if samtools is None:
         raise BamConversionFailed("BAM output needs samtools on PATH; write .sam instead", code="NO_SAMTOOLS")
     with tempfile.NamedTemporaryFile(suffix=".sam", dir=os.path.dirname(os.path.abspath(path))) as sam:
         sam.write(header_text.encode())
-        sam.write(data)
+        for block in blocks:
+            sam.write(block)
         sam.flush()
         for command in ([samtools, "sort", "-@", str(max(threads - 1, 0)), "-o", path, sam.name],
                         [samtools, "index", path]):
