@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from helixflow.phase2 import index
 from helixflow.phase2.index import minimizers
 from helixflow.seq.alphabet import BASE_CODE
 from helixflow.seq.hashing import mix64
@@ -61,3 +62,35 @@ def test_a_low_complexity_run_keeps_its_leftmost_minimizer_per_window():
     seq = b"A" * 40
     assert _kernel(seq, 5, 4) == _definition(seq, 5, 4)
     assert [p for _, p, _ in _kernel(seq, 5, 4)] == list(range(0, 36 - 3))
+
+
+def _stable_sorted(hashes, positions, strands):
+    order = np.argsort(hashes, kind="stable")
+    return hashes[order], positions[order], strands[order]
+
+
+def test_the_index_table_is_sorted_by_hash_with_positions_in_order_within_a_hash():
+    rng = np.random.default_rng(5)
+    unit, short_unit = (rng.choice(np.frombuffer(b"ACGT", np.uint8), size=n) for n in (300, 200))
+    # Random sequence with Ns, and tandem arrays whose hashes repeat hundreds of times (buckets past the
+    # insertion sort) and 30 times (within it), as two contigs.
+    genome = np.concatenate([rng.choice(np.frombuffer(b"ACGTN", np.uint8), size=20_000,
+                                        p=[.245, .245, .245, .245, .02]), np.tile(unit, 400),
+                             np.tile(short_unit, 30)]).astype(np.uint8)
+    offsets = np.array([0, 12_345, genome.shape[0]], np.int64)
+    hashes, positions, strands = index.minimizer_table(genome, offsets)
+    raw = index._build(genome, offsets, index.K, index.W)
+    for got, expected in zip((hashes, positions, strands), _stable_sorted(*raw)):
+        assert np.array_equal(got, expected)
+    assert np.all(np.diff(hashes.astype(np.float64)) >= 0) and len(hashes) == len(raw[0])
+
+
+def test_long_buckets_of_interleaved_hashes_sort_stably():
+    """Buckets past the insertion sort's size (a repeat's thousands of copies of a few hashes) sort the same."""
+    rng = np.random.default_rng(6)
+    hashes = (rng.choice(np.array([5, 3, 9], np.uint64), 5000) << np.uint64(60)) | rng.integers(0, 3, 5000).astype(
+        np.uint64)
+    positions, strands = np.arange(5000, dtype=np.int64), (np.arange(5000) % 2).astype(np.uint8)
+    got = index._sort_by_hash(hashes, positions, strands, index.bucket_shift(5000))
+    for a, b in zip(got, _stable_sorted(hashes, positions, strands)):
+        assert np.array_equal(a, b)

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 from helixflow import embedding
 from helixflow.errors import InvalidReads, Position
+from helixflow.fastq.bgzf import GZIP_MAGIC
 from helixflow.fastq.pairs import pair_count_mismatch, pair_name_mismatch
 from helixflow.phase1.layout import reads_beside
-from helixflow.seq.packed_kernels import gather_packed
+from helixflow.seq.packed_kernels import gather_into, gather_packed
 from helixflow.seq.packing import offsets_from_lengths
 from helixflow.seq.read_ids import mate_ids
 
@@ -70,9 +71,23 @@ def _string_column(column) -> tuple[np.ndarray, np.ndarray]:
     return data[offsets[0]:offsets[-1]].copy(), (offsets - offsets[0]).astype(np.int64)
 
 
+# Byte maps for the packed reads: sequences upper-cased (a-z -> A-Z), qualities as they are.
+_UPPER = np.arange(256, dtype=np.uint8)
+_UPPER[ord("a"):ord("z") + 1] -= 32
+_SAME = np.arange(256, dtype=np.uint8)
+
+
 def _upper(sequence: np.ndarray) -> np.ndarray:
-    lower = (sequence >= 97) & (sequence <= 122)
-    return np.where(lower, sequence - 32, sequence).astype(np.uint8)
+    return _UPPER[sequence]
+
+
+def _room(buffer: np.ndarray, used: int, more: int) -> np.ndarray:
+    """``buffer`` with room for ``more`` bytes after ``used``: itself, or a copy twice as large."""
+    if used + more <= buffer.shape[0]:
+        return buffer
+    grown = np.empty(max(2 * buffer.shape[0], used + more), dtype=np.uint8)
+    grown[:used] = buffer[:used]
+    return grown
 
 
 def column_mate_ids(column) -> list[str]:
@@ -87,18 +102,26 @@ def _parse_fastq(path: str) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarr
     from helixflow.phase1.reader import iter_batches, whole_file
 
     ids: list[str] = []
-    sequences, qualities, lengths, headers = [], [], [], []
+    lengths, headers = [], []
+    # Sequences and qualities go straight into one buffer each, sized for the whole file (a plain FASTQ's bases
+    # are at most half its bytes; gzip's about twice its size, grown if not): each page is written once, with
+    # no per-batch copies to concatenate (on a guest whose new memory is slow to touch, that was half the parse).
+    with open(path, "rb") as handle:
+        gzipped = handle.read(len(GZIP_MAGIC)) == GZIP_MAGIC
+    size = os.path.getsize(path)
+    capacity = max(2 * size if gzipped else size // 2, 1 << 16)
+    seq, qual = np.empty(capacity, dtype=np.uint8), np.empty(capacity, dtype=np.uint8)
+    used = 0
     for batch in iter_batches(whole_file(path)):
         ids.extend(mate_ids(batch.data, batch.name_start, batch.name_end))
-        # The compiled gather: numpy's (an index array over every base) was most of the parse.
         seq_len = np.ascontiguousarray(batch.seq_len, dtype=np.int64)
-        sequences.append(_upper(gather_packed(batch.data, np.ascontiguousarray(batch.seq_start), seq_len)[0]))
-        qualities.append(gather_packed(batch.data, np.ascontiguousarray(batch.qual_start), seq_len)[0])
+        more = int(seq_len.sum())
+        seq, qual = _room(seq, used, more), _room(qual, used, more)
+        gather_into(seq, used, batch.data, np.ascontiguousarray(batch.seq_start), seq_len, _UPPER)
+        used = gather_into(qual, used, batch.data, np.ascontiguousarray(batch.qual_start), seq_len, _SAME)
         lengths.append(batch.seq_len)
         headers.append(batch.first_byte + batch.name_start - 1)  # the '@' of each record
-    empty = np.zeros(0, np.uint8)
-    return (ids, np.concatenate(sequences) if sequences else empty,
-            np.concatenate(qualities) if qualities else empty,
+    return (ids, seq[:used], qual[:used],
             offsets_from_lengths(np.concatenate(lengths) if lengths else np.zeros(0, np.int64)),
             np.concatenate(headers) if headers else np.zeros(0, np.int64))
 

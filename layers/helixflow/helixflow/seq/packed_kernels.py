@@ -31,3 +31,19 @@ def reverse_complement_packed(seq, offsets):
         for i in range(hi - lo):
             out[lo + i] = COMPLEMENT[seq[hi - 1 - i]]
     return out
+
+
+@njit(cache=True, parallel=True)
+def gather_into(out, at, source, starts, lengths, table):
+    """``gather_packed`` into ``out`` from ``at`` (the caller sized it), each byte mapped through ``table`` (256
+    bytes; e.g. upper-casing); returns where the copy ends."""
+    ends = np.empty(starts.shape[0], dtype=np.int64)
+    end = at
+    for i in range(starts.shape[0]):
+        end += lengths[i]
+        ends[i] = end
+    for i in prange(starts.shape[0]):
+        first = ends[i] - lengths[i]
+        for j in range(lengths[i]):
+            out[first + j] = table[source[starts[i] + j]]
+    return end
