@@ -202,7 +202,7 @@ def minimizer_table(buffer: np.ndarray, offsets: np.ndarray, k: int = K, w: int 
 
 
 @njit(cache=True, parallel=True)
-def _search(seq, seq_offsets, idx_hash, idx_pos, idx_strand, buckets, bucket_shift, ref_offsets, k, w,
+def _search(seq, seq_offsets, entries, buckets, shift, ref_offsets, k, w,
             max_occurrences,
             max_gap, max_candidates, min_vote_fraction, pad, out_strand, out_contig, out_start, out_end,
             out_votes, out_count, out_overflow):
@@ -223,7 +223,7 @@ def _search(seq, seq_offsets, idx_hash, idx_pos, idx_strand, buckets, bucket_shi
         best_first = np.zeros(max_candidates, dtype=np.int64)
         best_last = np.zeros(max_candidates, dtype=np.int64)
         for r in range(block * SEARCH_BLOCK, min(n_reads, (block + 1) * SEARCH_BLOCK)):
-            keys_store = _search_read(r, seq, seq_offsets, idx_hash, idx_pos, idx_strand, buckets, bucket_shift,
+            keys_store = _search_read(r, seq, seq_offsets, entries, buckets, shift,
                                       ref_offsets, k, w, max_occurrences, max_gap, max_candidates,
                                       min_vote_fraction, pad, out_strand, out_contig, out_start, out_end,
                                       out_votes, out_count, out_overflow, m_hash, m_pos, m_strand, lo, hi,
@@ -256,7 +256,7 @@ def _group_end(keys, g, max_gap):
 
 
 @njit(cache=True)
-def _search_read(r, seq, seq_offsets, idx_hash, idx_pos, idx_strand, buckets, bucket_shift, ref_offsets, k, w,
+def _search_read(r, seq, seq_offsets, entries, buckets, shift, ref_offsets, k, w,
                  max_occurrences, max_gap, max_candidates, min_vote_fraction, pad, out_strand, out_contig,
                  out_start, out_end, out_votes, out_count, out_overflow, m_hash, m_pos, m_strand, lo, hi,
                  keys_store, best_votes, best_first, best_last):
@@ -272,7 +272,7 @@ def _search_read(r, seq, seq_offsets, idx_hash, idx_pos, idx_strand, buckets, bu
     # positions): each stage's loads are independent, so their cache misses overlap instead of queueing behind
     # the searches' branches (one lookup after another took twice as long on a genome of a few Mb).
     for m in range(n_min):
-        bucket = np.int64(m_hash[m] >> bucket_shift)
+        bucket = np.int64(m_hash[m] >> shift)
         lo[m] = buckets[bucket]
         hi[m] = buckets[bucket + 1]
     n_hits = 0
@@ -281,13 +281,13 @@ def _search_read(r, seq, seq_offsets, idx_hash, idx_pos, idx_strand, buckets, bu
         # repeat's thousands of entries of one hash) is searched.
         x, first, last = m_hash[m], lo[m], hi[m]
         if last - first > LINEAR_BUCKET:
-            lo[m] = first + np.searchsorted(idx_hash[first:last], x, side="left")
-            hi[m] = first + np.searchsorted(idx_hash[first:last], x, side="right")
+            lo[m] = first + np.searchsorted(entries[first:last, 0], x, side="left")
+            hi[m] = first + np.searchsorted(entries[first:last, 0], x, side="right")
         else:
-            while first < last and idx_hash[first] < x:
+            while first < last and entries[first, 0] < x:
                 first += 1
             lo[m] = first
-            while first < last and idx_hash[first] == x:
+            while first < last and entries[first, 0] == x:
                 first += 1
             hi[m] = first
         if hi[m] - lo[m] > max_occurrences:
@@ -306,8 +306,8 @@ def _search_read(r, seq, seq_offsets, idx_hash, idx_pos, idx_strand, buckets, bu
         for j in range(lo[m], hi[m]):
             # Arithmetic, not a branch: the strands agree at random, and a mispredicted branch per hit cost more
             # than the select.
-            flip = np.int64(idx_strand[j] != m_strand[m])
-            keys[h] = idx_pos[j] + forward + flip * (reverse - forward)
+            flip = np.int64((entries[j, 1] & np.uint64(1)) != m_strand[m])
+            keys[h] = np.int64(entries[j, 1] >> np.uint64(1)) + forward + flip * (reverse - forward)
             h += 1
     _sort_small(keys)
     # Best groups so far, kept sorted by votes (descending); ties keep the earlier (smaller) key.
@@ -402,9 +402,20 @@ class MinimizerIndex:
         shift = bucket_shift(self.hashes.shape[0])
         bits = 64 - int(shift)
         counts = np.bincount((self.hashes >> shift).astype(np.int64), minlength=1 << bits)
-        table = np.zeros((1 << bits) + 1, dtype=np.int64)
+        # int32 while the table allows (half the memory: it is the first cache miss of every lookup).
+        table = np.zeros((1 << bits) + 1, dtype=np.int32 if self.hashes.shape[0] < 2**31 else np.int64)
         np.cumsum(counts, out=table[1:])
         return table, shift
+
+    @cached_property
+    def _entries(self) -> np.ndarray:
+        """The table as (n, 2) uint64 rows (hash, position << 1 | strand), as the search reads it: a seed's hash
+        and where it lies share a cache line (three arrays cost a miss each, most of a lookup on a genome of a
+        few Mb)."""
+        entries = np.empty((self.hashes.shape[0], 2), dtype=np.uint64)
+        entries[:, 0] = self.hashes
+        entries[:, 1] = (self.positions.astype(np.uint64) << np.uint64(1)) | self.strands
+        return entries
 
     def search(self, batch: ReadBatch) -> Candidates:
         seq, seq_offsets = batch.seq, batch.seq_offsets
@@ -418,7 +429,7 @@ class MinimizerIndex:
         count = np.zeros(n, np.int64)
         overflow = np.zeros(n, np.bool_)
         buckets, shift = self._buckets
-        _search(seq, seq_offsets, self.hashes, self.positions, self.strands, buckets, shift, self.ref_offsets, K,
+        _search(seq, seq_offsets, self._entries, buckets, shift, self.ref_offsets, K,
                 W, MAX_OCCURRENCES, MAX_DIAGONAL_GAP, MAX_CANDIDATES, MIN_VOTE_FRACTION, PAD, strand, contig,
                 start, end, votes, count, overflow)
         keep = np.arange(MAX_CANDIDATES)[None, :] < count[:, None]
