@@ -23,6 +23,11 @@ Measured, all in this one run:
    ValidateChunks): wall time of each execution and of its stages, and whether the outputs (every manifest
    entry but the HTML reports and pipeline_info) and the validation reports are the same (not with
    ``--rates-only``).
+
+``--defects``: instead of 2. and 3., the sample's R2 with a defect planted (its quality line one character short,
+as the test suite plants it) in the first record of the second chunk, then in the last record; each broken pair
+through both paths on the local stack. Printed: the error each run ended with (code, record, line, byte) and
+whether it is the one the single-process validator gives on the same files (the run fails otherwise).
 """
 
 from __future__ import annotations
@@ -58,7 +63,8 @@ MB = 1e6
 NOVASEQ_BINS = np.array([2] * 3 + [12] * 12 + [23] * 16 + [37] * 11, dtype=np.uint8)  # for Phred 0..41
 
 
-def generate(work: Path, gzip_bytes: float, seed: int = 5, binned: bool = False) -> list[Path]:
+def generate(work: Path, gzip_bytes: float, seed: int = 5, binned: bool = False) -> tuple[list[Path], int]:
+    """The pair's two files and its number of pairs."""
     from isal import igzip
 
     genome = simulate.random_genome(5_000_000, seed)
@@ -83,7 +89,7 @@ def generate(work: Path, gzip_bytes: float, seed: int = 5, binned: bool = False)
         for out in outs:
             out.close()
     print(f"generated {n:,} pairs, {sum(p.stat().st_size for p in paths) / MB:,.0f} MB of gzip", flush=True)
-    return paths
+    return paths, n
 
 
 def timed(call):
@@ -259,6 +265,64 @@ def run(stack, work: Path, paths: list[Path], mode: str) -> dict:
     return result
 
 
+def plant_defect(source: Path, target: Path, record: int) -> None:
+    """``source`` (gzip FASTQ) copied to ``target`` with record ``record`` (0-based)'s quality line one character
+    short, compressed as ``generate`` writes (isal level 2); streamed. Each block's last byte is held back to the
+    next, so the byte before the line's newline is still unwritten wherever the blocks are cut."""
+    from isal import igzip
+
+    newline = 4 * record + 3  # the newline that ends the record's quality line, counted from 0
+    written_newlines = 0
+    held, planted = b"", False
+    with igzip.open(source, "rb") as reader, igzip.open(target, "wb", compresslevel=2) as writer:
+        for block in iter(lambda: reader.read(16 << 20), b""):
+            data = held + block
+            ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+            if not planted and written_newlines <= newline < written_newlines + ends.shape[0]:
+                at = int(ends[newline - written_newlines])
+                data, planted = data[:at - 1] + data[at:], True
+            written_newlines += data.count(b"\n", 0, len(data) - 1)
+            writer.write(data[:-1])
+            held = data[-1:]
+        writer.write(held)
+
+
+def defect_runs(stack, work: Path, paths: list[Path], records: list[int], pairs: int) -> bool:
+    """Both paths on the pair with R2 broken at the first record of chunk 2, then at the last record; True when
+    every run ends with the single-process validator's error."""
+    from helixflow.errors import InvalidFastq
+
+    same = True
+    print(f"\n{'defect in R2':<28} {'path':<12} {'wall s':>7}  error (code, record, line, byte)  = validator's",
+          flush=True)
+    for where, record in (("first record of chunk 2", records[1]), ("last record", pairs - 1)):
+        broken = work / "broken" / paths[1].name  # the same object name: the positions name the same file
+        broken.parent.mkdir(exist_ok=True)
+        plant_defect(paths[1], broken, record)
+        pair = [paths[0], broken]
+        try:
+            validate_fastq(pair[0], name=f"incoming/{pair[0].name}", mate_source=pair[1],
+                           mate_name=f"incoming/{pair[1].name}")
+            raise SystemExit(f"the validator found no defect at record {record + 1}")
+        except InvalidFastq as exc:
+            expected = exc.to_dict()
+        for mode in ("single", "distributed"):
+            started = time.perf_counter()
+            described = wait_for_run(stack.info, submit(stack.info, pair, {"validation": mode, "phase1": "lambda"},
+                                                        force=True), timeout=3 * 3600)
+            wall = time.perf_counter() - started
+            outcome = collect(stack.info, described, work / mode / "out")
+            got = outcome.error_document or {}
+            agrees = outcome.status == "FAILED" and {k: got.get(k) for k in expected} == expected
+            same &= agrees
+            print(f"{where:<28} {mode:<12} {wall:>7.1f}  {got.get('code')}, record {got.get('record')}, line "
+                  f"{got.get('line')}, byte {got.get('byte_offset')}  {'yes' if agrees else 'NO: ' + str(expected)}",
+                  flush=True)
+            shutil.rmtree(work / mode)
+        broken.unlink()
+    return same
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gzip-gb", type=float, default=2.0)
@@ -266,6 +330,8 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--qualities", choices=["simulated", "binned"], default="simulated")
     parser.add_argument("--rates-only", action="store_true", help="the rates alone, not the pipeline runs")
+    parser.add_argument("--defects", action="store_true",
+                        help="the planted-defect runs through both paths instead of the chunk rates and valid runs")
     arguments = parser.parse_args()
     work = arguments.workdir or Path(tempfile.mkdtemp(prefix="hf-bench-dist-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -274,7 +340,7 @@ def main() -> None:
     if free < need:
         raise SystemExit(f"{free / 1e9:.0f} GB free under {work}, this needs ~{need / 1e9:.0f} GB")
     try:
-        paths = generate(work, arguments.gzip_gb * 1e9, binned=arguments.qualities == "binned")
+        paths, pairs = generate(work, arguments.gzip_gb * 1e9, binned=arguments.qualities == "binned")
         rates, first = index_rates(paths[0], arguments.chunk_mib << 20)
         print(f"index build, MB/s of gzip: indexed_gzip {rates['indexed_gzip']:.1f}, rapidgzip "
               f"({rates['cores']} threads) {rates['rapidgzip']:.1f}, rapidgzip (1 thread) {rates['rapidgzip_1']:.1f}; "
@@ -282,6 +348,11 @@ def main() -> None:
               f"in the same process {rates['scan_input']:.1f}, beside it in a second process (the pipeline's "
               f"way) {rates['scan_input_beside']:.1f}",
               flush=True)
+        if arguments.defects:
+            with LocalStack(work / "stack", parameters={"Phase1ChunkMiB": str(arguments.chunk_mib)}) as stack:
+                if not defect_runs(stack, work, paths, list(first[1][1]), pairs):
+                    sys.exit(1)
+            return
         per_chunk = chunk_rates(paths, arguments.chunk_mib << 20, work, first)
         single_report, single_s = timed(lambda: validate_fastq(paths[0], mate_source=paths[1]))
         gzip_mb = sum(p.stat().st_size for p in paths) / MB

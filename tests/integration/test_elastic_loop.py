@@ -218,7 +218,10 @@ def test_a_burst_of_samples_powers_slurm_nodes_up_through_the_alarms_and_back_do
         # for a whole metric period while it stays powered up.)
         released_at = clock + (datetime.fromisoformat(released["decided_at"]) - began).total_seconds()
         held = [(round(t - burst_at, 1), up) for t, up in watch.samples if floor_up_at <= t <= released_at - 1.0]
-        assert held and all(len(up) >= out["desired"] for _, up in held), (released, held)
+        dips = [(t, up) for t, up in held if len(up) < out["desired"]]
+        assert held and not dips, (f"floor {out['desired']} from +{floor_up_at - burst_at:.1f} s to the release at "
+                                   f"+{released_at - burst_at:.1f} s; fewer nodes up at {dips[:6]}"
+                                   + _slurm_context(stack.slurm.state_dir))
         _wait(lambda: watch.samples and not watch.up(), 60, "every elastic node powered down")
         floor_at = time.monotonic()
         watch.stop()
@@ -263,10 +266,10 @@ def _power(client) -> dict[str, str]:
 def _slurm_context(state: Path) -> str:
     """What a failed power wait shows: the power programs' log and the end of slurmctld's and each slurmd's."""
     parts = []
-    for name in ("power.log", "slurmctld.log", "slurmd.elastic1.log", "slurmd.elastic1.out"):
-        log = state / "log" / name
+    logs = [state / "log" / name for name in ("power.log", "slurmctld.log")] + sorted((state / "log").glob("slurmd.*"))
+    for log in logs:
         if log.is_file():
-            parts.append(f"\n--- {name}:\n" + "\n".join(log.read_text(errors="replace").splitlines()[-25:]))
+            parts.append(f"\n--- {log.name}:\n" + "\n".join(log.read_text(errors="replace").splitlines()[-25:]))
     return "".join(parts)
 
 
