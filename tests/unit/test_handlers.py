@@ -9,7 +9,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from helixflow.errors import InvalidFastq, InvalidKey, InvalidParameters, Position
+from helixflow.errors import InvalidFastq, InvalidKey, InvalidParameters, MateMissing, Position
 from helixflow_local.events import eventbridge_object_created
 from tests.helpers import load_event, load_handler, pipeline_state
 
@@ -64,6 +64,44 @@ def test_first_mate_waits_and_second_mate_starts_the_paired_run(aws, lambda_cont
     assert second["status"] == "ready" and second["run_id"] == "run-b"
     assert [(i["mate"], i["key"]) for i in second["inputs"]] == [
         (1, "incoming/S1_R1.fastq.gz"), (2, "incoming/S1_R2.fastq.gz")]
+
+
+def _check_mate(request: dict, lambda_context) -> dict:
+    return load_handler("check_mate").lambda_handler(pipeline_state(sample=request), lambda_context)
+
+
+def test_a_pair_uploaded_again_runs_on_its_new_files_only(aws, lambda_context):
+    """Both mates replaced under the same names, R1 first: the new R1 waits for the new R2 instead of starting a
+    run at once with the R2 that the earlier run already used (found by distributed_validation.py --defects:
+    the mixed pair ran first and reported the old R2's defect)."""
+    handler = load_handler("resolve_sample")
+    waited = handler.lambda_handler(_state_for(aws, "incoming/S7_R1.fastq.gz", GOOD, "run-1"), lambda_context)
+    paired = handler.lambda_handler(_state_for(aws, "incoming/S7_R2.fastq.gz", GOOD, "run-2"), lambda_context)
+    assert (waited["status"], paired["status"]) == ("waiting_for_mate", "ready")
+    assert _check_mate(waited, lambda_context) == {"paired": True}  # its upload ran in run-2
+    new = GOOD.replace(b"ACGTACGT", b"ACGTACGA")
+    again = handler.lambda_handler(_state_for(aws, "incoming/S7_R1.fastq.gz", new, "run-3"), lambda_context)
+    assert again["status"] == "waiting_for_mate"
+    rerun = handler.lambda_handler(_state_for(aws, "incoming/S7_R2.fastq.gz", new + b"@r3\nA\n+\nI\n", "run-4"),
+                                   lambda_context)
+    assert rerun["status"] == "ready" and rerun["run_id"] == "run-4"
+    current = {key: aws.head_object(Bucket=BUCKET, Key=key)["ETag"].strip('"')
+               for key in ("incoming/S7_R1.fastq.gz", "incoming/S7_R2.fastq.gz")}
+    assert {i["key"]: i["etag"] for i in rerun["inputs"]} == current
+    assert _check_mate(again, lambda_context) == {"paired": True}
+
+
+def test_one_mate_uploaded_again_waits_for_the_other_and_says_so(aws, lambda_context):
+    """Each upload pairs once: a replaced R2 alone does not rerun with the R1 an earlier run used; after the wait it
+    ends MateMissing, naming the mate to upload again."""
+    handler = load_handler("resolve_sample")
+    handler.lambda_handler(_state_for(aws, "incoming/S8_R1.fastq.gz", GOOD, "run-1"), lambda_context)
+    handler.lambda_handler(_state_for(aws, "incoming/S8_R2.fastq.gz", GOOD, "run-2"), lambda_context)
+    alone = handler.lambda_handler(_state_for(aws, "incoming/S8_R2.fastq.gz", GOOD + GOOD, "run-3"), lambda_context)
+    assert alone["status"] == "waiting_for_mate"
+    with pytest.raises(MateMissing) as caught:
+        _check_mate(alone, lambda_context)
+    assert "incoming/S8_R1.fastq" in str(caught.value) and "again" in str(caught.value)
 
 
 def test_a_repeated_event_returns_the_first_runs_request(aws, lambda_context):

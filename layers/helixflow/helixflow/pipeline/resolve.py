@@ -4,7 +4,7 @@ Pairing uses one DynamoDB item per (folder, sample): each mate's arrival records
 UpdateItem that returns the whole item, so exactly one of two racing mates sees both and starts the paired
 run; the other ends its execution as "waiting for mate" and, after ``mate_wait_seconds`` without its pair,
 CheckMate fails it with ``MateMissing`` (pairing items also expire by TTL, so a stale R1 never pairs with an
-unrelated R2 days later). A file named like a mate whose sidecar says ``"single_end": true`` runs alone.
+unrelated R2 days later). Each upload pairs once (``consume_pair``): the two that start a run leave the item. A file named like a mate whose sidecar says ``"single_end": true`` runs alone.
 
 A file named in a samplesheet (helixflow.pipeline.samplesheet) takes its sample, mate and parameters from the
 sheet instead of its name and sidecar, and pairs in its declared sample's own item. The samplesheet's own event
@@ -73,8 +73,11 @@ def resolve_sample(*, bucket: str, key: str, etag: str, size: int, run_id: str, 
             return SampleRequest(status="waiting_for_mate", inputs=[arrived], awaiting=awaiting, pairing_item=pair_pk,
                                  mate_wait_seconds=mate_wait_seconds, params=params.model_dump(), **base)
         inputs = [mates[1], mates[2]]
-    return _claim_run(inputs=inputs, params=params, execution_arn=execution_arn, s3=s3, runs_table=runs_table,
-                      execution_running=execution_running, **base)
+    request = _claim_run(inputs=inputs, params=params, execution_arn=execution_arn, s3=s3, runs_table=runs_table,
+                         execution_running=execution_running, **base)
+    if mate != 0:
+        consume_pair(pairing_table, pair_pk, inputs)
+    return request
 
 
 def resolve_samplesheet(*, bucket: str, key: str, etag: str, run_id: str, s3: Any, event: dict[str, Any],
@@ -174,13 +177,28 @@ def record_mate(table: Any, pk: str, arrived: SampleInput, ttl_s: int) -> dict[i
     return mates
 
 
+def consume_pair(table: Any, pk: str, inputs: list[SampleInput]) -> None:
+    """The two uploads that started a run leave the pairing item: each upload pairs once, so a mate uploaded again
+    waits for its partner's new upload instead of pairing at once with the one an earlier run used (which ran the
+    new R1 with the old R2 whenever both were replaced, R1 first). Their etags stay as ``paired_mate<n>``, so the
+    waiting mate's CheckMate knows its upload ran. A mate replaced in the meantime stays: its own event pairs it."""
+    first, second = inputs
+    try:
+        table.update_item(Key={"pk": pk}, UpdateExpression="REMOVE mate1, mate2 SET paired_mate1 = :a, paired_mate2 = :b",
+                          ConditionExpression="mate1.etag = :a AND mate2.etag = :b",
+                          ExpressionAttributeValues={":a": first.etag, ":b": second.etag})
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+            raise
+
+
 def check_mate(*, request: SampleRequest, pairing_table: Any) -> None:
-    """After the mate wait: the pair started its run from the other mate's execution, or this fails with
+    """After the mate wait: this upload ran in the pair its partner's execution started, or this fails with
     MateMissing and the lone mate is forgotten (so a later, unrelated file cannot pair with it)."""
     arrived = request.inputs[0]
     pk = request.pairing_item or f"{request.bucket}/{parse_incoming_key(arrived.key).pairing_key}"
     item = pairing_table.get_item(Key={"pk": pk}, ConsistentRead=True).get("Item", {})
-    if f"mate{3 - arrived.mate}" in item:
+    if item.get(f"paired_mate{arrived.mate}") == arrived.etag:
         return
     if not samplesheet.is_pair_item(pk) and \
             samplesheet.declaration_for(pairing_table, request.bucket, arrived.key) is not None:
@@ -190,8 +208,11 @@ def check_mate(*, request: SampleRequest, pairing_table: Any) -> None:
                                   ExpressionAttributeValues={":etag": arrived.etag})
     except pairing_table.meta.client.exceptions.ConditionalCheckFailedException:
         pass
+    used = f"paired_mate{3 - arrived.mate}" in item  # its partner's last upload ran in an earlier pair
     raise MateMissing(f"{arrived.key} waited {request.mate_wait_seconds} s for its mate {request.awaiting}; "
-                      "upload it, or declare the sample single-end (an empty fastq_2 in its samplesheet row, or "
+                      + ("its last upload was used by an earlier run and each upload pairs once: upload it again"
+                         if used else "upload it")
+                      + ", or declare the sample single-end (an empty fastq_2 in its samplesheet row, or "
                       "\"single_end\": true in the sidecar)",
                       code="MATE_MISSING", details={"file": arrived.key, "awaiting": request.awaiting})
 
