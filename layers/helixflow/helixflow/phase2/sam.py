@@ -244,8 +244,9 @@ def record_blocks(batch: ReadBatch, mapping: Mapping, frags: Fragments, referenc
 
 
 def records(batch: ReadBatch, mapping: Mapping, frags: Fragments, reference: Reference, read_group: str) -> bytes:
-    """``record_blocks`` joined: the whole SAM body as one bytes object (MPI gathers each rank's so)."""
-    return b"".join(bytes(block) for block in record_blocks(batch, mapping, frags, reference, read_group))
+    """The whole SAM body as one bytes object (MPI gathers each rank's so): ``record_blocks`` as one block."""
+    blocks = record_blocks(batch, mapping, frags, reference, read_group, block_records=max(len(batch), 1))
+    return bytes(next(blocks, b""))
 
 
 def write_alignments(path: str | os.PathLike, header_text: str, body: bytes | Iterable[memoryview],

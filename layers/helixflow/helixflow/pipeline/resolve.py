@@ -4,7 +4,8 @@ Pairing uses one DynamoDB item per (folder, sample): each mate's arrival records
 UpdateItem that returns the whole item, so exactly one of two racing mates sees both and starts the paired
 run; the other ends its execution as "waiting for mate" and, after ``mate_wait_seconds`` without its pair,
 CheckMate fails it with ``MateMissing`` (pairing items also expire by TTL, so a stale R1 never pairs with an
-unrelated R2 days later). Each upload pairs once (``consume_pair``): the two that start a run leave the item. A file named like a mate whose sidecar says ``"single_end": true`` runs alone.
+unrelated R2 days later). Each upload pairs once (``consume_pair``): the two that start a run leave the item.
+A file named like a mate whose sidecar says ``"single_end": true`` runs alone.
 
 A file named in a samplesheet (helixflow.pipeline.samplesheet) takes its sample, mate and parameters from the
 sheet instead of its name and sidecar, and pairs in its declared sample's own item. The samplesheet's own event
@@ -184,7 +185,8 @@ def consume_pair(table: Any, pk: str, inputs: list[SampleInput]) -> None:
     waiting mate's CheckMate knows its upload ran. A mate replaced in the meantime stays: its own event pairs it."""
     first, second = inputs
     try:
-        table.update_item(Key={"pk": pk}, UpdateExpression="REMOVE mate1, mate2 SET paired_mate1 = :a, paired_mate2 = :b",
+        table.update_item(Key={"pk": pk},
+                          UpdateExpression="REMOVE mate1, mate2 SET paired_mate1 = :a, paired_mate2 = :b",
                           ConditionExpression="mate1.etag = :a AND mate2.etag = :b",
                           ExpressionAttributeValues={":a": first.etag, ":b": second.etag})
     except ClientError as exc:
