@@ -31,6 +31,7 @@ import numpy as np
 from helixflow.errors import InvalidFastq, Position
 from helixflow.fastq.bgzf import block_offsets
 from helixflow.fastq.streams import detect_format
+from helixflow.phase1.kernels.records import record_lines
 
 BLOCK_BYTES = 8 << 20
 
@@ -228,13 +229,8 @@ def _index_records(data: np.ndarray, at_eof: bool, limit: int | None) -> _Index 
         n = min(n, limit)
     if n == 0:
         return None
-    ends = newlines[: 4 * n].reshape(n, 4)
-    starts = np.empty_like(ends)
-    starts[0, 0] = 0
-    starts[1:, 0] = ends[:-1, 3] + 1
-    starts[:, 1:] = ends[:, :-1] + 1
-    carriage_return = (data[np.maximum(ends - 1, 0)] == 13) & (ends > starts)
-    return _Index(min(int(ends[-1, 3]) + 1, data.shape[0]), starts, ends - carriage_return)
+    starts, ends = record_lines(data, newlines, n)
+    return _Index(min(int(newlines[4 * n - 1]) + 1, data.shape[0]), starts, ends)
 
 
 def _batch_from_index(data: np.ndarray, index: _Index, first_record: int, first_byte: int,

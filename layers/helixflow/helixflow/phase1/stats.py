@@ -4,7 +4,7 @@ Every statistic of a file is a function of these integers, so the statistics mer
 split of the file equal those of the whole file bit for bit.
 
 Duplication (``HashSample`` over sequence hashes): the reads' sequences (R1+R2 for pairs) are hashed
-(FNV-1a then splitmix64); distinct hashes whose top ``level`` bits are zero are counted exactly, the level
+(``seq.hashing.hash_bytes``); distinct hashes whose top ``level`` bits are zero are counted exactly, the level
 rising whenever more than ``capacity`` distinct hashes are kept. The kept hashes are a uniform random sample of
 the distinct sequences, each with its exact copy number, so the duplication rate is estimated as
 ``1 - distinct / reads`` over the sample and the histogram of copy numbers is the sample's. With the default

@@ -1,4 +1,4 @@
-"""64-bit hashing for the kernels: splitmix64 (Steele, Lea and Flood 2014) and FNV-1a over byte ranges.
+"""64-bit hashing for the kernels: splitmix64 (Steele, Lea and Flood 2014) and FNV-1a over the words of byte ranges.
 
 ``splitmix64`` adds the golden-ratio increment ``GOLDEN_GAMMA`` and applies the finaliser ``mix64``; ``mix64``
 alone is a bijection of 64-bit words, which the minimizer index uses so distinct k-mers never collide. Changing
@@ -31,8 +31,19 @@ def splitmix64(x):
 
 @njit(cache=True, nogil=True, inline="always")
 def hash_bytes(data, start, stop):
-    """FNV-1a of ``data[start:stop]`` with the length folded in, then splitmix64 to spread the low bits."""
+    """Hash of ``data[start:stop]``: FNV-1a's step over its 8-byte words (little-endian) and then its last bytes
+    packed into one word, the length folded in, then splitmix64 to spread the bits. A word per step, where
+    FNV-1a's byte per step made a chain of a multiply per base (a tenth of Phase 1's transform). Equal byte ranges
+    hash equal; the duplication and read samples only need the hashes spread uniformly."""
     h = _FNV_OFFSET
-    for i in range(start, stop):
-        h = ((h ^ np.uint64(data[i])) * _FNV_PRIME) & MASK64
-    return splitmix64(h ^ np.uint64(stop - start))
+    span = data[start:stop]
+    n = span.shape[0]
+    whole = n >> 3
+    words = span[:whole << 3].view(np.uint64)
+    for i in range(whole):
+        h = ((h ^ words[i]) * _FNV_PRIME) & MASK64
+    tail = np.uint64(0)
+    for i in range(whole << 3, n):
+        tail = (tail << np.uint64(8)) | np.uint64(span[i])
+    h = ((h ^ tail) * _FNV_PRIME) & MASK64
+    return splitmix64(h ^ np.uint64(n))

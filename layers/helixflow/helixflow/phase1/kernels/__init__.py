@@ -1,6 +1,6 @@
 """Numba kernels of the Phase 1 engine. Each works on one batch: the raw FASTQ bytes plus per-record offsets.
 
-``quality`` (Phred decoding), ``qc`` (the QC histograms and k-mer counts), ``sampling`` (read hashes and the
+``records`` (where each record's lines lie), ``quality`` (Phred decoding), ``qc`` (the QC histograms and k-mer counts), ``sampling`` (read hashes and the
 mergeable hash sample behind duplication and overrepresentation), ``adapter`` (the adapter scan), ``trim``
 (quality, poly-G/X, adapter and overlap trimming and the filters) and ``output`` (trimmed FASTQ text and the
 packed columns of the embeddings table).

@@ -105,8 +105,10 @@ def adapter_start(data, s, front, end, adapter, min_overlap, max_error_rate):
     c2 = _U0
     c3 = MASK64
     whole = _U1 << np.uint64(alen - 1)
-    for q in range(front, end):
-        d = data[s + q]
+    # The loop indexes a view of the span by its own counter: ``data[s + q]`` cost a negative-index check per base.
+    span = data[s + front:s + end]
+    for i in range(span.shape[0]):
+        d = span[i]
         x = ((hi ^ _CODE_HI[d]) | (lo ^ _CODE_LO[d]) | _CODE_OTHER[d]) & care
         c0 = (c0 << _U1) | b0
         c1 = (c1 << _U1) | b1
@@ -120,7 +122,7 @@ def adapter_start(data, s, front, end, adapter, min_overlap, max_error_rate):
         c2 ^= nxt
         c3 |= carry
         if (c3 & whole) == _U0:
-            p = q - alen + 1
+            p = front + i - alen + 1
             # p > end - min_overlap only when min_overlap > alen, which rules out every later p as well
             return p if p <= end - min_overlap else end
     for overlap in range(min(alen - 1, end - front), max(min_overlap, 1) - 1, -1):

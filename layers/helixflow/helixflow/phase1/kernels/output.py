@@ -27,25 +27,25 @@ def render_fastq(data, name_start, name_end, seq_start, qual_start, front, lengt
     for r in range(seq_start.shape[0]):
         if not selected[r]:
             continue
+        # Slice copies: an element loop over data[s + i] costs a sign check per byte.
         out[o] = 64
         o += 1
-        for i in range(name_start[r], name_end[r]):
-            out[o] = data[i]
-            o += 1
+        name = name_end[r] - name_start[r]
+        out[o:o + name] = data[name_start[r]:name_end[r]]
+        o += name
         out[o] = 10
         o += 1
+        n = lengths[r]
         s = seq_start[r] + front[r]
-        for i in range(lengths[r]):
-            out[o + i] = data[s + i]
-        o += lengths[r]
+        out[o:o + n] = data[s:s + n]
+        o += n
         out[o] = 10
         out[o + 1] = 43
         out[o + 2] = 10
         o += 3
         s = qual_start[r] + front[r]
-        for i in range(lengths[r]):
-            out[o + i] = data[s + i]
-        o += lengths[r]
+        out[o:o + n] = data[s:s + n]
+        o += n
         out[o] = 10
         o += 1
     return out

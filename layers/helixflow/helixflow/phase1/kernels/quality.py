@@ -17,3 +17,7 @@ def phred(byte):
     if v >= QUAL_BINS:
         return QUAL_BINS - 1
     return v
+
+
+# ``phred`` of every byte, for kernels that decode a base per table lookup instead of two comparisons.
+PHRED_OF_BYTE = np.clip(np.arange(256) - PHRED_OFFSET, 0, QUAL_BINS - 1).astype(np.int64)

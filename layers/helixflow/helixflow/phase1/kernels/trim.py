@@ -6,7 +6,7 @@ import numpy as np
 from numba import njit
 
 from helixflow.phase1.kernels.adapter import adapter_start
-from helixflow.phase1.kernels.quality import phred
+from helixflow.phase1.kernels.quality import PHRED_OF_BYTE, phred
 from helixflow.seq.alphabet import BASE_CODE, COMPLEMENT, N_CODE
 
 # Filter outcomes, ordered by precedence: a pair takes the larger of its mates' codes (as fastp does).
@@ -123,10 +123,12 @@ def _filter(data, s, q, front, end, qualified_q, unqualified_pct, n_limit, min_l
         return TOO_SHORT
     low = 0
     ns = 0
-    for i in range(front, end):
-        if phred(data[q + i]) < qualified_q:
+    seq = data[s + front:s + end]  # views indexed by the loop counter (see adapter_start)
+    qual = data[q + front:q + end]
+    for i in range(n):
+        if PHRED_OF_BYTE[qual[i]] < qualified_q:
             low += 1
-        if BASE_CODE[data[s + i]] == N_CODE:
+        if BASE_CODE[seq[i]] == N_CODE:
             ns += 1
     if unqualified_pct >= 0 and low > unqualified_pct * n / 100.0:
         return LOW_QUALITY
