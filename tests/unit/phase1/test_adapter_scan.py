@@ -46,7 +46,8 @@ def _both(data, starts, fronts, ends, adapters, adapter_off, min_overlaps, rates
     want = np.empty(n, np.int64)
     for c in range(n):
         adapter = adapters[adapter_off[c]:adapter_off[c + 1]]
-        got[c] = kernels.adapter_start(data, starts[c], fronts[c], ends[c], adapter, min_overlaps[c], rates[c])
+        got[c] = kernels.adapter_start(data, starts[c], fronts[c], ends[c], adapter, min_overlaps[c], rates[c],
+                                       kernels.adapter_words(adapter, rates[c]))
         want[c] = _reference(data, starts[c], fronts[c], ends[c], adapter, min_overlaps[c], rates[c])
     return got, want
 
@@ -144,6 +145,7 @@ def test_edge_cases():
         data = np.frombuffer(read, np.uint8)
         ad = np.frombuffer(adapter, np.uint8)
         for front in range(0, len(read) + 1, 3):
-            got = kernels.adapter_start(data, 0, front, len(read), ad, min_overlap, rate)
+            got = kernels.adapter_start(data, 0, front, len(read), ad, min_overlap, rate,
+                                        kernels.adapter_words(ad, rate))
             want = _reference(data, 0, front, len(read), ad, min_overlap, rate)
             assert got == want, (read, adapter, min_overlap, rate, front)

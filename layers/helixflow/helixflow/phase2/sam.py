@@ -168,9 +168,14 @@ def _record(buf, at, write, row, mate, first, ids, id_offsets, seq, qual, seq_of
         buf[at] = 9
         buf[at + 1 + hi - lo] = 9
         if reverse:
-            for i in range(hi - lo):
-                buf[at + 1 + i] = COMPLEMENT[seq[hi - 1 - i]]
-                buf[at + 2 + hi - lo + i] = qual[hi - 1 - i]
+            # Views indexed by the loop counter: computed indices cost a negative-index check per byte.
+            seq_out = buf[at + 1:at + 1 + hi - lo]
+            qual_out = buf[at + 2 + hi - lo:at + 2 + 2 * (hi - lo)]
+            seq_in = seq[lo:hi][::-1]
+            qual_in = qual[lo:hi][::-1]
+            for i in range(seq_out.shape[0]):
+                seq_out[i] = COMPLEMENT[seq_in[i]]
+                qual_out[i] = qual_in[i]
         else:  # a copy, hoisted out of the loop: the common case is memcpy
             buf[at + 1:at + 1 + hi - lo] = seq[lo:hi]
             buf[at + 2 + hi - lo:at + 2 + 2 * (hi - lo)] = qual[lo:hi]

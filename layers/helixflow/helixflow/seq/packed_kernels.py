@@ -26,10 +26,11 @@ def reverse_complement_packed(seq, offsets):
     """Every packed sequence reverse-complemented in place of the original (same offsets)."""
     out = np.empty_like(seq)
     for r in range(offsets.shape[0] - 1):
-        lo = offsets[r]
-        hi = offsets[r + 1]
-        for i in range(hi - lo):
-            out[lo + i] = COMPLEMENT[seq[hi - 1 - i]]
+        # Views indexed by the loop counter: a computed index (lo + i) costs a negative-index check per byte.
+        source = seq[offsets[r]:offsets[r + 1]][::-1]
+        target = out[offsets[r]:offsets[r + 1]]
+        for i in range(target.shape[0]):
+            target[i] = COMPLEMENT[source[i]]
     return out
 
 
@@ -43,7 +44,8 @@ def gather_into(out, at, source, starts, lengths, table):
         end += lengths[i]
         ends[i] = end
     for i in prange(starts.shape[0]):
-        first = ends[i] - lengths[i]
-        for j in range(lengths[i]):
-            out[first + j] = table[source[starts[i] + j]]
+        target = out[ends[i] - lengths[i]:ends[i]]  # views indexed by the loop counter (see above)
+        piece = source[starts[i]:starts[i] + lengths[i]]
+        for j in range(target.shape[0]):
+            target[j] = table[piece[j]]
     return end

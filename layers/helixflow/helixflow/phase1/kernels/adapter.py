@@ -48,8 +48,41 @@ def adapter_start_plain(data, s, front, end, adapter, min_overlap, max_error_rat
     return end
 
 
+# The adapter as the word scan holds it (``adapter_words``): one bit per adapter position in each word.
+_HI, _LO, _CARE, _HOLDS = range(4)
+
+
+@njit(cache=True, nogil=True)
+def adapter_words(adapter, max_error_rate):
+    """(hi, lo, care, holds) of ``adapter``: its 2-bit codes' high and low bits, its positions that are not N,
+    and 1 when the word scan can hold it (0: ``adapter_start_plain`` answers)."""
+    alen = adapter.shape[0]
+    full_allowed = int(alen * max_error_rate)
+    words = np.zeros(4, dtype=np.uint64)
+    if not (alen <= 64 and 0 <= full_allowed <= 7):
+        return words
+    wild = _U0
+    for i in range(alen):
+        a = adapter[i]
+        bit = _U1 << np.uint64(i)
+        if a == 67:  # C = 01
+            words[_LO] |= bit
+        elif a == 71:  # G = 10
+            words[_HI] |= bit
+        elif a == 84:  # T = 11
+            words[_HI] |= bit
+            words[_LO] |= bit
+        elif a == 78:
+            wild |= bit
+        elif a != 65:  # A = 00
+            return np.zeros(4, dtype=np.uint64)
+    words[_CARE] = ~wild
+    words[_HOLDS] = _U1
+    return words
+
+
 @njit(cache=True, nogil=True, inline="always")
-def adapter_start(data, s, front, end, adapter, min_overlap, max_error_rate):
+def adapter_start(data, s, front, end, adapter, min_overlap, max_error_rate, words):
     """First position p in [front, end) where the read from p on matches the adapter's prefix (the whole
     adapter, or as much as fits before the 3' end) with at most floor(overlap * max_error_rate) substitutions
     and overlap >= min_overlap. N in the adapter matches any base. Returns ``end`` when there is none.
@@ -68,34 +101,15 @@ def adapter_start(data, s, front, end, adapter, min_overlap, max_error_rate):
     A read base matches an adapter A/C/G/T iff its BASE_CODE code equals the adapter's, which is what the byte
     comparison ``data & 0xDF == adapter`` means for those letters (any other read letter matches only N).
     Adapters the words cannot hold (over 64 bases, more than 7 allowed mismatches, letters other than ACGTN)
-    use ``adapter_start_plain``, the same search by direct comparison."""
+    use ``adapter_start_plain``, the same search by direct comparison. ``words`` is the adapter as the scan
+    holds it, ``adapter_words(adapter, max_error_rate)``: built once per batch, not per read."""
     alen = adapter.shape[0]
     if alen == 0:
         return end
-    full_allowed = int(alen * max_error_rate)
-    hi = _U0
-    lo = _U0
-    wild = _U0
-    supported = alen <= 64 and 0 <= full_allowed <= 7
-    i = 0
-    while supported and i < alen:
-        a = adapter[i]
-        bit = _U1 << np.uint64(i)
-        if a == 67:  # C = 01
-            lo |= bit
-        elif a == 71:  # G = 10
-            hi |= bit
-        elif a == 84:  # T = 11
-            hi |= bit
-            lo |= bit
-        elif a == 78:
-            wild |= bit
-        elif a != 65:  # A = 00
-            supported = False
-        i += 1
-    if not supported:
+    if words[_HOLDS] == _U0:
         return adapter_start_plain(data, s, front, end, adapter, min_overlap, max_error_rate)
-    care = ~wild
+    hi, lo, care = words[_HI], words[_LO], words[_CARE]
+    full_allowed = int(alen * max_error_rate)
     base = 7 - full_allowed
     b0 = np.uint64(base & 1)
     b1 = np.uint64((base >> 1) & 1)
@@ -137,8 +151,9 @@ def adapter_start(data, s, front, end, adapter, min_overlap, max_error_rate):
 @njit(cache=True, nogil=True)
 def count_adapter_hits(data, seq_start, lengths, adapter, min_overlap, error_rate):
     """Reads in which the adapter (or its prefix at the 3' end, >= min_overlap bases) is found."""
+    words = adapter_words(adapter, error_rate)
     hits = 0
     for r in range(seq_start.shape[0]):
-        if adapter_start(data, seq_start[r], 0, lengths[r], adapter, min_overlap, error_rate) < lengths[r]:
+        if adapter_start(data, seq_start[r], 0, lengths[r], adapter, min_overlap, error_rate, words) < lengths[r]:
             hits += 1
     return hits

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from helixflow.phase1.kernels.adapter import adapter_start
+from helixflow.phase1.kernels.adapter import adapter_start, adapter_words
 from helixflow.phase1.kernels.quality import PHRED_OF_BYTE, phred
 from helixflow.seq.alphabet import BASE_CODE, COMPLEMENT, N_CODE
 
@@ -165,11 +165,12 @@ def trim_single(data, seq_start, qual_start, lengths, adapter, cfg, error_rate, 
                 out_adapter_bases, out_status):
     """Trim and filter single reads. out_adapter[r] = adapter start relative to the read start, or -1;
     out_adapter_bases[r] = bases the adapter cut removed."""
+    words = adapter_words(adapter, error_rate)
     for r in range(seq_start.shape[0]):
         s = seq_start[r]
         q = qual_start[r]
         front, end = _quality_and_poly_g(data, s, q, lengths[r], cfg)
-        a = adapter_start(data, s, front, end, adapter, cfg[ADAPTER_MIN_OVERLAP], error_rate)
+        a = adapter_start(data, s, front, end, adapter, cfg[ADAPTER_MIN_OVERLAP], error_rate, words)
         out_adapter[r] = a if a < end else -1
         out_adapter_bases[r] = end - a
         end = a
@@ -228,6 +229,8 @@ def trim_pairs(d1, ss1, qs1, l1, d2, ss2, qs2, l2, adapter1, adapter2, cfg, erro
     Adapters are found from the overlap of the mates first (insert shorter than the reads: both mates are cut to
     the insert); pairs without such an overlap fall back to the given adapter sequences.
     insert_size[r] = insert length when the mates overlap, else -1."""
+    words1 = adapter_words(adapter1, error_rate)
+    words2 = adapter_words(adapter2, error_rate)
     for r in range(ss1.shape[0]):
         s1, q1, s2, q2 = ss1[r], qs1[r], ss2[r], qs2[r]
         f1, e1 = _quality_and_poly_g(d1, s1, q1, l1[r], cfg)
@@ -242,9 +245,9 @@ def trim_pairs(d1, ss1, qs1, l1, d2, ss2, qs2, l2, adapter1, adapter2, cfg, erro
                 a1 = min(e1, f1 + ol + f2)
                 a2 = min(e2, f2 + ol + f1)
         if a1 == e1:
-            a1 = adapter_start(d1, s1, f1, e1, adapter1, cfg[ADAPTER_MIN_OVERLAP], error_rate)
+            a1 = adapter_start(d1, s1, f1, e1, adapter1, cfg[ADAPTER_MIN_OVERLAP], error_rate, words1)
         if a2 == e2:
-            a2 = adapter_start(d2, s2, f2, e2, adapter2, cfg[ADAPTER_MIN_OVERLAP], error_rate)
+            a2 = adapter_start(d2, s2, f2, e2, adapter2, cfg[ADAPTER_MIN_OVERLAP], error_rate, words2)
         adapter_at1[r] = a1 if a1 < e1 else -1
         adapter_at2[r] = a2 if a2 < e2 else -1
         adapter_bases1[r] = e1 - a1
