@@ -64,3 +64,40 @@ def test_after_the_warm_up_no_command_compiles_anything(tmp_path):
         compiled[name] = int(done.stdout.split("compiled ")[-1])
     assert compiled == dict.fromkeys(commands, 0)
     assert (tmp_path / "c.tsv").read_text().startswith("read_id\tcluster_id")
+
+
+HELPER = "from numba import njit\n\n\n@njit(inline='always')\ndef value():\n    return {}\n"
+KERNEL = "from numba import njit\n\nfrom stale_pkg.helper import value\n\n\n@njit(cache=True)\ndef kernel():\n    return value()\n"
+
+
+def test_the_warm_up_drops_kernels_compiled_from_sources_that_changed_since(tmp_path, monkeypatch):
+    """Numba checks only a kernel's own file: a kernel that inlines another module's function keeps the old
+    code from the cache when only that module changes. The warm-up's fingerprint of every source catches it."""
+    from numba.core import config
+
+    from helixflow.warmup import drop_stale_cache
+
+    package = tmp_path / "src" / "stale_pkg"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "helper.py").write_text(HELPER.format(1))
+    (package / "kernel.py").write_text(KERNEL)
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(config, "CACHE_DIR", str(cache))
+    # No bytecode cache: the helper is rewritten within the second at the same size, which .pyc stamps miss.
+    env = {"PATH": "/usr/bin:/bin", "NUMBA_CACHE_DIR": str(cache), "PYTHONPATH": str(tmp_path / "src"),
+           "PYTHONDONTWRITEBYTECODE": "1"}
+
+    def run() -> int:
+        done = subprocess.run([sys.executable, "-c", "from stale_pkg.kernel import kernel; print(kernel())"],
+                              capture_output=True, text=True, env=env, timeout=120, check=True)
+        return int(done.stdout)
+
+    assert drop_stale_cache(package) == 0  # no cache yet: only the fingerprint is written
+    assert run() == 1
+    (package / "helper.py").write_text(HELPER.format(2))
+    assert run() == 1  # the hazard: served from the cache, compiled from the old helper
+    assert drop_stale_cache(package) == 2  # the kernel's index and its compiled code
+    assert run() == 2
+    assert drop_stale_cache(package) == 0  # sources unchanged since: the warm cache stays
+    assert run() == 2

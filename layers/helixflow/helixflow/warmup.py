@@ -13,11 +13,16 @@ specialisation a run needs is in the cache afterwards. Where it runs:
   what it loads), so ``seed_cache()`` copies the seed to ``NUMBA_CACHE_DIR`` at cold start (milliseconds for
   the ~1 MB it holds) before any kernel module is imported. The cache is keyed by source path and stamp,
   which the image keeps.
+Numba checks only the stamp of a kernel's own file, and most kernels inline functions of other modules (the
+alphabet, the hashes, the adapter scan): after an update that changes only those, a warm cache would keep
+serving the old code. So the warm-up first drops this package's cache when any of its sources changed since
+the cache was built (``drop_stale_cache``: a fingerprint of every source, kept beside the cache).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shutil
 import sys
@@ -38,6 +43,50 @@ def seed_cache() -> bool:
         return False
     shutil.copytree(seed, target)
     return True
+
+
+def _cache_dirs(package: Path) -> tuple[Path, list[Path]]:
+    """(the fingerprint file, the folders Numba caches this package's kernels in): ``NUMBA_CACHE_DIR``'s
+    per-folder subpaths when it is set, else ``__pycache__`` beside each source folder."""
+    from numba.core import config
+    from numba.core.caching import UserProvidedCacheLocator
+
+    folders = sorted({path.parent for path in package.rglob("*.py")})
+    stamp = f"{package.name}-sources.sha256"
+    if config.CACHE_DIR:
+        root = Path(config.CACHE_DIR)
+        return root / stamp, [root / UserProvidedCacheLocator.get_suitable_cache_subpath(str(f / "m.py"))
+                                   for f in folders]
+    return package / "__pycache__" / stamp, [f / "__pycache__" for f in folders]
+
+
+def sources_fingerprint(package: Path) -> str:
+    """SHA-256 of Numba's version and every source file of ``package`` (path and bytes)."""
+    import numba
+
+    digest = hashlib.sha256(numba.__version__.encode())
+    for path in sorted(package.rglob("*.py")):
+        digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def drop_stale_cache(package: Path | None = None) -> int:
+    """Delete ``package``'s (default: helixflow's) compiled kernels from Numba's cache when its sources changed
+    since the fingerprint beside the cache was written, and write the new one; returns how many cache files went
+    (0: the cache matches the sources, or there was none)."""
+    package = package or Path(__file__).resolve().parent
+    stamp, folders = _cache_dirs(package)
+    fingerprint = sources_fingerprint(package)
+    if stamp.is_file() and stamp.read_text() == fingerprint:
+        return 0
+    removed = 0
+    for folder in folders:
+        for entry in [*folder.glob("*.nbi"), *folder.glob("*.nbc")]:
+            entry.unlink()
+            removed += 1
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(fingerprint)
+    return removed
 
 
 def warm_phase1(scratch: Path, *, paired: bool, params=None, genome: bytes | None = None) -> Path:
@@ -102,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--phase2", action="store_true", help="Phase 2's kernels (the cluster nodes)")
     options = parser.parse_args(argv)
     both = not (options.phase1 or options.phase2)
+    dropped = drop_stale_cache()
     compiled = compiled_count()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="helixflow-warmup-") as scratch:
@@ -111,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         if options.phase2 or both:
             warm_phase2(Path(scratch))
     print(f"helixflow warm-up: {compiled()} kernel specialisations compiled in {time.monotonic() - started:.1f} s "
-          f"(0 means the cache was already warm)", file=sys.stderr)
+          f"(0 means the cache was already warm; {dropped} stale cache files dropped first)", file=sys.stderr)
     return 0
 
 

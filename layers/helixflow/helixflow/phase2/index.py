@@ -93,12 +93,12 @@ def minimizers(seq, k, w, out_hash, out_pos, out_strand):
         j = i - k + 1
         if j < 0:
             continue
-        if valid < k:
-            h, s = _INVALID, np.uint8(0)
-        elif fwd < rev:
-            h, s = mix64(fwd), np.uint8(0)  # a bijection: distinct k-mers never collide
-        else:
-            h, s = mix64(rev), np.uint8(1)
+        # Selects, not branches: which strand is canonical is a coin flip per k-mer, and a mispredicted branch
+        # around each side's hash cost more than hashing once. The forward k-mer when strictly smaller.
+        s = np.uint8(fwd >= rev)
+        h = mix64(rev if s else fwd)  # a bijection: distinct k-mers never collide
+        h = _INVALID if valid < k else h
+        s = np.uint8(0) if valid < k else s
         ring_hash[j & mask] = h
         ring_strand[j & mask] = s
         # The window of w k-mers ending at j: the entering k-mer wins if strictly smaller (ties keep the
