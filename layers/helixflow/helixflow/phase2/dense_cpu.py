@@ -43,10 +43,12 @@ def similarity(dot, query_inverse_norm, target_inverse_norm):
 
 @njit(cache=True)
 def largest(dots, r, c0, c1):
-    """The largest of ``dots[r, c0:c1]``."""
-    best = dots[r, c0]
-    for c in range(c0 + 1, c1):
-        best = max(best, dots[r, c])
+    """The largest of ``dots[r, c0:c1]`` (a view indexed by the loop counter: a computed column index costs a
+    negative-index check per element, which kept the loop from vectorising)."""
+    row = dots[r, c0:c1]
+    best = row[0]
+    for c in range(1, row.shape[0]):
+        best = max(best, row[c])
     return best
 
 
